@@ -1,0 +1,73 @@
+// Node configuration, read from a TOML file.
+//
+// The runtime parses the sections it owns ([node], [store], [transport],
+// [admin], [[peers]]) into `node_config`; role sections ([buyer], [factory],
+// [supplier]) are parsed by the actors library from `config_file::root()`.
+// Every error names the file, the line and the field:
+//   "examples/demo/velo.toml:7: node.listen: expected a string like tcp://127.0.0.1:7100"
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gearmesh/status.hpp"
+#include "gearmesh/transport/transport.hpp"
+
+namespace toml {
+inline namespace v3 {
+class table;
+class node;
+}  // namespace v3
+}  // namespace toml
+
+namespace gearmesh {
+
+struct node_config {
+  std::string node_id;         // [node] id
+  std::string enterprise;      // [node] enterprise
+  std::string listen;          // [node] listen, ZeroMQ endpoint
+  std::string data_dir;        // [node] data_dir; relative to the config file's directory
+  std::string admin_address = "127.0.0.1";  // [admin] address
+  std::uint16_t admin_port = 0;             // [admin] port; 0 = no admin API
+  bool store_sync = true;                   // [store] sync
+  std::size_t store_map_bytes_initial = std::size_t{64} << 20;  // [store] map_mib
+  std::size_t frame_bytes_max = 64 * 1024;  // [transport] frame_bytes_max
+  std::int64_t retry_initial_ms = 200;      // [transport] retry_initial_ms
+  std::int64_t retry_max_ms = 5000;         // [transport] retry_max_ms
+  std::string log_level = "info";           // [node] log_level
+  std::vector<transport::peer> peers;       // [[peers]] id, endpoint
+};
+
+/// A parsed TOML file that remembers its name for error messages.
+class config_file {
+ public:
+  /// Parses `path`. Errors: errc::bad_config "<path>:<line>:<col>: <toml error>"
+  /// or "<path>: cannot read".
+  static result<config_file> load(const std::string& path);
+  /// Parses TOML text; `name` appears in errors.
+  static result<config_file> parse(std::string_view text, std::string name);
+
+  const toml::table& root() const;
+  const std::string& path() const noexcept { return path_; }
+  /// Directory of the file, for resolving relative paths.
+  std::string directory() const;
+
+  /// "<path>:<line>: <field>: <what>" with the line of `where` (or of the file start).
+  status error(const toml::node* where, std::string_view field, std::string_view what) const;
+
+  config_file(config_file&&) noexcept;
+  config_file& operator=(config_file&&) noexcept;
+  ~config_file();
+
+ private:
+  config_file();
+  std::string path_;
+  std::unique_ptr<toml::table> root_;
+};
+
+/// Reads the runtime sections. Unknown keys in runtime sections are errors.
+result<node_config> parse_node_config(const config_file& file);
+
+}  // namespace gearmesh

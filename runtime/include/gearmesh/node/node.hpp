@@ -1,0 +1,87 @@
+// A Gearmesh node in a process: the embedding API.
+//
+// Lifecycle, all from one controlling thread:
+//   auto n = node::open(cfg);          // store, actor system, gateway, context
+//   actors::install_roles(**n, file);  // spawn role actors, route(), admin routes
+//   n->serve();                        // transport, outbox resend, admin API
+//   ...                                // runs; actors work on CAF's threads
+//   n->stop();                         // clean stop: everything committed is synced
+//
+// Threads: CAF scheduler (2 workers), the transport's I/O thread, the store's
+// writer thread, the admin HTTP thread. See docs/architecture.md.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+
+#include <caf/fwd.hpp>
+
+#include "gearmesh/clock.hpp"
+#include "gearmesh/node/admin.hpp"
+#include "gearmesh/node/config.hpp"
+#include "gearmesh/node/context.hpp"
+#include "gearmesh/status.hpp"
+#include "gearmesh/wire/messages.hpp"
+
+namespace gearmesh {
+
+/// Counters of a node, for /v1/metrics and tests.
+struct node_stats {
+  std::uint64_t frames_in = 0;
+  std::uint64_t frames_out = 0;
+  std::uint64_t dropped_malformed = 0;     // failed verification
+  std::uint64_t dropped_unknown_sender = 0;  // not a configured peer, or sender != connection
+  std::uint64_t dropped_wrong_receiver = 0;  // envelope not addressed to this node
+  std::uint64_t dropped_unroutable = 0;    // no actor handles that message type
+  std::uint64_t duplicates = 0;            // already processed (re-acked) or in flight
+  std::uint64_t retransmits = 0;           // outbox frames re-sent
+  std::uint64_t acks_in = 0;
+  std::uint64_t outbox_pending = 0;        // unacknowledged messages now
+  std::uint64_t commits = 0;               // effects committed
+  std::uint64_t commit_failures = 0;
+};
+
+class node {
+ public:
+  /// Opens the store at cfg.data_dir and starts the actor system. Errors name
+  /// what failed (data dir, format version, ...). Nothing listens yet.
+  static result<std::unique_ptr<node>> open(node_config cfg,
+                                            const gearmesh::clock& clk = system_clock());
+
+  ~node();  // stop()
+
+  const node_config& config() const noexcept;
+  caf::actor_system& system();
+  node_context& context();
+
+  /// Inbound messages of the given types are delivered to `handler` as the CAF
+  /// message (inbound_atom, wire::envelope) -- see runtime/include/gearmesh/node/caf_types.hpp.
+  /// Call before serve().
+  void route(std::initializer_list<wire::message_type> types, const caf::actor& handler);
+
+  /// Routes of the admin API; add before serve(). The runtime adds
+  /// GET /v1/health and GET /v1/metrics itself.
+  admin::router& admin_routes();
+
+  /// Starts the transport (bind + connect to peers), re-sends the committed
+  /// but unacknowledged outbox, starts the admin API if configured.
+  status serve();
+
+  /// The admin API's bound port (0 if none).
+  std::uint16_t admin_port() const;
+
+  node_stats stats() const;
+
+  /// Stops admin API and transport, lets actors finish, commits and syncs
+  /// everything queued, closes the store. Idempotent.
+  void stop();
+
+ private:
+  struct impl;
+  explicit node(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace gearmesh

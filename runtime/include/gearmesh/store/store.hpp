@@ -1,0 +1,225 @@
+// Durable local state of a node: one LMDB environment per data directory.
+//
+// Layout: named tables (LMDB sub-databases) of byte keys to byte values. The
+// runtime owns these tables:
+//   "meta"   format version stamp and id counters
+//   "inbox"  key = "<sender>/<message_id as 20-digit decimal>", value = empty;
+//            the inbound messages already processed (dedup)
+//   "outbox" key = <message_id as 20-digit decimal>, value = "<receiver>\0<frame bytes>";
+//            messages committed but not yet acknowledged by their receiver
+// Actor libraries own further tables (see actors/include/gearmesh/actors/records.hpp).
+//
+// Threading: `environment` reads are thread-safe (each call uses its own
+// read-only snapshot transaction). All writes go through one `commit_queue`.
+// Durability: a batch is on disk when its completion runs with an ok status.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gearmesh/status.hpp"
+
+namespace gearmesh::store {
+
+/// On-disk format version written to "meta"/"format_version"; open fails with
+/// errc::storage on a mismatch.
+constexpr std::uint32_t format_version = 1;
+
+struct options {
+  /// Directory holding data.mdb and lock.mdb; created if missing.
+  std::string path;
+  /// Initial LMDB map size; grows (doubling) on MDB_MAP_FULL up to map_bytes_max.
+  std::size_t map_bytes_initial = std::size_t{64} << 20;
+  std::size_t map_bytes_max = std::size_t{64} << 30;
+  /// Maximum number of named tables.
+  unsigned tables_max = 64;
+  /// false: commits are not fsynced (MDB_NOSYNC). Only for tests and the simulator.
+  bool sync = true;
+};
+
+/// One change inside a write batch.
+struct write_op {
+  enum class kind : std::uint8_t { put, erase };
+  kind op = kind::put;
+  std::string table;
+  std::string key;
+  std::string value;  // empty for erase
+};
+
+/// An ordered set of changes applied atomically (all or nothing).
+class write_batch {
+ public:
+  void put(std::string_view table, std::string_view key, std::string_view value);
+  void erase(std::string_view table, std::string_view key);
+  /// Appends all ops of `other` after this batch's ops.
+  void append(write_batch&& other);
+  bool empty() const noexcept { return ops_.empty(); }
+  std::size_t size() const noexcept { return ops_.size(); }
+  const std::vector<write_op>& ops() const noexcept { return ops_; }
+
+ private:
+  std::vector<write_op> ops_;
+};
+
+/// Table statistics, for `gearmesh store inspect` and metrics.
+struct table_stats {
+  std::string name;
+  std::uint64_t entries = 0;
+  std::uint64_t bytes = 0;  // pages * page size
+};
+
+/// An open LMDB environment. Not copyable; close by destroying (after the
+/// commit_queue using it has stopped).
+class environment {
+ public:
+  /// Opens (creating if needed) the store at `opts.path`. Errors: errc::storage
+  /// with the path and the LMDB message (permissions, disk full, version mismatch).
+  static result<std::unique_ptr<environment>> open(const options& opts);
+
+  ~environment();
+  environment(const environment&) = delete;
+  environment& operator=(const environment&) = delete;
+
+  /// Reads one value. std::nullopt if the table or key does not exist.
+  result<std::optional<std::string>> get(std::string_view table, std::string_view key) const;
+
+  /// Visits entries of `table` in key order from the first key >= `from`,
+  /// in one consistent snapshot, until `fn` returns false. Missing table = no entries.
+  status scan(std::string_view table, std::string_view from,
+              const std::function<bool(std::string_view key, std::string_view value)>& fn) const;
+
+  /// Visits all entries of `table` (scan from the first key).
+  status for_each(std::string_view table,
+                  const std::function<bool(std::string_view key, std::string_view value)>& fn) const {
+    return scan(table, {}, fn);
+  }
+
+  /// Applies `batches` in order in ONE write transaction and commits it
+  /// (synced unless options.sync is false). Retries after growing the map on
+  /// MDB_MAP_FULL. All or nothing. Only one thread may call this at a time:
+  /// normally the commit_queue's writer thread.
+  status apply(const std::vector<const write_batch*>& batches);
+  status apply(const write_batch& batch) { return apply(std::vector<const write_batch*>{&batch}); }
+
+  /// Names and sizes of all tables.
+  result<std::vector<table_stats>> stats() const;
+
+  /// Consistent compacted copy into directory `dir` (must exist and be empty); online.
+  status copy_to(const std::string& dir) const;
+
+  const std::string& path() const noexcept;
+
+ private:
+  struct impl;
+  explicit environment(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+/// Sink for write batches. Implementations are thread-safe.
+class commit_queue {
+ public:
+  /// Runs after the batch is durable (status ok) or failed (not applied).
+  /// Runs on the writer's thread, in submission order; must not block.
+  using completion = std::function<void(const status&)>;
+
+  virtual ~commit_queue() = default;
+
+  /// Queues `batch`. Batches are applied in submission order, so a batch is
+  /// never durable before any batch submitted earlier from any thread.
+  /// Blocks while the queue is full (backpressure).
+  virtual void submit(write_batch batch, completion done) = 0;
+};
+
+/// Counters of a group_commit_writer.
+struct writer_stats {
+  std::uint64_t batches = 0;       // batches applied
+  std::uint64_t transactions = 0;  // LMDB commits (= syncs when options.sync)
+  std::uint64_t failures = 0;      // transactions that failed
+};
+
+/// Group commit: one writer thread drains everything queued since its last
+/// commit into one transaction and one sync, then runs the completions.
+class group_commit_writer final : public commit_queue {
+ public:
+  struct options {
+    /// Most batches per transaction. 1 = one sync per batch (baseline).
+    std::size_t batches_per_txn_max = 4096;
+    /// Most batches waiting; submit blocks beyond this.
+    std::size_t queue_max = 65536;
+  };
+
+  /// Starts the writer thread. `env` must outlive this object.
+  group_commit_writer(environment& env, options opts);
+  explicit group_commit_writer(environment& env) : group_commit_writer(env, options{}) {}
+  ~group_commit_writer() override;  // stop()
+
+  void submit(write_batch batch, completion done) override;
+
+  /// Commits everything queued, runs completions, joins the thread. Batches
+  /// submitted afterwards complete with errc::shutting_down. Idempotent.
+  void stop();
+
+  writer_stats stats() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Typed values: specialise `codec<T>` with
+///   static std::string encode(const T&);
+///   static result<T> decode(std::string_view);
+template <class T>
+struct codec;
+
+/// A named table of T values, typed through codec<T>.
+template <class T>
+class table {
+ public:
+  explicit constexpr table(std::string_view name) : name_(name) {}
+  std::string_view name() const noexcept { return name_; }
+
+  void put(write_batch& b, std::string_view key, const T& value) const {
+    b.put(name_, key, codec<T>::encode(value));
+  }
+  void erase(write_batch& b, std::string_view key) const { b.erase(name_, key); }
+
+  result<std::optional<T>> get(const environment& env, std::string_view key) const {
+    auto raw = env.get(name_, key);
+    if (!raw) return raw.error();
+    if (!raw->has_value()) return std::optional<T>{};
+    auto v = codec<T>::decode(**raw);
+    if (!v) return v.error();
+    return std::optional<T>{std::move(*v)};
+  }
+
+  /// Visits all decoded values; stops with the first decode error.
+  status for_each(const environment& env,
+                  const std::function<bool(std::string_view key, T&& value)>& fn) const {
+    status err;
+    auto st = env.for_each(name_, [&](std::string_view k, std::string_view v) {
+      auto t = codec<T>::decode(v);
+      if (!t) {
+        err = t.error();
+        return false;
+      }
+      return fn(k, std::move(*t));
+    });
+    if (!st) return st;
+    return err;
+  }
+
+ private:
+  std::string_view name_;
+};
+
+/// Fixed-width decimal for keys that sort numerically ("00000000000000000042").
+std::string key_u64(std::uint64_t v);
+
+}  // namespace gearmesh::store

@@ -1,0 +1,65 @@
+// Moving frames between nodes.
+//
+// A transport carries opaque frames (encoded envelopes) between node ids. It
+// does not interpret them and does not retry: reliability (outbox, acks,
+// dedup) is the node host's job, so the simulator can replace the transport
+// with a simulated network without touching anything above it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gearmesh/status.hpp"
+
+namespace gearmesh::transport {
+
+/// A partner node this node may exchange frames with.
+struct peer {
+  std::string id;        // node id, e.g. "framecraft"
+  std::string endpoint;  // e.g. "tcp://127.0.0.1:7101"
+};
+
+/// Counters; monotonically increasing.
+struct transport_stats {
+  std::uint64_t frames_sent = 0;
+  std::uint64_t frames_received = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t dropped_unknown_peer = 0;  // send() to a peer not added
+  std::uint64_t dropped_queue_full = 0;    // peer not keeping up (HWM) or queue bound hit
+  std::uint64_t dropped_oversized = 0;     // inbound frame above the size limit
+  std::uint64_t dropped_malformed = 0;     // inbound message with unexpected parts
+};
+
+class transport {
+ public:
+  /// Called for every inbound frame, on the transport's thread. `from` is the
+  /// identity the connection presented (routing id; the CURVE-authenticated
+  /// identity once security is on). The span is valid only during the call.
+  using receive_fn = std::function<void(const std::string& from, std::span<const std::uint8_t> frame)>;
+
+  virtual ~transport() = default;
+
+  /// Sets the inbound handler. Call before start().
+  virtual void on_receive(receive_fn fn) = 0;
+
+  /// Starts listening and connecting. Errors: errc::transport (bind failed, ...).
+  virtual status start() = 0;
+
+  /// Stops; no receive_fn call is in progress or follows when this returns. Idempotent.
+  virtual void stop() = 0;
+
+  /// Adds a peer and connects to it. Thread-safe.
+  virtual void add_peer(const peer& p) = 0;
+
+  /// Queues `frame` for `peer_id`. Thread-safe, never blocks. Best effort: a
+  /// frame can be dropped (counted); callers retry from their outbox.
+  virtual void send(const std::string& peer_id, std::vector<std::uint8_t> frame) = 0;
+
+  virtual transport_stats stats() const = 0;
+};
+
+}  // namespace gearmesh::transport

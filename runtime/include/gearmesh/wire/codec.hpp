@@ -1,0 +1,43 @@
+// Encoding and verified decoding of Gearmesh frames (schemas/gearmesh.fbs).
+//
+// Thread-safe: all functions are pure. `decode` never trusts its input: it
+// runs flatbuffers::Verifier with the explicit limits below before reading a
+// single field, and checks the file identifier and protocol version.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gearmesh/status.hpp"
+#include "gearmesh/wire/messages.hpp"
+
+namespace gearmesh::wire {
+
+/// Limits applied to every inbound frame before use.
+struct limits {
+  /// Frames larger than this are rejected without parsing.
+  std::size_t frame_bytes_max = 64 * 1024;
+  /// flatbuffers::Verifier max_depth.
+  std::uint32_t depth_max = 16;
+  /// flatbuffers::Verifier max_tables.
+  std::uint32_t tables_max = 256;
+  /// Longest string field accepted (ids, reasons).
+  std::size_t string_bytes_max = 1024;
+  /// Most personalisation attributes in one CFP.
+  std::size_t attributes_max = 32;
+};
+
+/// A contiguous encoded frame.
+using bytes = std::vector<std::uint8_t>;
+
+/// Encodes `env` as one frame. Never fails for values within `limits{}`.
+bytes encode(const envelope& env);
+
+/// Verifies and decodes a frame. Errors: errc::malformed_frame (size, verifier,
+/// identifier, missing payload, string too long), errc::unsupported_version.
+result<envelope> decode(std::span<const std::uint8_t> frame, const limits& lim = {});
+
+}  // namespace gearmesh::wire

@@ -1,0 +1,136 @@
+// The Gearmesh protocol messages as plain C++ values.
+//
+// Actors build and read these; only the codec (wire/codec.hpp) knows the
+// FlatBuffers encoding in schemas/gearmesh.fbs. Field meanings and units are
+// those of the schema: times in microseconds since the epoch, prices in cents.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "gearmesh/clock.hpp"
+
+namespace gearmesh::wire {
+
+/// Protocol version this build speaks (Envelope.protocol_version).
+constexpr std::uint16_t protocol_version = 1;
+
+struct attribute {
+  std::string key;
+  std::string value;
+  bool operator==(const attribute&) const = default;
+};
+
+struct cfp {
+  std::string order_id;
+  std::string item;
+  std::uint32_t quantity = 0;
+  timestamp_us earliest_start_us = 0;
+  timestamp_us due_us = 0;
+  std::int64_t max_price_cents = 0;
+  timestamp_us reply_by_us = 0;
+  std::string currency;
+  std::vector<attribute> attributes;
+  bool operator==(const cfp&) const = default;
+};
+
+struct propose {
+  std::string order_id;
+  std::string proposal_id;
+  std::int64_t price_cents = 0;
+  timestamp_us promised_start_us = 0;
+  timestamp_us promised_due_us = 0;
+  timestamp_us valid_until_us = 0;
+  bool operator==(const propose&) const = default;
+};
+
+struct refuse {
+  std::string order_id;
+  std::string reason;
+  bool operator==(const refuse&) const = default;
+};
+
+struct accept {
+  std::string order_id;
+  std::string proposal_id;
+  std::string contract_id;
+  bool operator==(const accept&) const = default;
+};
+
+struct reject {
+  std::string order_id;
+  std::string proposal_id;
+  std::string reason;
+  bool operator==(const reject&) const = default;
+};
+
+struct confirm {
+  std::string order_id;
+  std::string proposal_id;
+  std::string contract_id;
+  std::int64_t price_cents = 0;
+  timestamp_us promised_start_us = 0;
+  timestamp_us promised_due_us = 0;
+  std::uint32_t quantity = 0;
+  std::string item;
+  bool operator==(const confirm&) const = default;
+};
+
+struct failure {
+  std::string order_id;
+  std::string proposal_id;
+  std::string contract_id;
+  std::string reason;
+  bool operator==(const failure&) const = default;
+};
+
+struct cancel {
+  std::string order_id;
+  std::string contract_id;
+  std::string reason;
+  bool operator==(const cancel&) const = default;
+};
+
+struct ack {
+  std::uint64_t acked_message_id = 0;
+  bool operator==(const ack&) const = default;
+};
+
+/// One protocol message. The alternative order matches the schema's union.
+using payload = std::variant<cfp, propose, refuse, accept, reject, confirm, failure, cancel, ack>;
+
+/// Message types, numbered as the alternatives of `payload` (variant index).
+enum class message_type : std::uint8_t {
+  cfp = 0, propose, refuse, accept, reject, confirm, failure, cancel, ack
+};
+constexpr std::size_t message_type_count = 9;
+
+inline message_type type_of(const payload& p) noexcept {
+  return static_cast<message_type>(p.index());
+}
+
+/// Name of a message type, e.g. "cfp".
+const char* to_string(message_type t) noexcept;
+
+/// Envelope fields other than the payload.
+struct header {
+  std::uint16_t protocol_version = wire::protocol_version;
+  std::uint64_t message_id = 0;
+  std::string sender;
+  std::string receiver;
+  std::string conversation_id;
+  std::uint64_t causation_id = 0;
+  timestamp_us timestamp_us = 0;
+  bool operator==(const header&) const = default;
+};
+
+/// A decoded frame.
+struct envelope {
+  wire::header header;
+  wire::payload payload;
+  bool operator==(const envelope&) const = default;
+};
+
+}  // namespace gearmesh::wire
