@@ -11,7 +11,7 @@ DEB_PACKAGES := build-essential cmake ninja-build ccache pkg-config git \
   libcaf-dev libzmq3-dev cppzmq-dev libflatbuffers-dev flatbuffers-compiler \
   liblmdb-dev lmdb-utils libasio-dev libboost-dev libgtest-dev libgmock-dev \
   libbenchmark-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev \
-  nlohmann-json3-dev curl clang-format
+  nlohmann-json3-dev curl jq clang-format
 
 .PHONY: all deps build test demo bench sanitize format clean
 

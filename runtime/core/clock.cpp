@@ -30,9 +30,13 @@ const clock& system_clock() {
   return instance;
 }
 
-timestamp_us manual_clock::now() const { return now_.load(std::memory_order_acquire); }
+timestamp_us manual_clock::now() const {
+  return now_.load(std::memory_order_acquire);
+}
 
-void manual_clock::set(timestamp_us t) { now_.store(t, std::memory_order_release); }
+void manual_clock::set(timestamp_us t) {
+  now_.store(t, std::memory_order_release);
+}
 
 void manual_clock::advance(timestamp_us delta) {
   now_.fetch_add(delta, std::memory_order_acq_rel);

@@ -1,1 +1,490 @@
-// placeholder: to be written
+// The node host: wires store, transport, clock and the CAF actor system, and
+// runs the gateway actor that sits between the transport and the role actors.
+//
+// Reliability lives here, above the transport:
+//   outbound  node_context::commit() assigns message ids, encodes the frames,
+//             and writes them to the outbox in the same batch as the state
+//             change. Only when that batch is durable does the gateway send
+//             them; it re-sends each one with exponential backoff until the
+//             receiver's Ack arrives, then erases it from the outbox.
+//   inbound   frames are verified (wire::decode) on the transport thread; the
+//             gateway drops frames for other receivers or from unknown
+//             senders, drops duplicates by (sender, message_id), routes the
+//             rest to the role actor for that message type, and sends the Ack
+//             once the actor's commit naming the message is durable.
+#include "gearmesh/node/node.hpp"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <spdlog/spdlog.h>
+#include <caf/all.hpp>
+
+#include "gearmesh/node/caf_types.hpp"
+#include "gearmesh/store/store.hpp"
+#include "gearmesh/transport/zmq_transport.hpp"
+#include "gearmesh/wire/codec.hpp"
+
+namespace gearmesh {
+namespace {
+
+/// A frame committed to the outbox, ready to leave.
+struct committed_frame {
+  std::uint64_t message_id = 0;
+  std::string receiver;
+  wire::bytes frame;
+};
+
+/// What a durable commit asks the gateway to do.
+struct commit_done {
+  bool ok = false;
+  std::optional<inbound_ref> cause;
+  std::vector<committed_frame> frames;
+};
+
+/// Inbound message that passed verification, for the gateway.
+struct verified_frame {
+  std::string from;
+  wire::envelope env;
+};
+
+using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
+using committed_atom = caf::atom_constant<caf::atom("committed")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+
+constexpr auto tick_interval = std::chrono::milliseconds(25);
+
+std::string inbox_key(const std::string& sender, std::uint64_t id) {
+  return sender + "/" + store::key_u64(id);
+}
+
+constexpr std::string_view inbox_table = "inbox";
+constexpr std::string_view outbox_table = "outbox";
+constexpr std::string_view meta_table = "meta";
+constexpr std::string_view msg_id_hw_key = "message_id_high_water";
+constexpr std::uint64_t msg_id_block = std::uint64_t{1} << 20;
+
+}  // namespace
+}  // namespace gearmesh
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::commit_done)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::verified_frame)
+
+namespace gearmesh {
+
+struct node::impl final : node_context {
+  node_config cfg;
+  const gearmesh::clock& clk;
+  std::unique_ptr<store::environment> env;
+  std::unique_ptr<store::group_commit_writer> writer;
+  std::unique_ptr<transport::transport> net;
+  std::unique_ptr<caf::actor_system_config> sys_cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::actor gateway;
+  std::array<caf::actor, wire::message_type_count> routes;
+  std::shared_ptr<admin::router> router = std::make_shared<admin::router>();
+  std::unique_ptr<admin::server> admin;
+  std::set<std::string> peer_ids;
+  wire::limits limits;
+  std::atomic<bool> serving{false};
+  bool stopped = false;
+
+  // Message ids: allocated under commit_mutex so that the high-water mark
+  // that makes them unique across restarts is durable before any id above
+  // the previous mark can be (batches are durable in submission order).
+  std::mutex commit_mutex;
+  std::uint64_t next_msg_id = 1;
+  std::uint64_t msg_id_hw = 0;
+
+  // Counters (node_stats).
+  std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, dropped_malformed{0},
+      dropped_unknown_sender{0}, dropped_wrong_receiver{0}, dropped_unroutable{0}, duplicates{0},
+      retransmits{0}, acks_in{0}, outbox_pending{0}, commits{0}, commit_failures{0};
+
+  impl(node_config c, const gearmesh::clock& k) : cfg(std::move(c)), clk(k) {
+    limits.frame_bytes_max = cfg.frame_bytes_max;
+  }
+
+  // node_context
+  const std::string& node_id() const override { return cfg.node_id; }
+  const gearmesh::clock& clock() const override { return clk; }
+  const store::environment& store() const override { return *env; }
+  void commit(effects fx) override;
+
+  void on_frame(const std::string& from, std::span<const std::uint8_t> frame);
+  void send_ack(const std::string& to, std::uint64_t id);
+};
+
+void node::impl::commit(effects fx) {
+  commit_done done;
+  done.cause = fx.cause;
+  store::write_batch batch = std::move(fx.writes);
+  if (fx.cause) batch.put(inbox_table, inbox_key(fx.cause->sender, fx.cause->message_id), "");
+  std::lock_guard<std::mutex> guard{commit_mutex};
+  for (auto& out : fx.messages) {
+    wire::envelope env;
+    env.header.message_id = next_msg_id++;
+    env.header.sender = cfg.node_id;
+    env.header.receiver = out.receiver;
+    env.header.conversation_id = std::move(out.conversation_id);
+    env.header.causation_id = out.causation_id;
+    env.header.timestamp_us = clk.now();
+    env.payload = std::move(out.payload);
+    committed_frame cf{env.header.message_id, out.receiver, wire::encode(env)};
+    std::string value = out.receiver;
+    value.push_back('\0');
+    value.append(cf.frame.begin(), cf.frame.end());
+    batch.put(outbox_table, store::key_u64(cf.message_id), value);
+    done.frames.push_back(std::move(cf));
+  }
+  if (next_msg_id > msg_id_hw) {
+    msg_id_hw += msg_id_block;
+    batch.put(meta_table, msg_id_hw_key, store::key_u64(msg_id_hw));
+  }
+  commits.fetch_add(1, std::memory_order_relaxed);
+  writer->submit(std::move(batch), [this, done = std::move(done), gw = gateway,
+                                    cb = std::move(fx.on_durable)](const status& st) mutable {
+    if (!st) {
+      commit_failures.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error("{}: commit failed, nothing of it was applied or sent: {}", cfg.node_id,
+                    st.to_string());
+    }
+    done.ok = st.is_ok();
+    if (cb) cb(st);
+    caf::anon_send(gw, committed_atom::value, std::move(done));
+  });
+}
+
+void node::impl::on_frame(const std::string& from, std::span<const std::uint8_t> frame) {
+  frames_in.fetch_add(1, std::memory_order_relaxed);
+  auto env = wire::decode(frame, limits);
+  if (!env) {
+    dropped_malformed.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("{}: dropped frame of {} bytes from '{}': {}", cfg.node_id, frame.size(), from,
+                 env.error().to_string());
+    return;
+  }
+  const auto& h = env->header;
+  if (h.receiver != cfg.node_id) {
+    dropped_wrong_receiver.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("{}: dropped {} addressed to '{}' from '{}'", cfg.node_id,
+                 wire::to_string(wire::type_of(env->payload)), h.receiver, from);
+    return;
+  }
+  if (h.sender != from || !peer_ids.contains(h.sender)) {
+    dropped_unknown_sender.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("{}: dropped {} claiming sender '{}' on connection '{}': not a configured peer",
+                 cfg.node_id, wire::to_string(wire::type_of(env->payload)), h.sender, from);
+    return;
+  }
+  caf::anon_send(gateway, deliver_atom::value, verified_frame{from, std::move(*env)});
+}
+
+void node::impl::send_ack(const std::string& to, std::uint64_t id) {
+  wire::envelope ack;
+  ack.header.sender = cfg.node_id;
+  ack.header.receiver = to;
+  ack.header.timestamp_us = clk.now();
+  ack.payload = wire::ack{id};
+  frames_out.fetch_add(1, std::memory_order_relaxed);
+  net->send(to, wire::encode(ack));
+}
+
+namespace {
+
+/// An unacknowledged outbox message.
+struct pending_frame {
+  std::string receiver;
+  wire::bytes frame;
+  timestamp_us next_send_us = 0;
+  timestamp_us backoff_us = 0;
+};
+
+struct gateway_state {
+  node::impl* host = nullptr;
+  /// Processed and durable: re-ack duplicates at once.
+  std::unordered_set<std::string> committed;
+  /// Delivered to an actor, commit not yet durable: drop duplicates (the ack follows).
+  std::unordered_set<std::string> in_flight;
+  /// Outbox messages waiting for their Ack, by message id.
+  std::map<std::uint64_t, pending_frame> pending;
+  static inline const char* name = "gearmesh.gateway";
+};
+
+caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl* host) {
+  self->state.host = host;
+  auto& st = self->state;
+  // Rebuild dedup and retry state from the store.
+  auto s = host->env->for_each(inbox_table, [&](std::string_view k, std::string_view) {
+    st.committed.emplace(k);
+    return true;
+  });
+  if (!s) spdlog::error("{}: reading inbox: {}", host->cfg.node_id, s.to_string());
+  auto now = host->clk.now();
+  s = host->env->for_each(outbox_table, [&](std::string_view k, std::string_view v) {
+    auto sep = v.find('\0');
+    if (sep == std::string_view::npos) return true;
+    pending_frame p;
+    p.receiver = std::string(v.substr(0, sep));
+    auto body = v.substr(sep + 1);
+    p.frame.assign(body.begin(), body.end());
+    p.next_send_us = now;
+    p.backoff_us = host->cfg.retry_initial_ms * us_per_ms;
+    st.pending.emplace(std::stoull(std::string(k)), std::move(p));
+    return true;
+  });
+  if (!s) spdlog::error("{}: reading outbox: {}", host->cfg.node_id, s.to_string());
+  host->outbox_pending = st.pending.size();
+  return {
+      [=](deliver_atom, verified_frame& vf) {
+        auto& st = self->state;
+        auto& env = vf.env;
+        const auto& h = env.header;
+        if (auto* a = std::get_if<wire::ack>(&env.payload)) {
+          host->acks_in.fetch_add(1, std::memory_order_relaxed);
+          auto it = st.pending.find(a->acked_message_id);
+          // Only the receiver of a message may acknowledge it.
+          if (it != st.pending.end() && it->second.receiver == h.sender) {
+            st.pending.erase(it);
+            host->outbox_pending = st.pending.size();
+            store::write_batch b;
+            b.erase(outbox_table, store::key_u64(a->acked_message_id));
+            host->writer->submit(std::move(b), [](const status&) {});
+          }
+          return;
+        }
+        auto key = inbox_key(h.sender, h.message_id);
+        if (st.committed.contains(key)) {
+          host->duplicates.fetch_add(1, std::memory_order_relaxed);
+          host->send_ack(h.sender, h.message_id);
+          return;
+        }
+        if (st.in_flight.contains(key)) {
+          host->duplicates.fetch_add(1, std::memory_order_relaxed);
+          return;
+        }
+        st.in_flight.insert(key);
+        auto& target = host->routes[static_cast<std::size_t>(wire::type_of(env.payload))];
+        if (!target) {
+          // Nobody here handles it: record it as processed so the sender stops retrying.
+          host->dropped_unroutable.fetch_add(1, std::memory_order_relaxed);
+          spdlog::warn("{}: no actor handles {} from '{}'", host->cfg.node_id,
+                       wire::to_string(wire::type_of(env.payload)), h.sender);
+          effects fx;
+          fx.cause = inbound_ref{h.sender, h.message_id};
+          host->commit(std::move(fx));
+          return;
+        }
+        self->send(target, inbound_atom::value, std::move(env));
+      },
+      [=](committed_atom, commit_done& done) {
+        auto& st = self->state;
+        if (done.cause) {
+          auto key = inbox_key(done.cause->sender, done.cause->message_id);
+          st.in_flight.erase(key);
+          if (done.ok) {
+            st.committed.insert(std::move(key));
+            host->send_ack(done.cause->sender, done.cause->message_id);
+          }
+        }
+        if (!done.ok) return;
+        auto now = host->clk.now();
+        for (auto& f : done.frames) {
+          host->frames_out.fetch_add(1, std::memory_order_relaxed);
+          if (host->serving) host->net->send(f.receiver, f.frame);
+          pending_frame p{std::move(f.receiver), std::move(f.frame), 0,
+                          host->cfg.retry_initial_ms * us_per_ms};
+          p.next_send_us = host->serving ? now + p.backoff_us : now;
+          st.pending.emplace(f.message_id, std::move(p));
+        }
+        host->outbox_pending = st.pending.size();
+      },
+      [=](tick_atom) {
+        auto& st = self->state;
+        auto now = host->clk.now();
+        auto max_backoff = host->cfg.retry_max_ms * us_per_ms;
+        for (auto& [id, p] : st.pending) {
+          if (p.next_send_us > now) continue;
+          host->retransmits.fetch_add(1, std::memory_order_relaxed);
+          host->net->send(p.receiver, p.frame);
+          p.next_send_us = now + p.backoff_us;
+          p.backoff_us = std::min(p.backoff_us * 2, max_backoff);
+        }
+        self->delayed_send(self, tick_interval, tick_atom::value);
+      },
+  };
+}
+
+}  // namespace
+
+node::node(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+
+node::~node() {
+  stop();
+}
+
+result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock& clk) {
+  auto p = std::make_unique<impl>(std::move(cfg), clk);
+  auto& c = p->cfg;
+  store::options so;
+  so.path = c.data_dir;
+  so.sync = c.store_sync;
+  so.map_bytes_initial = c.store_map_bytes_initial;
+  auto env = store::environment::open(so);
+  if (!env) return env.error();
+  p->env = std::move(*env);
+
+  // Message ids continue above the last durable high-water mark.
+  auto hw = p->env->get(meta_table, msg_id_hw_key);
+  if (!hw) return hw.error();
+  if (hw->has_value()) p->msg_id_hw = std::stoull(**hw);
+  p->next_msg_id = p->msg_id_hw + 1;
+
+  p->writer = std::make_unique<store::group_commit_writer>(*p->env);
+
+  transport::zmq_options zo;
+  zo.node_id = c.node_id;
+  zo.listen_endpoint = c.listen;
+  zo.frame_bytes_max = c.frame_bytes_max;
+  p->net = transport::make_zmq_transport(zo);
+  for (auto& peer : c.peers) p->peer_ids.insert(peer.id);
+
+  p->sys_cfg = std::make_unique<caf::actor_system_config>();
+  p->sys_cfg->set("scheduler.max-threads", std::size_t{2});
+  p->sys_cfg->set("logger.console-verbosity", caf::atom("quiet"));
+  p->sys_cfg->set("logger.file-verbosity", caf::atom("quiet"));
+  p->sys = std::make_unique<caf::actor_system>(*p->sys_cfg);
+  p->gateway = p->sys->spawn(gateway_actor, p.get());
+
+  auto* host = p.get();
+  p->router->add("GET", "/v1/health", [host](const admin::request&) {
+    return admin::response{200, R"({"node":")" + host->cfg.node_id + R"(","status":"ok"})"};
+  });
+  auto self = std::unique_ptr<node>(new node(std::move(p)));
+  auto* n = self.get();
+  n->impl_->router->add("GET", "/v1/metrics", [n](const admin::request&) {
+    auto s = n->stats();
+    auto t = n->impl_->net->stats();
+    std::string body = "{";
+    auto field = [&body](const char* name, std::uint64_t v) {
+      if (body.size() > 1) body += ",";
+      body += "\"" + std::string(name) + "\":" + std::to_string(v);
+    };
+    field("frames_in", s.frames_in);
+    field("frames_out", s.frames_out);
+    field("dropped_malformed", s.dropped_malformed);
+    field("dropped_unknown_sender", s.dropped_unknown_sender);
+    field("dropped_wrong_receiver", s.dropped_wrong_receiver);
+    field("dropped_unroutable", s.dropped_unroutable);
+    field("duplicates", s.duplicates);
+    field("retransmits", s.retransmits);
+    field("acks_in", s.acks_in);
+    field("outbox_pending", s.outbox_pending);
+    field("commits", s.commits);
+    field("commit_failures", s.commit_failures);
+    field("transport_dropped_queue_full", t.dropped_queue_full);
+    field("transport_dropped_oversized", t.dropped_oversized);
+    field("transport_dropped_unknown_peer", t.dropped_unknown_peer);
+    body += "}";
+    return admin::response{200, body};
+  });
+  return self;
+}
+
+const node_config& node::config() const noexcept {
+  return impl_->cfg;
+}
+caf::actor_system& node::system() {
+  return *impl_->sys;
+}
+node_context& node::context() {
+  return *impl_;
+}
+admin::router& node::admin_routes() {
+  return *impl_->router;
+}
+
+void node::route(std::initializer_list<wire::message_type> types, const caf::actor& handler) {
+  for (auto t : types) impl_->routes[static_cast<std::size_t>(t)] = handler;
+}
+
+status node::serve() {
+  auto& p = *impl_;
+  if (p.serving) return status::ok();
+  p.net->on_receive([host = &p](const std::string& from, std::span<const std::uint8_t> frame) {
+    host->on_frame(from, frame);
+  });
+  for (auto& peer : p.cfg.peers) p.net->add_peer(peer);
+  if (auto st = p.net->start(); !st) return st;
+  p.serving = true;
+  // The first tick sends everything the outbox held at start.
+  caf::anon_send(p.gateway, tick_atom::value);
+  if (p.cfg.admin_port != 0) {
+    auto srv = admin::server::start(p.cfg.admin_address, p.cfg.admin_port, p.router);
+    if (!srv) return srv.error();
+    p.admin = std::move(*srv);
+  }
+  spdlog::info("{}: serving on {} with {} peers{}", p.cfg.node_id, p.net->listen_endpoint(),
+               p.cfg.peers.size(),
+               p.admin
+                   ? ", admin API on " + p.cfg.admin_address + ":" + std::to_string(p.admin->port())
+                   : std::string{});
+  return status::ok();
+}
+
+std::uint16_t node::admin_port() const {
+  return impl_->admin ? impl_->admin->port() : 0;
+}
+
+node_stats node::stats() const {
+  auto& p = *impl_;
+  node_stats s;
+  s.frames_in = p.frames_in;
+  s.frames_out = p.frames_out;
+  s.dropped_malformed = p.dropped_malformed;
+  s.dropped_unknown_sender = p.dropped_unknown_sender;
+  s.dropped_wrong_receiver = p.dropped_wrong_receiver;
+  s.dropped_unroutable = p.dropped_unroutable;
+  s.duplicates = p.duplicates;
+  s.retransmits = p.retransmits;
+  s.acks_in = p.acks_in;
+  s.outbox_pending = p.outbox_pending;
+  s.commits = p.commits;
+  s.commit_failures = p.commit_failures;
+  return s;
+}
+
+void node::stop() {
+  if (!impl_ || impl_->stopped) return;
+  auto& p = *impl_;
+  p.stopped = true;
+  if (p.admin) p.admin->stop();
+  // No new inbound work; what actors have not committed yet was not acked and
+  // will be re-sent by its sender.
+  if (p.net) p.net->stop();
+  std::set<caf::actor> actors;
+  for (auto& a : p.routes)
+    if (a) actors.insert(a);
+  actors.insert(p.gateway);
+  for (auto& a : actors) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  p.routes = {};
+  p.gateway = nullptr;
+  // Role actors link their children; wait until every actor is gone, then
+  // flush every queued commit to disk.
+  p.sys->await_all_actors_done();
+  p.writer->stop();
+  p.sys.reset();
+  p.writer.reset();
+  p.env.reset();
+  spdlog::info("{}: stopped", p.cfg.node_id);
+}
+
+}  // namespace gearmesh

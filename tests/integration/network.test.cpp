@@ -1,1 +1,282 @@
-// placeholder: to be written
+// End to end: real gearmesh-node processes over real ZeroMQ sockets on
+// 127.0.0.1, each with its own LMDB store. A buyer negotiates orders with two
+// competing factories and a supplier; every order must end with a contract
+// recorded identically at the buyer and at the seller.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include "node_process.hpp"
+
+#include <fmt/format.h>
+
+using namespace std::chrono_literals;
+using gearmesh::testing::free_port;
+using gearmesh::testing::node_process;
+using gearmesh::testing::temp_dir;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr std::int64_t us_per_day = 86'400'000'000;
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct endpoints {
+  std::uint16_t zmq;
+  std::uint16_t admin;
+};
+
+/// The reference network of DESIGN.md, cut to what the runtime core needs.
+class network : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (auto id : {"velo", "framecraft", "alloyframe", "cellpack"})
+      ports_[id] = endpoints{free_port(), free_port()};
+  }
+
+  std::string peers_except(const std::string& self) {
+    std::string out;
+    for (auto& [id, ep] : ports_)
+      if (id != self)
+        out += fmt::format("[[peers]]\nid = \"{}\"\nendpoint = \"tcp://127.0.0.1:{}\"\n\n", id,
+                           ep.zmq);
+    return out;
+  }
+
+  std::string head(const std::string& id) {
+    return fmt::format(
+        "[node]\nid = \"{}\"\nlisten = \"tcp://127.0.0.1:{}\"\ndata_dir = \"data\"\n"
+        "log_level = \"info\"\n\n[admin]\nport = {}\n\n[store]\nsync = true\n\n"
+        "[transport]\nretry_initial_ms = 100\nretry_max_ms = 1000\n\n",
+        id, ports_[id].zmq, ports_[id].admin);
+  }
+
+  std::string buyer_config() {
+    return head("velo") + peers_except("velo") + R"(
+[buyer]
+currency = "EUR"
+proposal_window_ms = 1500
+confirm_timeout_ms = 3000
+
+[[buyer.sources]]
+item = "FRAME"
+sellers = ["framecraft", "alloyframe"]
+
+[[buyer.sources]]
+item = "BATTERY"
+sellers = ["cellpack"]
+)";
+  }
+
+  std::string factory_config(const std::string& id, int rate_cents_per_hour) {
+    return head(id) + peers_except(id) +
+           fmt::format(R"(
+[factory]
+hold_ttl_ms = 10000
+bucket_minutes = 60
+margin_pct = 15
+
+[[factory.machines]]
+id = "saw1"
+capabilities = ["sawing"]
+rate_cents_per_hour = {0}
+capacity_per_bucket = 60
+
+[[factory.machines]]
+id = "weld1"
+capabilities = ["welding"]
+rate_cents_per_hour = {0}
+capacity_per_bucket = 60
+
+[[factory.machines]]
+id = "paint1"
+capabilities = ["coating"]
+rate_cents_per_hour = {0}
+capacity_per_bucket = 60
+
+[[factory.items]]
+id = "FRAME"
+
+[[factory.items.operations]]
+capability = "sawing"
+minutes_per_unit = 6
+
+[[factory.items.operations]]
+capability = "welding"
+minutes_per_unit = 12
+
+[[factory.items.operations]]
+capability = "coating"
+minutes_per_unit = 8
+)",
+                       rate_cents_per_hour);
+  }
+
+  std::string supplier_config() {
+    return head("cellpack") + peers_except("cellpack") + R"(
+[supplier]
+hold_ttl_ms = 10000
+
+[[supplier.items]]
+id = "BATTERY"
+unit_price_cents = 18000
+lead_time_days = 3
+daily_capacity = 40
+)";
+  }
+
+  std::unique_ptr<node_process> make(const std::string& id, const std::string& config) {
+    return std::make_unique<node_process>(GEARMESH_NODE_BIN, id, dir_.path() + "/" + id, config,
+                                          ports_[id].admin);
+  }
+
+  /// Polls the buyer until every order is in a terminal state (bounded).
+  json wait_terminal(node_process& buyer, std::size_t expected,
+                     std::chrono::seconds timeout = 60s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    json orders;
+    while (std::chrono::steady_clock::now() < deadline) {
+      orders = buyer.api("GET", "/v1/orders");
+      if (orders.is_object() && orders["orders"].size() == expected) {
+        bool done = true;
+        for (auto& o : orders["orders"]) {
+          auto s = o["state"].get<std::string>();
+          done = done && (s == "contracted" || s == "failed" || s == "cancelled");
+        }
+        if (done) return orders;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    return orders;
+  }
+
+  /// Contracts of a node by contract id.
+  std::map<std::string, json> contracts(node_process& n) {
+    std::map<std::string, json> out;
+    auto j = n.api("GET", "/v1/contracts");
+    if (!j.is_object()) return out;
+    for (auto& c : j["contracts"]) out[c["contract_id"].get<std::string>()] = c;
+    return out;
+  }
+
+  temp_dir dir_;
+  std::map<std::string, endpoints> ports_;
+};
+
+/// The terms both sides must agree on (everything but the viewpoint).
+json terms(json c) {
+  c.erase("role");
+  return c;
+}
+
+TEST_F(network, every_order_ends_with_a_contract_recorded_identically_at_buyer_and_seller) {
+  auto velo = make("velo", buyer_config());
+  auto framecraft = make("framecraft", factory_config("framecraft", 4000));
+  auto alloyframe = make("alloyframe", factory_config("alloyframe", 5200));
+  auto cellpack = make("cellpack", supplier_config());
+  for (auto* n : {velo.get(), framecraft.get(), alloyframe.get(), cellpack.get()})
+    ASSERT_TRUE(n->start()) << n->log();
+
+  auto now = now_us();
+  std::vector<std::string> order_ids;
+  for (int i = 0; i < 12; ++i) {
+    json req = {{"item", i % 4 == 3 ? "BATTERY" : "FRAME"},
+                {"quantity", 2 + i},
+                {"due_us", now + (10 + i) * us_per_day},
+                {"attributes", {{"colour", i % 2 ? "red" : "black"}}}};
+    auto r = velo->api("POST", "/v1/orders", req.dump());
+    ASSERT_EQ(r["_http_status"], 201) << r.dump() << velo->log();
+    order_ids.push_back(r["order_id"].get<std::string>());
+  }
+  EXPECT_EQ(std::set<std::string>(order_ids.begin(), order_ids.end()).size(), order_ids.size());
+
+  auto orders = wait_terminal(*velo, order_ids.size());
+  ASSERT_TRUE(orders.is_object()) << velo->log();
+  auto at_buyer = contracts(*velo);
+  std::map<std::string, std::map<std::string, json>> at_seller = {
+      {"framecraft", contracts(*framecraft)},
+      {"alloyframe", contracts(*alloyframe)},
+      {"cellpack", contracts(*cellpack)}};
+
+  for (auto& o : orders["orders"]) {
+    ASSERT_EQ(o["state"], "contracted") << o.dump(2);
+    ASSERT_TRUE(o["contract"].is_object()) << o.dump(2);
+    auto id = o["contract"]["contract_id"].get<std::string>();
+    ASSERT_TRUE(at_buyer.contains(id)) << id;
+    auto& c = at_buyer[id];
+    EXPECT_EQ(c["role"], "buyer");
+    EXPECT_EQ(c["buyer"], "velo");
+    EXPECT_EQ(c["order_id"], o["order_id"]);
+    auto seller = c["seller"].get<std::string>();
+    ASSERT_TRUE(at_seller.contains(seller)) << seller;
+    ASSERT_TRUE(at_seller[seller].contains(id)) << "contract " << id << " missing at " << seller;
+    EXPECT_EQ(at_seller[seller][id]["role"], "seller");
+    EXPECT_EQ(terms(c), terms(at_seller[seller][id]));
+    if (o["item"] == "FRAME") {
+      // Same routing, lower machine rate: Framecraft is cheaper while it can meet the date.
+      EXPECT_TRUE(seller == "framecraft" || seller == "alloyframe") << seller;
+    } else {
+      EXPECT_EQ(seller, "cellpack");
+    }
+  }
+  // No seller holds a contract the buyer does not know.
+  std::size_t seller_total = 0;
+  for (auto& [seller, cs] : at_seller) {
+    seller_total += cs.size();
+    for (auto& [id, c] : cs) EXPECT_TRUE(at_buyer.contains(id)) << id << " at " << seller;
+  }
+  EXPECT_EQ(seller_total, at_buyer.size());
+  EXPECT_EQ(at_buyer.size(), order_ids.size());
+
+  // The cheaper factory wins at least one FRAME order.
+  EXPECT_GT(contracts(*framecraft).size(), 0u);
+
+  // Clean stop exits 0 and everything committed is there after a restart.
+  for (auto* n : {velo.get(), framecraft.get(), alloyframe.get(), cellpack.get()}) {
+    int st = n->stop();
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << n->log();
+  }
+  ASSERT_TRUE(velo->start()) << velo->log();
+  EXPECT_EQ(contracts(*velo).size(), at_buyer.size());
+  for (auto& [id, c] : contracts(*velo)) EXPECT_EQ(c, at_buyer[id]);
+}
+
+TEST_F(network, a_factory_that_is_down_does_not_stop_the_negotiation) {
+  auto velo = make("velo", buyer_config());
+  auto alloyframe = make("alloyframe", factory_config("alloyframe", 5200));
+  // framecraft is configured as a peer but never started.
+  ASSERT_TRUE(velo->start()) << velo->log();
+  ASSERT_TRUE(alloyframe->start()) << alloyframe->log();
+
+  json req = {{"item", "FRAME"}, {"quantity", 4}, {"due_us", now_us() + 14 * us_per_day}};
+  auto r = velo->api("POST", "/v1/orders", req.dump());
+  ASSERT_EQ(r["_http_status"], 201) << r.dump();
+  auto orders = wait_terminal(*velo, 1);
+  ASSERT_TRUE(orders.is_object());
+  auto& o = orders["orders"][0];
+  EXPECT_EQ(o["state"], "contracted") << o.dump(2);
+  EXPECT_EQ(o["contract"]["seller"], "alloyframe") << o.dump(2);
+  auto at_seller = contracts(*alloyframe);
+  auto id = o["contract"]["contract_id"].get<std::string>();
+  ASSERT_TRUE(at_seller.contains(id));
+  EXPECT_EQ(terms(at_seller[id]), terms(contracts(*velo)[id]));
+}
+
+TEST_F(network, a_bad_config_is_refused_with_file_line_and_field) {
+  auto bad = make("velo", "[node]\nid = \"velo\"\nlisten = 7\n");
+  EXPECT_FALSE(bad->start(3s));
+  auto log = bad->log();
+  EXPECT_NE(log.find("velo.toml:3"), std::string::npos) << log;
+  EXPECT_NE(log.find("node.listen"), std::string::npos) << log;
+}
+
+}  // namespace

@@ -23,8 +23,8 @@ namespace gearmesh {
 
 /// A message an actor wants sent to another node.
 struct outbound {
-  std::string receiver;         // node id
-  std::string conversation_id;  // normally the order id
+  std::string receiver;            // node id
+  std::string conversation_id;     // normally the order id
   std::uint64_t causation_id = 0;  // message_id of the inbound message that caused it
   wire::payload payload;
 };

@@ -31,15 +31,15 @@ namespace gearmesh {
 struct node_stats {
   std::uint64_t frames_in = 0;
   std::uint64_t frames_out = 0;
-  std::uint64_t dropped_malformed = 0;     // failed verification
+  std::uint64_t dropped_malformed = 0;       // failed verification
   std::uint64_t dropped_unknown_sender = 0;  // not a configured peer, or sender != connection
   std::uint64_t dropped_wrong_receiver = 0;  // envelope not addressed to this node
-  std::uint64_t dropped_unroutable = 0;    // no actor handles that message type
-  std::uint64_t duplicates = 0;            // already processed (re-acked) or in flight
-  std::uint64_t retransmits = 0;           // outbox frames re-sent
+  std::uint64_t dropped_unroutable = 0;      // no actor handles that message type
+  std::uint64_t duplicates = 0;              // already processed (re-acked) or in flight
+  std::uint64_t retransmits = 0;             // outbox frames re-sent
   std::uint64_t acks_in = 0;
-  std::uint64_t outbox_pending = 0;        // unacknowledged messages now
-  std::uint64_t commits = 0;               // effects committed
+  std::uint64_t outbox_pending = 0;  // unacknowledged messages now
+  std::uint64_t commits = 0;         // effects committed
   std::uint64_t commit_failures = 0;
 };
 
@@ -78,8 +78,10 @@ class node {
   /// everything queued, closes the store. Idempotent.
   void stop();
 
- private:
+  /// Opaque implementation (runtime/node/node.cpp).
   struct impl;
+
+ private:
   explicit node(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
 };

@@ -122,7 +122,7 @@ struct header {
   std::string receiver;
   std::string conversation_id;
   std::uint64_t causation_id = 0;
-  timestamp_us timestamp_us = 0;
+  std::int64_t timestamp_us = 0;  // microseconds since the epoch
   bool operator==(const header&) const = default;
 };
 
