@@ -1,1 +1,544 @@
-// placeholder: to be written
+// LMDB environment: named tables, snapshot reads, atomic batched writes with
+// map growth on MDB_MAP_FULL.
+//
+// Locking (see impl): three independent locks, always taken in this order
+//   dbi_mutex_  -> gate_ (shared, readers) / gate_ (exclusive, map resize)
+//   cache_mutex_ is a leaf lock held only for map lookups and inserts.
+// The writer never holds dbi_mutex_ while it resizes the map, so a reader that
+// holds the gate and waits for dbi_mutex_ cannot deadlock with it.
+#include "gearmesh/store/store.hpp"
+
+#include <lmdb.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace gearmesh::store {
+
+namespace {
+
+/// Reader slots in the lock file. Every concurrent read (get, scan, stats,
+/// copy_to) holds one for its duration; beyond this, reads fail with
+/// MDB_READERS_FULL instead of blocking.
+constexpr unsigned readers_max = 512;
+
+/// Upper bound on write attempts in one apply(): each MDB_MAP_FULL at least
+/// doubles the map (or fails at map_bytes_max), so 64 attempts cover any size_t.
+constexpr int apply_attempts_max = 64;
+
+/// Table and key of the on-disk format stamp. The value is the decimal version.
+constexpr std::string_view meta_table = "meta";
+constexpr std::string_view format_version_key = "format_version";
+
+MDB_val to_val(std::string_view s) {
+  // LMDB never writes through mv_data of an input key/value.
+  return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
+
+std::string_view to_view(const MDB_val& v) {
+  return {static_cast<const char*>(v.mv_data), v.mv_size};
+}
+
+/// A table name LMDB can store: non-empty and without NUL (names are C strings).
+bool valid_table_name(std::string_view name) {
+  return !name.empty() && name.find('\0') == std::string_view::npos;
+}
+
+/// Paths of environments open in this process. LMDB forbids opening the same
+/// environment twice in one process (its POSIX locks would be released by the
+/// first close), so open() refuses a second handle.
+std::mutex open_paths_mutex;
+std::set<std::string> open_paths;
+
+struct env_closer {
+  void operator()(MDB_env* e) const noexcept { mdb_env_close(e); }
+};
+using env_handle = std::unique_ptr<MDB_env, env_closer>;
+
+/// Excludes map resizes while any transaction of this process is active
+/// (mdb_env_set_mapsize unmaps the file: a live reader would fault). Readers
+/// share it; the writer takes it exclusively between its transactions. A thread
+/// that already holds it shared for this gate (a scan callback that reads
+/// again) re-enters without waiting, so a pending resize cannot deadlock it.
+class map_gate {
+ public:
+  void enter_shared() {
+    std::unique_lock lk(mutex_);
+    if (!held_here()) cv_.wait(lk, [&] { return !resizing_; });
+    ++readers_;
+    held_.push_back(this);
+  }
+
+  void exit_shared() noexcept {
+    std::lock_guard lk(mutex_);
+    held_.erase(std::find(held_.begin(), held_.end(), this));
+    if (--readers_ == 0 && resizing_) cv_.notify_all();
+  }
+
+  /// Runs `fn` with no reader active; new readers wait meanwhile.
+  template <class F>
+  int exclusive(F&& fn) {
+    std::unique_lock lk(mutex_);
+    resizing_ = true;
+    cv_.wait(lk, [&] { return readers_ == 0; });
+    int rc = fn();
+    resizing_ = false;
+    cv_.notify_all();
+    return rc;
+  }
+
+ private:
+  bool held_here() const { return std::find(held_.begin(), held_.end(), this) != held_.end(); }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::size_t readers_ = 0;
+  bool resizing_ = false;
+  /// Gates this thread holds shared, one entry per nesting level.
+  static thread_local std::vector<const map_gate*> held_;
+};
+
+thread_local std::vector<const map_gate*> map_gate::held_;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// write_batch
+
+void write_batch::put(std::string_view table, std::string_view key, std::string_view value) {
+  ops_.push_back(
+      write_op{write_op::kind::put, std::string(table), std::string(key), std::string(value)});
+}
+
+void write_batch::erase(std::string_view table, std::string_view key) {
+  ops_.push_back(write_op{write_op::kind::erase, std::string(table), std::string(key), {}});
+}
+
+void write_batch::append(write_batch&& other) {
+  if (ops_.empty()) {
+    ops_ = std::move(other.ops_);
+  } else {
+    ops_.reserve(ops_.size() + other.ops_.size());
+    std::move(other.ops_.begin(), other.ops_.end(), std::back_inserter(ops_));
+  }
+  other.ops_.clear();
+}
+
+std::string key_u64(std::uint64_t v) {
+  char buf[21];
+  std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(v));
+  return std::string(buf, 20);
+}
+
+// ---------------------------------------------------------------------------
+// environment::impl
+
+struct environment::impl {
+  options opts;
+  /// Canonical path, the key in open_paths.
+  std::string canonical_path;
+  env_handle env;
+  std::size_t map_bytes = 0;  // current map size; changed only by the writer
+  std::size_t key_bytes_max = 0;
+  /// Handle of the unnamed main database, whose keys are the table names.
+  MDB_dbi main_dbi = 0;
+
+  mutable map_gate gate;
+  /// Serialises mdb_dbi_open: LMDB allows one transaction at a time to use it,
+  /// and that transaction must end before another may. The writer holds it for
+  /// its whole transaction, so a handle is cached only after the transaction
+  /// that opened it committed, and no write transaction begun before a handle
+  /// existed is ever handed that handle.
+  mutable std::mutex dbi_mutex;
+  mutable std::shared_mutex cache_mutex;
+  /// Open handles by table name. Handles stay valid until mdb_env_close.
+  mutable std::map<std::string, MDB_dbi, std::less<>> dbis;
+
+  ~impl() {
+    env.reset();
+    std::lock_guard lk(open_paths_mutex);
+    open_paths.erase(canonical_path);
+  }
+
+  status error(std::string_view operation, int rc) const {
+    std::string msg = opts.path;
+    msg += ": ";
+    msg += operation;
+    msg += ": ";
+    msg += mdb_strerror(rc);
+    return status(errc::storage, std::move(msg));
+  }
+
+  std::optional<MDB_dbi> cached(std::string_view table) const {
+    std::shared_lock lk(cache_mutex);
+    auto it = dbis.find(table);
+    if (it == dbis.end()) return std::nullopt;
+    return it->second;
+  }
+
+  void cache(std::string name, MDB_dbi dbi) const {
+    std::unique_lock lk(cache_mutex);
+    dbis.emplace(std::move(name), dbi);
+  }
+
+  /// A read-only snapshot transaction holding the map gate; aborted on scope exit.
+  class read_txn {
+   public:
+    explicit read_txn(const impl& i) : impl_(i) { impl_.gate.enter_shared(); }
+    ~read_txn() {
+      if (txn_) mdb_txn_abort(txn_);
+      impl_.gate.exit_shared();
+    }
+    read_txn(const read_txn&) = delete;
+    read_txn& operator=(const read_txn&) = delete;
+
+    int begin() { return mdb_txn_begin(impl_.env.get(), nullptr, MDB_RDONLY, &txn_); }
+    /// Commit keeps handles opened by mdb_dbi_open in this transaction.
+    int commit() { return mdb_txn_commit(std::exchange(txn_, nullptr)); }
+    MDB_txn* get() const { return txn_; }
+
+   private:
+    const impl& impl_;
+    MDB_txn* txn_ = nullptr;
+  };
+
+  /// Handle of an existing table for reading; std::nullopt if it does not exist.
+  result<std::optional<MDB_dbi>> find_dbi(std::string_view table) const {
+    if (auto d = cached(table)) return std::optional<MDB_dbi>{*d};
+    if (!valid_table_name(table)) return std::optional<MDB_dbi>{};
+    std::lock_guard lk(dbi_mutex);
+    if (auto d = cached(table)) return std::optional<MDB_dbi>{*d};
+    std::string name(table);
+    read_txn txn(*this);
+    if (int rc = txn.begin()) return error("mdb_txn_begin(read)", rc);
+    MDB_dbi dbi = 0;
+    int rc = mdb_dbi_open(txn.get(), name.c_str(), 0, &dbi);
+    if (rc == MDB_NOTFOUND) return std::optional<MDB_dbi>{};
+    if (rc) return error("mdb_dbi_open(\"" + name + "\")", rc);
+    if ((rc = txn.commit())) return error("mdb_txn_commit(read)", rc);
+    cache(std::move(name), dbi);
+    return std::optional<MDB_dbi>{dbi};
+  }
+
+  /// Opens every existing table so that later reads find their handles cached.
+  status open_all_tables() {
+    std::vector<std::string> names;
+    {
+      read_txn txn(*this);
+      if (int rc = txn.begin()) return error("mdb_txn_begin(read)", rc);
+      if (int rc = mdb_dbi_open(txn.get(), nullptr, 0, &main_dbi)) {
+        return error("mdb_dbi_open(main)", rc);
+      }
+      MDB_cursor* cur = nullptr;
+      if (int rc = mdb_cursor_open(txn.get(), main_dbi, &cur))
+        return error("mdb_cursor_open(main)", rc);
+      MDB_val k, v;
+      int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+      for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) names.emplace_back(to_view(k));
+      mdb_cursor_close(cur);
+      if (rc != MDB_NOTFOUND) return error("mdb_cursor_get(main)", rc);
+      // Commit keeps the main handle open for stats().
+      if ((rc = txn.commit())) return error("mdb_txn_commit(read)", rc);
+    }
+    for (const auto& n : names) {
+      auto d = find_dbi(n);
+      if (!d) return d.error();
+    }
+    return {};
+  }
+
+  /// Grows the map to `bytes` with no transaction active in this process.
+  /// bytes == 0 adopts the size another process recorded (MDB_MAP_RESIZED).
+  status resize_map(std::size_t bytes) {
+    int rc = gate.exclusive([&] { return mdb_env_set_mapsize(env.get(), bytes); });
+    if (rc) return error("mdb_env_set_mapsize", rc);
+    MDB_envinfo info;
+    if ((rc = mdb_env_info(env.get(), &info))) return error("mdb_env_info", rc);
+    map_bytes = info.me_mapsize;
+    return {};
+  }
+
+  /// Outcome of one write attempt.
+  struct attempt {
+    int rc = 0;             // 0 = committed
+    std::string operation;  // what failed
+    status invalid;         // a non-LMDB failure (bad argument)
+  };
+
+  /// One write transaction over all ops of `batches`; commits on success,
+  /// aborts on any failure (so nothing is applied).
+  attempt write_once(const std::vector<const write_batch*>& batches) {
+    std::lock_guard lk(dbi_mutex);
+    MDB_txn* txn = nullptr;
+    if (int rc = mdb_txn_begin(env.get(), nullptr, 0, &txn))
+      return {rc, "mdb_txn_begin(write)", {}};
+    /// Handles opened by this transaction; published to the cache only after
+    /// commit (an aborted transaction closes them).
+    std::vector<std::pair<std::string, MDB_dbi>> opened;
+    auto lookup = [&](const std::string& table, bool create, MDB_dbi* dbi) -> int {
+      if (auto d = cached(table)) {
+        *dbi = *d;
+        return 0;
+      }
+      for (const auto& [n, d] : opened) {
+        if (n == table) {
+          *dbi = d;
+          return 0;
+        }
+      }
+      int rc = mdb_dbi_open(txn, table.c_str(), create ? MDB_CREATE : 0, dbi);
+      if (rc == 0) opened.emplace_back(table, *dbi);
+      return rc;
+    };
+    auto fail = [&](int rc, std::string operation) {
+      mdb_txn_abort(txn);
+      return attempt{rc, std::move(operation), {}};
+    };
+    for (const write_batch* b : batches) {
+      for (const write_op& op : b->ops()) {
+        MDB_dbi dbi = 0;
+        MDB_val k = to_val(op.key);
+        if (op.op == write_op::kind::put) {
+          if (int rc = lookup(op.table, true, &dbi)) {
+            return fail(rc, "mdb_dbi_open(\"" + op.table + "\", MDB_CREATE)");
+          }
+          MDB_val v = to_val(op.value);
+          if (int rc = mdb_put(txn, dbi, &k, &v, 0)) {
+            return fail(rc, "mdb_put(\"" + op.table + "\", key of " +
+                                std::to_string(op.key.size()) + " bytes)");
+          }
+        } else {
+          // Erasing from a table that does not exist is a no-op; don't create it.
+          int rc = lookup(op.table, false, &dbi);
+          if (rc == MDB_NOTFOUND) continue;
+          if (rc) return fail(rc, "mdb_dbi_open(\"" + op.table + "\")");
+          rc = mdb_del(txn, dbi, &k, nullptr);
+          if (rc && rc != MDB_NOTFOUND) {
+            return fail(rc, "mdb_del(\"" + op.table + "\", key of " +
+                                std::to_string(op.key.size()) + " bytes)");
+          }
+        }
+      }
+    }
+    // On failure mdb_txn_commit frees the transaction (nothing written).
+    if (int rc = mdb_txn_commit(txn)) return {rc, "mdb_txn_commit", {}};
+    for (auto& [n, d] : opened) cache(std::move(n), d);
+    return {};
+  }
+
+  status apply(const std::vector<const write_batch*>& batches) {
+    bool any = false;
+    for (const write_batch* b : batches) {
+      for (const write_op& op : b->ops()) {
+        if (!valid_table_name(op.table)) {
+          return status(errc::invalid_argument,
+                        opts.path + ": apply: table name must be non-empty and contain no NUL");
+        }
+        any = true;
+      }
+    }
+    if (!any) return {};
+    for (int i = 0; i < apply_attempts_max; ++i) {
+      attempt a = write_once(batches);
+      if (a.rc == 0) return {};
+      if (a.rc == MDB_MAP_RESIZED) {
+        // Another process grew the map: adopt its size and redo.
+        if (auto st = resize_map(0); !st) return st;
+        continue;
+      }
+      if (a.rc != MDB_MAP_FULL) return error(a.operation, a.rc);
+      if (map_bytes >= opts.map_bytes_max) {
+        return status(errc::storage, opts.path + ": " + a.operation + ": map full (map_bytes_max " +
+                                         std::to_string(opts.map_bytes_max) +
+                                         " bytes reached); nothing applied");
+      }
+      std::size_t next = map_bytes > opts.map_bytes_max / 2 ? opts.map_bytes_max : map_bytes * 2;
+      if (auto st = resize_map(next); !st) return st;
+    }
+    return status(errc::storage, opts.path + ": apply: gave up after " +
+                                     std::to_string(apply_attempts_max) + " attempts");
+  }
+};
+
+// ---------------------------------------------------------------------------
+// environment
+
+environment::environment(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+environment::~environment() = default;
+
+const std::string& environment::path() const noexcept {
+  return impl_->opts.path;
+}
+
+result<std::unique_ptr<environment>> environment::open(const options& opts) {
+  auto fail = [&](std::string_view operation, const std::string& what) {
+    return status(errc::storage, opts.path + ": " + std::string(operation) + ": " + what);
+  };
+  if (opts.path.empty()) return status(errc::invalid_argument, "store: options.path is empty");
+  if (opts.map_bytes_initial == 0 || opts.map_bytes_initial > opts.map_bytes_max) {
+    return status(errc::invalid_argument,
+                  opts.path + ": map_bytes_initial must be > 0 and <= map_bytes_max");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(opts.path, ec);
+  if (ec) return fail("create_directories", ec.message());
+  std::string canonical = std::filesystem::canonical(opts.path, ec).string();
+  if (ec) return fail("canonical", ec.message());
+
+  auto p = std::make_unique<impl>();
+  p->opts = opts;
+  {
+    std::lock_guard lk(open_paths_mutex);
+    if (!open_paths.insert(canonical).second) {
+      return fail("open", "already open in this process");
+    }
+  }
+  p->canonical_path = std::move(canonical);  // ~impl removes it again on failure
+
+  MDB_env* raw = nullptr;
+  if (int rc = mdb_env_create(&raw)) return p->error("mdb_env_create", rc);
+  p->env.reset(raw);
+  if (int rc = mdb_env_set_maxdbs(raw, opts.tables_max)) return p->error("mdb_env_set_maxdbs", rc);
+  if (int rc = mdb_env_set_mapsize(raw, opts.map_bytes_initial)) {
+    return p->error("mdb_env_set_mapsize", rc);
+  }
+  if (int rc = mdb_env_set_maxreaders(raw, readers_max)) {
+    return p->error("mdb_env_set_maxreaders", rc);
+  }
+  // MDB_NOTLS: read transactions are not tied to threads (reads come from
+  // many threads, and a thread may nest reads).
+  unsigned flags = MDB_NOTLS | (opts.sync ? 0u : unsigned{MDB_NOSYNC});
+  if (int rc = mdb_env_open(raw, opts.path.c_str(), flags, 0644)) {
+    return p->error("mdb_env_open", rc);
+  }
+  int dead = 0;
+  if (int rc = mdb_reader_check(raw, &dead)) return p->error("mdb_reader_check", rc);
+  MDB_envinfo info;
+  if (int rc = mdb_env_info(raw, &info)) return p->error("mdb_env_info", rc);
+  p->map_bytes = info.me_mapsize;
+  p->key_bytes_max = static_cast<std::size_t>(mdb_env_get_maxkeysize(raw));
+  if (auto st = p->open_all_tables(); !st) return st;
+
+  // The constructor is private, so make_unique cannot reach it; ownership is
+  // taken on the same line.
+  std::unique_ptr<environment> env(new environment(std::move(p)));
+  auto stamp = env->get(meta_table, format_version_key);
+  if (!stamp) return stamp.error();
+  const std::string expected = std::to_string(format_version);
+  if (!stamp->has_value()) {
+    write_batch b;
+    b.put(meta_table, format_version_key, expected);
+    if (auto st = env->apply(b); !st) return st;
+  } else if (**stamp != expected) {
+    return status(errc::storage, opts.path + ": format version mismatch: the store has \"" +
+                                     **stamp + "\", this build reads \"" + expected + "\"");
+  }
+  return env;
+}
+
+result<std::optional<std::string>> environment::get(std::string_view table,
+                                                    std::string_view key) const {
+  auto dbi = impl_->find_dbi(table);
+  if (!dbi) return dbi.error();
+  // Keys outside LMDB's limits can never have been stored.
+  if (!dbi->has_value() || key.empty() || key.size() > impl_->key_bytes_max) {
+    return std::optional<std::string>{};
+  }
+  impl::read_txn txn(*impl_);
+  if (int rc = txn.begin()) return impl_->error("mdb_txn_begin(read)", rc);
+  MDB_val k = to_val(key), v;
+  int rc = mdb_get(txn.get(), **dbi, &k, &v);
+  if (rc == MDB_NOTFOUND) return std::optional<std::string>{};
+  if (rc) return impl_->error("mdb_get(\"" + std::string(table) + "\")", rc);
+  return std::optional<std::string>{std::string(to_view(v))};
+}
+
+status environment::scan(
+    std::string_view table, std::string_view from,
+    const std::function<bool(std::string_view key, std::string_view value)>& fn) const {
+  auto dbi = impl_->find_dbi(table);
+  if (!dbi) return dbi.error();
+  if (!dbi->has_value()) return {};
+  impl::read_txn txn(*impl_);
+  if (int rc = txn.begin()) return impl_->error("mdb_txn_begin(read)", rc);
+  MDB_cursor* raw = nullptr;
+  if (int rc = mdb_cursor_open(txn.get(), **dbi, &raw)) {
+    return impl_->error("mdb_cursor_open(\"" + std::string(table) + "\")", rc);
+  }
+  // Closed before the transaction ends (declared after txn).
+  std::unique_ptr<MDB_cursor, void (*)(MDB_cursor*)> cur(raw, mdb_cursor_close);
+  MDB_val k = to_val(from), v;
+  int rc = from.empty() ? mdb_cursor_get(raw, &k, &v, MDB_FIRST)
+                        : mdb_cursor_get(raw, &k, &v, MDB_SET_RANGE);
+  for (; rc == 0; rc = mdb_cursor_get(raw, &k, &v, MDB_NEXT)) {
+    if (!fn(to_view(k), to_view(v))) return {};
+  }
+  if (rc != MDB_NOTFOUND) return impl_->error("mdb_cursor_get(\"" + std::string(table) + "\")", rc);
+  return {};
+}
+
+status environment::apply(const std::vector<const write_batch*>& batches) {
+  return impl_->apply(batches);
+}
+
+result<std::vector<table_stats>> environment::stats() const {
+  // Every named table was opened at open() or by the writer; list names from
+  // the main database, then stat all of them in one snapshot.
+  std::vector<std::string> names;
+  {
+    impl::read_txn txn(*impl_);
+    if (int rc = txn.begin()) return impl_->error("mdb_txn_begin(read)", rc);
+    MDB_cursor* raw = nullptr;
+    if (int rc = mdb_cursor_open(txn.get(), impl_->main_dbi, &raw)) {
+      return impl_->error("mdb_cursor_open(main)", rc);
+    }
+    std::unique_ptr<MDB_cursor, void (*)(MDB_cursor*)> cur(raw, mdb_cursor_close);
+    MDB_val k, v;
+    int rc = mdb_cursor_get(raw, &k, &v, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(raw, &k, &v, MDB_NEXT)) names.emplace_back(to_view(k));
+    if (rc != MDB_NOTFOUND) return impl_->error("mdb_cursor_get(main)", rc);
+  }
+  std::vector<std::pair<std::string, MDB_dbi>> handles;
+  for (auto& n : names) {
+    auto d = impl_->find_dbi(n);
+    if (!d) return d.error();
+    if (d->has_value()) handles.emplace_back(std::move(n), **d);
+  }
+  impl::read_txn txn(*impl_);
+  if (int rc = txn.begin()) return impl_->error("mdb_txn_begin(read)", rc);
+  std::vector<table_stats> out;
+  out.reserve(handles.size());
+  for (auto& [n, d] : handles) {
+    MDB_stat s;
+    if (int rc = mdb_stat(txn.get(), d, &s)) return impl_->error("mdb_stat(\"" + n + "\")", rc);
+    table_stats t;
+    t.name = std::move(n);
+    t.entries = s.ms_entries;
+    t.bytes =
+        std::uint64_t{s.ms_psize} * (s.ms_branch_pages + s.ms_leaf_pages + s.ms_overflow_pages);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+status environment::copy_to(const std::string& dir) const {
+  // mdb_env_copy2 runs its own read transaction through the map: hold the gate
+  // so the writer does not resize meanwhile (it waits for the copy to end).
+  impl_->gate.enter_shared();
+  int rc = mdb_env_copy2(impl_->env.get(), dir.c_str(), MDB_CP_COMPACT);
+  impl_->gate.exit_shared();
+  if (rc) return impl_->error("mdb_env_copy2(\"" + dir + "\")", rc);
+  return {};
+}
+
+}  // namespace gearmesh::store
