@@ -1,1 +1,387 @@
-// placeholder: to be written
+// Envelope <-> FlatBuffers. Every inbound byte is untrusted: decode() checks
+// size, identifier and structure (flatbuffers::Verifier with explicit limits)
+// before it reads a field, then checks the version, the payload type and the
+// length of every string against `limits`.
+#include "gearmesh/wire/codec.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string_view>
+#include <type_traits>
+
+#include "gearmesh/wire/gearmesh_generated.h"
+
+namespace gearmesh::wire {
+namespace {
+
+namespace fb = ::flatbuffers;
+
+// ---------------------------------------------------------------- encoding
+
+/// Empty strings are omitted from the frame; decode maps absent to empty.
+fb::Offset<fb::String> put(fb::FlatBufferBuilder& b, const std::string& s) {
+  if (s.empty()) return 0;
+  return b.CreateString(s.data(), s.size());
+}
+
+struct payload_encoder {
+  fb::FlatBufferBuilder& b;
+
+  fb::Offset<void> operator()(const cfp& m) const {
+    fb::Offset<fb::Vector<fb::Offset<Attribute>>> attrs = 0;
+    if (!m.attributes.empty()) {
+      // Attribute offsets are collected first: tables cannot nest while a
+      // vector is being built. Order is preserved (no key sort) so that
+      // decode(encode(x)) == x.
+      std::vector<fb::Offset<Attribute>> offsets;
+      offsets.reserve(m.attributes.size());
+      for (const auto& a : m.attributes) {
+        auto k = put(b, a.key);
+        auto v = put(b, a.value);
+        offsets.push_back(CreateAttribute(b, k, v));
+      }
+      attrs = b.CreateVector(offsets);
+    }
+    auto order_id = put(b, m.order_id);
+    auto item = put(b, m.item);
+    auto currency = put(b, m.currency);
+    return CreateCfp(b, order_id, item, m.quantity, m.earliest_start_us, m.due_us,
+                     m.max_price_cents, m.reply_by_us, currency, attrs)
+        .Union();
+  }
+  fb::Offset<void> operator()(const propose& m) const {
+    auto order_id = put(b, m.order_id);
+    auto proposal_id = put(b, m.proposal_id);
+    return CreatePropose(b, order_id, proposal_id, m.price_cents, m.promised_start_us,
+                         m.promised_due_us, m.valid_until_us)
+        .Union();
+  }
+  fb::Offset<void> operator()(const refuse& m) const {
+    auto order_id = put(b, m.order_id);
+    auto reason = put(b, m.reason);
+    return CreateRefuse(b, order_id, reason).Union();
+  }
+  fb::Offset<void> operator()(const accept& m) const {
+    auto order_id = put(b, m.order_id);
+    auto proposal_id = put(b, m.proposal_id);
+    auto contract_id = put(b, m.contract_id);
+    return CreateAccept(b, order_id, proposal_id, contract_id).Union();
+  }
+  fb::Offset<void> operator()(const reject& m) const {
+    auto order_id = put(b, m.order_id);
+    auto proposal_id = put(b, m.proposal_id);
+    auto reason = put(b, m.reason);
+    return CreateReject(b, order_id, proposal_id, reason).Union();
+  }
+  fb::Offset<void> operator()(const confirm& m) const {
+    auto order_id = put(b, m.order_id);
+    auto proposal_id = put(b, m.proposal_id);
+    auto contract_id = put(b, m.contract_id);
+    auto item = put(b, m.item);
+    return CreateConfirm(b, order_id, proposal_id, contract_id, m.price_cents, m.promised_start_us,
+                         m.promised_due_us, m.quantity, item)
+        .Union();
+  }
+  fb::Offset<void> operator()(const failure& m) const {
+    auto order_id = put(b, m.order_id);
+    auto proposal_id = put(b, m.proposal_id);
+    auto contract_id = put(b, m.contract_id);
+    auto reason = put(b, m.reason);
+    return CreateFailure(b, order_id, proposal_id, contract_id, reason).Union();
+  }
+  fb::Offset<void> operator()(const cancel& m) const {
+    auto order_id = put(b, m.order_id);
+    auto contract_id = put(b, m.contract_id);
+    auto reason = put(b, m.reason);
+    return CreateCancel(b, order_id, contract_id, reason).Union();
+  }
+  fb::Offset<void> operator()(const ack& m) const {
+    return CreateAck(b, m.acked_message_id).Union();
+  }
+};
+
+/// Schema union tag of a payload: variant index + 1 (0 is NONE).
+Payload union_type(const payload& p) {
+  return static_cast<Payload>(p.index() + 1);
+}
+static_assert(static_cast<std::size_t>(Payload::MAX) == message_type_count,
+              "messages.hpp payload and the schema's Payload union disagree");
+
+/// Upper bound guess of the encoded size, so the builder allocates once.
+std::size_t size_hint(const envelope& env) {
+  std::size_t n = 160 + env.header.sender.size() + env.header.receiver.size() +
+                  env.header.conversation_id.size();
+  std::visit(
+      [&n](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, cfp>) {
+          n += m.order_id.size() + m.item.size() + m.currency.size() + 48;
+          for (const auto& a : m.attributes) n += a.key.size() + a.value.size() + 32;
+        } else {
+          n += 128;
+        }
+      },
+      env.payload);
+  return n;
+}
+
+// ---------------------------------------------------------------- decoding
+
+status malformed(std::string message) {
+  return {errc::malformed_frame, std::move(message)};
+}
+
+/// Reads fields of a verified buffer, enforcing the per-field limits. Keeps
+/// the first violation; reads after a violation return empty values.
+class field_reader {
+ public:
+  explicit field_reader(const limits& lim) : lim_(lim) {}
+
+  std::string str(const fb::String* s, const char* field) {
+    if (s == nullptr || !ok_) return {};
+    if (s->size() > lim_.string_bytes_max) {
+      fail("string field " + std::string(field) + " of " + std::to_string(s->size()) +
+           " bytes exceeds " + std::to_string(lim_.string_bytes_max));
+      return {};
+    }
+    return std::string(s->c_str(), s->size());
+  }
+
+  std::vector<attribute> attributes(const fb::Vector<fb::Offset<Attribute>>* v) {
+    std::vector<attribute> out;
+    if (v == nullptr || !ok_) return out;
+    if (v->size() > lim_.attributes_max) {
+      fail("cfp has " + std::to_string(v->size()) + " attributes, more than " +
+           std::to_string(lim_.attributes_max));
+      return out;
+    }
+    out.reserve(v->size());
+    for (const Attribute* a : *v) {
+      // Vector elements are offsets, which the verifier checked; never null.
+      out.push_back(attribute{str(a->key(), "attribute.key"), str(a->value(), "attribute.value")});
+    }
+    return out;
+  }
+
+  void fail(std::string message) {
+    if (!ok_) return;
+    ok_ = false;
+    error_ = malformed(std::move(message));
+  }
+
+  bool ok() const noexcept { return ok_; }
+  status take_error() { return std::move(error_); }
+
+ private:
+  const limits& lim_;
+  bool ok_ = true;
+  status error_;
+};
+
+payload read(const Cfp& t, field_reader& r) {
+  cfp m;
+  m.order_id = r.str(t.order_id(), "order_id");
+  m.item = r.str(t.item(), "item");
+  m.quantity = t.quantity();
+  m.earliest_start_us = t.earliest_start_us();
+  m.due_us = t.due_us();
+  m.max_price_cents = t.max_price_cents();
+  m.reply_by_us = t.reply_by_us();
+  m.currency = r.str(t.currency(), "currency");
+  m.attributes = r.attributes(t.attributes());
+  return m;
+}
+
+payload read(const Propose& t, field_reader& r) {
+  propose m;
+  m.order_id = r.str(t.order_id(), "order_id");
+  m.proposal_id = r.str(t.proposal_id(), "proposal_id");
+  m.price_cents = t.price_cents();
+  m.promised_start_us = t.promised_start_us();
+  m.promised_due_us = t.promised_due_us();
+  m.valid_until_us = t.valid_until_us();
+  return m;
+}
+
+payload read(const Refuse& t, field_reader& r) {
+  refuse m;
+  m.order_id = r.str(t.order_id(), "order_id");
+  m.reason = r.str(t.reason(), "reason");
+  return m;
+}
+
+payload read(const Accept& t, field_reader& r) {
+  accept m;
+  m.order_id = r.str(t.order_id(), "order_id");
+  m.proposal_id = r.str(t.proposal_id(), "proposal_id");
+  m.contract_id = r.str(t.contract_id(), "contract_id");
+  return m;
+}
+
+payload read(const Reject& t, field_reader& r) {
+  reject m;
+  m.order_id = r.str(t.order_id(), "order_id");
+  m.proposal_id = r.str(t.proposal_id(), "proposal_id");
+  m.reason = r.str(t.reason(), "reason");
+  return m;
+}
+
+payload read(const Confirm& t, field_reader& r) {
+  confirm m;
+  m.order_id = r.str(t.order_id(), "order_id");
+  m.proposal_id = r.str(t.proposal_id(), "proposal_id");
+  m.contract_id = r.str(t.contract_id(), "contract_id");
+  m.price_cents = t.price_cents();
+  m.promised_start_us = t.promised_start_us();
+  m.promised_due_us = t.promised_due_us();
+  m.quantity = t.quantity();
+  m.item = r.str(t.item(), "item");
+  return m;
+}
+
+payload read(const Failure& t, field_reader& r) {
+  failure m;
+  m.order_id = r.str(t.order_id(), "order_id");
+  m.proposal_id = r.str(t.proposal_id(), "proposal_id");
+  m.contract_id = r.str(t.contract_id(), "contract_id");
+  m.reason = r.str(t.reason(), "reason");
+  return m;
+}
+
+payload read(const Cancel& t, field_reader& r) {
+  cancel m;
+  m.order_id = r.str(t.order_id(), "order_id");
+  m.contract_id = r.str(t.contract_id(), "contract_id");
+  m.reason = r.str(t.reason(), "reason");
+  return m;
+}
+
+payload read(const Ack& t, field_reader&) {
+  return ack{t.acked_message_id()};
+}
+
+/// Smallest frame that can hold a root offset and the file identifier.
+constexpr std::size_t frame_bytes_min = sizeof(fb::uoffset_t) + fb::kFileIdentifierLength;
+
+/// Frames are read in place when suitably aligned; otherwise (e.g. a frame at
+/// an odd offset in a receive buffer) they are copied, since FlatBuffers reads
+/// scalars through typed pointers. Small frames use the stack.
+constexpr std::size_t frame_alignment = alignof(std::uint64_t);
+constexpr std::size_t stack_copy_bytes_max = 1024;
+
+result<envelope> decode_aligned(const std::uint8_t* data, std::size_t size, const limits& lim) {
+  fb::Verifier::Options opts;
+  opts.max_depth = lim.depth_max;
+  opts.max_tables = lim.tables_max;
+  opts.check_alignment = true;
+  opts.check_nested_flatbuffers = false;  // the schema has none
+  fb::Verifier verifier(data, size, opts);
+  if (!VerifyEnvelopeBuffer(verifier)) return malformed("verifier rejected frame");
+
+  const Envelope* e = GetEnvelope(data);
+  if (e->protocol_version() != protocol_version) {
+    return status{errc::unsupported_version,
+                  "frame has protocol version " + std::to_string(e->protocol_version()) +
+                      ", this node speaks " + std::to_string(protocol_version)};
+  }
+
+  const Payload type = e->payload_type();
+  if (type == Payload::NONE || e->payload() == nullptr) return malformed("frame has no payload");
+  if (static_cast<std::uint8_t>(type) > static_cast<std::uint8_t>(Payload::MAX)) {
+    return malformed("unknown payload type " + std::to_string(static_cast<unsigned>(type)));
+  }
+
+  field_reader r(lim);
+  envelope env;
+  env.header.protocol_version = e->protocol_version();
+  env.header.message_id = e->message_id();
+  env.header.sender = r.str(e->sender(), "sender");
+  env.header.receiver = r.str(e->receiver(), "receiver");
+  env.header.conversation_id = r.str(e->conversation_id(), "conversation_id");
+  env.header.causation_id = e->causation_id();
+  env.header.timestamp_us = e->timestamp_us();
+
+  switch (type) {
+    case Payload::Cfp:
+      env.payload = read(*e->payload_as_Cfp(), r);
+      break;
+    case Payload::Propose:
+      env.payload = read(*e->payload_as_Propose(), r);
+      break;
+    case Payload::Refuse:
+      env.payload = read(*e->payload_as_Refuse(), r);
+      break;
+    case Payload::Accept:
+      env.payload = read(*e->payload_as_Accept(), r);
+      break;
+    case Payload::Reject:
+      env.payload = read(*e->payload_as_Reject(), r);
+      break;
+    case Payload::Confirm:
+      env.payload = read(*e->payload_as_Confirm(), r);
+      break;
+    case Payload::Failure:
+      env.payload = read(*e->payload_as_Failure(), r);
+      break;
+    case Payload::Cancel:
+      env.payload = read(*e->payload_as_Cancel(), r);
+      break;
+    case Payload::Ack:
+      env.payload = read(*e->payload_as_Ack(), r);
+      break;
+    case Payload::NONE:
+      break;  // rejected above
+  }
+  if (!r.ok()) return r.take_error();
+  return env;
+}
+
+}  // namespace
+
+bytes encode(const envelope& env) {
+  fb::FlatBufferBuilder b(size_hint(env));
+  const auto body = std::visit(payload_encoder{b}, env.payload);
+  const auto sender = put(b, env.header.sender);
+  const auto receiver = put(b, env.header.receiver);
+  const auto conversation_id = put(b, env.header.conversation_id);
+  const auto root = CreateEnvelope(b, env.header.protocol_version, env.header.message_id, sender,
+                                   receiver, conversation_id, env.header.causation_id,
+                                   env.header.timestamp_us, union_type(env.payload), body);
+  FinishEnvelopeBuffer(b, root);
+  const std::uint8_t* p = b.GetBufferPointer();
+  return bytes(p, p + b.GetSize());
+}
+
+result<envelope> decode(std::span<const std::uint8_t> frame, const limits& lim) {
+  const std::size_t size_max =
+      std::min<std::size_t>(lim.frame_bytes_max, FLATBUFFERS_MAX_BUFFER_SIZE - 1);
+  if (frame.size() > size_max) {
+    return malformed("frame of " + std::to_string(frame.size()) + " bytes exceeds " +
+                     std::to_string(size_max));
+  }
+  if (frame.size() < frame_bytes_min) {
+    return malformed("frame of " + std::to_string(frame.size()) + " bytes is shorter than " +
+                     std::to_string(frame_bytes_min));
+  }
+  if (!EnvelopeBufferHasIdentifier(frame.data())) {
+    return malformed("bad file identifier (want \"" + std::string(EnvelopeIdentifier()) + "\")");
+  }
+
+  if (reinterpret_cast<std::uintptr_t>(frame.data()) % frame_alignment == 0) {
+    return decode_aligned(frame.data(), frame.size(), lim);
+  }
+  if (frame.size() <= stack_copy_bytes_max) {
+    alignas(frame_alignment) std::array<std::uint8_t, stack_copy_bytes_max> copy;
+    std::memcpy(copy.data(), frame.data(), frame.size());
+    return decode_aligned(copy.data(), frame.size(), lim);
+  }
+  // operator new[] returns memory aligned for any scalar type.
+  auto copy = std::make_unique_for_overwrite<std::uint8_t[]>(frame.size());
+  std::memcpy(copy.get(), frame.data(), frame.size());
+  return decode_aligned(copy.get(), frame.size(), lim);
+}
+
+}  // namespace gearmesh::wire

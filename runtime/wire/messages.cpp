@@ -1,1 +1,29 @@
-// placeholder: to be written
+#include "gearmesh/wire/messages.hpp"
+
+namespace gearmesh::wire {
+
+const char* to_string(message_type t) noexcept {
+  switch (t) {
+    case message_type::cfp:
+      return "cfp";
+    case message_type::propose:
+      return "propose";
+    case message_type::refuse:
+      return "refuse";
+    case message_type::accept:
+      return "accept";
+    case message_type::reject:
+      return "reject";
+    case message_type::confirm:
+      return "confirm";
+    case message_type::failure:
+      return "failure";
+    case message_type::cancel:
+      return "cancel";
+    case message_type::ack:
+      return "ack";
+  }
+  return "unknown";
+}
+
+}  // namespace gearmesh::wire

@@ -60,6 +60,10 @@ class transport {
   virtual void send(const std::string& peer_id, std::vector<std::uint8_t> frame) = 0;
 
   virtual transport_stats stats() const = 0;
+
+  /// The endpoint actually listened on once start() succeeded, with wildcards
+  /// resolved (a "tcp://127.0.0.1:*" bind reports its port). Empty before.
+  virtual std::string listen_endpoint() const = 0;
 };
 
 }  // namespace gearmesh::transport
