@@ -217,7 +217,11 @@ TEST_F(node_host, duplicates_malformed_frames_and_forged_senders_have_no_effect)
   e.header.sender = "a";
   e.header.receiver = "b";
   e.header.conversation_id = "a/order/42";
-  e.payload = wire::cfp{"a/order/42", "FRAME", 1};
+  wire::cfp c;
+  c.order_id = "a/order/42";
+  c.item = "FRAME";
+  c.quantity = 1;
+  e.payload = c;
   auto frame = wire::encode(e);
   fake->send("b", frame);
   ASSERT_TRUE(eventually([&] { return jb.size() == 1; }));
