@@ -1,1 +1,395 @@
-// placeholder: to be written
+// Node configuration: the runtime sections of a node's TOML file.
+//
+// Every error names the file, the line and the field, so an operator can fix
+// the file without reading code. Unknown keys in runtime sections are errors
+// (a typo such as `lisen` must not silently fall back to a default).
+
+#include "gearmesh/node/config.hpp"
+
+#include <toml++/toml.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string_view>
+
+namespace gearmesh {
+
+namespace {
+
+// Limits on what a config file may ask for.
+constexpr std::size_t id_length_max = 128;
+constexpr std::size_t peers_count_max = 1024;
+constexpr std::int64_t map_mib_max = std::int64_t{1} << 20;            // 1 TiB
+constexpr std::int64_t frame_bytes_max_limit = std::int64_t{1} << 30;  // 1 GiB
+constexpr std::int64_t retry_ms_max_limit = std::int64_t{24} * 3600 * 1000;
+
+constexpr std::array<std::string_view, 5> log_levels = {"trace", "debug", "info", "warn", "error"};
+
+bool is_valid_id(std::string_view s) {
+  if (s.empty() || s.size() > id_length_max) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool is_valid_endpoint(std::string_view s) {
+  for (std::string_view scheme : {"tcp://", "ipc://", "inproc://"}) {
+    if (s.size() > scheme.size() && s.substr(0, scheme.size()) == scheme) return true;
+  }
+  return false;
+}
+
+const char* type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
+  }
+}
+
+/// Reads the keys of one runtime table, remembering which keys it knows so
+/// that the rest can be reported as unknown. The first error sticks.
+class section_reader {
+ public:
+  section_reader(const config_file& file, const toml::table& table, std::string prefix)
+      : file_(file), table_(table), prefix_(std::move(prefix)) {}
+
+  std::string field(std::string_view key) const { return prefix_ + "." + std::string(key); }
+
+  /// Reads a string; `hint` completes "expected a string".
+  void read_string(std::string_view key, bool required, std::string& out,
+                   std::string_view hint = {}) {
+    const toml::node* n = lookup(key, required);
+    if (!n) return;
+    if (const auto* v = n->as_string()) {
+      out = v->get();
+      return;
+    }
+    fail(n, key, expected("a string", hint, *n));
+  }
+
+  void read_bool(std::string_view key, bool& out) {
+    const toml::node* n = lookup(key, false);
+    if (!n) return;
+    if (n->is_boolean()) {
+      out = n->as_boolean()->get();
+      return;
+    }
+    fail(n, key, expected("a boolean", {}, *n));
+  }
+
+  /// Reads an integer in [min, max].
+  void read_int(std::string_view key, std::int64_t min, std::int64_t max, std::int64_t& out) {
+    const toml::node* n = lookup(key, false);
+    if (!n) return;
+    if (!n->is_integer()) {
+      fail(n, key, expected("an integer", {}, *n));
+      return;
+    }
+    std::int64_t v = n->as_integer()->get();
+    if (v < min || v > max) {
+      fail(n, key,
+           "expected an integer in " + std::to_string(min) + ".." + std::to_string(max) + ", got " +
+               std::to_string(v));
+      return;
+    }
+    out = v;
+  }
+
+  /// Reports the first key of the table that no read_* call asked for.
+  void reject_unknown_keys() {
+    if (!status_.is_ok()) return;
+    for (const auto& [key, value] : table_) {
+      if (!known_.count(std::string(key.str()))) {
+        fail(&value, key.str(), "unknown key");
+        return;
+      }
+    }
+  }
+
+  const toml::node* node_of(std::string_view key) const { return table_.get(key); }
+
+  void fail(const toml::node* where, std::string_view key, std::string_view what) {
+    if (status_.is_ok()) status_ = file_.error(where, field(key), what);
+  }
+
+  const status& state() const { return status_; }
+
+ private:
+  const toml::node* lookup(std::string_view key, bool required) {
+    known_.insert(std::string(key));
+    const toml::node* n = table_.get(key);
+    if (!n && required) fail(&table_, key, "missing required field");
+    return n;
+  }
+
+  static std::string expected(std::string_view what, std::string_view hint, const toml::node& n) {
+    std::string s = "expected ";
+    s += what;
+    if (!hint.empty()) {
+      s += " like ";
+      s += hint;
+    }
+    s += ", got ";
+    s += type_name(n);
+    return s;
+  }
+
+  const config_file& file_;
+  const toml::table& table_;
+  std::string prefix_;
+  std::set<std::string> known_;
+  status status_;
+};
+
+/// The table of a top-level runtime section, or null if absent. A section
+/// that is present but not a table is an error.
+const toml::table* section(const config_file& file, std::string_view name, status& st) {
+  const toml::node* n = file.root().get(name);
+  if (!n) return nullptr;
+  if (const toml::table* t = n->as_table()) return t;
+  st = file.error(n, name, std::string("expected a table, got ") + type_name(*n));
+  return nullptr;
+}
+
+}  // namespace
+
+config_file::config_file() = default;
+config_file::config_file(config_file&&) noexcept = default;
+config_file& config_file::operator=(config_file&&) noexcept = default;
+config_file::~config_file() = default;
+
+result<config_file> config_file::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int e = errno;
+    return status(errc::bad_config, path + ": cannot read: " + std::strerror(e));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    int e = errno;
+    return status(errc::bad_config, path + ": cannot read: " + std::strerror(e));
+  }
+  return parse(text.str(), path);
+}
+
+result<config_file> config_file::parse(std::string_view text, std::string name) {
+  config_file file;
+  try {
+    file.root_ = std::make_unique<toml::table>(toml::parse(text, name));
+  } catch (const toml::parse_error& e) {
+    const auto& begin = e.source().begin;
+    return status(errc::bad_config, name + ":" + std::to_string(begin.line) + ":" +
+                                        std::to_string(begin.column) + ": " +
+                                        std::string(e.description()));
+  } catch (const std::exception& e) {
+    return status(errc::bad_config, name + ": " + e.what());
+  }
+  file.path_ = std::move(name);
+  return file;
+}
+
+const toml::table& config_file::root() const {
+  return *root_;
+}
+
+std::string config_file::directory() const {
+  std::filesystem::path dir = std::filesystem::path(path_).parent_path();
+  return dir.empty() ? std::string(".") : dir.string();
+}
+
+status config_file::error(const toml::node* where, std::string_view field,
+                          std::string_view what) const {
+  std::uint32_t line = 1;
+  if (where && where->source().begin.line > 0) line = where->source().begin.line;
+  std::string msg = path_ + ":" + std::to_string(line) + ": ";
+  msg += field;
+  msg += ": ";
+  msg += what;
+  return status(errc::bad_config, std::move(msg));
+}
+
+namespace {
+
+status read_node_section(const config_file& file, node_config& cfg) {
+  status st;
+  const toml::table* t = section(file, "node", st);
+  if (!st.is_ok()) return st;
+  if (!t) return file.error(nullptr, "node", "missing required section [node]");
+
+  section_reader r(file, *t, "node");
+  r.read_string("id", true, cfg.node_id);
+  if (r.state().is_ok() && !is_valid_id(cfg.node_id)) {
+    r.fail(r.node_of("id"), "id",
+           "expected 1 to 128 characters from [a-z0-9_.-], got \"" + cfg.node_id + "\"");
+  }
+  r.read_string("enterprise", false, cfg.enterprise);
+  if (r.state().is_ok()) {
+    if (!r.node_of("enterprise")) {
+      cfg.enterprise = cfg.node_id;
+    } else if (!is_valid_id(cfg.enterprise)) {
+      r.fail(r.node_of("enterprise"), "enterprise",
+             "expected 1 to 128 characters from [a-z0-9_.-], got \"" + cfg.enterprise + "\"");
+    }
+  }
+  r.read_string("listen", true, cfg.listen, "tcp://127.0.0.1:7100");
+  if (r.state().is_ok() && !is_valid_endpoint(cfg.listen)) {
+    r.fail(r.node_of("listen"), "listen",
+           "expected a ZeroMQ endpoint starting with tcp://, ipc:// or inproc://, got \"" +
+               cfg.listen + "\"");
+  }
+  std::string data_dir;
+  r.read_string("data_dir", true, data_dir);
+  if (r.state().is_ok()) {
+    if (data_dir.empty()) {
+      r.fail(r.node_of("data_dir"), "data_dir", "must not be empty");
+    } else {
+      std::filesystem::path p(data_dir);
+      if (p.is_relative()) p = std::filesystem::path(file.directory()) / p;
+      cfg.data_dir = p.lexically_normal().string();
+    }
+  }
+  r.read_string("log_level", false, cfg.log_level);
+  if (r.state().is_ok()) {
+    bool known = false;
+    for (auto level : log_levels) known = known || cfg.log_level == level;
+    if (!known) {
+      r.fail(r.node_of("log_level"), "log_level",
+             "expected one of trace, debug, info, warn, error, got \"" + cfg.log_level + "\"");
+    }
+  }
+  r.reject_unknown_keys();
+  return r.state();
+}
+
+status read_admin_section(const config_file& file, node_config& cfg) {
+  status st;
+  const toml::table* t = section(file, "admin", st);
+  if (!st.is_ok() || !t) return st;
+  section_reader r(file, *t, "admin");
+  r.read_string("address", false, cfg.admin_address, "127.0.0.1");
+  if (r.state().is_ok() && cfg.admin_address.empty()) {
+    r.fail(r.node_of("address"), "address", "must not be empty");
+  }
+  std::int64_t port = cfg.admin_port;
+  r.read_int("port", 0, 65535, port);
+  cfg.admin_port = static_cast<std::uint16_t>(port);
+  r.reject_unknown_keys();
+  return r.state();
+}
+
+status read_store_section(const config_file& file, node_config& cfg) {
+  status st;
+  const toml::table* t = section(file, "store", st);
+  if (!st.is_ok() || !t) return st;
+  section_reader r(file, *t, "store");
+  r.read_bool("sync", cfg.store_sync);
+  std::int64_t map_mib = static_cast<std::int64_t>(cfg.store_map_bytes_initial >> 20);
+  r.read_int("map_mib", 1, map_mib_max, map_mib);
+  cfg.store_map_bytes_initial = static_cast<std::size_t>(map_mib) << 20;
+  r.reject_unknown_keys();
+  return r.state();
+}
+
+status read_transport_section(const config_file& file, node_config& cfg) {
+  status st;
+  const toml::table* t = section(file, "transport", st);
+  if (!st.is_ok() || !t) return st;
+  section_reader r(file, *t, "transport");
+  auto frame = static_cast<std::int64_t>(cfg.frame_bytes_max);
+  r.read_int("frame_bytes_max", 1, frame_bytes_max_limit, frame);
+  cfg.frame_bytes_max = static_cast<std::size_t>(frame);
+  r.read_int("retry_initial_ms", 1, retry_ms_max_limit, cfg.retry_initial_ms);
+  r.read_int("retry_max_ms", 1, retry_ms_max_limit, cfg.retry_max_ms);
+  if (r.state().is_ok() && cfg.retry_max_ms < cfg.retry_initial_ms) {
+    const toml::node* where = r.node_of("retry_max_ms");
+    r.fail(where ? where : r.node_of("retry_initial_ms"), "retry_max_ms",
+           "must be at least retry_initial_ms (" + std::to_string(cfg.retry_initial_ms) + ")");
+  }
+  r.reject_unknown_keys();
+  return r.state();
+}
+
+status read_peers(const config_file& file, node_config& cfg) {
+  const toml::node* n = file.root().get("peers");
+  if (!n) return {};
+  const toml::array* peers = n->as_array();
+  if (!peers) {
+    return file.error(n, "peers",
+                      std::string("expected an array of tables [[peers]], got ") + type_name(*n));
+  }
+  if (peers->size() > peers_count_max) {
+    return file.error(n, "peers", "more than " + std::to_string(peers_count_max) + " peers");
+  }
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < peers->size(); ++i) {
+    const toml::node& element = (*peers)[i];
+    std::string prefix = "peers[" + std::to_string(i) + "]";
+    const toml::table* t = element.as_table();
+    if (!t) {
+      return file.error(&element, prefix,
+                        std::string("expected a table, got ") + type_name(element));
+    }
+    section_reader r(file, *t, prefix);
+    transport::peer p;
+    r.read_string("id", true, p.id);
+    if (r.state().is_ok()) {
+      if (!is_valid_id(p.id)) {
+        r.fail(r.node_of("id"), "id",
+               "expected 1 to 128 characters from [a-z0-9_.-], got \"" + p.id + "\"");
+      } else if (p.id == cfg.node_id) {
+        r.fail(r.node_of("id"), "id", "a node cannot be its own peer (\"" + p.id + "\")");
+      } else if (!seen.insert(p.id).second) {
+        r.fail(r.node_of("id"), "id", "duplicate peer id \"" + p.id + "\"");
+      }
+    }
+    r.read_string("endpoint", true, p.endpoint, "tcp://127.0.0.1:7101");
+    if (r.state().is_ok() && !is_valid_endpoint(p.endpoint)) {
+      r.fail(r.node_of("endpoint"), "endpoint",
+             "expected a ZeroMQ endpoint starting with tcp://, ipc:// or inproc://, got \"" +
+                 p.endpoint + "\"");
+    }
+    r.reject_unknown_keys();
+    if (!r.state().is_ok()) return r.state();
+    cfg.peers.push_back(std::move(p));
+  }
+  return {};
+}
+
+}  // namespace
+
+result<node_config> parse_node_config(const config_file& file) {
+  node_config cfg;
+  for (auto* read : {read_node_section, read_admin_section, read_store_section,
+                     read_transport_section, read_peers}) {
+    if (status st = read(file, cfg); !st.is_ok()) return st;
+  }
+  return cfg;
+}
+
+}  // namespace gearmesh

@@ -1,0 +1,509 @@
+// The `gearmesh` CLI: subcommands that call a node's admin API and print its
+// answers for people (tables, ISO-8601 times, prices) or as raw JSON.
+
+#include "cli.hpp"
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <ostream>
+#include <vector>
+
+#include "gearmesh/node/admin.hpp"
+
+namespace gearmesh::cli {
+
+namespace {
+
+using json = nlohmann::json;
+using std::chrono::days;
+using std::chrono::floor;
+using std::chrono::microseconds;
+using std::chrono::sys_days;
+
+constexpr std::int64_t us_per_second = 1'000'000;
+constexpr std::int64_t us_per_minute = 60 * us_per_second;
+constexpr std::int64_t us_per_hour = 60 * us_per_minute;
+constexpr std::int64_t us_per_day = 24 * us_per_hour;
+constexpr std::int64_t relative_us_max = 3653 * us_per_day;  // 10 years
+constexpr int request_timeout_ms = 10'000;
+
+status bad_time(std::string_view text) {
+  return status(errc::invalid_argument,
+                fmt::format("invalid time \"{}\": expected YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS]Z "
+                            "(UTC) or +N followed by w, d, h or m (e.g. +3d)",
+                            text));
+}
+
+/// Reads exactly `n` digits at `pos`; advances `pos`.
+bool read_digits(std::string_view s, std::size_t& pos, std::size_t n, int& out) {
+  if (pos + n > s.size()) return false;
+  out = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    char c = s[pos + i];
+    if (c < '0' || c > '9') return false;
+    out = out * 10 + (c - '0');
+  }
+  pos += n;
+  return true;
+}
+
+result<std::int64_t> parse_relative(std::string_view text, std::int64_t now_us) {
+  std::string_view digits = text.substr(1, text.size() - 2);
+  if (digits.empty() || digits.size() > 9) return bad_time(text);
+  std::int64_t n = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return bad_time(text);
+    n = n * 10 + (c - '0');
+  }
+  std::int64_t unit = 0;
+  switch (text.back()) {
+    case 'w':
+      unit = 7 * us_per_day;
+      break;
+    case 'd':
+      unit = us_per_day;
+      break;
+    case 'h':
+      unit = us_per_hour;
+      break;
+    case 'm':
+      unit = us_per_minute;
+      break;
+    default:
+      return bad_time(text);
+  }
+  if (n > relative_us_max / unit) {
+    return status(errc::invalid_argument,
+                  fmt::format("invalid time \"{}\": more than 10 years ahead", text));
+  }
+  return now_us + n * unit;
+}
+
+// --- JSON access that tolerates missing or mistyped fields -----------------
+
+std::string str(const json& j, const char* key) {
+  if (!j.is_object()) return {};
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string()) return {};
+  return it->get<std::string>();
+}
+
+std::int64_t num(const json& j, const char* key) {
+  if (!j.is_object()) return 0;
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return 0;
+  return it->get<std::int64_t>();
+}
+
+std::string time_field(const json& j, const char* key) {
+  std::int64_t us = num(j, key);
+  return us == 0 ? "-" : format_time(us);
+}
+
+std::string scalar(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+// --- Output -----------------------------------------------------------------
+
+/// Prints rows as left-aligned columns separated by two spaces.
+void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
+    }
+    out << line << '\n';
+  }
+}
+
+void print_order(std::ostream& out, const json& order) {
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"order", str(order, "order_id")});
+  rows.push_back({"item", str(order, "item")});
+  rows.push_back({"quantity", std::to_string(num(order, "quantity"))});
+  rows.push_back({"earliest", time_field(order, "earliest_start_us")});
+  rows.push_back({"due", time_field(order, "due_us")});
+  std::int64_t max_price = num(order, "max_price_cents");
+  rows.push_back({"max price", max_price == 0 ? "none" : format_price(max_price)});
+  rows.push_back({"state", str(order, "state")});
+  if (auto reason = str(order, "reason"); !reason.empty()) rows.push_back({"reason", reason});
+  const json* contract = nullptr;
+  if (auto it = order.find("contract"); it != order.end() && it->is_object()) contract = &*it;
+  if (contract) {
+    rows.push_back({"contract", str(*contract, "contract_id")});
+    rows.push_back({"  seller", str(*contract, "seller")});
+    rows.push_back(
+        {"  price", format_price(num(*contract, "price_cents"), str(*contract, "currency"))});
+    rows.push_back({"  promised start", time_field(*contract, "promised_start_us")});
+    rows.push_back({"  promised due", time_field(*contract, "promised_due_us")});
+    rows.push_back({"  contract state", str(*contract, "state")});
+  } else {
+    rows.push_back({"contract", "none"});
+  }
+  print_table(out, rows);
+
+  const json* proposals = nullptr;
+  if (auto it = order.find("proposals"); it != order.end() && it->is_array()) proposals = &*it;
+  if (!proposals || proposals->empty()) {
+    out << "\nno proposals\n";
+    return;
+  }
+  std::string currency = contract ? str(*contract, "currency") : std::string();
+  std::vector<std::vector<std::string>> table;
+  table.push_back(
+      {"SELLER", "PROPOSAL", "PRICE", "START", "DUE", "VALID UNTIL", "STATE", "REASON"});
+  for (const auto& p : *proposals) {
+    table.push_back({str(p, "seller"), str(p, "proposal_id"),
+                     format_price(num(p, "price_cents"), currency),
+                     time_field(p, "promised_start_us"), time_field(p, "promised_due_us"),
+                     time_field(p, "valid_until_us"), str(p, "state"), str(p, "reason")});
+  }
+  out << "\nproposals\n";
+  print_table(out, table);
+}
+
+void print_order_list(std::ostream& out, const json& body) {
+  auto it = body.find("orders");
+  if (it == body.end() || !it->is_array() || it->empty()) {
+    out << "no orders\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> table;
+  table.push_back({"ORDER", "ITEM", "QTY", "DUE", "STATE", "SELLER", "PRICE"});
+  for (const auto& o : *it) {
+    std::string seller = "-", price = "-";
+    if (auto c = o.find("contract"); c != o.end() && c->is_object()) {
+      seller = str(*c, "seller");
+      price = format_price(num(*c, "price_cents"), str(*c, "currency"));
+    }
+    table.push_back({str(o, "order_id"), str(o, "item"), std::to_string(num(o, "quantity")),
+                     time_field(o, "due_us"), str(o, "state"), seller, price});
+  }
+  print_table(out, table);
+}
+
+void print_contracts(std::ostream& out, const json& body) {
+  auto it = body.find("contracts");
+  if (it == body.end() || !it->is_array() || it->empty()) {
+    out << "no contracts\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> table;
+  table.push_back({"CONTRACT", "ORDER", "ROLE", "COUNTERPARTY", "ITEM", "QTY", "PRICE",
+                   "PROMISED DUE", "STATE"});
+  for (const auto& c : *it) {
+    std::string role = str(c, "role");
+    std::string counterparty = role == "seller" ? str(c, "buyer") : str(c, "seller");
+    table.push_back({str(c, "contract_id"), str(c, "order_id"), role, counterparty, str(c, "item"),
+                     std::to_string(num(c, "quantity")),
+                     format_price(num(c, "price_cents"), str(c, "currency")),
+                     time_field(c, "promised_due_us"), str(c, "state")});
+  }
+  print_table(out, table);
+}
+
+void print_flat(std::ostream& out, const json& body) {
+  if (!body.is_object()) {
+    out << body.dump() << '\n';
+    return;
+  }
+  for (const auto& [key, value] : body.items()) out << key << ": " << scalar(value) << '\n';
+}
+
+// --- Talking to the node ----------------------------------------------------
+
+struct endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+result<endpoint> parse_endpoint(std::string_view text) {
+  auto colon = text.rfind(':');
+  auto bad = [&] {
+    return status(
+        errc::invalid_argument,
+        fmt::format("--node: expected HOST:PORT (e.g. 127.0.0.1:8100), got \"{}\"", text));
+  };
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) return bad();
+  std::string_view host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);  // [::1]:8100
+  }
+  std::string_view port = text.substr(colon + 1);
+  if (port.size() > 5) return bad();
+  unsigned value = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return bad();
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value == 0 || value > 65535) return bad();
+  return endpoint{std::string(host), static_cast<std::uint16_t>(value)};
+}
+
+/// Calls the node and decodes its JSON answer. On failure prints to `err`
+/// and returns the exit code in `rc`.
+std::optional<json> request(const std::string& node_text, const std::string& method,
+                            const std::string& target, const std::string& body, std::ostream& err,
+                            int& rc) {
+  auto ep = parse_endpoint(node_text);
+  if (!ep) {
+    err << "gearmesh: " << ep.error().message() << '\n';
+    rc = exit_usage;
+    return std::nullopt;
+  }
+  auto res = admin::call(ep->host, ep->port, method, target, body, request_timeout_ms);
+  if (!res) {
+    if (res.error().code() == errc::transport || res.error().code() == errc::timeout) {
+      err << "gearmesh: cannot reach the node's admin API: " << res.error().message()
+          << " (is gearmesh-node running? set --node or GEARMESH_NODE)\n";
+      rc = exit_unreachable;
+    } else {
+      err << "gearmesh: " << res.error().message() << '\n';
+      rc = exit_usage;
+    }
+    return std::nullopt;
+  }
+  json answer = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+  if (res->status >= 400) {
+    std::string message = str(answer, "error");
+    if (message.empty()) message = res->body.empty() ? "no details" : res->body;
+    err << "gearmesh: " << message << " (HTTP " << res->status << ")\n";
+    rc = exit_api_error;
+    return std::nullopt;
+  }
+  if (answer.is_discarded()) {
+    err << "gearmesh: the node at " << node_text << " sent a response that is not JSON (HTTP "
+        << res->status << ")\n";
+    rc = exit_api_error;
+    return std::nullopt;
+  }
+  rc = exit_ok;
+  return answer;
+}
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int usage_error(std::ostream& err, const std::string& message) {
+  err << "gearmesh: " << message << "\nRun with --help for more information.\n";
+  return exit_usage;
+}
+
+int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  CLI::App app{"Talks to a Gearmesh node through its admin API.", "gearmesh"};
+  app.fallthrough();  // global options may follow the subcommand
+  app.require_subcommand(1);
+
+  std::string node = "127.0.0.1:8100";
+  bool raw_json = false;
+  app.add_option("--node", node, "HOST:PORT of the node's admin API")
+      ->envname("GEARMESH_NODE")
+      ->capture_default_str();
+  app.add_flag("--json", raw_json, "Print the node's JSON answer instead of a summary");
+
+  auto* order = app.add_subcommand("order", "Submit and follow customer orders");
+  order->require_subcommand(1);
+
+  std::string item, due, earliest;
+  std::int64_t quantity = 0;
+  std::int64_t max_price_cents = 0;
+  std::vector<std::string> attributes;
+  auto* submit = order->add_subcommand("submit", "Submit an order; prints its id");
+  submit->add_option("--item", item, "Item to order, e.g. FRAME")->required();
+  submit->add_option("--qty", quantity, "Quantity")->required()->check(CLI::PositiveNumber);
+  submit->add_option("--due", due, "Due date: 2026-12-01, 2026-12-01T08:00:00Z (UTC) or +3d, +12h")
+      ->required();
+  submit->add_option("--earliest", earliest, "Earliest start (same forms as --due); default now");
+  submit->add_option("--max-price", max_price_cents, "Price ceiling in cents; 0 = none")
+      ->check(CLI::NonNegativeNumber);
+  submit->add_option("--attr", attributes, "Attribute key=value, e.g. colour=red (repeatable)");
+
+  std::string order_id;
+  auto* order_status = order->add_subcommand("status", "Show an order, its contract and proposals");
+  order_status->add_option("ORDER_ID", order_id, "Order id, e.g. velo/order/1")->required();
+  auto* order_list = order->add_subcommand("list", "List orders");
+
+  auto* contracts = app.add_subcommand("contracts", "List contracts, as buyer and as seller");
+  auto* health = app.add_subcommand("health", "Check that the node answers");
+  auto* metrics = app.add_subcommand("metrics", "Print the node's counters");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e, out, err);
+    return rc == 0 ? exit_ok : exit_usage;
+  }
+
+  int rc = exit_ok;
+  if (submit->parsed()) {
+    std::int64_t now = now_us();
+    json body = {{"item", item}, {"quantity", quantity}};
+    auto due_us = parse_time(due, now);
+    if (!due_us) return usage_error(err, "--due: " + due_us.error().message());
+    body["due_us"] = *due_us;
+    if (!earliest.empty()) {
+      auto earliest_us = parse_time(earliest, now);
+      if (!earliest_us) return usage_error(err, "--earliest: " + earliest_us.error().message());
+      body["earliest_start_us"] = *earliest_us;
+    }
+    if (max_price_cents > 0) body["max_price_cents"] = max_price_cents;
+    if (!attributes.empty()) {
+      json attrs = json::object();
+      for (const auto& a : attributes) {
+        auto eq = a.find('=');
+        if (eq == std::string::npos || eq == 0) {
+          return usage_error(err, "--attr: expected key=value, got \"" + a + "\"");
+        }
+        attrs[a.substr(0, eq)] = a.substr(eq + 1);
+      }
+      body["attributes"] = std::move(attrs);
+    }
+    std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    auto answer = request(node, "POST", "/v1/orders", text, err, rc);
+    if (!answer) return rc;
+    if (raw_json) {
+      out << answer->dump(2) << '\n';
+    } else {
+      out << str(*answer, "order_id") << '\n';
+    }
+    return exit_ok;
+  }
+
+  std::string target;
+  void (*print)(std::ostream&, const json&) = print_flat;
+  if (order_status->parsed()) {
+    target = "/v1/orders/" + percent_encode(order_id);
+    print = print_order;
+  } else if (order_list->parsed()) {
+    target = "/v1/orders";
+    print = print_order_list;
+  } else if (contracts->parsed()) {
+    target = "/v1/contracts";
+    print = print_contracts;
+  } else if (health->parsed()) {
+    target = "/v1/health";
+  } else if (metrics->parsed()) {
+    target = "/v1/metrics";
+  } else {
+    return usage_error(err, "no command given");
+  }
+  auto answer = request(node, "GET", target, {}, err, rc);
+  if (!answer) return rc;
+  if (raw_json) {
+    out << answer->dump(2) << '\n';
+  } else {
+    print(out, *answer);
+  }
+  return exit_ok;
+}
+
+}  // namespace
+
+result<std::int64_t> parse_time(std::string_view text, std::int64_t now_us) {
+  if (text.size() >= 3 && text.front() == '+') return parse_relative(text, now_us);
+
+  std::size_t pos = 0;
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  if (!read_digits(text, pos, 4, year) || pos >= text.size() || text[pos++] != '-' ||
+      !read_digits(text, pos, 2, month) || pos >= text.size() || text[pos++] != '-' ||
+      !read_digits(text, pos, 2, day)) {
+    return bad_time(text);
+  }
+  std::int64_t fraction_us = 0;
+  if (pos < text.size() && (text[pos] == 'T' || text[pos] == 't' || text[pos] == ' ')) {
+    ++pos;
+    if (!read_digits(text, pos, 2, hour) || pos >= text.size() || text[pos++] != ':' ||
+        !read_digits(text, pos, 2, minute)) {
+      return bad_time(text);
+    }
+    if (pos < text.size() && text[pos] == ':') {
+      ++pos;
+      if (!read_digits(text, pos, 2, second)) return bad_time(text);
+      if (pos < text.size() && text[pos] == '.') {
+        ++pos;
+        std::int64_t scale = 100'000;
+        std::size_t digits = 0;
+        while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+          fraction_us += (text[pos] - '0') * scale;
+          scale /= 10;
+          ++pos;
+          ++digits;
+        }
+        if (digits == 0) return bad_time(text);
+      }
+    }
+    if (pos < text.size() && (text[pos] == 'Z' || text[pos] == 'z')) ++pos;
+  }
+  if (pos != text.size()) return bad_time(text);
+  if (hour > 23 || minute > 59 || second > 59) return bad_time(text);
+  std::chrono::year_month_day ymd{std::chrono::year(year),
+                                  std::chrono::month(static_cast<unsigned>(month)),
+                                  std::chrono::day(static_cast<unsigned>(day))};
+  if (!ymd.ok()) return bad_time(text);
+  std::int64_t days_since_epoch = sys_days(ymd).time_since_epoch().count();
+  return days_since_epoch * us_per_day + hour * us_per_hour + minute * us_per_minute +
+         second * us_per_second + fraction_us;
+}
+
+std::string format_time(std::int64_t us) {
+  std::chrono::sys_time<microseconds> t{microseconds(us)};
+  auto day = floor<days>(t);
+  std::chrono::year_month_day ymd{day};
+  std::int64_t minutes = (us - day.time_since_epoch().count() * us_per_day) / us_per_minute;
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}Z", static_cast<int>(ymd.year()),
+                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                     minutes / 60, minutes % 60);
+}
+
+std::string format_price(std::int64_t cents, std::string_view currency) {
+  // Work on the magnitude as unsigned so INT64_MIN does not overflow.
+  std::uint64_t magnitude =
+      cents < 0 ? std::uint64_t{0} - static_cast<std::uint64_t>(cents) : std::uint64_t(cents);
+  std::string s = fmt::format("{}{}.{:02}", cents < 0 ? "-" : "", magnitude / 100, magnitude % 100);
+  if (!currency.empty()) {
+    s += ' ';
+    s += currency;
+  }
+  return s;
+}
+
+std::string percent_encode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  try {
+    return run_parsed(argc, argv, out, err);
+  } catch (const std::exception& e) {
+    err << "gearmesh: unexpected error: " << e.what() << '\n';
+    return exit_api_error;
+  }
+}
+
+}  // namespace gearmesh::cli

@@ -1,0 +1,278 @@
+#include "cli.hpp"
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <sstream>
+#include <vector>
+
+#include "gearmesh/node/admin.hpp"
+
+namespace gearmesh::cli {
+namespace {
+
+// 2026-12-01T00:00:00Z in microseconds since the epoch.
+constexpr std::int64_t dec1_us = 1'796'083'200'000'000;
+constexpr std::int64_t hour_us = 3'600'000'000;
+
+TEST(cli_time, parses_iso_dates_and_times) {
+  EXPECT_EQ(*parse_time("2026-12-01", 0), dec1_us);
+  EXPECT_EQ(*parse_time("2026-12-01T08:00:00Z", 0), dec1_us + 8 * hour_us);
+  EXPECT_EQ(*parse_time("2026-12-01T08:00Z", 0), dec1_us + 8 * hour_us);
+  EXPECT_EQ(*parse_time("2026-12-01T08:30:15", 0),
+            dec1_us + 8 * hour_us + 30 * 60'000'000 + 15'000'000);
+  EXPECT_EQ(*parse_time("2026-12-01T00:00:00.25Z", 0), dec1_us + 250'000);
+  EXPECT_EQ(*parse_time("1970-01-01", 0), 0);
+  EXPECT_EQ(*parse_time("2028-02-29", 0), *parse_time("2028-03-01", 0) - 24 * hour_us);
+}
+
+TEST(cli_time, parses_relative_times) {
+  EXPECT_EQ(*parse_time("+3d", dec1_us), dec1_us + 72 * hour_us);
+  EXPECT_EQ(*parse_time("+12h", dec1_us), dec1_us + 12 * hour_us);
+  EXPECT_EQ(*parse_time("+30m", dec1_us), dec1_us + hour_us / 2);
+  EXPECT_EQ(*parse_time("+2w", dec1_us), dec1_us + 14 * 24 * hour_us);
+}
+
+TEST(cli_time, rejects_malformed_times) {
+  for (const char* bad :
+       {"", "tomorrow", "2026-13-01", "2026-02-30", "2026-12-1", "2026-12-01T8:00",
+        "2026-12-01T24:00Z", "2026-12-01T08:00+02:00", "+3", "+d", "+3y", "+-3d", "+99999999w",
+        "2026-12-01T08:00:00.Z", "12/01/2026"}) {
+    auto r = parse_time(bad, dec1_us);
+    EXPECT_FALSE(r) << bad;
+    if (!r) {
+      EXPECT_EQ(r.error().code(), errc::invalid_argument) << bad;
+    }
+  }
+}
+
+TEST(cli_format, times_and_prices) {
+  EXPECT_EQ(format_time(dec1_us + 8 * hour_us + 59'999'999), "2026-12-01T08:00Z");
+  EXPECT_EQ(format_time(0), "1970-01-01T00:00Z");
+  EXPECT_EQ(format_time(-60'000'000), "1969-12-31T23:59Z");
+  EXPECT_EQ(format_price(123456), "1234.56");
+  EXPECT_EQ(format_price(123456, "EUR"), "1234.56 EUR");
+  EXPECT_EQ(format_price(5), "0.05");
+  EXPECT_EQ(format_price(-5), "-0.05");
+  EXPECT_EQ(format_price(0), "0.00");
+  EXPECT_EQ(format_price(INT64_MIN), "-92233720368547758.08");
+  EXPECT_EQ(percent_encode("velo/order/1"), "velo%2Forder%2F1");
+  EXPECT_EQ(percent_encode("a b~c-d_e.f?"), "a%20b~c-d_e.f%3F");
+}
+
+// --- End to end against a real admin server ---------------------------------
+
+constexpr const char* order_json = R"({
+  "order_id": "velo/order/1", "item": "FRAME", "quantity": 5,
+  "due_us": 1796083200000000, "earliest_start_us": 1795478400000000, "max_price_cents": 0,
+  "state": "contracted", "reason": "",
+  "contract": {"contract_id": "velo/contract/1", "order_id": "velo/order/1", "buyer": "velo",
+               "seller": "framecraft", "role": "buyer", "item": "FRAME", "quantity": 5,
+               "price_cents": 123456, "currency": "EUR",
+               "promised_start_us": 1795507200000000, "promised_due_us": 1795996800000000,
+               "state": "active"},
+  "proposals": [
+    {"seller": "framecraft", "proposal_id": "framecraft/proposal/7", "price_cents": 123456,
+     "promised_start_us": 1795507200000000, "promised_due_us": 1795996800000000,
+     "valid_until_us": 1795482000000000, "state": "accepted", "reason": ""},
+    {"seller": "alloyframe", "proposal_id": "alloyframe/proposal/3", "price_cents": 130000,
+     "promised_start_us": 1795507200000000, "promised_due_us": 1796000400000000,
+     "valid_until_us": 1795482000000000, "state": "rejected", "reason": "higher price"}
+  ]})";
+
+admin::response json_response(std::string body, unsigned status = 200) {
+  admin::response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+class cli_e2e : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = std::make_shared<admin::router>();
+    r->add("GET", "/v1/health",
+           [](const admin::request&) { return json_response(R"({"node":"velo","status":"ok"})"); });
+    r->add("GET", "/v1/metrics", [](const admin::request&) {
+      return json_response(R"({"frames_in":12,"commits":7,"node":"velo"})");
+    });
+    r->add("POST", "/v1/orders", [this](const admin::request& req) {
+      std::lock_guard lock(mutex_);
+      posted_.push_back(req.body);
+      if (req.body.find("\"item\":\"NOPE\"") != std::string::npos) {
+        return admin::error_response(400, "unknown item NOPE");
+      }
+      return json_response(R"({"order_id":"velo/order/1","state":"negotiating"})", 201);
+    });
+    r->add("GET", "/v1/orders", [](const admin::request& req) {
+      if (req.path == "/v1/orders") {
+        return json_response(std::string(R"({"orders":[)") + order_json + "]}");
+      }
+      if (req.path == "/v1/orders/velo/order/1") return json_response(order_json);
+      return admin::error_response(404, "no order " + req.path.substr(11));
+    });
+    r->add("GET", "/v1/contracts", [](const admin::request&) {
+      return json_response(R"({"contracts":[
+        {"contract_id":"velo/contract/1","order_id":"velo/order/1","buyer":"velo",
+         "seller":"framecraft","role":"buyer","item":"FRAME","quantity":5,"price_cents":123456,
+         "currency":"EUR","promised_start_us":0,"promised_due_us":1795996800000000,
+         "state":"active"},
+        {"contract_id":"tubeco/contract/9","order_id":"framecraft/order/2","buyer":"framecraft",
+         "seller":"velo","role":"seller","item":"TUBE-SET","quantity":10,"price_cents":9900,
+         "currency":"","promised_start_us":0,"promised_due_us":1795996800000000,
+         "state":"cancelled"}]})");
+    });
+    r->add("GET", "/v1/broken", [](const admin::request&) { return json_response("not json"); });
+    auto s = admin::server::start("127.0.0.1", 0, r);
+    ASSERT_TRUE(s) << s.error().to_string();
+    server_ = std::move(*s);
+    node_ = "127.0.0.1:" + std::to_string(server_->port());
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+  }
+
+  /// Runs the CLI with `--node <server>` prepended to `args`.
+  int cli(std::vector<std::string> args, bool with_node = true) {
+    out_.str({});
+    err_.str({});
+    std::vector<std::string> all = {"gearmesh"};
+    if (with_node) {
+      all.push_back("--node");
+      all.push_back(node_);
+    }
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<const char*> argv;
+    for (const auto& a : all) argv.push_back(a.c_str());
+    return run(static_cast<int>(argv.size()), argv.data(), out_, err_);
+  }
+
+  std::unique_ptr<admin::server> server_;
+  std::string node_;
+  std::ostringstream out_, err_;
+  std::mutex mutex_;
+  std::vector<std::string> posted_;
+};
+
+TEST_F(cli_e2e, order_submit_posts_json_and_prints_id) {
+  ASSERT_EQ(cli({"order", "submit", "--item", "FRAME", "--qty", "5", "--due", "2026-12-01",
+                 "--earliest", "2026-11-24T08:00:00Z", "--max-price", "150000", "--attr",
+                 "colour=red", "--attr", "size=L"}),
+            exit_ok)
+      << err_.str();
+  EXPECT_EQ(out_.str(), "velo/order/1\n");
+  std::lock_guard lock(mutex_);
+  ASSERT_EQ(posted_.size(), 1u);
+  EXPECT_EQ(posted_[0],
+            R"({"attributes":{"colour":"red","size":"L"},"due_us":1796083200000000,)"
+            R"("earliest_start_us":1795507200000000,"item":"FRAME","max_price_cents":150000,)"
+            R"("quantity":5})");
+}
+
+TEST_F(cli_e2e, order_submit_minimal_and_relative_due) {
+  ASSERT_EQ(cli({"order", "submit", "--item", "FRAME", "--qty", "2", "--due", "+3d"}), exit_ok)
+      << err_.str();
+  std::lock_guard lock(mutex_);
+  ASSERT_EQ(posted_.size(), 1u);
+  EXPECT_EQ(posted_[0].find("earliest_start_us"), std::string::npos);
+  EXPECT_EQ(posted_[0].find("max_price_cents"), std::string::npos);
+  EXPECT_NE(posted_[0].find("\"due_us\":"), std::string::npos);
+}
+
+TEST_F(cli_e2e, order_submit_api_error_is_exit_1) {
+  EXPECT_EQ(cli({"order", "submit", "--item", "NOPE", "--qty", "1", "--due", "+1d"}),
+            exit_api_error);
+  EXPECT_EQ(err_.str(), "gearmesh: unknown item NOPE (HTTP 400)\n");
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(cli_e2e, usage_errors_are_exit_2) {
+  EXPECT_EQ(cli({"order", "submit", "--qty", "1", "--due", "+1d"}), exit_usage);  // no --item
+  EXPECT_NE(err_.str().find("--item"), std::string::npos) << err_.str();
+  EXPECT_EQ(cli({"order", "submit", "--item", "X", "--qty", "0", "--due", "+1d"}), exit_usage);
+  EXPECT_EQ(cli({"order", "submit", "--item", "X", "--qty", "1", "--due", "someday"}), exit_usage);
+  EXPECT_NE(err_.str().find("--due: invalid time \"someday\""), std::string::npos) << err_.str();
+  EXPECT_EQ(cli({"order", "submit", "--item", "X", "--qty", "1", "--due", "+1d", "--attr", "x"}),
+            exit_usage);
+  EXPECT_EQ(cli({"frobnicate"}), exit_usage);
+  EXPECT_EQ(cli({}), exit_usage);
+  EXPECT_EQ(cli({"--node", "nonsense", "health"}, false), exit_usage);
+  EXPECT_EQ(cli({"--help"}), exit_ok);
+  EXPECT_NE(out_.str().find("order"), std::string::npos);
+  std::lock_guard lock(mutex_);
+  EXPECT_TRUE(posted_.empty());
+}
+
+TEST_F(cli_e2e, order_status_human_output) {
+  ASSERT_EQ(cli({"order", "status", "velo/order/1"}), exit_ok) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "order             velo/order/1\n"
+            "item              FRAME\n"
+            "quantity          5\n"
+            "earliest          2026-11-24T00:00Z\n"
+            "due               2026-12-01T00:00Z\n"
+            "max price         none\n"
+            "state             contracted\n"
+            "contract          velo/contract/1\n"
+            "  seller          framecraft\n"
+            "  price           1234.56 EUR\n"
+            "  promised start  2026-11-24T08:00Z\n"
+            "  promised due    2026-11-30T00:00Z\n"
+            "  contract state  active\n"
+            "\n"
+            "proposals\n"
+            "SELLER      PROPOSAL               PRICE        START              DUE              "
+            "  VALID UNTIL        STATE     REASON\n"
+            "framecraft  framecraft/proposal/7  1234.56 EUR  2026-11-24T08:00Z  2026-11-30T00:00Z"
+            "  2026-11-24T01:00Z  accepted  \n"
+            "alloyframe  alloyframe/proposal/3  1300.00 EUR  2026-11-24T08:00Z  2026-11-30T01:00Z"
+            "  2026-11-24T01:00Z  rejected  higher price\n");
+}
+
+TEST_F(cli_e2e, order_status_unknown_is_exit_1) {
+  EXPECT_EQ(cli({"order", "status", "velo/order/99"}), exit_api_error);
+  EXPECT_EQ(err_.str(), "gearmesh: no order velo/order/99 (HTTP 404)\n");
+}
+
+TEST_F(cli_e2e, json_flag_prints_raw_answer) {
+  ASSERT_EQ(cli({"--json", "health"}), exit_ok);
+  EXPECT_EQ(out_.str(), "{\n  \"node\": \"velo\",\n  \"status\": \"ok\"\n}\n");
+  // Global options may also follow the subcommand.
+  ASSERT_EQ(cli({"order", "status", "velo/order/1", "--json"}), exit_ok) << err_.str();
+  EXPECT_NE(out_.str().find("\"order_id\": \"velo/order/1\""), std::string::npos);
+}
+
+TEST_F(cli_e2e, order_list_and_contracts_tables) {
+  ASSERT_EQ(cli({"order", "list"}), exit_ok) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "ORDER         ITEM   QTY  DUE                STATE       SELLER      PRICE\n"
+            "velo/order/1  FRAME  5    2026-12-01T00:00Z  contracted  framecraft  1234.56 EUR\n");
+  ASSERT_EQ(cli({"contracts"}), exit_ok) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "CONTRACT           ORDER               ROLE    COUNTERPARTY  ITEM      QTY  PRICE     "
+            "   PROMISED DUE       STATE\n"
+            "velo/contract/1    velo/order/1        buyer   framecraft    FRAME     5    1234.56 "
+            "EUR  2026-11-30T00:00Z  active\n"
+            "tubeco/contract/9  framecraft/order/2  seller  framecraft    TUBE-SET  10   99.00   "
+            "     2026-11-30T00:00Z  cancelled\n");
+}
+
+TEST_F(cli_e2e, health_and_metrics_print_key_values) {
+  ASSERT_EQ(cli({"health"}), exit_ok);
+  EXPECT_EQ(out_.str(), "node: velo\nstatus: ok\n");
+  ASSERT_EQ(cli({"metrics"}), exit_ok);
+  EXPECT_EQ(out_.str(), "commits: 7\nframes_in: 12\nnode: velo\n");
+}
+
+TEST_F(cli_e2e, unreachable_node_is_exit_3) {
+  std::string address = node_;
+  server_->stop();
+  EXPECT_EQ(cli({"health"}), exit_unreachable);
+  EXPECT_EQ(err_.str(), "gearmesh: cannot reach the node's admin API: cannot connect to " +
+                            address +
+                            ": Connection refused (is gearmesh-node running? set --node or "
+                            "GEARMESH_NODE)\n");
+}
+
+}  // namespace
+}  // namespace gearmesh::cli
