@@ -1,1 +1,739 @@
-// placeholder: to be written
+// The role actors end to end in one process: a real CAF actor system, one
+// test node_context per node (real LMDB store, sync off, real group commit
+// writer) and a tiny in-process network that carries the real encoded frames
+// from a node's durable commit to the receiving node's routed actor.
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include "caf_messages.hpp"
+#include "gearmesh/actors/buyer.hpp"
+#include "gearmesh/actors/factory.hpp"
+#include "gearmesh/actors/install.hpp"
+#include "gearmesh/actors/records.hpp"
+#include "gearmesh/actors/roles_config.hpp"
+#include "gearmesh/actors/supplier.hpp"
+#include "gearmesh/wire/codec.hpp"
+
+namespace gearmesh::actors {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+// --- in-process network -----------------------------------------------------
+
+class test_network {
+ public:
+  void route(const std::string& node, std::initializer_list<wire::message_type> types,
+             const caf::actor& a) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto t : types) routes_[{node, t}] = a;
+  }
+
+  /// Holds back messages of `type` from `sender` for `delay` (a slow link).
+  void delay(const std::string& sender, wire::message_type type, std::chrono::milliseconds d) {
+    std::lock_guard<std::mutex> lock(mu_);
+    delays_[{sender, type}] = d;
+  }
+
+  /// Decodes `frame` as the receiver would and hands it to the routed actor.
+  void deliver(const wire::bytes& frame) {
+    auto env = wire::decode(frame);
+    ASSERT_TRUE(env.has_value()) << env.error().to_string();
+    caf::actor dest;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = routes_.find({env->header.receiver, wire::type_of(env->payload)});
+      if (it == routes_.end()) {
+        ++dropped_;
+        return;
+      }
+      dest = it->second;
+      ++delivered_;
+      auto d = delays_.find({env->header.sender, wire::type_of(env->payload)});
+      if (d != delays_.end()) {
+        caf::delayed_anon_send(dest, d->second, inbound_atom::value, std::move(*env));
+        return;
+      }
+    }
+    caf::anon_send(dest, inbound_atom::value, std::move(*env));
+  }
+
+  std::uint64_t dropped() const { return dropped_; }
+
+ private:
+  std::mutex mu_;
+  std::map<std::pair<std::string, wire::message_type>, caf::actor> routes_;
+  std::map<std::pair<std::string, wire::message_type>, std::chrono::milliseconds> delays_;
+  std::atomic<std::uint64_t> delivered_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+};
+
+/// The system clock shifted by a fixed offset: a partner whose clock is off.
+class offset_clock final : public gearmesh::clock {
+ public:
+  explicit offset_clock(timestamp_us offset) : offset_(offset) {}
+  timestamp_us now() const override { return system_clock().now() + offset_; }
+
+ private:
+  timestamp_us offset_;
+};
+
+class test_node final : public node_context {
+ public:
+  test_node(std::string id, const std::string& dir, test_network& net, timestamp_us offset = 0)
+      : id_(std::move(id)), net_(net), clock_(offset) {
+    store::options opts;
+    opts.path = dir;
+    opts.sync = false;
+    auto env = store::environment::open(opts);
+    EXPECT_TRUE(env.has_value()) << env.error().to_string();
+    env_ = std::move(*env);
+    writer_ = std::make_unique<store::group_commit_writer>(*env_);
+  }
+  ~test_node() override { stop(); }
+
+  const std::string& node_id() const override { return id_; }
+  const gearmesh::clock& clock() const override { return clock_; }
+  const store::environment& store() const override { return *env_; }
+
+  void commit(effects fx) override {
+    std::vector<wire::bytes> frames;
+    for (auto& m : fx.messages) {
+      wire::envelope env;
+      env.header.message_id = next_message_id_++;
+      env.header.sender = id_;
+      env.header.receiver = m.receiver;
+      env.header.conversation_id = m.conversation_id;
+      env.header.causation_id = m.causation_id;
+      env.header.timestamp_us = clock_.now();
+      env.payload = std::move(m.payload);
+      frames.push_back(wire::encode(env));
+    }
+    if (fx.cause)
+      fx.writes.put("inbox", fx.cause->sender + "/" + store::key_u64(fx.cause->message_id), "");
+    writer_->submit(std::move(fx.writes), [this, frames = std::move(frames),
+                                           done = std::move(fx.on_durable)](const status& st) {
+      if (st) {
+        for (const auto& f : frames) net_.deliver(f);
+      }
+      if (done) done(st);
+    });
+  }
+
+  void stop() {
+    if (writer_) writer_->stop();
+  }
+
+ private:
+  std::string id_;
+  test_network& net_;
+  offset_clock clock_;
+  std::unique_ptr<store::environment> env_;
+  std::unique_ptr<store::group_commit_writer> writer_;
+  std::atomic<std::uint64_t> next_message_id_{1};
+};
+
+// --- the reference network, small -------------------------------------------
+
+const char* velo_toml = R"(
+[buyer]
+currency = "EUR"
+proposal_window_ms = 3000
+confirm_timeout_ms = 3000
+[[buyer.sources]]
+item = "FRAME"
+sellers = ["framecraft", "alloyframe"]
+[[buyer.sources]]
+item = "BATTERY"
+sellers = ["cellpack"]
+)";
+
+std::string factory_toml(int saw, int weld, int paint, int hold_ttl_ms) {
+  return "[factory]\nhold_ttl_ms = " + std::to_string(hold_ttl_ms) + R"(
+bucket_minutes = 60
+margin_pct = 15
+[[factory.machines]]
+id = "saw1"
+capabilities = ["sawing"]
+rate_cents_per_hour = )" +
+         std::to_string(saw) + R"(
+[[factory.machines]]
+id = "weld1"
+capabilities = ["welding"]
+rate_cents_per_hour = )" +
+         std::to_string(weld) + R"(
+[[factory.machines]]
+id = "weld2"
+capabilities = ["welding"]
+rate_cents_per_hour = )" +
+         std::to_string(weld + 500) + R"(
+capacity_per_bucket = 30
+[[factory.machines]]
+id = "paint1"
+capabilities = ["coating"]
+rate_cents_per_hour = )" +
+         std::to_string(paint) + R"(
+[[factory.items]]
+id = "FRAME"
+[[factory.items.operations]]
+capability = "sawing"
+minutes_per_unit = 6
+[[factory.items.operations]]
+capability = "welding"
+minutes_per_unit = 10
+setup_minutes = 5
+[[factory.items.operations]]
+capability = "coating"
+minutes_per_unit = 8
+)";
+}
+
+const char* cellpack_toml = R"(
+[supplier]
+hold_ttl_ms = 5000
+[[supplier.items]]
+id = "BATTERY"
+unit_price_cents = 18000
+lead_time_days = 3
+daily_capacity = 40
+)";
+
+roles_config roles_of(const std::string& text, const std::string& name) {
+  auto file = config_file::parse(text, name);
+  EXPECT_TRUE(file.has_value()) << file.error().to_string();
+  auto roles = parse_roles(*file);
+  EXPECT_TRUE(roles.has_value()) << roles.error().to_string();
+  return *roles;
+}
+
+/// A few nodes, their actors and the network, in one actor system.
+class world {
+ public:
+  explicit world(std::filesystem::path dir) : dir_(std::move(dir)) {
+    cfg_.set("scheduler.max-threads", 2);
+    sys_ = std::make_unique<caf::actor_system>(cfg_);
+  }
+
+  ~world() {
+    for (auto& a : actors_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    actors_.clear();
+    buyers_.clear();
+    sys_->await_all_actors_done();
+    for (auto& [id, n] : nodes_) n->stop();
+    nodes_.clear();
+    sys_.reset();
+  }
+
+  test_node& add_node(const std::string& id, const std::string& toml,
+                      timestamp_us clock_offset_us = 0) {
+    auto& n = nodes_[id];
+    n = std::make_unique<test_node>(id, (dir_ / id).string(), net_, clock_offset_us);
+    auto roles = roles_of(toml, id + ".toml");
+    if (roles.buyer) {
+      auto b = spawn_buyer(*sys_, *n, *roles.buyer);
+      EXPECT_TRUE(b.has_value()) << b.error().to_string();
+      net_.route(id,
+                 {wire::message_type::propose, wire::message_type::refuse,
+                  wire::message_type::confirm, wire::message_type::failure},
+                 *b);
+      buyers_[id] = *b;
+      actors_.push_back(*b);
+    }
+    std::optional<result<caf::actor>> p;
+    if (roles.factory) p.emplace(spawn_factory(*sys_, *n, *roles.factory));
+    if (roles.supplier) p.emplace(spawn_supplier(*sys_, *n, *roles.supplier));
+    if (p) {
+      EXPECT_TRUE(p->has_value()) << p->error().to_string();
+      net_.route(id,
+                 {wire::message_type::cfp, wire::message_type::accept, wire::message_type::reject,
+                  wire::message_type::cancel},
+                 **p);
+      actors_.push_back(**p);
+    }
+    roles_[id] = roles;
+    return *n;
+  }
+
+  test_node& node(const std::string& id) { return *nodes_.at(id); }
+  test_network& network() { return net_; }
+  caf::actor_system& system() { return *sys_; }
+  const caf::actor& buyer(const std::string& id) { return buyers_.at(id); }
+  const roles_config& roles(const std::string& id) { return roles_.at(id); }
+
+  admin::router admin(const std::string& id) {
+    admin::router r;
+    auto it = buyers_.find(id);
+    add_admin_routes(r, node(id), *sys_, it == buyers_.end() ? nullptr : &it->second);
+    return r;
+  }
+
+ private:
+  std::filesystem::path dir_;
+  caf::actor_system_config cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  test_network net_;
+  std::map<std::string, std::unique_ptr<test_node>> nodes_;
+  std::map<std::string, caf::actor> buyers_;
+  std::map<std::string, roles_config> roles_;
+  std::vector<caf::actor> actors_;
+};
+
+class actors_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("gearmesh-actors-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path dir_;
+};
+
+// --- helpers ----------------------------------------------------------------
+
+/// Polls `pred` every 10 ms for at most `limit`.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+template <class T>
+std::map<std::string, T> all(const store::environment& env, const store::table<T>& t) {
+  std::map<std::string, T> out;
+  auto st = t.for_each(env, [&](std::string_view k, T&& v) {
+    out.emplace(std::string(k), std::move(v));
+    return true;
+  });
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  return out;
+}
+
+bool terminal(order_state s) {
+  return s == order_state::contracted || s == order_state::failed || s == order_state::cancelled;
+}
+
+admin::response call(const admin::router& r, std::string method, std::string path,
+                     std::string body = {}) {
+  admin::request req;
+  req.method = std::move(method);
+  req.path = path;
+  req.target = std::move(path);
+  req.body = std::move(body);
+  return r.dispatch(req);
+}
+
+std::string post_order(const admin::router& r, const std::string& item, int quantity,
+                       timestamp_us due_us) {
+  json body{{"item", item},
+            {"quantity", quantity},
+            {"due_us", due_us},
+            {"attributes", {{"colour", "red"}}}};
+  auto resp = call(r, "POST", "/v1/orders", body.dump());
+  EXPECT_EQ(resp.status, 201u) << resp.body;
+  auto j = json::parse(resp.body);
+  EXPECT_EQ(j.at("state"), "negotiating");
+  return j.at("order_id").get<std::string>();
+}
+
+/// Every contract at a buyer exists with the same terms at its seller, and
+/// every contract at a seller exists at its buyer (DESIGN.md invariant 2).
+void expect_agreement(world& w, const std::vector<std::string>& nodes) {
+  std::map<std::string, std::map<std::string, contract_record>> by_node;
+  for (const auto& n : nodes) by_node[n] = all(w.node(n).store(), tables::contracts);
+  for (const auto& [n, contracts] : by_node) {
+    for (const auto& [id, c] : contracts) {
+      const auto& other = c.role == contract_role::buyer ? c.seller : c.buyer;
+      ASSERT_TRUE(by_node.count(other)) << other;
+      auto it = by_node[other].find(id);
+      ASSERT_NE(it, by_node[other].end()) << id << " recorded at " << n << " missing at " << other;
+      EXPECT_TRUE(it->second.same_terms(c)) << id;
+      EXPECT_NE(it->second.role, c.role);
+    }
+  }
+}
+
+/// Every calendar of `node` satisfies booked + held <= capacity (invariant 1).
+void expect_calendars_ok(world& w, const std::string& node) {
+  std::vector<resource_spec> specs;
+  const auto& roles = w.roles(node);
+  if (roles.factory) specs = make_factory_policy(*roles.factory)->resources();
+  if (roles.supplier) specs = make_supplier_policy(*roles.supplier)->resources();
+  for (const auto& s : specs) {
+    auto cal = load_calendar(w.node(node).store(), s);
+    ASSERT_TRUE(cal.has_value()) << cal.error().to_string();
+    EXPECT_TRUE(cal->check().is_ok()) << node << "/" << s.id << ": " << cal->check().to_string();
+  }
+}
+
+// --- tests ------------------------------------------------------------------
+
+TEST(policies, factory_and_supplier_pricing) {
+  auto f = roles_of(factory_toml(3000, 5000, 4000, 5000), "f.toml");
+  ASSERT_TRUE(f.factory);
+  auto fp = make_factory_policy(*f.factory);
+  wire::cfp c;
+  c.item = "FRAME";
+  c.quantity = 5;
+  c.earliest_start_us = 0;
+  auto plan = fp->plan(c, 1000 * us_per_day);
+  ASSERT_TRUE(plan.has_value());
+  ASSERT_EQ(plan->operations.size(), 3u);
+  EXPECT_EQ(plan->operations[0].units, 30);
+  EXPECT_EQ(plan->operations[1].units, 55);
+  EXPECT_EQ(plan->operations[1].candidates, (std::vector<std::string>{"weld1", "weld2"}));
+  EXPECT_EQ(plan->from_us, 1000 * us_per_day);
+  std::vector<chosen_step> steps{{"saw1", "p#0", {0, 0, {{0, 30}}}},
+                                 {"weld1", "p#1", {0, 0, {{0, 55}}}},
+                                 {"paint1", "p#2", {0, 0, {{0, 40}}}}};
+  // (30*3000 + 55*5000 + 40*4000) / 60 * 1.15 = 525000 / 60 * 1.15 = 10062.5 -> 10063
+  EXPECT_EQ(fp->price(c, steps), 10063);
+  c.item = "NOPE";
+  EXPECT_FALSE(fp->plan(c, 0).has_value());
+
+  auto s = roles_of(cellpack_toml, "s.toml");
+  auto sp = make_supplier_policy(*s.supplier);
+  c.item = "BATTERY";
+  c.quantity = 10;
+  auto sp_plan = sp->plan(c, 1000 * us_per_day);
+  ASSERT_TRUE(sp_plan.has_value());
+  EXPECT_EQ(sp_plan->from_us, 1003 * us_per_day);
+  EXPECT_EQ(sp->price(c, {}), 180000);
+  EXPECT_EQ(sp->resources().at(0).capacity, 40);
+}
+
+TEST(roles_config, errors_name_file_line_and_field) {
+  auto parse = [](const std::string& text) {
+    auto f = config_file::parse(text, "x.toml");
+    EXPECT_TRUE(f.has_value());
+    return parse_roles(*f);
+  };
+  auto r =
+      parse("[buyer]\ncurrency = \"EUR\"\n[[buyer.sources]]\nitem = \"FRAME\"\nsellers = []\n");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), errc::bad_config);
+  EXPECT_NE(r.error().message().find("x.toml:5: buyer.sources[0].sellers"), std::string::npos)
+      << r.error().message();
+  r = parse(
+      "[supplier]\nhold_ttl = 5\n[[supplier.items]]\nid=\"A\"\nunit_price_cents=1\n"
+      "lead_time_days=1\ndaily_capacity=1\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("supplier.hold_ttl: unknown key"), std::string::npos)
+      << r.error().message();
+  r = parse(
+      "[factory]\n[[factory.machines]]\nid=\"m1\"\ncapabilities=[\"a\"]\n"
+      "rate_cents_per_hour=1\n[[factory.items]]\nid=\"X\"\n[[factory.items.operations]]\n"
+      "capability=\"b\"\nminutes_per_unit=1\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("x.toml:9: factory.items[0].operations[0].capability: no "
+                                     "machine offers \"b\""),
+            std::string::npos)
+      << r.error().message();
+  r = parse("[buyer]\nconfirm_timeout_ms = -1\n[[buyer.sources]]\nitem=\"A\"\nsellers=[\"s\"]\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("x.toml:2: buyer.confirm_timeout_ms"), std::string::npos);
+  r = parse(std::string(velo_toml) + "[node]\nid = \"velo\"\n");
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->buyer->sources.size(), 2u);
+  EXPECT_FALSE(r->factory);
+}
+
+TEST_F(actors_test, orders_contract_with_the_cheapest_feasible_seller) {
+  world w(dir_);
+  w.add_node("velo", velo_toml);
+  w.add_node("framecraft", factory_toml(3000, 5000, 4000, 5000));
+  w.add_node("alloyframe", factory_toml(4000, 6000, 5000, 5000));
+  w.add_node("cellpack", cellpack_toml);
+  auto api = w.admin("velo");
+  const auto due = system_clock().now() + 30 * us_per_day;
+
+  std::vector<std::string> frames, batteries;
+  for (int i = 0; i < 6; ++i) frames.push_back(post_order(api, "FRAME", 5 + i, due));
+  for (int i = 0; i < 2; ++i) batteries.push_back(post_order(api, "BATTERY", 30, due));
+  EXPECT_EQ(frames.front(), "velo/order/1");
+
+  auto& velo = w.node("velo").store();
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& [id, o] : all(velo, tables::orders))
+      if (!terminal(o.state)) return false;
+    return true;
+  }));
+  // Losers release their holds once rejected; winners' holds became bookings.
+  ASSERT_TRUE(eventually([&] {
+    return all(w.node("alloyframe").store(), tables::holds).empty() &&
+           all(w.node("framecraft").store(), tables::holds).empty() &&
+           all(w.node("cellpack").store(), tables::holds).empty();
+  }));
+
+  auto orders = all(velo, tables::orders);
+  ASSERT_EQ(orders.size(), 8u);
+  auto contracts = all(velo, tables::contracts);
+  ASSERT_EQ(contracts.size(), 8u);
+  for (const auto& [id, o] : orders) {
+    ASSERT_EQ(o.state, order_state::contracted) << id << ": " << o.reason;
+    const auto& c = contracts.at(o.contract_id);
+    const bool frame = o.item == "FRAME";
+    EXPECT_EQ(c.seller, frame ? "framecraft" : "cellpack") << id;
+    EXPECT_EQ(c.state, contract_state::active);
+    EXPECT_EQ(c.quantity, o.quantity);
+    EXPECT_LE(c.promised_due_us, o.due_us);
+    if (frame) {
+      ASSERT_EQ(o.proposals.size(), 2u) << id;
+      for (const auto& p : o.proposals) {
+        if (p.seller == "alloyframe") {
+          EXPECT_EQ(p.state, proposal_state::rejected);
+          EXPECT_GT(p.price_cents, c.price_cents);
+        } else {
+          EXPECT_EQ(p.state, proposal_state::accepted);
+        }
+      }
+    } else {
+      // 30 units at 40/day from now + 3 days: two days of capacity.
+      EXPECT_EQ(c.price_cents, 30 * 18000);
+      EXPECT_GE(c.promised_start_us, o.created_us + 3 * us_per_day);
+    }
+  }
+  expect_agreement(w, {"velo", "framecraft", "alloyframe", "cellpack"});
+  for (const auto& n : {"framecraft", "alloyframe", "cellpack"}) expect_calendars_ok(w, n);
+  EXPECT_EQ(all(w.node("framecraft").store(), tables::bookings).size(), 6u * 3u);
+  EXPECT_TRUE(all(w.node("alloyframe").store(), tables::bookings).empty());
+  for (const auto& [id, o] : all(w.node("alloyframe").store(), tables::offers))
+    EXPECT_EQ(o.state, offer_state::rejected) << id;
+  EXPECT_EQ(all(w.node("cellpack").store(), tables::bookings).size(), 2u);
+
+  // The admin API reads the same state.
+  auto list = call(api, "GET", "/v1/orders");
+  ASSERT_EQ(list.status, 200u);
+  auto lj = json::parse(list.body);
+  ASSERT_EQ(lj.at("orders").size(), 8u);
+  auto one = call(api, "GET", "/v1/orders/" + frames[2]);
+  ASSERT_EQ(one.status, 200u) << one.body;
+  auto oj = json::parse(one.body);
+  EXPECT_EQ(oj.at("order_id"), frames[2]);
+  EXPECT_EQ(oj.at("state"), "contracted");
+  EXPECT_EQ(oj.at("quantity"), 7);
+  EXPECT_EQ(oj.at("contract").at("seller"), "framecraft");
+  EXPECT_EQ(oj.at("contract").at("role"), "buyer");
+  EXPECT_EQ(oj.at("contract").at("currency"), "EUR");
+  EXPECT_EQ(oj.at("contract").at("state"), "active");
+  EXPECT_EQ(oj.at("proposals").size(), 2u);
+  for (const auto* key : {"order_id", "item", "quantity", "due_us", "earliest_start_us",
+                          "max_price_cents", "state", "reason", "contract", "proposals"})
+    EXPECT_TRUE(oj.contains(key)) << key;
+  for (const auto* key : {"seller", "proposal_id", "price_cents", "promised_start_us",
+                          "promised_due_us", "valid_until_us", "state", "reason"})
+    EXPECT_TRUE(oj.at("proposals").at(0).contains(key)) << key;
+  EXPECT_EQ(call(api, "GET", "/v1/orders/velo/order/999").status, 404u);
+  auto cl = json::parse(call(api, "GET", "/v1/contracts").body);
+  EXPECT_EQ(cl.at("contracts").size(), 8u);
+  auto seller_api = w.admin("framecraft");
+  auto sl = json::parse(call(seller_api, "GET", "/v1/contracts").body);
+  ASSERT_EQ(sl.at("contracts").size(), 6u);
+  EXPECT_EQ(sl.at("contracts").at(0).at("role"), "seller");
+  EXPECT_EQ(call(seller_api, "POST", "/v1/orders", "{}").status, 404u);
+
+  // Bad input.
+  EXPECT_EQ(call(api, "POST", "/v1/orders", "not json").status, 400u);
+  EXPECT_EQ(call(api, "POST", "/v1/orders",
+                 json{{"item", "WHEEL"}, {"quantity", 1}, {"due_us", due}}.dump())
+                .status,
+            400u);
+  EXPECT_EQ(call(api, "POST", "/v1/orders",
+                 json{{"item", "FRAME"}, {"quantity", 0}, {"due_us", due}}.dump())
+                .status,
+            400u);
+  EXPECT_EQ(call(api, "POST", "/v1/orders",
+                 json{{"item", "FRAME"}, {"quantity", 1}, {"due_us", 5}}.dump())
+                .status,
+            400u);
+  EXPECT_EQ(call(api, "POST", "/v1/orders",
+                 json{{"item", "FRAME"}, {"quantity", -1}, {"due_us", due}}.dump())
+                .status,
+            400u);
+}
+
+TEST_F(actors_test, failed_accept_falls_back_and_silent_seller_is_waited_for) {
+  world w(dir_);
+  w.add_node("velo", R"(
+[buyer]
+proposal_window_ms = 500
+confirm_timeout_ms = 3000
+[[buyer.sources]]
+item = "FRAME"
+sellers = ["framecraft", "alloyframe", "ghost"]
+)");
+  w.add_node("bikeco", R"(
+[buyer]
+proposal_window_ms = 3000
+[[buyer.sources]]
+item = "FRAME"
+sellers = ["framecraft"]
+)");
+  // framecraft is cheaper, but its clock runs 2 s ahead and its holds last
+  // 100 ms: to velo its proposal still looks valid at the decision (at
+  // reply_by, as ghost never answers), while at framecraft the hold lapsed and
+  // the capacity went to bikeco's order meanwhile. Re-planning misses the
+  // promised due date, so framecraft answers velo's Accept with Failure.
+  w.add_node("framecraft", factory_toml(3000, 5000, 4000, 100), 2 * us_per_s);
+  w.add_node("alloyframe", factory_toml(4000, 6000, 5000, 10000));
+  auto api = w.admin("velo");
+  const auto due = system_clock().now() + 30 * us_per_day;
+  const auto id = post_order(api, "FRAME", 5, due);
+  std::this_thread::sleep_for(150ms);
+  const auto other = post_order(w.admin("bikeco"), "FRAME", 5, due);
+  EXPECT_EQ(other, "bikeco/order/1");
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(w.node("bikeco").store(), other);
+    return o && *o && (*o)->state == order_state::contracted;
+  }));
+  auto& velo = w.node("velo").store();
+  // Both factories answered within milliseconds, but velo waits for ghost.
+  {
+    auto o = tables::orders.get(velo, id);
+    ASSERT_TRUE(o && *o);
+    EXPECT_EQ((*o)->state, order_state::negotiating);
+  }
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(velo, id);
+    return o && *o && terminal((*o)->state);
+  }));
+  auto o = **tables::orders.get(velo, id);
+  ASSERT_EQ(o.state, order_state::contracted) << o.reason;
+  auto c = **tables::contracts.get(velo, o.contract_id);
+  EXPECT_EQ(c.seller, "alloyframe");
+  EXPECT_EQ(o.contract_id, id + "/c2");
+  ASSERT_EQ(o.proposals.size(), 2u);  // ghost never answered
+  for (const auto& p : o.proposals) {
+    if (p.seller == "framecraft") {
+      EXPECT_EQ(p.state, proposal_state::failed);
+      EXPECT_NE(p.reason.find("hold expired"), std::string::npos) << p.reason;
+    } else {
+      EXPECT_EQ(p.state, proposal_state::accepted);
+    }
+  }
+  ASSERT_TRUE(eventually([&] {
+    return all(w.node("framecraft").store(), tables::holds).empty() &&
+           all(w.node("alloyframe").store(), tables::holds).empty();
+  }));
+  EXPECT_EQ(all(w.node("framecraft").store(), tables::bookings).size(), 3u);  // bikeco's
+  EXPECT_EQ(all(w.node("framecraft").store(), tables::contracts).size(), 1u);
+  expect_agreement(w, {"velo", "bikeco", "framecraft", "alloyframe"});
+  expect_calendars_ok(w, "framecraft");
+  expect_calendars_ok(w, "alloyframe");
+}
+
+TEST_F(actors_test, late_confirm_is_cancelled_on_both_sides) {
+  world w(dir_);
+  w.add_node("velo", R"(
+[buyer]
+proposal_window_ms = 3000
+confirm_timeout_ms = 300
+[[buyer.sources]]
+item = "FRAME"
+sellers = ["framecraft", "alloyframe"]
+)");
+  w.add_node("framecraft", factory_toml(3000, 5000, 4000, 10000));
+  w.add_node("alloyframe", factory_toml(4000, 6000, 5000, 10000));
+  // framecraft's Confirm takes longer than velo's confirm timeout.
+  w.network().delay("framecraft", wire::message_type::confirm, 800ms);
+  const auto id = post_order(w.admin("velo"), "FRAME", 5, system_clock().now() + 30 * us_per_day);
+  auto& velo = w.node("velo").store();
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(velo, id);
+    if (!o || !*o || (*o)->state != order_state::contracted) return false;
+    // ... and the late confirm has been answered with a Cancel on both sides.
+    auto c1 = tables::contracts.get(velo, id + "/c1");
+    auto s1 = tables::contracts.get(w.node("framecraft").store(), id + "/c1");
+    return c1 && *c1 && s1 && *s1 && (*s1)->state == contract_state::cancelled;
+  }));
+  auto o = **tables::orders.get(velo, id);
+  EXPECT_EQ(o.contract_id, id + "/c2");
+  EXPECT_EQ((**tables::contracts.get(velo, id + "/c2")).seller, "alloyframe");
+  EXPECT_EQ((**tables::contracts.get(velo, id + "/c1")).state, contract_state::cancelled);
+  ASSERT_TRUE(eventually([&] {
+    return all(w.node("framecraft").store(), tables::bookings).empty() &&
+           all(w.node("framecraft").store(), tables::holds).empty();
+  }));
+  expect_agreement(w, {"velo", "framecraft", "alloyframe"});
+  expect_calendars_ok(w, "framecraft");
+  expect_calendars_ok(w, "alloyframe");
+}
+
+TEST_F(actors_test, no_answer_at_all_fails_at_reply_by) {
+  world w(dir_);
+  w.add_node("velo", R"(
+[buyer]
+proposal_window_ms = 300
+[[buyer.sources]]
+item = "BATTERY"
+sellers = ["ghost"]
+)");
+  auto api = w.admin("velo");
+  const auto id = post_order(api, "BATTERY", 5, system_clock().now() + us_per_day);
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(w.node("velo").store(), id);
+    return o && *o && terminal((*o)->state);
+  }));
+  auto o = **tables::orders.get(w.node("velo").store(), id);
+  EXPECT_EQ(o.state, order_state::failed);
+  EXPECT_NE(o.reason.find("1 no answer"), std::string::npos) << o.reason;
+  EXPECT_GE(system_clock().now(), o.reply_by_us);
+}
+
+TEST_F(actors_test, restart_rebuilds_counters_and_calendars) {
+  const auto due = system_clock().now() + 30 * us_per_day;
+  std::string first;
+  {
+    world w(dir_);
+    w.add_node("velo", velo_toml);
+    w.add_node("framecraft", factory_toml(3000, 5000, 4000, 5000));
+    w.add_node("alloyframe", factory_toml(4000, 6000, 5000, 5000));
+    auto api = w.admin("velo");
+    first = post_order(api, "FRAME", 50, due);
+    ASSERT_TRUE(eventually([&] {
+      auto o = tables::orders.get(w.node("velo").store(), first);
+      return o && *o && (*o)->state == order_state::contracted;
+    }));
+  }
+  world w(dir_);
+  w.add_node("velo", velo_toml);
+  w.add_node("framecraft", factory_toml(3000, 5000, 4000, 5000));
+  w.add_node("alloyframe", factory_toml(4000, 6000, 5000, 5000));
+  auto api = w.admin("velo");
+  const auto second = post_order(api, "FRAME", 50, due);
+  EXPECT_EQ(second, "velo/order/2");
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(w.node("velo").store(), second);
+    return o && *o && (*o)->state == order_state::contracted;
+  }));
+  auto& velo = w.node("velo").store();
+  auto c1 = **tables::contracts.get(velo, (**tables::orders.get(velo, first)).contract_id);
+  auto c2 = **tables::contracts.get(velo, (**tables::orders.get(velo, second)).contract_id);
+  // The restarted factory saw its bookings: the second order comes after the first.
+  EXPECT_EQ(c2.seller, "framecraft");
+  EXPECT_GT(c2.promised_due_us, c1.promised_due_us);
+  EXPECT_NE(c1.proposal_id, c2.proposal_id);
+  ASSERT_TRUE(eventually([&] { return all(w.node("alloyframe").store(), tables::holds).empty(); }));
+  expect_agreement(w, {"velo", "framecraft", "alloyframe"});
+  expect_calendars_ok(w, "framecraft");
+}
+
+}  // namespace
+}  // namespace gearmesh::actors

@@ -1,1 +1,279 @@
-// placeholder: to be written
+// The buyer actor: one initiator per order, persisted step by step.
+#include "gearmesh/actors/buyer.hpp"
+
+#include <map>
+#include <optional>
+
+#include <spdlog/spdlog.h>
+#include <caf/all.hpp>
+
+#include "caf_messages.hpp"
+#include "gearmesh/actors/negotiation.hpp"
+#include "gearmesh/actors/records.hpp"
+
+namespace gearmesh::actors {
+
+namespace {
+
+constexpr std::size_t attributes_max = 32;
+constexpr std::size_t attribute_bytes_max = 256;
+constexpr std::uint32_t quantity_max = 1'000'000;
+
+struct buyer_state {
+  node_context* ctx = nullptr;
+  buyer_config cfg;
+  /// Open orders, plus closed ones whose last commit is still in flight.
+  std::map<std::string, initiator, std::less<>> orders;
+  /// Closed orders in `orders`, with the number of their last commit.
+  std::map<std::string, std::uint64_t, std::less<>> closing;
+  /// The deadline each open order has a timer for.
+  std::map<std::string, timestamp_us, std::less<>> armed;
+  std::uint64_t next_order = 1;
+  std::uint64_t commit_seq = 0;
+  /// POST replies waiting for their commit to be durable, by commit number.
+  std::map<std::uint64_t, std::pair<caf::response_promise, order_reply>> replies;
+  std::size_t open() const { return orders.size() - closing.size(); }
+  static inline const char* name = "gearmesh.buyer";
+};
+
+using buyer_actor = caf::stateful_actor<buyer_state>;
+
+/// Commits one initiator step (plus `extra` writes) with its cause, if any.
+/// Returns the commit number, 0 if nothing needed committing.
+std::uint64_t commit_step(buyer_actor* self, const initiator& ini, initiator_step& step,
+                          const wire::envelope* cause, store::write_batch extra = {}) {
+  auto& st = self->state;
+  if (!cause && !step.changed && step.messages.empty() && step.contracts.empty() && extra.empty())
+    return 0;
+  const auto& order_id = ini.order().order_id;
+  effects fx;
+  fx.writes = std::move(extra);
+  if (step.changed) tables::orders.put(fx.writes, order_id, ini.order());
+  for (const auto& c : step.contracts) tables::contracts.put(fx.writes, c.contract_id, c);
+  if (cause) fx.cause = inbound_ref{cause->header.sender, cause->header.message_id};
+  for (auto& m : step.messages)
+    fx.messages.push_back(outbound{std::move(m.receiver), order_id,
+                                   cause ? cause->header.message_id : 0, std::move(m.payload)});
+  const auto seq = ++st.commit_seq;
+  if (ini.terminal()) st.closing[order_id] = seq;
+  fx.on_durable = [h = caf::actor_cast<caf::actor>(self), seq](const status& s) {
+    if (!s) spdlog::error("buyer: commit {} failed: {}", seq, s.to_string());
+    caf::anon_send(h, durable_atom::value, seq, s.is_ok());
+  };
+  st.ctx->commit(std::move(fx));
+  return seq;
+}
+
+/// Keeps one timer per open order at its next deadline.
+void arm(buyer_actor* self, const initiator& ini) {
+  auto& st = self->state;
+  const auto& id = ini.order().order_id;
+  auto d = ini.next_deadline();
+  if (!d || ini.terminal()) {
+    st.armed.erase(id);
+    return;
+  }
+  auto it = st.armed.find(id);
+  if (it != st.armed.end() && it->second == *d) return;
+  st.armed[id] = *d;
+  const auto now = st.ctx->clock().now();
+  // +1 ms so that the deadline has passed when the timer runs.
+  const auto delay = std::chrono::microseconds(std::max<timestamp_us>(0, *d - now) + us_per_ms);
+  self->delayed_send(self, delay, deadline_atom::value, id, *d);
+}
+
+/// The initiator of `order_id`: in memory, else loaded from the store.
+initiator* find_order(buyer_actor* self, const std::string& order_id) {
+  auto& st = self->state;
+  if (auto it = st.orders.find(order_id); it != st.orders.end()) return &it->second;
+  auto rec = tables::orders.get(st.ctx->store(), order_id);
+  if (!rec) {
+    spdlog::error("buyer: reading order {}: {}", order_id, rec.error().to_string());
+    return nullptr;
+  }
+  if (!*rec) return nullptr;
+  return &st.orders.emplace(order_id, initiator(std::move(**rec), st.ctx->node_id())).first->second;
+}
+
+std::string order_id_of(const wire::payload& p) {
+  return std::visit(
+      [](const auto& m) -> std::string {
+        if constexpr (requires { m.order_id; })
+          return m.order_id;
+        else
+          return {};
+      },
+      p);
+}
+
+void on_inbound(buyer_actor* self, const wire::envelope& env) {
+  auto& st = self->state;
+  const auto now = st.ctx->clock().now();
+  const auto& seller = env.header.sender;
+  auto* ini = find_order(self, order_id_of(env.payload));
+  if (!ini) {
+    // Not one of our orders (or unreadable): acknowledge and drop.
+    effects fx;
+    fx.cause = inbound_ref{env.header.sender, env.header.message_id};
+    st.ctx->commit(std::move(fx));
+    return;
+  }
+  initiator_step step = std::visit(
+      [&](const auto& m) -> initiator_step {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, wire::propose>)
+          return ini->on_propose(seller, m, now);
+        else if constexpr (std::is_same_v<T, wire::refuse>)
+          return ini->on_refuse(seller, m, now);
+        else if constexpr (std::is_same_v<T, wire::confirm>)
+          return ini->on_confirm(seller, m, now);
+        else if constexpr (std::is_same_v<T, wire::failure>)
+          return ini->on_failure(seller, m, now);
+        else
+          return {};
+      },
+      env.payload);
+  commit_step(self, *ini, step, &env);
+  arm(self, *ini);
+}
+
+std::optional<std::string> validate(const buyer_config& cfg, const order_request& r,
+                                    timestamp_us now) {
+  if (r.item.empty()) return "item is required";
+  if (!cfg.source(r.item)) return "unknown item " + r.item + ": no sources configured";
+  if (r.quantity == 0) return "quantity must be at least 1";
+  if (r.quantity > quantity_max) return "quantity must be at most " + std::to_string(quantity_max);
+  if (r.due_us <= now) return "due_us is in the past";
+  if (r.earliest_start_us != 0 && r.earliest_start_us >= r.due_us)
+    return "earliest_start_us must be before due_us";
+  if (r.max_price_cents < 0) return "max_price_cents must be >= 0 (0 = no ceiling)";
+  if (r.attributes.size() > attributes_max)
+    return "at most " + std::to_string(attributes_max) + " attributes";
+  for (const auto& a : r.attributes)
+    if (a.key.empty() || a.key.size() > attribute_bytes_max || a.value.size() > attribute_bytes_max)
+      return "attribute keys must be 1 to 256 bytes, values at most 256 bytes";
+  return std::nullopt;
+}
+
+caf::response_promise on_new_order(buyer_actor* self, order_request& req) {
+  auto& st = self->state;
+  auto rp = self->make_response_promise();
+  const auto now = st.ctx->clock().now();
+  if (auto err = validate(st.cfg, req, now)) {
+    rp.deliver(order_reply{400, {}, {}, *err});
+    return rp;
+  }
+  if (st.open() >= open_orders_max) {
+    rp.deliver(order_reply{503, {}, {}, "too many open orders"});
+    return rp;
+  }
+  const auto n = st.next_order++;
+  order_record o;
+  o.order_id = st.ctx->node_id() + "/order/" + std::to_string(n);
+  o.item = req.item;
+  o.quantity = req.quantity;
+  o.due_us = req.due_us;
+  o.earliest_start_us = req.earliest_start_us != 0 ? req.earliest_start_us : now;
+  o.max_price_cents = req.max_price_cents;
+  o.currency = st.cfg.currency;
+  o.attributes = std::move(req.attributes);
+  o.created_us = now;
+  o.reply_by_us = now + st.cfg.proposal_window_ms * us_per_ms;
+  o.confirm_timeout_us = st.cfg.confirm_timeout_ms * us_per_ms;
+  o.sellers = st.cfg.source(req.item)->sellers;
+  initiator_step step;
+  auto ini = initiator::start(std::move(o), st.ctx->node_id(), step);
+  const auto id = ini.order().order_id;
+  store::write_batch counter;
+  tables::seq.put(counter, "order", counter_record{n});
+  auto& placed = st.orders.emplace(id, std::move(ini)).first->second;
+  const auto seq = commit_step(self, placed, step, nullptr, std::move(counter));
+  st.replies.emplace(seq,
+                     std::make_pair(rp, order_reply{201, id, to_string(placed.order().state), {}}));
+  arm(self, placed);
+  return rp;
+}
+
+void on_deadline(buyer_actor* self, const std::string& order_id, timestamp_us deadline) {
+  auto& st = self->state;
+  if (auto it = st.armed.find(order_id); it != st.armed.end() && it->second == deadline)
+    st.armed.erase(it);
+  auto it = st.orders.find(order_id);
+  if (it == st.orders.end() || it->second.terminal()) return;
+  auto step = it->second.on_time(st.ctx->clock().now());
+  commit_step(self, it->second, step, nullptr);
+  arm(self, it->second);
+}
+
+void on_durable(buyer_actor* self, std::uint64_t seq, bool ok) {
+  auto& st = self->state;
+  if (auto it = st.replies.find(seq); it != st.replies.end()) {
+    auto [rp, reply] = std::move(it->second);
+    st.replies.erase(it);
+    if (!ok) reply = order_reply{500, {}, {}, "the order could not be stored"};
+    rp.deliver(std::move(reply));
+  }
+  // Closed orders leave memory once everything they committed is durable.
+  for (auto it = st.closing.begin(); it != st.closing.end();) {
+    if (it->second <= seq) {
+      st.orders.erase(it->first);
+      st.armed.erase(it->first);
+      it = st.closing.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+caf::behavior buyer(buyer_actor* self, node_context* ctx, buyer_config cfg,
+                    std::vector<order_record> open, std::uint64_t next_order) {
+  auto& st = self->state;
+  st.ctx = ctx;
+  st.cfg = std::move(cfg);
+  st.next_order = next_order;
+  for (auto& o : open) {
+    auto id = o.order_id;
+    auto& ini = st.orders.emplace(id, initiator(std::move(o), ctx->node_id())).first->second;
+    arm(self, ini);  // a deadline that passed while we were down fires at once
+  }
+  return {
+      [=](inbound_atom, const wire::envelope& env) { on_inbound(self, env); },
+      [=](order_atom, order_request& req) { return on_new_order(self, req); },
+      [=](deadline_atom, const std::string& id, timestamp_us d) { on_deadline(self, id, d); },
+      [=](durable_atom, std::uint64_t seq, bool ok) { on_durable(self, seq, ok); },
+  };
+}
+
+}  // namespace
+
+result<caf::actor> spawn_buyer(caf::actor_system& sys, node_context& ctx, buyer_config cfg) {
+  // Reading the store here (not in the actor) lets install_roles report errors.
+  std::vector<order_record> open;
+  auto st = tables::orders.for_each(ctx.store(), [&](std::string_view, order_record&& o) {
+    if (o.state == order_state::negotiating || o.state == order_state::awarded)
+      open.push_back(std::move(o));
+    return true;
+  });
+  if (!st) return st;
+  auto counter = tables::seq.get(ctx.store(), "order");
+  if (!counter) return counter.error();
+  const std::uint64_t next = *counter ? (*counter)->value + 1 : 1;
+  return sys.spawn(buyer, &ctx, std::move(cfg), std::move(open), next);
+}
+
+order_reply place_order(caf::actor_system& sys, const caf::actor& buyer, order_request req,
+                        std::chrono::milliseconds timeout) {
+  order_reply out{504, {}, {}, "no answer from the buyer in time"};
+  caf::scoped_actor self{sys};
+  self->request(buyer, timeout, order_atom::value, std::move(req))
+      .receive([&](order_reply& r) { out = std::move(r); },
+               [&](caf::error& e) {
+                 if (e != caf::sec::request_timeout) {
+                   out.http_status = 503;
+                   out.error = "buyer unavailable: " + to_string(e);
+                 }
+               });
+  return out;
+}
+
+}  // namespace gearmesh::actors

@@ -1,1 +1,77 @@
-// placeholder: to be written
+// The factory's participant policy: machines, routings, rates and margin.
+#include "gearmesh/actors/factory.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include <caf/actor.hpp>
+
+namespace gearmesh::actors {
+
+namespace {
+
+class factory_policy final : public participant_policy {
+ public:
+  explicit factory_policy(factory_config cfg) : cfg_(std::move(cfg)) {
+    for (const auto& m : cfg_.machines) rate_[m.id] = m.rate_cents_per_hour;
+  }
+
+  std::string_view role() const override { return "factory"; }
+  std::string_view currency() const override { return cfg_.currency; }
+  timestamp_us hold_ttl_us() const override { return cfg_.hold_ttl_ms * us_per_ms; }
+
+  std::vector<resource_spec> resources() const override {
+    std::vector<resource_spec> out;
+    for (const auto& m : cfg_.machines)
+      out.push_back({m.id, cfg_.bucket_minutes * us_per_min, m.capacity_per_bucket});
+    return out;
+  }
+
+  result<work_plan> plan(const wire::cfp& c, timestamp_us now) const override {
+    const auto* item = cfg_.item(c.item);
+    if (!item) return status(errc::invalid_argument, "unknown item " + c.item);
+    work_plan p;
+    p.from_us = std::max(c.earliest_start_us, now);
+    p.horizon_us = p.from_us + cfg_.horizon_days * us_per_day;
+    for (const auto& op : item->operations) {
+      operation_plan o;
+      for (const auto& m : cfg_.machines)
+        if (std::find(m.capabilities.begin(), m.capabilities.end(), op.capability) !=
+            m.capabilities.end())
+          o.candidates.push_back(m.id);
+      if (o.candidates.empty())
+        return status(errc::invalid_argument, "no machine for " + op.capability);
+      o.units = op.setup_minutes + op.minutes_per_unit * static_cast<std::int64_t>(c.quantity);
+      p.operations.push_back(std::move(o));
+    }
+    return p;
+  }
+
+  std::int64_t price(const wire::cfp&, const std::vector<chosen_step>& steps) const override {
+    // cost in cent-minutes per hour: minutes * cents/hour.
+    __int128 cost = 0;
+    for (const auto& s : steps) {
+      auto it = rate_.find(s.resource);
+      cost += static_cast<__int128>(s.where.units()) * (it == rate_.end() ? 0 : it->second);
+    }
+    const __int128 den = 60 * 100;
+    const __int128 num = cost * (100 + cfg_.margin_pct);
+    return static_cast<std::int64_t>((num + den - 1) / den);
+  }
+
+ private:
+  factory_config cfg_;
+  std::map<std::string, std::int64_t, std::less<>> rate_;
+};
+
+}  // namespace
+
+std::shared_ptr<const participant_policy> make_factory_policy(factory_config cfg) {
+  return std::make_shared<factory_policy>(std::move(cfg));
+}
+
+result<caf::actor> spawn_factory(caf::actor_system& sys, node_context& ctx, factory_config cfg) {
+  return spawn_participant(sys, ctx, make_factory_policy(std::move(cfg)));
+}
+
+}  // namespace gearmesh::actors

@@ -1,1 +1,214 @@
-// placeholder: to be written
+// Wiring of the role actors into a node: spawn, route, admin API.
+#include "gearmesh/actors/install.hpp"
+
+#include <chrono>
+#include <limits>
+
+#include <caf/actor.hpp>
+#include <nlohmann/json.hpp>
+
+#include "gearmesh/actors/buyer.hpp"
+#include "gearmesh/actors/factory.hpp"
+#include "gearmesh/actors/records.hpp"
+#include "gearmesh/actors/roles_config.hpp"
+#include "gearmesh/actors/supplier.hpp"
+#include "gearmesh/node/node.hpp"
+
+namespace gearmesh::actors {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// Most entries one list response carries (?limit=N lowers it).
+constexpr std::size_t list_entries_max = 10'000;
+
+json contract_json(const contract_record& c) {
+  return json{{"contract_id", c.contract_id},
+              {"order_id", c.order_id},
+              {"buyer", c.buyer},
+              {"seller", c.seller},
+              {"role", to_string(c.role)},
+              {"item", c.item},
+              {"quantity", c.quantity},
+              {"price_cents", c.price_cents},
+              {"currency", c.currency},
+              {"promised_start_us", c.promised_start_us},
+              {"promised_due_us", c.promised_due_us},
+              {"state", to_string(c.state)}};
+}
+
+json order_json(const order_record& o, const store::environment& env) {
+  json proposals = json::array();
+  for (const auto& p : o.proposals)
+    proposals.push_back(json{{"seller", p.seller},
+                             {"proposal_id", p.proposal_id},
+                             {"price_cents", p.price_cents},
+                             {"promised_start_us", p.promised_start_us},
+                             {"promised_due_us", p.promised_due_us},
+                             {"valid_until_us", p.valid_until_us},
+                             {"state", to_string(p.state)},
+                             {"reason", p.reason}});
+  json contract = nullptr;
+  if (!o.contract_id.empty()) {
+    auto c = tables::contracts.get(env, o.contract_id);
+    if (c && *c) contract = contract_json(**c);
+  }
+  return json{{"order_id", o.order_id},
+              {"item", o.item},
+              {"quantity", o.quantity},
+              {"due_us", o.due_us},
+              {"earliest_start_us", o.earliest_start_us},
+              {"max_price_cents", o.max_price_cents},
+              {"state", to_string(o.state)},
+              {"reason", o.reason},
+              {"contract", std::move(contract)},
+              {"proposals", std::move(proposals)}};
+}
+
+admin::response json_response(unsigned status, const json& body) {
+  admin::response r;
+  r.status = status;
+  r.body = body.dump();
+  return r;
+}
+
+std::size_t limit_of(const admin::request& req) {
+  auto it = req.query.find("limit");
+  if (it == req.query.end()) return list_entries_max;
+  try {
+    auto n = std::stoull(it->second);
+    return std::min<std::size_t>(n, list_entries_max);
+  } catch (...) {
+    return list_entries_max;
+  }
+}
+
+/// Parses the body of POST /v1/orders; an error message on bad input.
+result<order_request> parse_order(const std::string& body) {
+  auto bad = [](std::string what) { return status(errc::invalid_argument, std::move(what)); };
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad("body must be a JSON object");
+  order_request r;
+  auto integer = [&](const char* key, bool required, std::int64_t min,
+                     std::int64_t& out) -> std::optional<status> {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) {
+      if (required) return bad(std::string(key) + " is required");
+      return std::nullopt;
+    }
+    if (!it->is_number_integer()) return bad(std::string(key) + " must be an integer");
+    if (it->is_number_unsigned() &&
+        it->get<std::uint64_t>() >
+            static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      return bad(std::string(key) + " is too large");
+    out = it->get<std::int64_t>();
+    if (out < min) return bad(std::string(key) + " must be >= " + std::to_string(min));
+    return std::nullopt;
+  };
+  auto item = j.find("item");
+  if (item == j.end() || !item->is_string() || item->get<std::string>().empty())
+    return bad("item is required (a string)");
+  r.item = item->get<std::string>();
+  std::int64_t quantity = 0;
+  if (auto e = integer("quantity", true, 0, quantity)) return *e;
+  if (quantity == 0) return bad("quantity must be at least 1");
+  if (quantity > std::numeric_limits<std::uint32_t>::max()) return bad("quantity is too large");
+  r.quantity = static_cast<std::uint32_t>(quantity);
+  if (auto e = integer("due_us", true, 0, r.due_us)) return *e;
+  if (auto e = integer("earliest_start_us", false, 0, r.earliest_start_us)) return *e;
+  if (auto e = integer("max_price_cents", false, 0, r.max_price_cents)) return *e;
+  if (auto a = j.find("attributes"); a != j.end() && !a->is_null()) {
+    if (!a->is_object()) return bad("attributes must be an object of strings");
+    for (const auto& [k, v] : a->items()) {
+      if (!v.is_string()) return bad("attribute " + k + " must be a string");
+      r.attributes.push_back({k, v.get<std::string>()});
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sys,
+                      const caf::actor* buyer, int order_timeout_ms) {
+  std::optional<caf::actor> b;
+  if (buyer) b = *buyer;
+  r.add("POST", "/v1/orders", [&sys, b, order_timeout_ms](const admin::request& req) {
+    if (req.path != "/v1/orders") return admin::error_response(404, "no such resource");
+    if (!b) return admin::error_response(404, "this node has no buyer role");
+    auto parsed = parse_order(req.body);
+    if (!parsed) return admin::error_response(400, parsed.error().message());
+    auto reply =
+        place_order(sys, *b, std::move(*parsed), std::chrono::milliseconds(order_timeout_ms));
+    if (reply.http_status != 201) return admin::error_response(reply.http_status, reply.error);
+    return json_response(201, json{{"order_id", reply.order_id}, {"state", reply.state}});
+  });
+  r.add("GET", "/v1/orders", [&ctx](const admin::request& req) {
+    if (req.path != "/v1/orders" && req.path != "/v1/orders/")
+      return admin::error_response(404, "no such resource");
+    json list = json::array();
+    const auto limit = limit_of(req);
+    auto st = tables::orders.for_each(ctx.store(), [&](std::string_view, order_record&& o) {
+      list.push_back(order_json(o, ctx.store()));
+      return list.size() < limit;
+    });
+    if (!st) return admin::error_response(500, st.to_string());
+    return json_response(200, json{{"orders", std::move(list)}});
+  });
+  r.add("GET", "/v1/orders/", [&ctx](const admin::request& req) {
+    const std::string prefix = "/v1/orders/";
+    const auto id = req.path.substr(prefix.size());
+    if (id.empty()) return admin::error_response(404, "no order id");
+    auto o = tables::orders.get(ctx.store(), id);
+    if (!o) return admin::error_response(500, o.error().to_string());
+    if (!*o) return admin::error_response(404, "no order " + id);
+    return json_response(200, order_json(**o, ctx.store()));
+  });
+  r.add("GET", "/v1/contracts", [&ctx](const admin::request& req) {
+    if (req.path != "/v1/contracts" && req.path != "/v1/contracts/")
+      return admin::error_response(404, "no such resource");
+    json list = json::array();
+    const auto limit = limit_of(req);
+    auto st = tables::contracts.for_each(ctx.store(), [&](std::string_view, contract_record&& c) {
+      list.push_back(contract_json(c));
+      return list.size() < limit;
+    });
+    if (!st) return admin::error_response(500, st.to_string());
+    return json_response(200, json{{"contracts", std::move(list)}});
+  });
+}
+
+status install_roles(node& n, const config_file& file) {
+  auto roles = parse_roles(file);
+  if (!roles) return roles.error();
+  auto& sys = n.system();
+  auto& ctx = n.context();
+  std::optional<caf::actor> buyer;
+  if (roles->buyer) {
+    auto b = spawn_buyer(sys, ctx, *roles->buyer);
+    if (!b) return b.error();
+    buyer = *b;
+    n.route({wire::message_type::propose, wire::message_type::refuse, wire::message_type::confirm,
+             wire::message_type::failure},
+            *buyer);
+  }
+  std::optional<caf::actor> participant;
+  if (roles->factory) {
+    auto p = spawn_factory(sys, ctx, *roles->factory);
+    if (!p) return p.error();
+    participant = *p;
+  } else if (roles->supplier) {
+    auto p = spawn_supplier(sys, ctx, *roles->supplier);
+    if (!p) return p.error();
+    participant = *p;
+  }
+  if (participant)
+    n.route({wire::message_type::cfp, wire::message_type::accept, wire::message_type::reject,
+             wire::message_type::cancel},
+            *participant);
+  add_admin_routes(n.admin_routes(), ctx, sys, buyer ? &*buyer : nullptr);
+  return status::ok();
+}
+
+}  // namespace gearmesh::actors

@@ -1,1 +1,409 @@
-// placeholder: to be written
+#include "gearmesh/actors/negotiation.hpp"
+
+#include <gtest/gtest.h>
+
+namespace gearmesh::actors {
+namespace {
+
+constexpr timestamp_us t0 = 1'700'000'000 * us_per_s;
+constexpr timestamp_us ms = us_per_ms;
+
+order_record make_order(std::vector<std::string> sellers) {
+  order_record o;
+  o.order_id = "velo/order/1";
+  o.item = "FRAME";
+  o.quantity = 5;
+  o.earliest_start_us = t0;
+  o.due_us = t0 + 10 * us_per_day;
+  o.max_price_cents = 100'000;
+  o.currency = "EUR";
+  o.attributes = {{"colour", "red"}};
+  o.created_us = t0;
+  o.reply_by_us = t0 + 800 * ms;
+  o.confirm_timeout_us = 2000 * ms;
+  o.sellers = std::move(sellers);
+  return o;
+}
+
+wire::propose proposal(std::string id, std::int64_t price, timestamp_us due,
+                       timestamp_us valid_until = t0 + 5 * us_per_s) {
+  return {"velo/order/1", std::move(id), price, t0, due, valid_until};
+}
+
+template <class T>
+std::vector<std::pair<std::string, T>> sent(const initiator_step& s) {
+  std::vector<std::pair<std::string, T>> out;
+  for (const auto& m : s.messages)
+    if (const auto* v = std::get_if<T>(&m.payload)) out.emplace_back(m.receiver, *v);
+  return out;
+}
+
+wire::confirm confirm_of(const initiator& ini, std::string_view proposal_id) {
+  for (const auto& p : ini.order().proposals) {
+    if (p.proposal_id != proposal_id) continue;
+    return {ini.order().order_id, p.proposal_id,     p.contract_id,        p.price_cents,
+            p.promised_start_us,  p.promised_due_us, ini.order().quantity, ini.order().item};
+  }
+  return {};
+}
+
+const proposal_record& entry(const initiator& ini, std::string_view seller) {
+  for (const auto& p : ini.order().proposals)
+    if (p.seller == seller) return p;
+  throw std::runtime_error("no entry");
+}
+
+TEST(negotiation, start_sends_one_cfp_per_seller) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  EXPECT_TRUE(s.changed);
+  auto cfps = sent<wire::cfp>(s);
+  ASSERT_EQ(cfps.size(), 2u);
+  EXPECT_EQ(cfps[0].first, "a");
+  EXPECT_EQ(cfps[1].first, "b");
+  EXPECT_EQ(cfps[0].second.reply_by_us, t0 + 800 * ms);
+  EXPECT_EQ(cfps[0].second.attributes, (std::vector<wire::attribute>{{"colour", "red"}}));
+  EXPECT_EQ(cfps[0].second.currency, "EUR");
+  EXPECT_EQ(ini.order().state, order_state::negotiating);
+  EXPECT_EQ(ini.next_deadline(), t0 + 800 * ms);
+}
+
+TEST(negotiation, no_sellers_fails_at_once) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({}), "velo", s);
+  EXPECT_EQ(ini.order().state, order_state::failed);
+  EXPECT_FALSE(ini.order().reason.empty());
+}
+
+TEST(negotiation, ranking_rule) {
+  auto o = make_order({"a", "b", "c", "d", "e", "f", "g"});
+  auto add = [&](std::string seller, std::string id, std::int64_t price, timestamp_us due,
+                 timestamp_us valid) {
+    proposal_record p;
+    p.seller = std::move(seller);
+    p.proposal_id = std::move(id);
+    p.price_cents = price;
+    p.promised_due_us = due;
+    p.valid_until_us = valid;
+    o.proposals.push_back(p);
+  };
+  const auto ok_due = o.due_us - us_per_day, late = o.due_us + 1, valid = t0 + us_per_s;
+  add("a", "a1", 50'000, late, valid);        // late: after every on-time one
+  add("b", "b1", 80'000, ok_due, valid);      // on time, expensive
+  add("c", "c1", 60'000, ok_due, valid);      // on time, cheap
+  add("d", "d1", 60'000, ok_due - 1, valid);  // same price, earlier due -> before c
+  add("e", "e1", 10'000, ok_due, t0 - 1);     // expired
+  add("f", "f1", 100'001, ok_due, valid);     // over the ceiling
+  add("g", "g1", 60'000, ok_due, valid);      // ties with c: seller id decides
+  auto r = rank(o, t0);
+  std::vector<std::string> order;
+  for (auto i : r) order.push_back(o.proposals[i].seller);
+  EXPECT_EQ(order, (std::vector<std::string>{"d", "c", "g", "b", "a"}));
+  // Without a ceiling the expensive one takes part; refused/rejected never do.
+  o.max_price_cents = 0;
+  o.proposals[1].state = proposal_state::rejected;
+  order.clear();
+  for (auto i : rank(o, t0)) order.push_back(o.proposals[i].seller);
+  EXPECT_EQ(order, (std::vector<std::string>{"d", "c", "g", "f", "a"}));
+}
+
+TEST(negotiation, decides_when_all_answered_then_contracts_and_rejects_others) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b", "c"}), "velo", s);
+  const auto due = t0 + us_per_day;
+  s = ini.on_propose("a", proposal("a/p/1", 70'000, due), t0 + 10 * ms);
+  EXPECT_TRUE(s.messages.empty());
+  s = ini.on_refuse("b", {"velo/order/1", "no capacity"}, t0 + 20 * ms);
+  EXPECT_TRUE(s.messages.empty());
+  EXPECT_EQ(ini.order().state, order_state::negotiating);
+  s = ini.on_propose("c", proposal("c/p/1", 60'000, due), t0 + 30 * ms);
+  // All three answered: c is cheaper and wins.
+  auto accepts = sent<wire::accept>(s);
+  ASSERT_EQ(accepts.size(), 1u);
+  EXPECT_EQ(accepts[0].first, "c");
+  EXPECT_EQ(accepts[0].second.contract_id, "velo/order/1/c1");
+  EXPECT_EQ(ini.order().state, order_state::awarded);
+  EXPECT_EQ(ini.next_deadline(), t0 + 30 * ms + 2000 * ms);
+  EXPECT_EQ(entry(ini, "b").state, proposal_state::refused);
+  EXPECT_EQ(entry(ini, "b").reason, "no capacity");
+
+  s = ini.on_confirm("c", confirm_of(ini, "c/p/1"), t0 + 40 * ms);
+  EXPECT_EQ(ini.order().state, order_state::contracted);
+  ASSERT_EQ(s.contracts.size(), 1u);
+  const auto& c = s.contracts[0];
+  EXPECT_EQ(c.contract_id, "velo/order/1/c1");
+  EXPECT_EQ(c.buyer, "velo");
+  EXPECT_EQ(c.seller, "c");
+  EXPECT_EQ(c.role, contract_role::buyer);
+  EXPECT_EQ(c.price_cents, 60'000);
+  EXPECT_EQ(c.currency, "EUR");
+  EXPECT_EQ(c.state, contract_state::active);
+  auto rejects = sent<wire::reject>(s);
+  ASSERT_EQ(rejects.size(), 1u);
+  EXPECT_EQ(rejects[0].first, "a");
+  EXPECT_EQ(entry(ini, "a").state, proposal_state::rejected);
+  EXPECT_EQ(entry(ini, "c").state, proposal_state::accepted);
+  EXPECT_TRUE(ini.terminal());
+  EXPECT_FALSE(ini.next_deadline());
+  // A duplicate confirm changes nothing.
+  s = ini.on_confirm("c", confirm_of(ini, "c/p/1"), t0 + 50 * ms);
+  EXPECT_FALSE(s.changed);
+  EXPECT_TRUE(s.messages.empty());
+  EXPECT_TRUE(s.contracts.empty());
+}
+
+TEST(negotiation, decides_at_reply_by_without_all_answers) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "silent"}), "velo", s);
+  s = ini.on_propose("a", proposal("a/p/1", 70'000, t0 + us_per_day), t0 + 10 * ms);
+  EXPECT_EQ(ini.order().state, order_state::negotiating);
+  s = ini.on_time(t0 + 799 * ms);
+  EXPECT_FALSE(s.changed);
+  s = ini.on_time(t0 + 800 * ms);
+  ASSERT_EQ(sent<wire::accept>(s).size(), 1u);
+  EXPECT_EQ(ini.order().state, order_state::awarded);
+}
+
+TEST(negotiation, late_proposal_is_rejected) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  s = ini.on_propose("a", proposal("a/p/1", 70'000, t0 + us_per_day), t0 + 10 * ms);
+  // b answers after reply_by, before the timer fired: the deadline applies first.
+  s = ini.on_propose("b", proposal("b/p/1", 10'000, t0 + us_per_day), t0 + 900 * ms);
+  auto accepts = sent<wire::accept>(s);
+  ASSERT_EQ(accepts.size(), 1u);
+  EXPECT_EQ(accepts[0].first, "a");
+  auto rejects = sent<wire::reject>(s);
+  ASSERT_EQ(rejects.size(), 1u);
+  EXPECT_EQ(rejects[0].first, "b");
+  EXPECT_EQ(rejects[0].second.proposal_id, "b/p/1");
+  EXPECT_EQ(entry(ini, "b").state, proposal_state::rejected);
+  EXPECT_NE(entry(ini, "b").reason.find("late"), std::string::npos);
+}
+
+TEST(negotiation, duplicate_proposal_is_ignored_and_second_offer_rejected) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  s = ini.on_propose("a", proposal("a/p/1", 70'000, t0 + us_per_day), t0 + 10 * ms);
+  EXPECT_TRUE(s.changed);
+  s = ini.on_propose("a", proposal("a/p/1", 70'000, t0 + us_per_day), t0 + 20 * ms);
+  EXPECT_FALSE(s.changed);
+  EXPECT_TRUE(s.messages.empty());
+  EXPECT_EQ(ini.order().proposals.size(), 1u);
+  s = ini.on_propose("a", proposal("a/p/2", 60'000, t0 + us_per_day), t0 + 30 * ms);
+  auto rejects = sent<wire::reject>(s);
+  ASSERT_EQ(rejects.size(), 1u);
+  EXPECT_EQ(rejects[0].second.reason, "duplicate proposal");
+  EXPECT_EQ(ini.order().state, order_state::negotiating);  // b has not answered
+  // Uninvited sellers are rejected and not recorded.
+  s = ini.on_propose("x", proposal("x/p/1", 1, t0 + us_per_day), t0 + 40 * ms);
+  ASSERT_EQ(sent<wire::reject>(s).size(), 1u);
+  EXPECT_FALSE(s.changed);
+}
+
+TEST(negotiation, all_refuse_fails_with_reason) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  s = ini.on_refuse("a", {"velo/order/1", "unknown item"}, t0 + 10 * ms);
+  s = ini.on_refuse("b", {"velo/order/1", "no capacity"}, t0 + 20 * ms);
+  EXPECT_EQ(ini.order().state, order_state::failed);
+  EXPECT_NE(ini.order().reason.find("2 refused"), std::string::npos) << ini.order().reason;
+  EXPECT_TRUE(ini.terminal());
+  EXPECT_TRUE(s.messages.empty());
+}
+
+TEST(negotiation, no_answers_fail_at_reply_by) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a"}), "velo", s);
+  s = ini.on_time(t0 + 800 * ms);
+  EXPECT_EQ(ini.order().state, order_state::failed);
+  EXPECT_NE(ini.order().reason.find("1 no answer"), std::string::npos) << ini.order().reason;
+}
+
+TEST(negotiation, expired_and_overpriced_proposals_are_discarded) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  s = ini.on_propose("a", proposal("a/p/1", 1, t0 + us_per_day, t0 + 100 * ms), t0 + 10 * ms);
+  s = ini.on_propose("b", proposal("b/p/1", 100'001, t0 + us_per_day), t0 + 20 * ms);
+  // Both answered at 20 ms: a is valid and cheapest.
+  ASSERT_EQ(sent<wire::accept>(s).size(), 1u);
+  EXPECT_EQ(sent<wire::accept>(s)[0].first, "a");
+  // a fails; b is over the ceiling: the order fails and b is rejected.
+  s = ini.on_failure("a", {"velo/order/1", "a/p/1", "velo/order/1/c1", "machine broke"},
+                     t0 + 30 * ms);
+  EXPECT_EQ(ini.order().state, order_state::failed);
+  EXPECT_EQ(entry(ini, "a").state, proposal_state::failed);
+  EXPECT_EQ(entry(ini, "a").reason, "machine broke");
+  ASSERT_EQ(sent<wire::reject>(s).size(), 1u);
+  EXPECT_EQ(sent<wire::reject>(s)[0].first, "b");
+}
+
+TEST(negotiation, failure_falls_back_to_next_best) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b", "c"}), "velo", s);
+  const auto due = t0 + us_per_day;
+  (void)ini.on_propose("a", proposal("a/p/1", 50'000, due), t0 + 1 * ms);
+  (void)ini.on_propose("b", proposal("b/p/1", 60'000, due), t0 + 2 * ms);
+  s = ini.on_propose("c", proposal("c/p/1", 70'000, due), t0 + 3 * ms);
+  ASSERT_EQ(sent<wire::accept>(s)[0].first, "a");
+  // A failure naming another contract is ignored.
+  s = ini.on_failure("a", {"velo/order/1", "a/p/1", "velo/order/1/c9", "x"}, t0 + 4 * ms);
+  EXPECT_FALSE(s.changed);
+  s = ini.on_failure("a", {"velo/order/1", "a/p/1", "velo/order/1/c1", "hold expired"},
+                     t0 + 5 * ms);
+  auto accepts = sent<wire::accept>(s);
+  ASSERT_EQ(accepts.size(), 1u);
+  EXPECT_EQ(accepts[0].first, "b");
+  EXPECT_EQ(accepts[0].second.contract_id, "velo/order/1/c2");
+  EXPECT_EQ(ini.order().contract_id, "velo/order/1/c2");
+  s = ini.on_confirm("b", confirm_of(ini, "b/p/1"), t0 + 6 * ms);
+  EXPECT_EQ(ini.order().state, order_state::contracted);
+  ASSERT_EQ(sent<wire::reject>(s).size(), 1u);
+  EXPECT_EQ(sent<wire::reject>(s)[0].first, "c");
+}
+
+TEST(negotiation, confirm_timeout_cancels_and_falls_back) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  const auto due = t0 + us_per_day;
+  (void)ini.on_propose("a", proposal("a/p/1", 50'000, due), t0 + 1 * ms);
+  s = ini.on_propose("b", proposal("b/p/1", 60'000, due), t0 + 2 * ms);
+  ASSERT_EQ(sent<wire::accept>(s)[0].first, "a");
+  EXPECT_EQ(ini.next_deadline(), t0 + 2002 * ms);
+  s = ini.on_time(t0 + 2001 * ms);
+  EXPECT_FALSE(s.changed);
+  auto stale = confirm_of(ini, "a/p/1");
+  s = ini.on_time(t0 + 2002 * ms);
+  auto cancels = sent<wire::cancel>(s);
+  ASSERT_EQ(cancels.size(), 1u);
+  EXPECT_EQ(cancels[0].first, "a");
+  EXPECT_EQ(cancels[0].second.contract_id, "velo/order/1/c1");
+  ASSERT_EQ(sent<wire::accept>(s).size(), 1u);
+  EXPECT_EQ(sent<wire::accept>(s)[0].first, "b");
+  EXPECT_EQ(entry(ini, "a").state, proposal_state::failed);
+  // a's confirm arrives after all: the contract is recorded cancelled and cancelled again.
+  s = ini.on_confirm("a", stale, t0 + 2100 * ms);
+  ASSERT_EQ(s.contracts.size(), 1u);
+  EXPECT_EQ(s.contracts[0].state, contract_state::cancelled);
+  EXPECT_EQ(s.contracts[0].contract_id, "velo/order/1/c1");
+  ASSERT_EQ(sent<wire::cancel>(s).size(), 1u);
+  EXPECT_EQ(ini.order().state, order_state::awarded);
+  s = ini.on_confirm("b", confirm_of(ini, "b/p/1"), t0 + 2200 * ms);
+  EXPECT_EQ(ini.order().state, order_state::contracted);
+  EXPECT_EQ(s.contracts.at(0).seller, "b");
+}
+
+TEST(negotiation, expired_fallback_is_skipped) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  const auto due = t0 + us_per_day;
+  (void)ini.on_propose("a", proposal("a/p/1", 50'000, due), t0 + 1 * ms);
+  s = ini.on_propose("b", proposal("b/p/1", 60'000, due, t0 + 1000 * ms), t0 + 2 * ms);
+  s = ini.on_time(t0 + 2002 * ms);  // a timed out; b expired at 1000 ms
+  EXPECT_EQ(ini.order().state, order_state::failed);
+  EXPECT_EQ(sent<wire::cancel>(s).size(), 1u);
+  EXPECT_EQ(sent<wire::reject>(s).size(), 1u);  // b's hold is released too
+}
+
+TEST(negotiation, confirm_with_other_terms_is_cancelled) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  const auto due = t0 + us_per_day;
+  (void)ini.on_propose("a", proposal("a/p/1", 50'000, due), t0 + 1 * ms);
+  s = ini.on_propose("b", proposal("b/p/1", 60'000, due), t0 + 2 * ms);
+  auto c = confirm_of(ini, "a/p/1");
+  c.price_cents += 1;
+  s = ini.on_confirm("a", c, t0 + 3 * ms);
+  EXPECT_EQ(sent<wire::cancel>(s).size(), 1u);
+  ASSERT_EQ(s.contracts.size(), 1u);
+  EXPECT_EQ(s.contracts[0].state, contract_state::cancelled);
+  EXPECT_EQ(s.contracts[0].price_cents, 50'001);
+  EXPECT_EQ(sent<wire::accept>(s).at(0).first, "b");
+}
+
+TEST(negotiation, cancel_releases_everything) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  const auto due = t0 + us_per_day;
+  (void)ini.on_propose("a", proposal("a/p/1", 50'000, due), t0 + 1 * ms);
+  s = ini.on_propose("b", proposal("b/p/1", 60'000, due), t0 + 2 * ms);
+  (void)ini.on_confirm("a", confirm_of(ini, "a/p/1"), t0 + 3 * ms);
+  ASSERT_EQ(ini.order().state, order_state::contracted);
+  s = ini.cancel("customer withdrew", t0 + 4 * ms);
+  EXPECT_EQ(ini.order().state, order_state::cancelled);
+  ASSERT_EQ(sent<wire::cancel>(s).size(), 1u);
+  ASSERT_EQ(s.contracts.size(), 1u);
+  EXPECT_EQ(s.contracts[0].state, contract_state::cancelled);
+  s = ini.cancel("again", t0 + 5 * ms);
+  EXPECT_FALSE(s.changed);
+}
+
+TEST(negotiation, restored_initiator_continues) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  (void)ini.on_propose("a", proposal("a/p/1", 50'000, t0 + us_per_day), t0 + 1 * ms);
+  initiator again(ini.order(), "velo");
+  s = again.on_time(t0 + 800 * ms);
+  EXPECT_EQ(sent<wire::accept>(s).at(0).first, "a");
+}
+
+TEST(participant, accept_decisions) {
+  offer_record o;
+  o.proposal_id = "f/proposal/1";
+  o.order_id = "velo/order/1";
+  o.buyer = "velo";
+  o.valid_until_us = t0 + 100;
+  wire::accept a{"velo/order/1", "f/proposal/1", "velo/order/1/c1"};
+  EXPECT_EQ(decide_accept(nullptr, false, "velo", a, t0).verdict, accept_verdict::fail);
+  EXPECT_EQ(decide_accept(&o, false, "velo", a, t0 + 100).verdict, accept_verdict::confirm);
+  EXPECT_EQ(decide_accept(&o, false, "velo", a, t0 + 101).verdict, accept_verdict::replace);
+  EXPECT_EQ(decide_accept(&o, false, "mallory", a, t0).verdict, accept_verdict::fail);
+  EXPECT_EQ(decide_accept(&o, true, "velo", a, t0).verdict, accept_verdict::fail);
+  o.state = offer_state::rejected;
+  EXPECT_EQ(decide_accept(&o, false, "velo", a, t0).verdict, accept_verdict::fail);
+  o.state = offer_state::contracted;
+  o.contract_id = "velo/order/1/c1";
+  EXPECT_EQ(decide_accept(&o, false, "velo", a, t0 + 999).verdict, accept_verdict::resend_confirm);
+  a.contract_id = "velo/order/1/c2";
+  EXPECT_EQ(decide_accept(&o, false, "velo", a, t0).verdict, accept_verdict::fail);
+}
+
+TEST(participant, hold_validity_and_contract_terms) {
+  offer_record o;
+  o.proposal_id = "f/proposal/1";
+  o.order_id = "velo/order/1";
+  o.buyer = "velo";
+  o.item = "FRAME";
+  o.quantity = 5;
+  o.currency = "EUR";
+  o.price_cents = 123;
+  o.promised_start_us = t0;
+  o.promised_due_us = t0 + 9;
+  o.valid_until_us = hold_deadline(t0, 5 * us_per_s);
+  EXPECT_EQ(o.valid_until_us, t0 + 5 * us_per_s);
+  EXPECT_TRUE(hold_valid(o, t0 + 5 * us_per_s));
+  EXPECT_FALSE(hold_valid(o, t0 + 5 * us_per_s + 1));
+  o.state = offer_state::contracted;
+  o.contract_id = "velo/order/1/c1";
+  EXPECT_FALSE(hold_valid(o, t0));
+  auto c = confirm_for(o);
+  EXPECT_EQ(c.contract_id, "velo/order/1/c1");
+  EXPECT_EQ(c.price_cents, 123);
+  EXPECT_EQ(c.item, "FRAME");
+  auto sc = seller_contract(o, "framecraft");
+  EXPECT_EQ(sc.role, contract_role::seller);
+  EXPECT_EQ(sc.seller, "framecraft");
+  // The buyer's contract built from the same confirm has the same terms.
+  initiator_step s;
+  auto order = make_order({"framecraft"});
+  order.quantity = 5;
+  auto ini = initiator::start(order, "velo", s);
+  (void)ini.on_propose("framecraft",
+                       {"velo/order/1", "f/proposal/1", 123, t0, t0 + 9, t0 + us_per_s}, t0 + 1);
+  s = ini.on_confirm("framecraft", c, t0 + 2);
+  ASSERT_EQ(s.contracts.size(), 1u);
+  EXPECT_TRUE(s.contracts[0].same_terms(sc)) << s.contracts[0].contract_id;
+}
+
+}  // namespace
+}  // namespace gearmesh::actors

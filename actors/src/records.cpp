@@ -1,1 +1,402 @@
-// placeholder: to be written
+// Codecs of the actor records: plain structs <-> schemas/records.fbs.
+#include "gearmesh/actors/records.hpp"
+
+#include <cstring>
+#include <memory>
+
+#include <flatbuffers/flatbuffers.h>
+
+#include "gearmesh/wire/records_generated.h"
+
+namespace gearmesh::actors {
+
+namespace fb = gearmesh::records;
+
+const char* to_string(order_state s) noexcept {
+  switch (s) {
+    case order_state::negotiating:
+      return "negotiating";
+    case order_state::awarded:
+      return "awarded";
+    case order_state::contracted:
+      return "contracted";
+    case order_state::failed:
+      return "failed";
+    case order_state::cancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+const char* to_string(proposal_state s) noexcept {
+  switch (s) {
+    case proposal_state::received:
+      return "received";
+    case proposal_state::accepted:
+      return "accepted";
+    case proposal_state::rejected:
+      return "rejected";
+    case proposal_state::failed:
+      return "failed";
+    case proposal_state::refused:
+      return "refused";
+  }
+  return "unknown";
+}
+
+const char* to_string(contract_role r) noexcept {
+  return r == contract_role::buyer ? "buyer" : "seller";
+}
+
+const char* to_string(contract_state s) noexcept {
+  return s == contract_state::active ? "active" : "cancelled";
+}
+
+const char* to_string(offer_state s) noexcept {
+  switch (s) {
+    case offer_state::held:
+      return "held";
+    case offer_state::contracted:
+      return "contracted";
+    case offer_state::rejected:
+      return "rejected";
+    case offer_state::cancelled:
+      return "cancelled";
+    case offer_state::failed:
+      return "failed";
+  }
+  return "unknown";
+}
+
+const char* to_string(reservation_kind k) noexcept {
+  return k == reservation_kind::hold ? "hold" : "booking";
+}
+
+bool contract_record::same_terms(const contract_record& o) const {
+  auto a = *this;
+  a.role = o.role;
+  return a == o;
+}
+
+std::string reservation_key(std::string_view resource, std::string_view reservation_id) {
+  std::string k;
+  k.reserve(resource.size() + 1 + reservation_id.size());
+  k.append(resource).push_back('/');
+  k.append(reservation_id);
+  return k;
+}
+
+namespace {
+
+// Enum values of the schema and of records.hpp are numbered alike; these
+// conversions check the range so that a value written by a newer version
+// (an appended enum value) is reported instead of misread.
+template <class To, class From>
+bool enum_in_range(From v, To last) {
+  return static_cast<unsigned>(v) <= static_cast<unsigned>(last);
+}
+
+std::string str(const flatbuffers::String* s) {
+  return s ? s->str() : std::string{};
+}
+
+std::string finish(flatbuffers::FlatBufferBuilder& fbb) {
+  return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+}
+
+status corrupt(const char* what) {
+  return {errc::storage, std::string("corrupt ") + what + " record"};
+}
+
+/// Verifies `bytes` as a T root and calls `read(const T&)`. LMDB values are
+/// only 2-byte aligned, so misaligned input is copied first.
+template <class T, class Read>
+auto verified(std::string_view bytes, const char* what, Read&& read)
+    -> decltype(read(std::declval<const T&>())) {
+  std::unique_ptr<std::uint64_t[]> copy;
+  const auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data());
+  if (reinterpret_cast<std::uintptr_t>(data) % alignof(std::uint64_t) != 0) {
+    copy = std::make_unique<std::uint64_t[]>(bytes.size() / 8 + 1);
+    std::memcpy(copy.get(), bytes.data(), bytes.size());
+    data = reinterpret_cast<const std::uint8_t*>(copy.get());
+  }
+  flatbuffers::Verifier::Options opts;
+  opts.max_depth = 8;
+  opts.max_tables = 1u << 20;
+  flatbuffers::Verifier v(data, bytes.size(), opts);
+  if (bytes.size() < 8 || !flatbuffers::BufferHasIdentifier(data, fb::OrderIdentifier()) ||
+      !v.VerifyBuffer<T>(fb::OrderIdentifier()))
+    return corrupt(what);
+  return read(*flatbuffers::GetRoot<T>(data));
+}
+
+}  // namespace
+
+}  // namespace gearmesh::actors
+
+namespace gearmesh::store {
+
+using namespace gearmesh::actors;
+
+// --- order ---------------------------------------------------------------
+
+std::string codec<order_record>::encode(const order_record& v) {
+  fb::OrderT t;
+  t.order_id = v.order_id;
+  t.item = v.item;
+  t.quantity = v.quantity;
+  t.due_us = v.due_us;
+  t.earliest_start_us = v.earliest_start_us;
+  t.max_price_cents = v.max_price_cents;
+  t.currency = v.currency;
+  for (const auto& a : v.attributes) {
+    auto at = std::make_unique<fb::AttributeT>();
+    at->key = a.key;
+    at->value = a.value;
+    t.attributes.push_back(std::move(at));
+  }
+  t.created_us = v.created_us;
+  t.reply_by_us = v.reply_by_us;
+  t.confirm_timeout_us = v.confirm_timeout_us;
+  t.state = static_cast<fb::OrderState>(v.state);
+  t.reason = v.reason;
+  t.sellers = v.sellers;
+  for (const auto& p : v.proposals) {
+    auto pt = std::make_unique<fb::ProposalT>();
+    pt->seller = p.seller;
+    pt->proposal_id = p.proposal_id;
+    pt->price_cents = p.price_cents;
+    pt->promised_start_us = p.promised_start_us;
+    pt->promised_due_us = p.promised_due_us;
+    pt->valid_until_us = p.valid_until_us;
+    pt->received_us = p.received_us;
+    pt->state = static_cast<fb::ProposalState>(p.state);
+    pt->reason = p.reason;
+    pt->contract_id = p.contract_id;
+    t.proposals.push_back(std::move(pt));
+  }
+  t.contract_id = v.contract_id;
+  t.awarded_proposal_id = v.awarded_proposal_id;
+  t.confirm_deadline_us = v.confirm_deadline_us;
+  t.accepts_sent = v.accepts_sent;
+  flatbuffers::FlatBufferBuilder fbb(256);
+  fbb.Finish(fb::Order::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<order_record> codec<order_record>::decode(std::string_view bytes) {
+  return verified<fb::Order>(bytes, "order", [](const fb::Order& r) -> result<order_record> {
+    if (!enum_in_range(r.state(), fb::OrderState::Cancelled)) return corrupt("order");
+    order_record v;
+    v.order_id = str(r.order_id());
+    v.item = str(r.item());
+    v.quantity = r.quantity();
+    v.due_us = r.due_us();
+    v.earliest_start_us = r.earliest_start_us();
+    v.max_price_cents = r.max_price_cents();
+    v.currency = str(r.currency());
+    if (r.attributes())
+      for (const auto* a : *r.attributes())
+        v.attributes.push_back({str(a->key()), str(a->value())});
+    v.created_us = r.created_us();
+    v.reply_by_us = r.reply_by_us();
+    v.confirm_timeout_us = r.confirm_timeout_us();
+    v.state = static_cast<order_state>(r.state());
+    v.reason = str(r.reason());
+    if (r.sellers())
+      for (const auto* s : *r.sellers()) v.sellers.push_back(str(s));
+    if (r.proposals()) {
+      for (const auto* p : *r.proposals()) {
+        if (!enum_in_range(p->state(), fb::ProposalState::Refused)) return corrupt("order");
+        proposal_record pr;
+        pr.seller = str(p->seller());
+        pr.proposal_id = str(p->proposal_id());
+        pr.price_cents = p->price_cents();
+        pr.promised_start_us = p->promised_start_us();
+        pr.promised_due_us = p->promised_due_us();
+        pr.valid_until_us = p->valid_until_us();
+        pr.received_us = p->received_us();
+        pr.state = static_cast<proposal_state>(p->state());
+        pr.reason = str(p->reason());
+        pr.contract_id = str(p->contract_id());
+        v.proposals.push_back(std::move(pr));
+      }
+    }
+    v.contract_id = str(r.contract_id());
+    v.awarded_proposal_id = str(r.awarded_proposal_id());
+    v.confirm_deadline_us = r.confirm_deadline_us();
+    v.accepts_sent = r.accepts_sent();
+    return v;
+  });
+}
+
+// --- contract ------------------------------------------------------------
+
+std::string codec<contract_record>::encode(const contract_record& v) {
+  fb::ContractT t;
+  t.contract_id = v.contract_id;
+  t.order_id = v.order_id;
+  t.buyer = v.buyer;
+  t.seller = v.seller;
+  t.role = static_cast<fb::ContractRole>(v.role);
+  t.item = v.item;
+  t.quantity = v.quantity;
+  t.price_cents = v.price_cents;
+  t.currency = v.currency;
+  t.promised_start_us = v.promised_start_us;
+  t.promised_due_us = v.promised_due_us;
+  t.state = static_cast<fb::ContractState>(v.state);
+  t.proposal_id = v.proposal_id;
+  flatbuffers::FlatBufferBuilder fbb(256);
+  fbb.Finish(fb::Contract::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<contract_record> codec<contract_record>::decode(std::string_view bytes) {
+  return verified<fb::Contract>(bytes, "contract",
+                                [](const fb::Contract& r) -> result<contract_record> {
+                                  if (!enum_in_range(r.role(), fb::ContractRole::Seller) ||
+                                      !enum_in_range(r.state(), fb::ContractState::Cancelled))
+                                    return corrupt("contract");
+                                  contract_record v;
+                                  v.contract_id = str(r.contract_id());
+                                  v.order_id = str(r.order_id());
+                                  v.buyer = str(r.buyer());
+                                  v.seller = str(r.seller());
+                                  v.role = static_cast<contract_role>(r.role());
+                                  v.item = str(r.item());
+                                  v.quantity = r.quantity();
+                                  v.price_cents = r.price_cents();
+                                  v.currency = str(r.currency());
+                                  v.promised_start_us = r.promised_start_us();
+                                  v.promised_due_us = r.promised_due_us();
+                                  v.state = static_cast<contract_state>(r.state());
+                                  v.proposal_id = str(r.proposal_id());
+                                  return v;
+                                });
+}
+
+// --- offer ---------------------------------------------------------------
+
+std::string codec<offer_record>::encode(const offer_record& v) {
+  fb::OfferT t;
+  t.proposal_id = v.proposal_id;
+  t.order_id = v.order_id;
+  t.buyer = v.buyer;
+  t.item = v.item;
+  t.quantity = v.quantity;
+  t.currency = v.currency;
+  t.earliest_start_us = v.earliest_start_us;
+  t.due_us = v.due_us;
+  t.price_cents = v.price_cents;
+  t.promised_start_us = v.promised_start_us;
+  t.promised_due_us = v.promised_due_us;
+  t.valid_until_us = v.valid_until_us;
+  t.state = static_cast<fb::OfferState>(v.state);
+  t.contract_id = v.contract_id;
+  t.reason = v.reason;
+  for (const auto& r : v.reservations) {
+    auto rt = std::make_unique<fb::ReservationRefT>();
+    rt->resource = r.resource;
+    rt->reservation_id = r.reservation_id;
+    t.reservations.push_back(std::move(rt));
+  }
+  flatbuffers::FlatBufferBuilder fbb(256);
+  fbb.Finish(fb::Offer::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<offer_record> codec<offer_record>::decode(std::string_view bytes) {
+  return verified<fb::Offer>(bytes, "offer", [](const fb::Offer& r) -> result<offer_record> {
+    if (!enum_in_range(r.state(), fb::OfferState::Failed)) return corrupt("offer");
+    offer_record v;
+    v.proposal_id = str(r.proposal_id());
+    v.order_id = str(r.order_id());
+    v.buyer = str(r.buyer());
+    v.item = str(r.item());
+    v.quantity = r.quantity();
+    v.currency = str(r.currency());
+    v.earliest_start_us = r.earliest_start_us();
+    v.due_us = r.due_us();
+    v.price_cents = r.price_cents();
+    v.promised_start_us = r.promised_start_us();
+    v.promised_due_us = r.promised_due_us();
+    v.valid_until_us = r.valid_until_us();
+    v.state = static_cast<offer_state>(r.state());
+    v.contract_id = str(r.contract_id());
+    v.reason = str(r.reason());
+    if (r.reservations())
+      for (const auto* x : *r.reservations())
+        v.reservations.push_back({str(x->resource()), str(x->reservation_id())});
+    return v;
+  });
+}
+
+// --- reservation ---------------------------------------------------------
+
+std::string codec<reservation_record>::encode(const reservation_record& v) {
+  fb::ReservationT t;
+  t.resource = v.resource;
+  t.reservation_id = v.reservation_id;
+  t.kind = static_cast<fb::ReservationKind>(v.kind);
+  t.deadline_us = v.deadline_us;
+  t.start_us = v.start_us;
+  t.end_us = v.end_us;
+  for (const auto& a : v.allocations) t.allocations.emplace_back(a.bucket, a.units);
+  flatbuffers::FlatBufferBuilder fbb(256);
+  fbb.Finish(fb::Reservation::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<reservation_record> codec<reservation_record>::decode(std::string_view bytes) {
+  return verified<fb::Reservation>(bytes, "reservation",
+                                   [](const fb::Reservation& r) -> result<reservation_record> {
+                                     if (!enum_in_range(r.kind(), fb::ReservationKind::Booking))
+                                       return corrupt("reservation");
+                                     reservation_record v;
+                                     v.resource = str(r.resource());
+                                     v.reservation_id = str(r.reservation_id());
+                                     v.kind = static_cast<reservation_kind>(r.kind());
+                                     v.deadline_us = r.deadline_us();
+                                     v.start_us = r.start_us();
+                                     v.end_us = r.end_us();
+                                     if (r.allocations())
+                                       for (const auto* a : *r.allocations())
+                                         v.allocations.push_back({a->bucket(), a->units()});
+                                     return v;
+                                   });
+}
+
+// --- counter, tombstone --------------------------------------------------
+
+std::string codec<counter_record>::encode(const counter_record& v) {
+  flatbuffers::FlatBufferBuilder fbb(64);
+  fbb.Finish(fb::CreateCounter(fbb, v.value), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<counter_record> codec<counter_record>::decode(std::string_view bytes) {
+  return verified<fb::Counter>(
+      bytes, "counter",
+      [](const fb::Counter& r) -> result<counter_record> { return counter_record{r.value()}; });
+}
+
+std::string codec<tombstone_record>::encode(const tombstone_record& v) {
+  fb::TombstoneT t;
+  t.contract_id = v.contract_id;
+  t.buyer = v.buyer;
+  t.order_id = v.order_id;
+  t.at_us = v.at_us;
+  flatbuffers::FlatBufferBuilder fbb(128);
+  fbb.Finish(fb::Tombstone::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<tombstone_record> codec<tombstone_record>::decode(std::string_view bytes) {
+  return verified<fb::Tombstone>(
+      bytes, "tombstone", [](const fb::Tombstone& r) -> result<tombstone_record> {
+        return tombstone_record{str(r.contract_id()), str(r.buyer()), str(r.order_id()), r.at_us()};
+      });
+}
+
+}  // namespace gearmesh::store

@@ -1,7 +1,11 @@
 // Wiring the domain actors into a node.
 #pragma once
 
+#include <caf/fwd.hpp>
+
+#include "gearmesh/node/admin.hpp"
 #include "gearmesh/node/config.hpp"
+#include "gearmesh/node/context.hpp"
 #include "gearmesh/status.hpp"
 
 namespace gearmesh {
@@ -16,5 +20,19 @@ namespace gearmesh::actors {
 /// routes. Call between node::open() and node::serve(). Errors: errc::bad_config
 /// naming file, line and field; errc::storage if stored state cannot be read.
 status install_roles(node& n, const config_file& file);
+
+/// Registers the order and contract routes of the admin API on `r` (done by
+/// install_roles; exposed for tests and embedders). `buyer` is the buyer actor,
+/// or nullptr if the node has no buyer role. GET handlers read committed state
+/// from `ctx.store()`; POST /v1/orders asks `buyer` and waits up to
+/// `order_timeout_ms`. Shapes (docs/protocol.md, "Admin API"):
+///   POST /v1/orders {"item","quantity","due_us","earliest_start_us"?,
+///        "max_price_cents"?, "attributes"?} -> 201 {"order_id","state"};
+///        400 {"error"} on bad input; 404 {"error"} without a buyer role
+///   GET  /v1/orders -> {"orders":[ORDER...]};  GET /v1/orders/<id> -> ORDER | 404
+///   GET  /v1/contracts -> {"contracts":[CONTRACT...]}
+/// `sys`, `ctx` and the actor must outlive the router.
+void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sys,
+                      const caf::actor* buyer, int order_timeout_ms = 5000);
 
 }  // namespace gearmesh::actors

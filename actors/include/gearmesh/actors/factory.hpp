@@ -1,0 +1,27 @@
+// The factory: a participant whose resources are machines.
+//
+// Scheduling (forward loading): the item's routing is placed operation by
+// operation from max(earliest_start, now); each operation starts after the
+// previous one ends and goes to the capable machine that finishes it
+// earliest (ties: the machine listed first). An operation takes
+// setup_minutes + minutes_per_unit * quantity machine-minutes (capacity
+// units). Price = ceil(sum over operations of minutes * machine rate / 60 *
+// (1 + margin_pct / 100)). Work must end within horizon_days.
+#pragma once
+
+#include <memory>
+
+#include <caf/fwd.hpp>
+
+#include "gearmesh/actors/participant.hpp"
+#include "gearmesh/actors/roles_config.hpp"
+
+namespace gearmesh::actors {
+
+/// The factory's policy (pure; exposed for tests).
+std::shared_ptr<const participant_policy> make_factory_policy(factory_config cfg);
+
+/// Spawns a factory participant with one resource actor per machine.
+result<caf::actor> spawn_factory(caf::actor_system& sys, node_context& ctx, factory_config cfg);
+
+}  // namespace gearmesh::actors

@@ -1,0 +1,102 @@
+// The participant role of contract-net (a seller: factory or supplier).
+//
+// One participant actor per node answers CFPs, Accepts, Rejects and Cancels.
+// It owns one resource actor per calendar (a factory's machines, a supplier's
+// items); each resource actor owns a capacity_calendar and persists its holds
+// and bookings (tables "holds"/"bookings", key "<resource>/<reservation id>").
+// What differs between a factory and a supplier is a `participant_policy`:
+// which resources exist, what work a CFP needs, and the price.
+//
+// Behaviour (docs/protocol.md, "Participant"):
+//   CFP     refuse (unknown item, other currency, quantity 0, nothing fits
+//           within the horizon, price above the ceiling) or place one hold per
+//           operation (each operation on the capable resource that finishes it
+//           earliest, starting when the previous one ends), then Propose with
+//           valid_until = hold deadline = now + hold TTL. A CFP for an order
+//           that already has a valid held proposal gets that Propose again.
+//   Accept  holds valid: book them, record the contract, Confirm. Holds lapsed:
+//           reserve again; if the promised due date still holds, book and
+//           Confirm, else Failure. Already contracted under the same contract
+//           id: Confirm again. Unknown/rejected/cancelled: Failure.
+//   Reject  release the holds (unknown proposal: nothing).
+//   Cancel  with a contract id: release the bookings, contract -> cancelled
+//           (unknown contract: remember a tombstone so a late Accept fails);
+//           without: release the order's held proposal.
+// Holds also expire by themselves (resource timers, and lazily).
+//
+// Proposal ids are "<node id>/proposal/<n>", n from counter "proposal";
+// reservation ids are "<proposal id>#<operation index>".
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/fwd.hpp>
+
+#include "gearmesh/actors/calendar.hpp"
+#include "gearmesh/clock.hpp"
+#include "gearmesh/node/context.hpp"
+#include "gearmesh/status.hpp"
+#include "gearmesh/wire/messages.hpp"
+
+namespace gearmesh::actors {
+
+/// One calendar of a participant.
+struct resource_spec {
+  std::string id;  // no '/'
+  timestamp_us bucket_us = us_per_hour;
+  std::int64_t capacity = 60;  // units per bucket
+};
+
+/// One operation of the work a CFP needs.
+struct operation_plan {
+  std::vector<std::string> candidates;  // resource ids able to do it, in preference order on ties
+  std::int64_t units = 0;               // capacity units it takes
+};
+
+/// The work a CFP needs, operation after operation.
+struct work_plan {
+  timestamp_us from_us = 0;     // the first operation may not start earlier
+  timestamp_us horizon_us = 0;  // everything must end by then
+  std::vector<operation_plan> operations;
+};
+
+/// Where one operation went.
+struct chosen_step {
+  std::string resource;
+  std::string reservation_id;
+  placement where;
+};
+
+/// What makes a participant a factory or a supplier. Pure and thread-safe.
+class participant_policy {
+ public:
+  virtual ~participant_policy() = default;
+  /// "factory" or "supplier", for logs.
+  virtual std::string_view role() const = 0;
+  /// The currency of its prices; CFPs in another currency are refused.
+  virtual std::string_view currency() const = 0;
+  virtual timestamp_us hold_ttl_us() const = 0;
+  virtual std::vector<resource_spec> resources() const = 0;
+  /// The work CFP `c` needs at `now`, or errc::invalid_argument with the reason
+  /// to refuse (e.g. "unknown item FRAME2").
+  virtual result<work_plan> plan(const wire::cfp& c, timestamp_us now) const = 0;
+  /// The price for the whole quantity, given where the work went.
+  virtual std::int64_t price(const wire::cfp& c, const std::vector<chosen_step>& steps) const = 0;
+};
+
+/// Spawns the participant and its resource actors, rebuilding the calendars
+/// from the store (expired holds are released). `ctx` must outlive them.
+/// Errors: errc::storage if stored state cannot be read or no longer fits the
+/// configured capacity.
+result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
+                                     std::shared_ptr<const participant_policy> policy);
+
+/// Loads a resource's calendar from the committed "holds" and "bookings"
+/// tables (also used by tests and checkers).
+result<capacity_calendar> load_calendar(const store::environment& env, const resource_spec& r);
+
+}  // namespace gearmesh::actors

@@ -1,0 +1,224 @@
+// The durable records of the domain actors and the tables holding them.
+//
+// Values are FlatBuffers tables of schemas/records.fbs (file identifier
+// "GMRC"), encoded and verified by the store::codec<T> specialisations below;
+// FlatBuffers types never leave records.cpp. Tables (LMDB sub-databases):
+//
+//   "orders"     key = order id ("velo/order/17")          value = order_record   (buyer)
+//   "contracts"  key = contract id ("velo/order/17/c1")     value = contract_record (both)
+//   "offers"     key = proposal id ("framecraft/proposal/4") value = offer_record  (seller)
+//   "holds"      key = "<resource>/<reservation id>"       value = reservation_record, kind hold
+//   "bookings"   key = "<resource>/<reservation id>"       value = reservation_record, kind booking
+//   "tombstones" key = contract id                          value = tombstone_record (seller)
+//   "seq"        key = counter name ("order", "proposal")   value = counter_record
+//
+// A resource is a machine id (factory) or an item id (supplier); resource ids
+// never contain '/', so "<resource>/" is the key prefix of one calendar.
+//
+// Threading: these are plain values; codecs are pure and thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gearmesh/clock.hpp"
+#include "gearmesh/status.hpp"
+#include "gearmesh/store/store.hpp"
+#include "gearmesh/wire/messages.hpp"
+
+namespace gearmesh::actors {
+
+/// Buyer-side state of an order (the initiator's negotiation).
+enum class order_state : std::uint8_t { negotiating, awarded, contracted, failed, cancelled };
+/// Buyer-side state of one seller's answer.
+enum class proposal_state : std::uint8_t { received, accepted, rejected, failed, refused };
+enum class contract_role : std::uint8_t { buyer, seller };
+enum class contract_state : std::uint8_t { active, cancelled };
+/// Seller-side state of a proposal. A held offer past valid_until_us is
+/// expired; that is computed, not stored.
+enum class offer_state : std::uint8_t { held, contracted, rejected, cancelled, failed };
+enum class reservation_kind : std::uint8_t { hold, booking };
+
+/// Lower-case names as used by the admin API ("negotiating", "received", ...).
+const char* to_string(order_state s) noexcept;
+const char* to_string(proposal_state s) noexcept;
+const char* to_string(contract_role r) noexcept;
+const char* to_string(contract_state s) noexcept;
+const char* to_string(offer_state s) noexcept;
+const char* to_string(reservation_kind k) noexcept;
+
+/// One seller's answer to a CFP as the buyer recorded it.
+struct proposal_record {
+  std::string seller;
+  std::string proposal_id;  // empty for a refusal
+  std::int64_t price_cents = 0;
+  timestamp_us promised_start_us = 0;
+  timestamp_us promised_due_us = 0;
+  timestamp_us valid_until_us = 0;
+  timestamp_us received_us = 0;
+  proposal_state state = proposal_state::received;
+  std::string reason;
+  std::string contract_id;  // set once an Accept named this proposal
+  bool operator==(const proposal_record&) const = default;
+};
+
+/// Table "orders": the buyer's whole state of one order.
+struct order_record {
+  std::string order_id;
+  std::string item;
+  std::uint32_t quantity = 0;
+  timestamp_us due_us = 0;
+  timestamp_us earliest_start_us = 0;
+  std::int64_t max_price_cents = 0;  // 0 = no ceiling
+  std::string currency;
+  std::vector<wire::attribute> attributes;
+  timestamp_us created_us = 0;
+  timestamp_us reply_by_us = 0;
+  timestamp_us confirm_timeout_us = 0;
+  order_state state = order_state::negotiating;
+  std::string reason;
+  std::vector<std::string> sellers;        // asked with a CFP
+  std::vector<proposal_record> proposals;  // arrival order
+  std::string contract_id;                 // of the current/last Accept
+  std::string awarded_proposal_id;
+  timestamp_us confirm_deadline_us = 0;
+  std::uint32_t accepts_sent = 0;
+  bool operator==(const order_record&) const = default;
+};
+
+/// Table "contracts": the agreed terms. Buyer and seller store the same terms
+/// (all fields but `role` are equal at both ends).
+struct contract_record {
+  std::string contract_id;
+  std::string order_id;
+  std::string buyer;
+  std::string seller;
+  contract_role role = contract_role::buyer;
+  std::string item;
+  std::uint32_t quantity = 0;
+  std::int64_t price_cents = 0;
+  std::string currency;
+  timestamp_us promised_start_us = 0;
+  timestamp_us promised_due_us = 0;
+  contract_state state = contract_state::active;
+  std::string proposal_id;
+  bool operator==(const contract_record&) const = default;
+  /// Equal terms, ignoring `role` (the agreement invariant).
+  bool same_terms(const contract_record& o) const;
+};
+
+/// Names one reservation in one resource's calendar.
+struct reservation_ref {
+  std::string resource;
+  std::string reservation_id;
+  bool operator==(const reservation_ref&) const = default;
+};
+
+/// Table "offers": a participant's proposal and the reservations backing it.
+struct offer_record {
+  std::string proposal_id;
+  std::string order_id;
+  std::string buyer;
+  std::string item;
+  std::uint32_t quantity = 0;
+  std::string currency;
+  timestamp_us earliest_start_us = 0;
+  timestamp_us due_us = 0;
+  std::int64_t price_cents = 0;
+  timestamp_us promised_start_us = 0;
+  timestamp_us promised_due_us = 0;
+  timestamp_us valid_until_us = 0;  // hold deadline
+  offer_state state = offer_state::held;
+  std::string contract_id;
+  std::string reason;
+  std::vector<reservation_ref> reservations;
+  bool operator==(const offer_record&) const = default;
+};
+
+/// Capacity units taken from one calendar bucket.
+struct allocation {
+  std::int64_t bucket = 0;  // floor(time / bucket length)
+  std::int64_t units = 0;
+  bool operator==(const allocation&) const = default;
+};
+
+/// Tables "holds" and "bookings": one reservation in one resource's calendar.
+struct reservation_record {
+  std::string resource;
+  std::string reservation_id;
+  reservation_kind kind = reservation_kind::hold;
+  timestamp_us deadline_us = 0;  // holds only
+  timestamp_us start_us = 0;
+  timestamp_us end_us = 0;
+  std::vector<allocation> allocations;
+  bool operator==(const reservation_record&) const = default;
+};
+
+/// Table "seq": a next-id counter.
+struct counter_record {
+  std::uint64_t value = 0;
+  bool operator==(const counter_record&) const = default;
+};
+
+/// Table "tombstones": a Cancel for a contract this participant never confirmed.
+struct tombstone_record {
+  std::string contract_id;
+  std::string buyer;
+  std::string order_id;
+  timestamp_us at_us = 0;
+  bool operator==(const tombstone_record&) const = default;
+};
+
+namespace tables {
+inline constexpr store::table<order_record> orders{"orders"};
+inline constexpr store::table<contract_record> contracts{"contracts"};
+inline constexpr store::table<offer_record> offers{"offers"};
+inline constexpr store::table<reservation_record> holds{"holds"};
+inline constexpr store::table<reservation_record> bookings{"bookings"};
+inline constexpr store::table<tombstone_record> tombstones{"tombstones"};
+inline constexpr store::table<counter_record> seq{"seq"};
+}  // namespace tables
+
+/// Key of a reservation in "holds"/"bookings": "<resource>/<reservation id>".
+std::string reservation_key(std::string_view resource, std::string_view reservation_id);
+
+}  // namespace gearmesh::actors
+
+namespace gearmesh::store {
+
+// Each codec: encode never fails; decode verifies the buffer (identifier
+// "GMRC", flatbuffers::Verifier) and returns errc::storage on corruption.
+template <>
+struct codec<actors::order_record> {
+  static std::string encode(const actors::order_record& v);
+  static result<actors::order_record> decode(std::string_view bytes);
+};
+template <>
+struct codec<actors::contract_record> {
+  static std::string encode(const actors::contract_record& v);
+  static result<actors::contract_record> decode(std::string_view bytes);
+};
+template <>
+struct codec<actors::offer_record> {
+  static std::string encode(const actors::offer_record& v);
+  static result<actors::offer_record> decode(std::string_view bytes);
+};
+template <>
+struct codec<actors::reservation_record> {
+  static std::string encode(const actors::reservation_record& v);
+  static result<actors::reservation_record> decode(std::string_view bytes);
+};
+template <>
+struct codec<actors::counter_record> {
+  static std::string encode(const actors::counter_record& v);
+  static result<actors::counter_record> decode(std::string_view bytes);
+};
+template <>
+struct codec<actors::tombstone_record> {
+  static std::string encode(const actors::tombstone_record& v);
+  static result<actors::tombstone_record> decode(std::string_view bytes);
+};
+
+}  // namespace gearmesh::store

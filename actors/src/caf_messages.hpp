@@ -1,0 +1,49 @@
+// CAF message vocabulary private to the actors library (and its tests).
+// Include only from .cpp files: it pulls in CAF headers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+
+#include "gearmesh/actors/buyer.hpp"
+#include "gearmesh/actors/calendar.hpp"
+#include "gearmesh/node/caf_types.hpp"
+
+namespace gearmesh::actors {
+
+// Buyer.
+/// (order_atom, order_request) -> order_reply
+using order_atom = caf::atom_constant<caf::atom("order")>;
+/// (deadline_atom, order_id, deadline_us): an order's timer.
+using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
+/// (durable_atom, commit_seq, ok): every commit up to commit_seq completed.
+using durable_atom = caf::atom_constant<caf::atom("durable")>;
+
+// Resource (machine or item calendar) actors, asked by their participant.
+/// (probe_atom, units, from_us, horizon_us) -> probe_result
+using probe_atom = caf::atom_constant<caf::atom("probe")>;
+/// (hold_atom, reservation_id, units, from_us, horizon_us, deadline_us) -> probe_result
+using hold_atom = caf::atom_constant<caf::atom("hold")>;
+/// (book_atom, reservation_id) -> bool: hold -> booking (true if already booked)
+using book_atom = caf::atom_constant<caf::atom("book")>;
+/// (release_atom, reservation_id) -> bool
+using release_atom = caf::atom_constant<caf::atom("release")>;
+/// (expire_atom): releases holds past their deadline and re-arms.
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
+/// (check_atom) -> std::string: "" if the calendar invariant holds, else why.
+using check_atom = caf::atom_constant<caf::atom("check")>;
+
+/// Answer of probe/hold: where the work would go (or went).
+struct probe_result {
+  bool found = false;
+  placement where;
+};
+
+}  // namespace gearmesh::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::order_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::order_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::probe_result)

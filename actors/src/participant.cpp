@@ -1,0 +1,631 @@
+// The participant actor (factory or supplier) and its resource actors.
+//
+// Concurrency: the participant handles one inbound message at a time, to the
+// end. Where it must ask its resource actors it uses request(...).await, which
+// keeps every other message in the mailbox until the answer arrived, so a CFP's
+// probes and holds never interleave with another CFP's. Resource actors commit
+// their holds and bookings themselves; since commits are applied in submission
+// order, a hold is durable before the Propose that it backs.
+#include "gearmesh/actors/participant.hpp"
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+
+#include <spdlog/spdlog.h>
+#include <caf/all.hpp>
+
+#include "caf_messages.hpp"
+#include "gearmesh/actors/negotiation.hpp"
+#include "gearmesh/actors/records.hpp"
+#include "pending_writes.hpp"
+
+namespace gearmesh::actors {
+
+namespace {
+
+constexpr auto ask_timeout = std::chrono::seconds(10);
+
+std::chrono::microseconds delay_until(timestamp_us deadline, timestamp_us now) {
+  // +1 ms: a hold is valid while now <= deadline, so expire strictly after it.
+  return std::chrono::microseconds(std::max<timestamp_us>(0, deadline - now) + us_per_ms);
+}
+
+// --- resource actor ---------------------------------------------------------
+
+struct resource_state {
+  node_context* ctx = nullptr;
+  std::string id;
+  std::optional<capacity_calendar> cal;
+  timestamp_us armed_us = 0;  // earliest expiry timer pending, 0 = none
+  static inline const char* name = "gearmesh.resource";
+};
+
+using resource_actor = caf::stateful_actor<resource_state>;
+
+void resource_commit(resource_actor* self, store::write_batch b) {
+  if (b.empty()) return;
+  effects fx;
+  fx.writes = std::move(b);
+  fx.on_durable = [id = self->state.id](const status& st) {
+    if (!st) spdlog::error("resource {}: commit failed: {}", id, st.to_string());
+  };
+  self->state.ctx->commit(std::move(fx));
+}
+
+void resource_expire(resource_actor* self) {
+  auto& st = self->state;
+  auto gone = st.cal->expire(st.ctx->clock().now());
+  store::write_batch b;
+  for (const auto& rid : gone) tables::holds.erase(b, reservation_key(st.id, rid));
+  resource_commit(self, std::move(b));
+}
+
+void resource_arm(resource_actor* self) {
+  auto& st = self->state;
+  auto d = st.cal->next_deadline();
+  if (!d || (st.armed_us != 0 && st.armed_us <= *d)) return;
+  st.armed_us = *d;
+  self->delayed_send(self, delay_until(*d, st.ctx->clock().now()), expire_atom::value);
+}
+
+caf::behavior resource(resource_actor* self, node_context* ctx, std::string id,
+                       capacity_calendar cal) {
+  self->state.ctx = ctx;
+  self->state.id = std::move(id);
+  self->state.cal.emplace(std::move(cal));
+  resource_arm(self);
+  return {
+      [=](probe_atom, std::int64_t units, timestamp_us from, timestamp_us horizon) {
+        resource_expire(self);
+        auto p = self->state.cal->find_earliest(units, from, horizon);
+        return probe_result{p.has_value(), p ? *p : placement{}};
+      },
+      [=](hold_atom, const std::string& rid, std::int64_t units, timestamp_us from,
+          timestamp_us horizon, timestamp_us deadline) {
+        auto& st = self->state;
+        resource_expire(self);
+        auto p = st.cal->find_earliest(units, from, horizon);
+        if (!p) return probe_result{};
+        if (auto s = st.cal->hold(rid, *p, deadline); !s) {
+          spdlog::warn("resource {}: hold {}: {}", st.id, rid, s.to_string());
+          return probe_result{};
+        }
+        store::write_batch b;
+        tables::holds.put(b, reservation_key(st.id, rid), *st.cal->to_record(st.id, rid));
+        resource_commit(self, std::move(b));
+        resource_arm(self);
+        return probe_result{true, *p};
+      },
+      [=](book_atom, const std::string& rid) {
+        auto& st = self->state;
+        resource_expire(self);
+        const auto* e = st.cal->find(rid);
+        if (!e) return false;
+        if (e->kind == reservation_kind::booking) return true;
+        if (!st.cal->convert(rid)) return false;
+        store::write_batch b;
+        const auto key = reservation_key(st.id, rid);
+        tables::holds.erase(b, key);
+        tables::bookings.put(b, key, *st.cal->to_record(st.id, rid));
+        resource_commit(self, std::move(b));
+        return true;
+      },
+      [=](release_atom, const std::string& rid) {
+        auto& st = self->state;
+        if (!st.cal->release(rid)) return;
+        store::write_batch b;
+        const auto key = reservation_key(st.id, rid);
+        tables::holds.erase(b, key);
+        tables::bookings.erase(b, key);
+        resource_commit(self, std::move(b));
+      },
+      [=](expire_atom) {
+        self->state.armed_us = 0;
+        resource_expire(self);
+        resource_arm(self);
+      },
+      [=](check_atom) {
+        auto s = self->state.cal->check();
+        return s ? std::string{} : s.message();
+      },
+  };
+}
+
+// --- participant actor ------------------------------------------------------
+
+struct participant_state {
+  node_context* ctx = nullptr;
+  std::shared_ptr<const participant_policy> policy;
+  std::map<std::string, caf::actor, std::less<>> resources;
+  std::uint64_t next_proposal = 1;
+  pending_writes pending;
+  std::uint64_t commit_seq = 0;
+  /// Held proposals by (buyer, order id): answers a repeated CFP and a Cancel
+  /// without contract id. Entries leave when the offer leaves `held` or expires.
+  std::map<std::pair<std::string, std::string>, std::pair<std::string, timestamp_us>> held;
+  std::multimap<timestamp_us, std::pair<std::string, std::string>> held_expiry;
+  static inline const char* name = "gearmesh.participant";
+};
+
+using participant_actor = caf::stateful_actor<participant_state>;
+
+/// Commits `writes`, the inbound `cause` (may be null) and `msgs` in one step.
+void commit(participant_actor* self, store::write_batch writes, const wire::envelope* cause,
+            std::vector<message_to> msgs, std::string_view conversation) {
+  auto& st = self->state;
+  effects fx;
+  fx.writes = std::move(writes);
+  if (cause) fx.cause = inbound_ref{cause->header.sender, cause->header.message_id};
+  for (auto& m : msgs)
+    fx.messages.push_back(outbound{std::move(m.receiver), std::string(conversation),
+                                   cause ? cause->header.message_id : 0, std::move(m.payload)});
+  const auto seq = ++st.commit_seq;
+  st.pending.record(fx.writes, seq);
+  fx.on_durable = [h = caf::actor_cast<caf::actor>(self), seq](const status& s) {
+    if (!s) spdlog::error("participant: commit {} failed: {}", seq, s.to_string());
+    caf::anon_send(h, durable_atom::value, seq, s.is_ok());
+  };
+  st.ctx->commit(std::move(fx));
+}
+
+void forget_held(participant_actor* self, const std::string& buyer, const std::string& order_id) {
+  self->state.held.erase({buyer, order_id});
+}
+
+void remember_held(participant_actor* self, const offer_record& o) {
+  auto& st = self->state;
+  st.held[{o.buyer, o.order_id}] = {o.proposal_id, o.valid_until_us};
+  st.held_expiry.emplace(o.valid_until_us, std::make_pair(o.buyer, o.order_id));
+}
+
+void sweep_held(participant_actor* self, timestamp_us now) {
+  auto& st = self->state;
+  while (!st.held_expiry.empty() && st.held_expiry.begin()->first < now) {
+    auto key = st.held_expiry.begin()->second;
+    auto deadline = st.held_expiry.begin()->first;
+    st.held_expiry.erase(st.held_expiry.begin());
+    auto it = st.held.find(key);
+    if (it != st.held.end() && it->second.second == deadline) st.held.erase(it);
+  }
+}
+
+void release_all(participant_actor* self, const std::vector<reservation_ref>& refs) {
+  for (const auto& r : refs) {
+    auto it = self->state.resources.find(r.resource);
+    if (it != self->state.resources.end())
+      self->send(it->second, release_atom::value, r.reservation_id);
+  }
+}
+
+std::vector<reservation_ref> refs_of(const std::vector<chosen_step>& steps) {
+  std::vector<reservation_ref> out;
+  for (const auto& s : steps) out.push_back({s.resource, s.reservation_id});
+  return out;
+}
+
+/// Places a work plan operation by operation with holds (see factory.hpp).
+/// `done(fit, chosen)`: fit = every operation got a hold; chosen = the holds
+/// placed (to release when !fit).
+struct placement_job {
+  work_plan plan;
+  std::string proposal_id;
+  timestamp_us deadline_us = 0;
+  std::size_t op = 0;
+  std::size_t candidate = 0;
+  timestamp_us from_us = 0;
+  std::optional<std::pair<std::string, placement>> best;
+  std::vector<chosen_step> chosen;
+  std::function<void(bool, std::vector<chosen_step>)> done;
+};
+
+void place_next(participant_actor* self, std::shared_ptr<placement_job> j) {
+  auto& st = self->state;
+  if (j->op == j->plan.operations.size()) {
+    j->done(true, std::move(j->chosen));
+    return;
+  }
+  const auto& op = j->plan.operations[j->op];
+  if (j->candidate < op.candidates.size()) {
+    const auto& rid = op.candidates[j->candidate];
+    auto it = st.resources.find(rid);
+    if (it == st.resources.end()) {
+      ++j->candidate;
+      place_next(self, j);
+      return;
+    }
+    self->request(it->second, ask_timeout, probe_atom::value, op.units, j->from_us,
+                  j->plan.horizon_us)
+        .await(
+            [=](probe_result& r) {
+              if (r.found && (!j->best || r.where.end_us < j->best->second.end_us))
+                j->best = std::make_pair(rid, r.where);
+              ++j->candidate;
+              place_next(self, j);
+            },
+            [=](caf::error& e) {
+              spdlog::warn("participant: probe {} failed: {}", rid, to_string(e));
+              ++j->candidate;
+              place_next(self, j);
+            });
+    return;
+  }
+  if (!j->best) {
+    j->done(false, std::move(j->chosen));
+    return;
+  }
+  const auto resource_id = j->best->first;
+  const auto reservation_id = j->proposal_id + "#" + std::to_string(j->op);
+  self->request(st.resources[resource_id], ask_timeout, hold_atom::value, reservation_id, op.units,
+                j->from_us, j->plan.horizon_us, j->deadline_us)
+      .await(
+          [=](probe_result& r) {
+            if (!r.found) {
+              j->done(false, std::move(j->chosen));
+              return;
+            }
+            j->from_us = r.where.end_us;
+            j->chosen.push_back({resource_id, reservation_id, std::move(r.where)});
+            ++j->op;
+            j->candidate = 0;
+            j->best.reset();
+            place_next(self, j);
+          },
+          [=](caf::error&) { j->done(false, std::move(j->chosen)); });
+}
+
+void place(participant_actor* self, work_plan plan, std::string proposal_id,
+           timestamp_us deadline_us, std::function<void(bool, std::vector<chosen_step>)> done) {
+  auto j = std::make_shared<placement_job>();
+  j->from_us = plan.from_us;
+  j->plan = std::move(plan);
+  j->proposal_id = std::move(proposal_id);
+  j->deadline_us = deadline_us;
+  j->done = std::move(done);
+  place_next(self, std::move(j));
+}
+
+/// Books every reservation in turn; done(all booked).
+void book_all(participant_actor* self, std::shared_ptr<std::vector<reservation_ref>> refs,
+              std::size_t i, std::function<void(bool)> done) {
+  if (i == refs->size()) {
+    done(true);
+    return;
+  }
+  const auto& r = (*refs)[i];
+  auto it = self->state.resources.find(r.resource);
+  if (it == self->state.resources.end()) {
+    done(false);
+    return;
+  }
+  self->request(it->second, ask_timeout, book_atom::value, r.reservation_id)
+      .await(
+          [=](bool ok) {
+            if (!ok) {
+              done(false);
+              return;
+            }
+            book_all(self, refs, i + 1, done);
+          },
+          [=](caf::error&) { done(false); });
+}
+
+wire::cfp cfp_of(const offer_record& o) {
+  wire::cfp c;
+  c.order_id = o.order_id;
+  c.item = o.item;
+  c.quantity = o.quantity;
+  c.earliest_start_us = o.earliest_start_us;
+  c.due_us = o.due_us;
+  c.currency = o.currency;
+  return c;
+}
+
+template <class T>
+std::optional<T> read(participant_actor* self, const store::table<T>& t, std::string_view key) {
+  auto& st = self->state;
+  auto v = st.pending.get(st.ctx->store(), t, key);
+  if (!v) {
+    spdlog::error("participant: reading {} {}: {}", t.name(), key, v.error().to_string());
+    return std::nullopt;
+  }
+  return std::move(*v);
+}
+
+void refuse(participant_actor* self, const wire::envelope& env, const wire::cfp& c,
+            std::string reason) {
+  commit(self, {}, &env, {{env.header.sender, wire::refuse{c.order_id, std::move(reason)}}},
+         c.order_id);
+}
+
+void on_cfp(participant_actor* self, const wire::envelope& env, const wire::cfp& c) {
+  auto& st = self->state;
+  const auto now = st.ctx->clock().now();
+  const auto& buyer = env.header.sender;
+  sweep_held(self, now);
+  // The same order again: answer with the proposal already held for it.
+  if (auto it = st.held.find({buyer, c.order_id}); it != st.held.end()) {
+    auto o = read(self, tables::offers, it->second.first);
+    if (o && hold_valid(*o, now)) {
+      wire::propose p{o->order_id,          o->proposal_id,     o->price_cents,
+                      o->promised_start_us, o->promised_due_us, o->valid_until_us};
+      commit(self, {}, &env, {{buyer, p}}, c.order_id);
+      return;
+    }
+  }
+  if (c.quantity == 0) return refuse(self, env, c, "quantity is 0");
+  if (c.currency != st.policy->currency())
+    return refuse(self, env, c,
+                  "currency " + c.currency + " not supported, prices are in " +
+                      std::string(st.policy->currency()));
+  auto plan = st.policy->plan(c, now);
+  if (!plan) return refuse(self, env, c, plan.error().message());
+  // Reserve the proposal number durably before any hold names it.
+  const auto n = st.next_proposal++;
+  auto proposal_id = st.ctx->node_id() + "/proposal/" + std::to_string(n);
+  store::write_batch counter;
+  tables::seq.put(counter, "proposal", counter_record{n});
+  commit(self, std::move(counter), nullptr, {}, c.order_id);
+  const auto deadline = hold_deadline(now, st.policy->hold_ttl_us());
+  place(self, std::move(*plan), proposal_id, deadline,
+        [=](bool fit, std::vector<chosen_step> chosen) {
+          auto& st = self->state;
+          if (!fit) {
+            release_all(self, refs_of(chosen));
+            return refuse(self, env, c, "no capacity within the horizon");
+          }
+          const auto price = st.policy->price(c, chosen);
+          if (c.max_price_cents > 0 && price > c.max_price_cents) {
+            release_all(self, refs_of(chosen));
+            return refuse(self, env, c,
+                          "price " + std::to_string(price) + " above the ceiling " +
+                              std::to_string(c.max_price_cents));
+          }
+          offer_record o;
+          o.proposal_id = proposal_id;
+          o.order_id = c.order_id;
+          o.buyer = env.header.sender;
+          o.item = c.item;
+          o.quantity = c.quantity;
+          o.currency = c.currency;
+          o.earliest_start_us = c.earliest_start_us;
+          o.due_us = c.due_us;
+          o.price_cents = price;
+          o.promised_start_us = chosen.front().where.start_us;
+          o.promised_due_us = chosen.back().where.end_us;
+          o.valid_until_us = deadline;
+          o.state = offer_state::held;
+          o.reservations = refs_of(chosen);
+          store::write_batch b;
+          tables::offers.put(b, o.proposal_id, o);
+          wire::propose p{o.order_id,          o.proposal_id,     o.price_cents,
+                          o.promised_start_us, o.promised_due_us, o.valid_until_us};
+          remember_held(self, o);
+          commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id);
+        });
+}
+
+void send_failure(participant_actor* self, const wire::envelope& env, const wire::accept& a,
+                  std::string reason, store::write_batch writes = {}) {
+  commit(self, std::move(writes), &env,
+         {{env.header.sender, wire::failure{a.order_id, a.proposal_id, a.contract_id, reason}}},
+         a.order_id);
+}
+
+void contract(participant_actor* self, const wire::envelope& env, const wire::accept& a,
+              offer_record o) {
+  auto& st = self->state;
+  o.state = offer_state::contracted;
+  o.contract_id = a.contract_id;
+  store::write_batch b;
+  tables::offers.put(b, o.proposal_id, o);
+  tables::contracts.put(b, o.contract_id, seller_contract(o, st.ctx->node_id()));
+  forget_held(self, o.buyer, o.order_id);
+  commit(self, std::move(b), &env, {{o.buyer, confirm_for(o)}}, o.order_id);
+}
+
+/// The holds lapsed: reserve the same terms again, or fail.
+void replace(participant_actor* self, const wire::envelope& env, const wire::accept& a,
+             offer_record o) {
+  auto& st = self->state;
+  const auto now = st.ctx->clock().now();
+  release_all(self, o.reservations);
+  auto fail = [=](std::string why) {
+    auto f = o;
+    f.state = offer_state::failed;
+    f.reason = why;
+    store::write_batch b;
+    tables::offers.put(b, f.proposal_id, f);
+    forget_held(self, f.buyer, f.order_id);
+    send_failure(self, env, a, why, std::move(b));
+  };
+  auto c = cfp_of(o);
+  auto plan = st.policy->plan(c, now);
+  if (!plan) return fail(plan.error().message());
+  place(self, std::move(*plan), o.proposal_id, hold_deadline(now, st.policy->hold_ttl_us()),
+        [=](bool fit, std::vector<chosen_step> chosen) {
+          if (!fit || chosen.back().where.end_us > o.promised_due_us) {
+            release_all(self, refs_of(chosen));
+            return fail("hold expired and the promised due date can no longer be met");
+          }
+          auto refs = std::make_shared<std::vector<reservation_ref>>(refs_of(chosen));
+          book_all(self, refs, 0, [=](bool ok) {
+            if (!ok) {
+              release_all(self, *refs);
+              return fail("hold expired and capacity is gone");
+            }
+            auto n = o;
+            n.reservations = *refs;
+            contract(self, env, a, std::move(n));
+          });
+        });
+}
+
+void on_accept(participant_actor* self, const wire::envelope& env, const wire::accept& a) {
+  const auto now = self->state.ctx->clock().now();
+  auto o = read(self, tables::offers, a.proposal_id);
+  const bool tombstoned = read(self, tables::tombstones, a.contract_id).has_value();
+  auto d = decide_accept(o ? &*o : nullptr, tombstoned, env.header.sender, a, now);
+  switch (d.verdict) {
+    case accept_verdict::fail:
+      return send_failure(self, env, a, d.reason);
+    case accept_verdict::resend_confirm:
+      return commit(self, {}, &env, {{env.header.sender, confirm_for(*o)}}, a.order_id);
+    case accept_verdict::replace:
+      return replace(self, env, a, std::move(*o));
+    case accept_verdict::confirm: {
+      auto refs = std::make_shared<std::vector<reservation_ref>>(o->reservations);
+      book_all(self, refs, 0, [=, o = std::move(*o)](bool ok) mutable {
+        if (ok) return contract(self, env, a, std::move(o));
+        replace(self, env, a, std::move(o));
+      });
+      return;
+    }
+  }
+}
+
+void on_reject(participant_actor* self, const wire::envelope& env, const wire::reject& r) {
+  auto o = read(self, tables::offers, r.proposal_id);
+  store::write_batch b;
+  if (o && o->buyer == env.header.sender && o->order_id == r.order_id &&
+      o->state == offer_state::held) {
+    release_all(self, o->reservations);
+    o->state = offer_state::rejected;
+    o->reason = r.reason;
+    tables::offers.put(b, o->proposal_id, *o);
+    forget_held(self, o->buyer, o->order_id);
+  }
+  commit(self, std::move(b), &env, {}, r.order_id);
+}
+
+void on_cancel(participant_actor* self, const wire::envelope& env, const wire::cancel& c) {
+  auto& st = self->state;
+  const auto& buyer = env.header.sender;
+  store::write_batch b;
+  auto cancel_offer = [&](offer_record o) {
+    release_all(self, o.reservations);
+    o.state = offer_state::cancelled;
+    o.reason = c.reason;
+    tables::offers.put(b, o.proposal_id, o);
+    forget_held(self, o.buyer, o.order_id);
+    return o;
+  };
+  if (!c.contract_id.empty()) {
+    auto k = read(self, tables::contracts, c.contract_id);
+    if (k && k->buyer == buyer && k->role == contract_role::seller) {
+      if (k->state == contract_state::active) {
+        if (auto o = read(self, tables::offers, k->proposal_id)) cancel_offer(std::move(*o));
+        k->state = contract_state::cancelled;
+        tables::contracts.put(b, k->contract_id, *k);
+      }
+      return commit(self, std::move(b), &env, {}, c.order_id);
+    }
+    if (!k) {
+      // Cancelled before we confirmed it: a late Accept for it must fail.
+      tables::tombstones.put(
+          b, c.contract_id,
+          tombstone_record{c.contract_id, buyer, c.order_id, st.ctx->clock().now()});
+    }
+  }
+  // Release the order's held proposal, if any.
+  if (auto it = st.held.find({buyer, c.order_id}); it != st.held.end()) {
+    auto o = read(self, tables::offers, it->second.first);
+    if (o && o->state == offer_state::held) cancel_offer(std::move(*o));
+  }
+  commit(self, std::move(b), &env, {}, c.order_id);
+}
+
+caf::behavior participant(participant_actor* self, node_context* ctx,
+                          std::shared_ptr<const participant_policy> policy,
+                          std::map<std::string, caf::actor, std::less<>> resources,
+                          std::uint64_t next_proposal, std::vector<offer_record> held) {
+  auto& st = self->state;
+  st.ctx = ctx;
+  st.policy = std::move(policy);
+  st.resources = std::move(resources);
+  st.next_proposal = next_proposal;
+  for (const auto& o : held) remember_held(self, o);
+  for (auto& [id, r] : st.resources) self->link_to(r);
+  return {
+      [=](inbound_atom, const wire::envelope& env) {
+        std::visit(
+            [&](const auto& m) {
+              using T = std::decay_t<decltype(m)>;
+              if constexpr (std::is_same_v<T, wire::cfp>)
+                on_cfp(self, env, m);
+              else if constexpr (std::is_same_v<T, wire::accept>)
+                on_accept(self, env, m);
+              else if constexpr (std::is_same_v<T, wire::reject>)
+                on_reject(self, env, m);
+              else if constexpr (std::is_same_v<T, wire::cancel>)
+                on_cancel(self, env, m);
+              else  // not routed here; still acknowledge it
+                commit(self, {}, &env, {}, env.header.conversation_id);
+            },
+            env.payload);
+      },
+      [=](durable_atom, std::uint64_t seq, bool) { self->state.pending.durable(seq); },
+  };
+}
+
+}  // namespace
+
+result<capacity_calendar> load_calendar(const store::environment& env, const resource_spec& r) {
+  capacity_calendar cal(r.bucket_us, r.capacity);
+  const std::string prefix = r.id + "/";
+  status err;
+  for (const auto* t : {&tables::bookings, &tables::holds}) {
+    auto st = env.scan(t->name(), prefix, [&](std::string_view key, std::string_view value) {
+      if (key.substr(0, prefix.size()) != prefix) return false;
+      auto rec = store::codec<reservation_record>::decode(value);
+      if (!rec) {
+        err = rec.error();
+        return false;
+      }
+      if (auto s = cal.restore(*rec); !s) {
+        err = status(errc::storage, "calendar of " + r.id + ": " + std::string(key) + ": " +
+                                        s.message() +
+                                        " (was its capacity or bucket length reduced?)");
+        return false;
+      }
+      return true;
+    });
+    if (!st) return st;
+    if (!err) return err;
+  }
+  return cal;
+}
+
+result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
+                                     std::shared_ptr<const participant_policy> policy) {
+  const auto& env = ctx.store();
+  const auto now = ctx.clock().now();
+  std::map<std::string, caf::actor, std::less<>> resources;
+  store::write_batch expired;
+  for (const auto& spec : policy->resources()) {
+    auto cal = load_calendar(env, spec);
+    if (!cal) return cal.error();
+    for (const auto& rid : cal->expire(now))
+      tables::holds.erase(expired, reservation_key(spec.id, rid));
+    resources.emplace(spec.id, sys.spawn(resource, &ctx, spec.id, std::move(*cal)));
+  }
+  if (!expired.empty()) {
+    effects fx;
+    fx.writes = std::move(expired);
+    ctx.commit(std::move(fx));
+  }
+  auto counter = tables::seq.get(env, "proposal");
+  if (!counter) return counter.error();
+  const std::uint64_t next = *counter ? (*counter)->value + 1 : 1;
+  std::vector<offer_record> held;
+  auto st = tables::offers.for_each(env, [&](std::string_view, offer_record&& o) {
+    if (hold_valid(o, now)) held.push_back(std::move(o));
+    return true;
+  });
+  if (!st) return st;
+  return sys.spawn(participant, &ctx, std::move(policy), std::move(resources), next,
+                   std::move(held));
+}
+
+}  // namespace gearmesh::actors
