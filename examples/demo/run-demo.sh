@@ -68,7 +68,7 @@ for i in $(seq 0 11); do
   if ((i % 4 == 3)); then
     submit --item BATTERY --qty $((10 + i)) --due "+$((6 + i))d"
   else
-    submit --item FRAME --qty $((4 + 2 * i)) --due "+$((5 + i))d" --attr "colour=${colours[i % 4]}" \
+    submit --item FRAME --qty $((4 + 2 * i)) --due "+$((1 + i / 3))d" --attr "colour=${colours[i % 4]}" \
       --attr "size=$((48 + i % 3 * 4))"
   fi
 done
