@@ -192,6 +192,7 @@ void node::impl::send_ack(const std::string& to, std::uint64_t id) {
   wire::envelope ack;
   ack.header.sender = cfg.node_id;
   ack.header.receiver = to;
+  ack.header.causation_id = id;
   ack.header.timestamp_us = clk.now();
   ack.payload = wire::ack{id};
   frames_out.fetch_add(1, std::memory_order_relaxed);
