@@ -42,25 +42,6 @@ bool is_valid_id(std::string_view s) {
   });
 }
 
-const char* type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    default:
-      return "a date or time";
-  }
-}
-
 /// Reads one TOML table of a role section. The first error sticks; keys no
 /// read asked for are reported as unknown by finish().
 class reader {
@@ -81,7 +62,7 @@ class reader {
     const toml::node* n = get(key, true);
     if (!n || !ok()) return;
     if (!n->is_string())
-      return fail(n, field(key), std::string("expected a string, got ") + type_name(*n));
+      return fail(n, field(key), std::string("expected a string, got ") + toml_type_name(*n));
     out = n->as_string()->get();
     if (!is_valid_id(out))
       fail(n, field(key), "expected 1 to 128 characters from [A-Za-z0-9_.-], got \"" + out + "\"");
@@ -103,7 +84,7 @@ class reader {
     const toml::node* n = get(key, required);
     if (!n || !ok()) return;
     if (!n->is_integer())
-      return fail(n, field(key), std::string("expected an integer, got ") + type_name(*n));
+      return fail(n, field(key), std::string("expected an integer, got ") + toml_type_name(*n));
     const auto v = n->as_integer()->get();
     if (v < min || v > max)
       return fail(n, field(key),
@@ -294,7 +275,7 @@ result<roles_config> parse_roles(const config_file& file) {
     const toml::node* n = file.root().get(name);
     if (!n || !st.is_ok()) return nullptr;
     if (const auto* t = n->as_table()) return t;
-    st = file.error(n, name, std::string("expected a table, got ") + type_name(*n));
+    st = file.error(n, name, std::string("expected a table, got ") + toml_type_name(*n));
     return nullptr;
   };
   if (const auto* t = section("buyer")) roles.buyer = parse_buyer(file, *t, st);

@@ -46,31 +46,6 @@ bool is_valid_endpoint(std::string_view s) {
   return false;
 }
 
-const char* type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    default:
-      return "nothing";
-  }
-}
-
 /// Reads the keys of one runtime table, remembering which keys it knows so
 /// that the rest can be reported as unknown. The first error sticks.
 class section_reader {
@@ -155,7 +130,7 @@ class section_reader {
       s += hint;
     }
     s += ", got ";
-    s += type_name(n);
+    s += toml_type_name(n);
     return s;
   }
 
@@ -172,7 +147,7 @@ const toml::table* section(const config_file& file, std::string_view name, statu
   const toml::node* n = file.root().get(name);
   if (!n) return nullptr;
   if (const toml::table* t = n->as_table()) return t;
-  st = file.error(n, name, std::string("expected a table, got ") + type_name(*n));
+  st = file.error(n, name, std::string("expected a table, got ") + toml_type_name(*n));
   return nullptr;
 }
 
@@ -340,8 +315,9 @@ status read_peers(const config_file& file, node_config& cfg) {
   if (!n) return {};
   const toml::array* peers = n->as_array();
   if (!peers) {
-    return file.error(n, "peers",
-                      std::string("expected an array of tables [[peers]], got ") + type_name(*n));
+    return file.error(
+        n, "peers",
+        std::string("expected an array of tables [[peers]], got ") + toml_type_name(*n));
   }
   if (peers->size() > peers_count_max) {
     return file.error(n, "peers", "more than " + std::to_string(peers_count_max) + " peers");
@@ -353,7 +329,7 @@ status read_peers(const config_file& file, node_config& cfg) {
     const toml::table* t = element.as_table();
     if (!t) {
       return file.error(&element, prefix,
-                        std::string("expected a table, got ") + type_name(element));
+                        std::string("expected a table, got ") + toml_type_name(element));
     }
     section_reader r(file, *t, prefix);
     transport::peer p;
@@ -390,6 +366,31 @@ result<node_config> parse_node_config(const config_file& file) {
     if (status st = read(file, cfg); !st.is_ok()) return st;
   }
   return cfg;
+}
+
+const char* toml_type_name(const toml::node& n) noexcept {
+  switch (n.type()) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
+  }
 }
 
 }  // namespace gearmesh

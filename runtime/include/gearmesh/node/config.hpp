@@ -25,19 +25,19 @@ class node;
 namespace gearmesh {
 
 struct node_config {
-  std::string node_id;         // [node] id
-  std::string enterprise;      // [node] enterprise
-  std::string listen;          // [node] listen, ZeroMQ endpoint
-  std::string data_dir;        // [node] data_dir; relative to the config file's directory
-  std::string admin_address = "127.0.0.1";  // [admin] address
-  std::uint16_t admin_port = 0;             // [admin] port; 0 = no admin API
-  bool store_sync = true;                   // [store] sync
+  std::string node_id;     // [node] id
+  std::string enterprise;  // [node] enterprise
+  std::string listen;      // [node] listen, ZeroMQ endpoint
+  std::string data_dir;    // [node] data_dir; relative to the config file's directory
+  std::string admin_address = "127.0.0.1";                      // [admin] address
+  std::uint16_t admin_port = 0;                                 // [admin] port; 0 = no admin API
+  bool store_sync = true;                                       // [store] sync
   std::size_t store_map_bytes_initial = std::size_t{64} << 20;  // [store] map_mib
-  std::size_t frame_bytes_max = 64 * 1024;  // [transport] frame_bytes_max
-  std::int64_t retry_initial_ms = 200;      // [transport] retry_initial_ms
-  std::int64_t retry_max_ms = 5000;         // [transport] retry_max_ms
-  std::string log_level = "info";           // [node] log_level
-  std::vector<transport::peer> peers;       // [[peers]] id, endpoint
+  std::size_t frame_bytes_max = 64 * 1024;                      // [transport] frame_bytes_max
+  std::int64_t retry_initial_ms = 200;                          // [transport] retry_initial_ms
+  std::int64_t retry_max_ms = 5000;                             // [transport] retry_max_ms
+  std::string log_level = "info";                               // [node] log_level
+  std::vector<transport::peer> peers;                           // [[peers]] id, endpoint
 };
 
 /// A parsed TOML file that remembers its name for error messages.
@@ -66,6 +66,9 @@ class config_file {
   std::string path_;
   std::unique_ptr<toml::table> root_;
 };
+
+/// The TOML type of `n` for error messages: "a string", "an integer", ...
+const char* toml_type_name(const toml::node& n) noexcept;
 
 /// Reads the runtime sections. Unknown keys in runtime sections are errors.
 result<node_config> parse_node_config(const config_file& file);
