@@ -44,7 +44,7 @@ bench: build
 	$(BUILD)/bench/bench_store
 
 sanitize:
-	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DGEARMESH_SANITIZE=ON -DGEARMESH_BUILD_BENCH=OFF"
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DGEARMESH_SANITIZE=ON -DGEARMESH_BUILD_BENCH=OFF"
 
 format:
 	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
