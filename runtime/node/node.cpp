@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
 
@@ -66,6 +67,37 @@ std::string inbox_key(const std::string& sender, std::uint64_t id) {
   return sender + "/" + store::key_u64(id);
 }
 
+/// Bad input is counted always but logged at most once per second, so a
+/// hostile or broken peer cannot flood the log; the line says how many
+/// similar events were not logged. Thread-safe.
+class throttled_warning {
+ public:
+  template <class... Ts>
+  void operator()(fmt::format_string<Ts...> f, Ts&&... xs) {
+    auto now = std::chrono::steady_clock::now();
+    std::uint64_t suppressed = 0;
+    {
+      std::lock_guard<std::mutex> guard{mx_};
+      if (now < next_) {
+        ++suppressed_;
+        return;
+      }
+      next_ = now + std::chrono::seconds(1);
+      suppressed = std::exchange(suppressed_, 0);
+    }
+    auto msg = fmt::format(f, std::forward<Ts>(xs)...);
+    if (suppressed > 0)
+      spdlog::warn("{} ({} similar not logged in the last second)", msg, suppressed);
+    else
+      spdlog::warn("{}", msg);
+  }
+
+ private:
+  std::mutex mx_;
+  std::chrono::steady_clock::time_point next_{};
+  std::uint64_t suppressed_ = 0;
+};
+
 constexpr std::string_view inbox_table = "inbox";
 constexpr std::string_view outbox_table = "outbox";
 constexpr std::string_view meta_table = "meta";
@@ -105,6 +137,8 @@ struct node::impl final : node_context {
   std::uint64_t msg_id_hw = 0;
 
   // Counters (node_stats).
+  throttled_warning warn_malformed, warn_wrong_receiver, warn_unknown_sender, warn_unroutable;
+
   std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, dropped_malformed{0},
       dropped_unknown_sender{0}, dropped_wrong_receiver{0}, dropped_unroutable{0}, duplicates{0},
       retransmits{0}, acks_in{0}, outbox_pending{0}, commits{0}, commit_failures{0};
@@ -168,21 +202,22 @@ void node::impl::on_frame(const std::string& from, std::span<const std::uint8_t>
   auto env = wire::decode(frame, limits);
   if (!env) {
     dropped_malformed.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("{}: dropped frame of {} bytes from '{}': {}", cfg.node_id, frame.size(), from,
-                 env.error().to_string());
+    warn_malformed("{}: dropped frame of {} bytes from '{}': {}", cfg.node_id, frame.size(), from,
+                   env.error().to_string());
     return;
   }
   const auto& h = env->header;
   if (h.receiver != cfg.node_id) {
     dropped_wrong_receiver.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("{}: dropped {} addressed to '{}' from '{}'", cfg.node_id,
-                 wire::to_string(wire::type_of(env->payload)), h.receiver, from);
+    warn_wrong_receiver("{}: dropped {} addressed to '{}' from '{}'", cfg.node_id,
+                        wire::to_string(wire::type_of(env->payload)), h.receiver, from);
     return;
   }
   if (h.sender != from || !peer_ids.contains(h.sender)) {
     dropped_unknown_sender.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("{}: dropped {} claiming sender '{}' on connection '{}': not a configured peer",
-                 cfg.node_id, wire::to_string(wire::type_of(env->payload)), h.sender, from);
+    warn_unknown_sender(
+        "{}: dropped {} claiming sender '{}' on connection '{}': not a configured peer",
+        cfg.node_id, wire::to_string(wire::type_of(env->payload)), h.sender, from);
     return;
   }
   caf::anon_send(gateway, deliver_atom::value, verified_frame{from, std::move(*env)});
@@ -277,8 +312,8 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
         if (!target) {
           // Nobody here handles it: record it as processed so the sender stops retrying.
           host->dropped_unroutable.fetch_add(1, std::memory_order_relaxed);
-          spdlog::warn("{}: no actor handles {} from '{}'", host->cfg.node_id,
-                       wire::to_string(wire::type_of(env.payload)), h.sender);
+          host->warn_unroutable("{}: no actor handles {} from '{}'", host->cfg.node_id,
+                                wire::to_string(wire::type_of(env.payload)), h.sender);
           effects fx;
           fx.cause = inbound_ref{h.sender, h.message_id};
           host->commit(std::move(fx));
