@@ -1,5 +1,6 @@
 // The `gearmesh` CLI: subcommands that call a node's admin API and print its
-// answers for people (tables, ISO-8601 times, prices) or as raw JSON.
+// answers for people (tables, ISO-8601 times, prices) or as raw JSON, and
+// offline `store` tools that open a node's LMDB data directory directly.
 
 #include "cli.hpp"
 
@@ -9,11 +10,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <vector>
 
 #include "gearmesh/node/admin.hpp"
+#include "gearmesh/store/store.hpp"
 
 namespace gearmesh::cli {
 
@@ -304,8 +308,146 @@ int usage_error(std::ostream& err, const std::string& message) {
   return exit_usage;
 }
 
+// --- Offline store tools ------------------------------------------------------
+
+namespace fs = std::filesystem;
+
+int fail(std::ostream& err, const std::string& message) {
+  err << "gearmesh: " << message << '\n';
+  return exit_api_error;
+}
+
+/// Opens the existing store in `dir`. Checks for data.mdb first because
+/// environment::open would create a missing store.
+result<std::unique_ptr<store::environment>> open_existing(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) {
+    return status(errc::not_found, fmt::format("{}: no such directory", dir));
+  }
+  if (!fs::is_directory(dir, ec)) {
+    return status(errc::invalid_argument, fmt::format("{}: not a directory", dir));
+  }
+  if (!fs::is_regular_file(fs::path(dir) / "data.mdb", ec)) {
+    return status(errc::not_found, fmt::format("{}: not a Gearmesh store (no data.mdb)", dir));
+  }
+  store::options opts;
+  opts.path = dir;
+  return store::environment::open(opts);
+}
+
+int store_inspect(const std::string& data_dir, bool raw_json, std::ostream& out,
+                  std::ostream& err) {
+  auto env = open_existing(data_dir);
+  if (!env) return fail(err, env.error().message());
+  auto tables = (*env)->stats();
+  if (!tables) return fail(err, tables.error().message());
+  std::string path = (*env)->path();
+  env->reset();
+  if (raw_json) {
+    json j = {{"path", path}, {"tables", json::array()}};
+    for (const auto& t : *tables) {
+      j["tables"].push_back({{"name", t.name}, {"entries", t.entries}, {"bytes", t.bytes}});
+    }
+    out << j.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
+    return exit_ok;
+  }
+  out << "path: " << path << '\n';
+  if (tables->empty()) {
+    out << "no tables\n";
+    return exit_ok;
+  }
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"TABLE", "ENTRIES", "BYTES"});
+  for (const auto& t : *tables) {
+    rows.push_back({t.name, std::to_string(t.entries), std::to_string(t.bytes)});
+  }
+  print_table(out, rows);
+  return exit_ok;
+}
+
+int store_backup(const std::string& data_dir, const std::string& to, bool raw_json,
+                 std::ostream& out, std::ostream& err) {
+  std::error_code ec;
+  bool existed = fs::exists(to, ec);
+  if (existed) {
+    if (!fs::is_directory(to, ec)) return fail(err, to + ": exists and is not a directory");
+    if (!fs::is_empty(to, ec)) {
+      return fail(err, to + ": backup directory is not empty; choose a new or empty directory");
+    }
+  }
+  auto env = open_existing(data_dir);
+  if (!env) return fail(err, env.error().message());
+  if (!existed && !fs::create_directories(to, ec) && ec) {
+    return fail(err, fmt::format("{}: cannot create directory: {}", to, ec.message()));
+  }
+  if (auto st = (*env)->copy_to(to); !st) {
+    env->reset();
+    if (!existed) fs::remove_all(to, ec);
+    return fail(err, st.message());
+  }
+  env->reset();
+  if (raw_json) {
+    out << json{{"from", data_dir}, {"to", to}}.dump(2, ' ', false, json::error_handler_t::replace)
+        << '\n';
+  } else {
+    out << "backed up " << data_dir << " to " << to << '\n';
+  }
+  return exit_ok;
+}
+
+int store_restore(const std::string& from, const std::string& data_dir, bool force, bool raw_json,
+                  std::ostream& out, std::ostream& err) {
+  {
+    // Opening checks that `from` is a store of this format version. Closed
+    // again at the end of this scope.
+    auto backup = open_existing(from);
+    if (!backup) return fail(err, "--from: " + backup.error().message());
+  }
+  std::error_code ec;
+  if (fs::exists(data_dir, ec)) {
+    if (!fs::is_directory(data_dir, ec)) return fail(err, data_dir + ": not a directory");
+    if (fs::equivalent(from, data_dir, ec)) {
+      return fail(err, "--from and --data-dir are the same directory");
+    }
+  }
+  fs::path target = fs::path(data_dir) / "data.mdb";
+  if (fs::exists(target, ec) && !force) {
+    return fail(err, data_dir +
+                         " already holds a store (data.mdb); stop the node and pass --force to "
+                         "overwrite it");
+  }
+  if (!fs::create_directories(data_dir, ec) && ec) {
+    return fail(err, fmt::format("{}: cannot create directory: {}", data_dir, ec.message()));
+  }
+  // Copy next to the target, then rename: data.mdb is never half written.
+  fs::path temp = fs::path(data_dir) / "data.mdb.restoring";
+  if (!fs::copy_file(fs::path(from) / "data.mdb", temp, fs::copy_options::overwrite_existing, ec)) {
+    fs::remove(temp, ec);
+    return fail(err, fmt::format("{}: cannot copy data.mdb: {}", data_dir, ec.message()));
+  }
+  fs::rename(temp, target, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+    return fail(err, fmt::format("{}: cannot replace data.mdb: {}", data_dir, ec.message()));
+  }
+  if (raw_json) {
+    out << json{{"from", from}, {"data_dir", data_dir}}.dump(2, ' ', false,
+                                                             json::error_handler_t::replace)
+        << '\n';
+  } else {
+    out << "restored " << from << " into " << data_dir
+        << "\nthe node using this data directory must be stopped while restoring; start it "
+           "now\n";
+  }
+  return exit_ok;
+}
+
 int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
-  CLI::App app{"Talks to a Gearmesh node through its admin API.", "gearmesh"};
+  CLI::App app{
+      "Talks to a Gearmesh node through its admin API; `store` works offline on a node's data "
+      "directory.",
+      "gearmesh"};
   app.fallthrough();  // global options may follow the subcommand
   app.require_subcommand(1);
 
@@ -341,6 +483,22 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   auto* contracts = app.add_subcommand("contracts", "List contracts, as buyer and as seller");
   auto* health = app.add_subcommand("health", "Check that the node answers");
   auto* metrics = app.add_subcommand("metrics", "Print the node's counters");
+
+  auto* store_cmd = app.add_subcommand("store", "Offline tools for a node's data directory");
+  store_cmd->require_subcommand(1);
+  std::string data_dir, backup_dir;
+  bool force = false;
+  auto* inspect = store_cmd->add_subcommand("inspect", "Show tables with entry counts and sizes");
+  inspect->add_option("--data-dir", data_dir, "The node's data directory")->required();
+  auto* backup = store_cmd->add_subcommand(
+      "backup", "Consistent compacted copy of the store; safe while the node runs");
+  backup->add_option("--data-dir", data_dir, "The node's data directory")->required();
+  backup->add_option("--to", backup_dir, "New or empty directory for the copy")->required();
+  auto* restore = store_cmd->add_subcommand(
+      "restore", "Replace a data directory's store with a backup; the node must be stopped");
+  restore->add_option("--from", backup_dir, "Directory written by `store backup`")->required();
+  restore->add_option("--data-dir", data_dir, "The node's data directory")->required();
+  restore->add_flag("--force", force, "Overwrite an existing store in --data-dir");
 
   try {
     app.parse(argc, argv);
@@ -383,6 +541,10 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
     }
     return exit_ok;
   }
+
+  if (inspect->parsed()) return store_inspect(data_dir, raw_json, out, err);
+  if (backup->parsed()) return store_backup(data_dir, backup_dir, raw_json, out, err);
+  if (restore->parsed()) return store_restore(backup_dir, data_dir, force, raw_json, out, err);
 
   std::string target;
   void (*print)(std::ostream&, const json&) = print_flat;

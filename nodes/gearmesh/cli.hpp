@@ -1,4 +1,5 @@
-// The `gearmesh` command line: a client of a node's admin API.
+// The `gearmesh` command line: a client of a node's admin API, plus offline
+// tools for a node's LMDB store (`gearmesh store inspect|backup|restore`).
 //
 // `run` is the whole program minus the process boundary, so tests drive it
 // with an argv and string streams against a real HTTP server. The pure
@@ -18,7 +19,8 @@ namespace gearmesh::cli {
 enum exit_code : int {
   /// Success.
   exit_ok = 0,
-  /// The node answered with an error; its "error" message went to stderr.
+  /// The node answered with an error, or a store tool failed (missing
+  /// directory, not a store, format version mismatch); the message went to stderr.
   exit_api_error = 1,
   /// Bad command line.
   exit_usage = 2,

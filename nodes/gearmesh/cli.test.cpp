@@ -1,12 +1,18 @@
 #include "cli.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+#include <nlohmann/json.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <vector>
 
 #include "gearmesh/node/admin.hpp"
+#include "gearmesh/store/store.hpp"
 
 namespace gearmesh::cli {
 namespace {
@@ -272,6 +278,200 @@ TEST_F(cli_e2e, unreachable_node_is_exit_3) {
                             address +
                             ": Connection refused (is gearmesh-node running? set --node or "
                             "GEARMESH_NODE)\n");
+}
+
+// --- Offline store tools -----------------------------------------------------
+
+namespace fs = std::filesystem;
+using table_contents = std::map<std::string, std::map<std::string, std::string>>;
+
+class cli_store : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("gearmesh-cli-store-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    data_ = (root_ / "data").string();
+    store::write_batch b;
+    for (int i = 0; i < 3; ++i) {
+      b.put("orders", store::key_u64(static_cast<std::uint64_t>(i)), "order-" + std::to_string(i));
+    }
+    b.put("contracts", "velo/contract/1", std::string(1000, 'c'));
+    b.put("contracts", "velo/contract/2", "two");
+    store::options opts;
+    opts.path = data_;
+    opts.sync = false;
+    auto env = store::environment::open(opts);
+    ASSERT_TRUE(env) << env.error().to_string();
+    ASSERT_TRUE((*env)->apply(b));
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+
+  int cli(std::vector<std::string> args) {
+    out_.str({});
+    err_.str({});
+    std::vector<std::string> all = {"gearmesh"};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<const char*> argv;
+    for (const auto& a : all) argv.push_back(a.c_str());
+    return run(static_cast<int>(argv.size()), argv.data(), out_, err_);
+  }
+
+  /// Every entry of every table, read through a freshly opened environment.
+  static table_contents contents(const std::string& dir) {
+    table_contents c;
+    store::options opts;
+    opts.path = dir;
+    opts.sync = false;
+    auto env = store::environment::open(opts);
+    EXPECT_TRUE(env) << env.error().to_string();
+    if (!env) return c;
+    auto tables = (*env)->stats();
+    EXPECT_TRUE(tables);
+    if (!tables) return c;
+    for (const auto& t : *tables) {
+      auto& m = c[t.name];
+      EXPECT_TRUE((*env)->for_each(t.name, [&](std::string_view k, std::string_view v) {
+        m.emplace(std::string(k), std::string(v));
+        return true;
+      }));
+    }
+    return c;
+  }
+
+  fs::path root_;
+  std::string data_;
+  std::ostringstream out_, err_;
+};
+
+TEST_F(cli_store, inspect_human_table) {
+  ASSERT_EQ(cli({"store", "inspect", "--data-dir", data_}), exit_ok) << err_.str();
+  std::istringstream lines(out_.str());
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_EQ(line.rfind("path: ", 0), 0u) << out_.str();
+  std::getline(lines, line);
+  EXPECT_EQ(line.rfind("TABLE", 0), 0u) << out_.str();
+  std::map<std::string, std::uint64_t> entries;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    std::string name;
+    std::uint64_t count = 0, bytes = 0;
+    ASSERT_TRUE(fields >> name >> count >> bytes) << line;
+    entries[name] = count;
+    EXPECT_GT(bytes, 0u) << line;
+  }
+  EXPECT_EQ(entries["orders"], 3u) << out_.str();
+  EXPECT_EQ(entries["contracts"], 2u) << out_.str();
+}
+
+TEST_F(cli_store, inspect_json) {
+  ASSERT_EQ(cli({"--json", "store", "inspect", "--data-dir", data_}), exit_ok) << err_.str();
+  auto j = nlohmann::json::parse(out_.str());
+  EXPECT_TRUE(j["path"].is_string());
+  EXPECT_FALSE(j["path"].get<std::string>().empty());
+  std::map<std::string, std::uint64_t> entries;
+  for (const auto& t : j["tables"]) {
+    entries[t["name"].get<std::string>()] = t["entries"].get<std::uint64_t>();
+    EXPECT_GT(t["bytes"].get<std::uint64_t>(), 0u);
+  }
+  EXPECT_EQ(entries["orders"], 3u) << out_.str();
+  EXPECT_EQ(entries["contracts"], 2u) << out_.str();
+  // --json may also follow the subcommand.
+  ASSERT_EQ(cli({"store", "inspect", "--data-dir", data_, "--json"}), exit_ok) << err_.str();
+  EXPECT_FALSE(nlohmann::json::parse(out_.str(), nullptr, false).is_discarded()) << out_.str();
+}
+
+TEST_F(cli_store, inspect_missing_dir_is_exit_1) {
+  std::string missing = (root_ / "missing").string();
+  EXPECT_EQ(cli({"store", "inspect", "--data-dir", missing}), exit_api_error);
+  EXPECT_EQ(err_.str(), "gearmesh: " + missing + ": no such directory\n");
+  EXPECT_FALSE(fs::exists(missing));  // not created
+  fs::create_directories(root_ / "empty");
+  EXPECT_EQ(cli({"store", "inspect", "--data-dir", (root_ / "empty").string()}), exit_api_error);
+  EXPECT_NE(err_.str().find("not a Gearmesh store"), std::string::npos) << err_.str();
+  EXPECT_EQ(cli({"store", "inspect"}), exit_usage);
+}
+
+TEST_F(cli_store, backup_then_restore_round_trips) {
+  table_contents original = contents(data_);
+  ASSERT_EQ(original["orders"].size(), 3u);
+  ASSERT_EQ(original["contracts"].size(), 2u);
+
+  std::string backup = (root_ / "backups" / "b1").string();
+  ASSERT_EQ(cli({"store", "backup", "--data-dir", data_, "--to", backup}), exit_ok) << err_.str();
+  EXPECT_TRUE(fs::exists(fs::path(backup) / "data.mdb"));
+
+  std::string fresh = (root_ / "fresh").string();
+  ASSERT_EQ(cli({"store", "restore", "--from", backup, "--data-dir", fresh}), exit_ok)
+      << err_.str();
+  EXPECT_NE(out_.str().find("must be stopped"), std::string::npos) << out_.str();
+  EXPECT_EQ(contents(fresh), original);
+  EXPECT_EQ(contents(backup), original);
+}
+
+TEST_F(cli_store, backup_into_non_empty_dir_is_refused) {
+  fs::path target = root_ / "occupied";
+  fs::create_directories(target);
+  std::ofstream(target / "something") << "x";
+  EXPECT_EQ(cli({"store", "backup", "--data-dir", data_, "--to", target.string()}), exit_api_error);
+  EXPECT_NE(err_.str().find("not empty"), std::string::npos) << err_.str();
+  EXPECT_FALSE(fs::exists(target / "data.mdb"));
+  // An existing empty directory is fine.
+  fs::create_directories(root_ / "empty");
+  EXPECT_EQ(cli({"store", "backup", "--data-dir", data_, "--to", (root_ / "empty").string()}),
+            exit_ok)
+      << err_.str();
+  // A missing source is an error, and the target is not created.
+  EXPECT_EQ(cli({"store", "backup", "--data-dir", (root_ / "nope").string(), "--to",
+                 (root_ / "b2").string()}),
+            exit_api_error);
+  EXPECT_FALSE(fs::exists(root_ / "b2"));
+}
+
+TEST_F(cli_store, restore_over_existing_requires_force) {
+  std::string backup = (root_ / "b").string();
+  ASSERT_EQ(cli({"store", "backup", "--data-dir", data_, "--to", backup}), exit_ok) << err_.str();
+  table_contents original = contents(data_);
+
+  // Make the live store differ from the backup.
+  std::string other = (root_ / "other").string();
+  {
+    store::options opts;
+    opts.path = other;
+    opts.sync = false;
+    auto env = store::environment::open(opts);
+    ASSERT_TRUE(env) << env.error().to_string();
+    store::write_batch b;
+    b.put("orders", "x", "y");
+    ASSERT_TRUE((*env)->apply(b));
+  }
+  table_contents before = contents(other);
+  EXPECT_EQ(cli({"store", "restore", "--from", backup, "--data-dir", other}), exit_api_error);
+  EXPECT_NE(err_.str().find("--force"), std::string::npos) << err_.str();
+  EXPECT_EQ(contents(other), before);
+
+  ASSERT_EQ(cli({"store", "restore", "--from", backup, "--data-dir", other, "--force"}), exit_ok)
+      << err_.str();
+  EXPECT_EQ(contents(other), original);
+}
+
+TEST_F(cli_store, restore_from_non_store_is_refused) {
+  fs::create_directories(root_ / "junk");
+  std::ofstream(root_ / "junk" / "data.mdb") << std::string(8192, 'j');
+  std::string target = (root_ / "t").string();
+  EXPECT_EQ(cli({"store", "restore", "--from", (root_ / "junk").string(), "--data-dir", target}),
+            exit_api_error);
+  EXPECT_EQ(err_.str().rfind("gearmesh: --from: ", 0), 0u) << err_.str();
+  EXPECT_FALSE(fs::exists(target));
+  EXPECT_EQ(cli({"store", "restore", "--from", (root_ / "missing").string(), "--data-dir", target}),
+            exit_api_error);
+  EXPECT_FALSE(fs::exists(target));
 }
 
 }  // namespace
