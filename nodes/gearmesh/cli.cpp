@@ -431,6 +431,19 @@ int store_restore(const std::string& from, const std::string& data_dir, bool for
     fs::remove(temp, ignored);
     return fail(err, fmt::format("{}: cannot replace data.mdb: {}", data_dir, ec.message()));
   }
+  {
+    // Ids the node used after the backup was taken are unknown here: skip far
+    // above them so that partners never drop a new message as a duplicate.
+    auto env = open_existing(data_dir);
+    if (!env) return fail(err, env.error().message());
+    auto hw = (*env)->get("meta", store::meta_message_id_high_water);
+    if (!hw) return fail(err, hw.error().message());
+    std::uint64_t mark = hw->has_value() ? std::stoull(**hw) : 0;
+    store::write_batch b;
+    b.put("meta", store::meta_message_id_high_water,
+          store::key_u64(mark + store::restore_message_id_skip));
+    if (auto st = (*env)->apply(b); !st) return fail(err, st.message());
+  }
   if (raw_json) {
     out << json{{"from", from}, {"data_dir", data_dir}}.dump(2, ' ', false,
                                                              json::error_handler_t::replace)

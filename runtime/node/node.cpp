@@ -101,7 +101,6 @@ class throttled_warning {
 constexpr std::string_view inbox_table = "inbox";
 constexpr std::string_view outbox_table = "outbox";
 constexpr std::string_view meta_table = "meta";
-constexpr std::string_view msg_id_hw_key = "message_id_high_water";
 constexpr std::uint64_t msg_id_block = std::uint64_t{1} << 20;
 
 }  // namespace
@@ -181,7 +180,7 @@ void node::impl::commit(effects fx) {
   }
   if (next_msg_id > msg_id_hw) {
     msg_id_hw += msg_id_block;
-    batch.put(meta_table, msg_id_hw_key, store::key_u64(msg_id_hw));
+    batch.put(meta_table, store::meta_message_id_high_water, store::key_u64(msg_id_hw));
   }
   commits.fetch_add(1, std::memory_order_relaxed);
   writer->submit(std::move(batch), [this, done = std::move(done), gw = gateway,
@@ -379,7 +378,7 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
   p->env = std::move(*env);
 
   // Message ids continue above the last durable high-water mark.
-  auto hw = p->env->get(meta_table, msg_id_hw_key);
+  auto hw = p->env->get(meta_table, store::meta_message_id_high_water);
   if (!hw) return hw.error();
   if (hw->has_value()) p->msg_id_hw = std::stoull(**hw);
   p->next_msg_id = p->msg_id_hw + 1;

@@ -27,6 +27,13 @@
 
 namespace gearmesh::store {
 
+/// "meta" key holding the node's message id high-water mark (20-digit decimal):
+/// every message id the node used is below it. `gearmesh store restore` moves
+/// it up by `restore_message_id_skip`, so a node restored from an old backup
+/// never re-uses an id its partners have already seen (and would drop as a duplicate).
+constexpr std::string_view meta_message_id_high_water = "message_id_high_water";
+constexpr std::uint64_t restore_message_id_skip = std::uint64_t{1} << 40;
+
 /// On-disk format version written to "meta"/"format_version"; open fails with
 /// errc::storage on a mismatch.
 constexpr std::uint32_t format_version = 1;
@@ -95,8 +102,9 @@ class environment {
               const std::function<bool(std::string_view key, std::string_view value)>& fn) const;
 
   /// Visits all entries of `table` (scan from the first key).
-  status for_each(std::string_view table,
-                  const std::function<bool(std::string_view key, std::string_view value)>& fn) const {
+  status for_each(
+      std::string_view table,
+      const std::function<bool(std::string_view key, std::string_view value)>& fn) const {
     return scan(table, {}, fn);
   }
 
