@@ -11,6 +11,7 @@
 #include <lmdb.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -176,6 +177,14 @@ struct environment::impl {
     msg += operation;
     msg += ": ";
     msg += mdb_strerror(rc);
+    if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG)
+      msg +=
+          " -- the disk holding the store is full (or a quota or file size limit was hit); "
+          "nothing of this transaction was applied";
+    else if (rc == EIO)  // LMDB reports a short write (a disk filling up mid-write) as EIO
+      msg +=
+          " -- the disk holding the store is full or failing; nothing of this transaction "
+          "was applied";
     return status(errc::storage, std::move(msg));
   }
 

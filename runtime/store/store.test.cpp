@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
 
 #include <atomic>
 #include <filesystem>
@@ -315,6 +321,68 @@ TEST(store, failing_op_applies_nothing) {
   // The table opened by the aborted transaction is usable afterwards.
   ASSERT_TRUE(env->apply(first));
   EXPECT_EQ(get_ok(*env, "new_table", "x"), "y");
+}
+
+// Disk full, for real: the child process gets a file size limit just above
+// what the store holds (writes past it fail with EFBIG, as they would with
+// ENOSPC on a full disk) and writes until a commit fails.
+TEST(store, disk_full_fails_with_a_clear_error_and_keeps_the_last_durable_state) {
+  temp_dir dir;
+  const std::string data = dir.sub("db");
+  const std::string report = dir.sub("report");
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Child: no gtest macros; the exit code tells the parent what went wrong.
+    std::signal(SIGXFSZ, SIG_IGN);
+    auto o = test_options(data);
+    o.sync = true;
+    auto env = environment::open(o);
+    if (!env) ::_exit(10);
+    write_batch first;
+    first.put("t", "before", "x");
+    if (!(*env)->apply(first)) ::_exit(11);
+    auto size = std::filesystem::file_size(data + "/data.mdb");
+    rlimit rl{size + 64 * 1024, size + 64 * 1024};
+    if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) ::_exit(12);
+    int ok = 0;
+    status failure;
+    for (int i = 0; i < 1000; ++i) {
+      write_batch b;
+      b.put("t", key_u64(static_cast<std::uint64_t>(i)), std::string(16 * 1024, 'v'));
+      auto st = (*env)->apply(b);
+      if (!st) {
+        failure = st;
+        break;
+      }
+      ++ok;
+    }
+    std::ofstream(report) << ok << "\n" << failure.message() << "\n";
+    if (failure.is_ok()) ::_exit(13);
+    if (failure.code() != errc::storage) ::_exit(14);
+    ::_exit(0);
+  }
+  int wst = 0;
+  ASSERT_EQ(::waitpid(pid, &wst, 0), pid);
+  ASSERT_TRUE(WIFEXITED(wst));
+  std::ifstream in(report);
+  int ok = -1;
+  std::string line, message;
+  in >> ok;
+  std::getline(in, line);
+  std::getline(in, message);
+  ASSERT_EQ(WEXITSTATUS(wst), 0) << message;
+  EXPECT_NE(message.find("disk holding the store is full"), std::string::npos) << message;
+  EXPECT_NE(message.find("nothing of this transaction was applied"), std::string::npos) << message;
+  EXPECT_NE(message.find(data), std::string::npos) << message;
+  ASSERT_GE(ok, 0);
+  // Reopened without the limit: exactly the commits that succeeded.
+  auto env = open_ok(test_options(data));
+  ASSERT_TRUE(env);
+  auto all = dump(*env, "t");
+  EXPECT_EQ(all.count("before"), 1u);
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(ok) + 1);
+  EXPECT_EQ(all.count(key_u64(static_cast<std::uint64_t>(ok))), 0u);
 }
 
 TEST(store, stats_lists_every_table) {

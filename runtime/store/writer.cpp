@@ -38,6 +38,8 @@ struct group_commit_writer::impl {
   std::atomic<std::uint64_t> batches{0};
   std::atomic<std::uint64_t> transactions{0};
   std::atomic<std::uint64_t> failures{0};
+  /// fail_stop: the first failure; every later batch completes with it.
+  status stopped_by;
 
   static void complete(entry& e, const status& st) {
     if (e.done) e.done(st);
@@ -59,6 +61,10 @@ struct group_commit_writer::impl {
   /// noexcept: a completion that throws terminates the process rather than
   /// silently losing the completions after it.
   void commit_group(std::vector<entry>& group) noexcept {
+    if (!stopped_by.is_ok()) {
+      for (entry& e : group) complete(e, stopped_by);
+      return;
+    }
     std::vector<const write_batch*> ptrs;
     ptrs.reserve(group.size());
     bool any_ops = false;
@@ -73,6 +79,12 @@ struct group_commit_writer::impl {
       return;
     }
     status st = commit(ptrs);
+    if (!st && opts.fail_stop) {
+      stopped_by =
+          status(st.code(), st.message() + " (the store stopped taking writes after this failure)");
+      for (entry& e : group) complete(e, st);
+      return;
+    }
     if (st || group.size() == 1) {
       for (entry& e : group) complete(e, st);
       return;

@@ -245,6 +245,47 @@ TEST(group_commit_writer, a_failing_batch_fails_alone) {
   EXPECT_TRUE(three->has_value());
 }
 
+TEST(group_commit_writer, fail_stop_fails_everything_after_the_first_failure) {
+  temp_dir dir;
+  auto env = open_env(dir.path(), false);
+  ASSERT_TRUE(env);
+  group_commit_writer::options o;
+  o.fail_stop = true;
+  group_commit_writer writer(*env, o);
+  std::vector<errc> codes(4, errc::internal);
+  std::mutex m;
+  std::condition_variable cv;
+  int done = 0;
+  auto record = [&](int i) {
+    return [&, i](const status& st) {
+      std::lock_guard lk(m);
+      codes[i] = st.code();
+      ++done;
+      cv.notify_all();
+    };
+  };
+  auto wait_done = [&](int n) {
+    std::unique_lock lk(m);
+    cv.wait_for(lk, 10s, [&] { return done >= n; });
+  };
+  writer.submit(one_put(0), record(0));
+  wait_done(1);
+  write_batch bad;
+  bad.put("w", std::string(4096, 'k'), "key too long");
+  writer.submit(std::move(bad), record(1));
+  wait_done(2);
+  writer.submit(one_put(2), record(2));
+  writer.submit(write_batch{}, record(3));
+  writer.stop();
+  EXPECT_EQ(codes[0], errc::ok);
+  EXPECT_EQ(codes[1], errc::storage);
+  EXPECT_EQ(codes[2], errc::storage);  // good on its own, but after the failure
+  EXPECT_EQ(codes[3], errc::storage);
+  auto two = env->get("w", key_u64(2));
+  ASSERT_TRUE(two);
+  EXPECT_FALSE(two->has_value());
+}
+
 TEST(group_commit_writer, submit_blocks_while_the_queue_is_full) {
   temp_dir dir;
   auto env = open_env(dir.path(), false);

@@ -160,6 +160,12 @@ class group_commit_writer final : public commit_queue {
     std::size_t batches_per_txn_max = 4096;
     /// Most batches waiting; submit blocks beyond this.
     std::size_t queue_max = 65536;
+    /// After the first failed transaction (disk full, I/O error), fail every
+    /// later batch with the same status without writing it. A node's actors
+    /// build each step on the state of the steps before it, so once one
+    /// step is lost nothing after it may become durable (no partial state).
+    /// false: a failed group is retried batch by batch, each with its own outcome.
+    bool fail_stop = false;
   };
 
   /// Starts the writer thread. `env` must outlive this object.
