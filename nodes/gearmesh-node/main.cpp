@@ -3,11 +3,16 @@
 //   gearmesh-node --config FILE [--data-dir DIR] [--log-level LEVEL]
 //
 // Runs until SIGINT or SIGTERM, then stops cleanly: no new input is taken,
-// everything queued is committed and synced, the store is closed. Exit codes:
-// 0 clean stop, 1 runtime failure, 2 bad command line or config.
+// everything queued is committed and synced, the store is closed. A store
+// failure (disk full, I/O error) stops the node the same way and exits 1
+// (see node::on_fatal). Exit codes: 0 clean stop, 1 runtime or store
+// failure, 2 bad command line or config.
 #include <pthread.h>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
+
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -58,6 +63,12 @@ int main(int argc, char** argv) {
     spdlog::error("{}: {}", cfg->node_id, st.message());
     return st.code() == gearmesh::errc::bad_config ? 2 : 1;
   }
+  // A store failure wakes the sigwait below; SIGTERM is how it is woken.
+  static std::atomic<bool> fatal{false};
+  (*n)->on_fatal([](const gearmesh::status&) {
+    fatal = true;
+    ::kill(::getpid(), SIGTERM);
+  });
   if (auto st = (*n)->serve(); !st) {
     spdlog::error("{}: cannot serve: {}", cfg->node_id, st.to_string());
     return 1;
@@ -65,6 +76,12 @@ int main(int argc, char** argv) {
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
+  if (fatal) {
+    spdlog::error("{}: stopping after a store failure: {}", cfg->node_id,
+                  (*n)->failure().to_string());
+    (*n)->stop();
+    return 1;
+  }
   spdlog::info("{}: {} received, stopping", cfg->node_id, sig == SIGINT ? "SIGINT" : "SIGTERM");
   (*n)->stop();
   return 0;

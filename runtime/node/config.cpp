@@ -284,6 +284,7 @@ status read_store_section(const config_file& file, node_config& cfg) {
   if (!st.is_ok() || !t) return st;
   section_reader r(file, *t, "store");
   r.read_bool("sync", cfg.store_sync);
+  r.read_bool("group_commit", cfg.store_group_commit);
   std::int64_t map_mib = static_cast<std::int64_t>(cfg.store_map_bytes_initial >> 20);
   r.read_int("map_mib", 1, map_mib_max, map_mib);
   cfg.store_map_bytes_initial = static_cast<std::size_t>(map_mib) << 20;

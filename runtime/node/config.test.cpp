@@ -24,6 +24,7 @@ port = 8100
 
 [store]
 sync = false
+group_commit = false
 map_mib = 128
 
 [transport]
@@ -77,6 +78,7 @@ TEST(config, valid_file_round_trip) {
   EXPECT_EQ(cfg->admin_address, "127.0.0.1");
   EXPECT_EQ(cfg->admin_port, 8100);
   EXPECT_FALSE(cfg->store_sync);
+  EXPECT_FALSE(cfg->store_group_commit);
   EXPECT_EQ(cfg->store_map_bytes_initial, std::size_t{128} << 20);
   EXPECT_EQ(cfg->frame_bytes_max, 32768u);
   EXPECT_EQ(cfg->retry_initial_ms, 100);
@@ -101,6 +103,7 @@ TEST(config, defaults) {
   EXPECT_EQ(cfg->admin_address, "127.0.0.1");
   EXPECT_EQ(cfg->admin_port, 0);
   EXPECT_EQ(cfg->store_sync, defaults.store_sync);
+  EXPECT_TRUE(cfg->store_group_commit);
   EXPECT_EQ(cfg->store_map_bytes_initial, defaults.store_map_bytes_initial);
   EXPECT_EQ(cfg->frame_bytes_max, defaults.frame_bytes_max);
   EXPECT_EQ(cfg->retry_initial_ms, defaults.retry_initial_ms);
@@ -157,6 +160,8 @@ TEST(config, wrong_type_names_file_line_and_field) {
             "velo.toml:6: admin.port: expected an integer, got a string");
   EXPECT_EQ(config_error(std::string(minimal_node) + "[store]\nsync = 1\n"),
             "velo.toml:6: store.sync: expected a boolean, got an integer");
+  EXPECT_EQ(config_error(std::string(minimal_node) + "[store]\ngroup_commit = \"no\"\n"),
+            "velo.toml:6: store.group_commit: expected a boolean, got a string");
   EXPECT_EQ(config_error(std::string(minimal_node) + "[transport]\nretry_max_ms = 1.5\n"),
             "velo.toml:6: transport.retry_max_ms: expected an integer, got a float");
   EXPECT_EQ(config_error("store = 3\n" + std::string(minimal_node)),

@@ -12,10 +12,19 @@
 //             senders, drops duplicates by (sender, message_id), routes the
 //             rest to the role actor for that message type, and sends the Ack
 //             once the actor's commit naming the message is durable.
+//   duplicates a message already processed is answered with its stored reply:
+//             the Ack again, and at once every message its step sent that
+//             the partner has not acknowledged yet (the inbox entry lists
+//             their ids). One still being committed is dropped: its Ack and
+//             replies follow when the commit is durable.
+//   failure   a commit that fails (disk full, I/O error) stops the node from
+//             committing, sending and acknowledging anything more (fail-stop);
+//             see node::on_fatal. Partners keep retrying; nothing is lost.
 #include "gearmesh/node/node.hpp"
 
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <deque>
 #include <filesystem>
@@ -28,7 +37,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
+#include <nlohmann/json.hpp>
 
+#include "gearmesh/fault.hpp"
 #include "gearmesh/node/caf_types.hpp"
 #include "gearmesh/store/store.hpp"
 #include "gearmesh/transport/zmq_transport.hpp"
@@ -65,6 +76,29 @@ constexpr auto tick_interval = std::chrono::milliseconds(25);
 
 std::string inbox_key(const std::string& sender, std::uint64_t id) {
   return sender + "/" + store::key_u64(id);
+}
+
+/// Inbox value: the ids of the messages the step that processed it sent, as
+/// decimal numbers separated by ','; empty when it sent nothing.
+std::string reply_ids(const std::vector<committed_frame>& frames) {
+  std::string out;
+  for (const auto& f : frames) {
+    if (!out.empty()) out.push_back(',');
+    out += std::to_string(f.message_id);
+  }
+  return out;
+}
+
+template <class F>
+void for_each_reply_id(std::string_view ids, F&& f) {
+  while (!ids.empty()) {
+    auto comma = ids.find(',');
+    auto one = ids.substr(0, comma);
+    std::uint64_t v = 0;
+    auto [p, ec] = std::from_chars(one.data(), one.data() + one.size(), v);
+    if (ec == std::errc{} && p == one.data() + one.size()) f(v);
+    ids = comma == std::string_view::npos ? std::string_view{} : ids.substr(comma + 1);
+  }
 }
 
 /// Bad input is counted always but logged at most once per second, so a
@@ -140,7 +174,14 @@ struct node::impl final : node_context {
 
   std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, dropped_malformed{0},
       dropped_unknown_sender{0}, dropped_wrong_receiver{0}, dropped_unroutable{0}, duplicates{0},
-      retransmits{0}, acks_in{0}, outbox_pending{0}, commits{0}, commit_failures{0};
+      duplicate_replies{0}, retransmits{0}, acks_in{0}, outbox_pending{0}, commits{0},
+      commit_failures{0};
+
+  // Fail-stop (node::on_fatal): set once by the first failed commit.
+  std::atomic<bool> failed{false};
+  mutable std::mutex failure_mutex;
+  status failure_status;
+  std::function<void(const status&)> fatal_handler;
 
   impl(node_config c, const gearmesh::clock& k) : cfg(std::move(c)), clk(k) {
     limits.frame_bytes_max = cfg.frame_bytes_max;
@@ -154,13 +195,28 @@ struct node::impl final : node_context {
 
   void on_frame(const std::string& from, std::span<const std::uint8_t> frame);
   void send_ack(const std::string& to, std::uint64_t id);
+  void fail(const status& st);
 };
+
+void node::impl::fail(const status& st) {
+  if (failed.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> guard{failure_mutex};
+    failure_status = st;
+  }
+  spdlog::critical(
+      "{}: the store in {} failed to commit: {}. The node stops: it commits, sends and "
+      "acknowledges nothing more, so partners keep their unacknowledged messages and resend "
+      "them. Fix the cause (free disk space, check the device) and restart; the node resumes "
+      "from its last durable state.",
+      cfg.node_id, cfg.data_dir, st.to_string());
+  if (fatal_handler) fatal_handler(st);
+}
 
 void node::impl::commit(effects fx) {
   commit_done done;
   done.cause = fx.cause;
   store::write_batch batch = std::move(fx.writes);
-  if (fx.cause) batch.put(inbox_table, inbox_key(fx.cause->sender, fx.cause->message_id), "");
   std::lock_guard<std::mutex> guard{commit_mutex};
   for (auto& out : fx.messages) {
     wire::envelope env;
@@ -178,17 +234,20 @@ void node::impl::commit(effects fx) {
     batch.put(outbox_table, store::key_u64(cf.message_id), value);
     done.frames.push_back(std::move(cf));
   }
+  if (fx.cause)
+    batch.put(inbox_table, inbox_key(fx.cause->sender, fx.cause->message_id),
+              reply_ids(done.frames));
   if (next_msg_id > msg_id_hw) {
     msg_id_hw += msg_id_block;
     batch.put(meta_table, store::meta_message_id_high_water, store::key_u64(msg_id_hw));
   }
   commits.fetch_add(1, std::memory_order_relaxed);
+  fault::crash_point("commit.before_submit");
   writer->submit(std::move(batch), [this, done = std::move(done), gw = gateway,
                                     cb = std::move(fx.on_durable)](const status& st) mutable {
     if (!st) {
       commit_failures.fetch_add(1, std::memory_order_relaxed);
-      spdlog::error("{}: commit failed, nothing of it was applied or sent: {}", cfg.node_id,
-                    st.to_string());
+      if (st.code() != errc::shutting_down) fail(st);
     }
     done.ok = st.is_ok();
     if (cb) cb(st);
@@ -245,8 +304,9 @@ struct pending_frame {
 
 struct gateway_state {
   node::impl* host = nullptr;
-  /// Processed and durable: re-ack duplicates at once.
-  std::unordered_set<std::string> committed;
+  /// Processed and durable, with the ids of the replies sent (inbox value):
+  /// a duplicate is answered with the Ack and its unacknowledged replies.
+  std::unordered_map<std::string, std::string> committed;
   /// Delivered to an actor, commit not yet durable: drop duplicates (the ack follows).
   std::unordered_set<std::string> in_flight;
   /// Outbox messages waiting for their Ack, by message id.
@@ -258,8 +318,8 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
   self->state.host = host;
   auto& st = self->state;
   // Rebuild dedup and retry state from the store.
-  auto s = host->env->for_each(inbox_table, [&](std::string_view k, std::string_view) {
-    st.committed.emplace(k);
+  auto s = host->env->for_each(inbox_table, [&](std::string_view k, std::string_view v) {
+    st.committed.emplace(k, v);
     return true;
   });
   if (!s) spdlog::error("{}: reading inbox: {}", host->cfg.node_id, s.to_string());
@@ -281,6 +341,8 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
   return {
       [=](deliver_atom, verified_frame& vf) {
         auto& st = self->state;
+        // Failed: take nothing more in; the sender keeps it and retries.
+        if (host->failed.load(std::memory_order_relaxed)) return;
         auto& env = vf.env;
         const auto& h = env.header;
         if (auto* a = std::get_if<wire::ack>(&env.payload)) {
@@ -288,6 +350,7 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
           auto it = st.pending.find(a->acked_message_id);
           // Only the receiver of a message may acknowledge it.
           if (it != st.pending.end() && it->second.receiver == h.sender) {
+            fault::crash_point("ack.before_erase");
             st.pending.erase(it);
             host->outbox_pending = st.pending.size();
             store::write_batch b;
@@ -297,9 +360,16 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
           return;
         }
         auto key = inbox_key(h.sender, h.message_id);
-        if (st.committed.contains(key)) {
+        if (auto it = st.committed.find(key); it != st.committed.end()) {
           host->duplicates.fetch_add(1, std::memory_order_relaxed);
           host->send_ack(h.sender, h.message_id);
+          for_each_reply_id(it->second, [&](std::uint64_t id) {
+            auto p = st.pending.find(id);
+            if (p == st.pending.end()) return;  // acknowledged already
+            host->duplicate_replies.fetch_add(1, std::memory_order_relaxed);
+            host->frames_out.fetch_add(1, std::memory_order_relaxed);
+            host->net->send(p->second.receiver, p->second.frame);
+          });
           return;
         }
         if (st.in_flight.contains(key)) {
@@ -322,15 +392,9 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
       },
       [=](committed_atom, commit_done& done) {
         auto& st = self->state;
-        if (done.cause) {
-          auto key = inbox_key(done.cause->sender, done.cause->message_id);
-          st.in_flight.erase(key);
-          if (done.ok) {
-            st.committed.insert(std::move(key));
-            host->send_ack(done.cause->sender, done.cause->message_id);
-          }
-        }
-        if (!done.ok) return;
+        if (done.cause) st.in_flight.erase(inbox_key(done.cause->sender, done.cause->message_id));
+        if (!done.ok || host->failed.load(std::memory_order_relaxed)) return;
+        fault::crash_point("commit.after_durable");
         auto now = host->clk.now();
         for (auto& f : done.frames) {
           host->frames_out.fetch_add(1, std::memory_order_relaxed);
@@ -341,9 +405,18 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
           st.pending.emplace(f.message_id, std::move(p));
         }
         host->outbox_pending = st.pending.size();
+        if (done.cause) {
+          // After the replies are pending, so a duplicate finds them.
+          fault::crash_point("send.after_frames");
+          st.committed.emplace(inbox_key(done.cause->sender, done.cause->message_id),
+                               reply_ids(done.frames));
+          host->send_ack(done.cause->sender, done.cause->message_id);
+        }
       },
       [=](tick_atom) {
         auto& st = self->state;
+        self->delayed_send(self, tick_interval, tick_atom::value);
+        if (host->failed.load(std::memory_order_relaxed)) return;
         auto now = host->clk.now();
         auto max_backoff = host->cfg.retry_max_ms * us_per_ms;
         for (auto& [id, p] : st.pending) {
@@ -353,7 +426,6 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
           p.next_send_us = now + p.backoff_us;
           p.backoff_us = std::min(p.backoff_us * 2, max_backoff);
         }
-        self->delayed_send(self, tick_interval, tick_atom::value);
       },
   };
 }
@@ -383,7 +455,11 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
   if (hw->has_value()) p->msg_id_hw = std::stoull(**hw);
   p->next_msg_id = p->msg_id_hw + 1;
 
-  p->writer = std::make_unique<store::group_commit_writer>(*p->env);
+  store::group_commit_writer::options wo;
+  wo.fail_stop = true;  // see node::impl::fail
+  // [store] group_commit = false: one transaction and one sync per commit.
+  if (!c.store_group_commit) wo.batches_per_txn_max = 1;
+  p->writer = std::make_unique<store::group_commit_writer>(*p->env, wo);
 
   transport::zmq_options zo;
   zo.node_id = c.node_id;
@@ -401,6 +477,13 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
 
   auto* host = p.get();
   p->router->add("GET", "/v1/health", [host](const admin::request&) {
+    if (host->failed.load()) {
+      std::lock_guard<std::mutex> guard{host->failure_mutex};
+      nlohmann::json j{{"node", host->cfg.node_id},
+                       {"status", "failed"},
+                       {"error", host->failure_status.to_string()}};
+      return admin::response{503, j.dump()};
+    }
     return admin::response{200, R"({"node":")" + host->cfg.node_id + R"(","status":"ok"})"};
   });
   auto self = std::unique_ptr<node>(new node(std::move(p)));
@@ -420,6 +503,7 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
     field("dropped_wrong_receiver", s.dropped_wrong_receiver);
     field("dropped_unroutable", s.dropped_unroutable);
     field("duplicates", s.duplicates);
+    field("duplicate_replies", s.duplicate_replies);
     field("retransmits", s.retransmits);
     field("acks_in", s.acks_in);
     field("outbox_pending", s.outbox_pending);
@@ -489,12 +573,22 @@ node_stats node::stats() const {
   s.dropped_wrong_receiver = p.dropped_wrong_receiver;
   s.dropped_unroutable = p.dropped_unroutable;
   s.duplicates = p.duplicates;
+  s.duplicate_replies = p.duplicate_replies;
   s.retransmits = p.retransmits;
   s.acks_in = p.acks_in;
   s.outbox_pending = p.outbox_pending;
   s.commits = p.commits;
   s.commit_failures = p.commit_failures;
   return s;
+}
+
+void node::on_fatal(std::function<void(const status&)> handler) {
+  impl_->fatal_handler = std::move(handler);
+}
+
+status node::failure() const {
+  std::lock_guard<std::mutex> guard{impl_->failure_mutex};
+  return impl_->failure_status;
 }
 
 void node::stop() {

@@ -6,12 +6,17 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -234,6 +239,12 @@ TEST_F(node_host, duplicates_malformed_frames_and_forged_senders_have_no_effect)
   ASSERT_TRUE(eventually([&] { return jb.size() == 1 && acks_for(42) == 1; }));
   fake->send("b", frame);  // duplicate after the commit: acked again, no effect
   ASSERT_TRUE(eventually([&] { return b->stats().duplicates == 1 && acks_for(42) == 2; }));
+  // ... and answered with its stored reply: the fake never acked b's Refuse,
+  // so it is re-sent at once (not only on b's retry timer).
+  EXPECT_EQ(b->stats().duplicate_replies, 1u);
+  auto inbox = b->context().store().get("inbox", "a/" + store::key_u64(42));
+  ASSERT_TRUE(inbox && inbox->has_value());
+  EXPECT_FALSE((*inbox)->empty());  // the id of the Refuse
 
   // Garbage: every frame is counted (the log line is throttled to one per second).
   for (int i = 0; i < 20; ++i) fake->send("b", {0x01, 0x02, 0x03});
@@ -261,6 +272,74 @@ TEST_F(node_host, duplicates_malformed_frames_and_forged_senders_have_no_effect)
   ASSERT_TRUE(eventually([&] { return acks_for(45) == 1; }));
   EXPECT_GE(b->stats().outbox_pending, 1u);
   fake->stop();
+}
+
+// A full disk stops the node (fail-stop): the commit that hit it and every
+// later one fail, nothing partial is stored, the fatal handler runs once and
+// the node reports the failure. Runs in a child process with a file size limit.
+TEST_F(node_host, store_failure_stops_the_node_and_keeps_the_last_durable_state) {
+  const std::string report = dir_ + "/report";
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    auto cfg = config("b");
+    cfg.store_sync = true;
+    auto opened = node::open(cfg);
+    if (!opened) ::_exit(10);
+    auto& n = **opened;
+    std::atomic<int> fatal_calls{0};
+    n.on_fatal([&](const status&) { ++fatal_calls; });
+    auto commit_one = [&](std::string key, std::size_t bytes) {
+      std::promise<status> done;
+      auto f = done.get_future();
+      effects fx;
+      fx.writes.put("t", key, std::string(bytes, 'v'));
+      fx.on_durable = [&done](const status& st) { done.set_value(st); };
+      n.context().commit(std::move(fx));
+      return f.get();
+    };
+    if (!commit_one("first", 10)) ::_exit(11);
+    auto size = std::filesystem::file_size(cfg.data_dir + "/data.mdb");
+    rlimit rl{size + 64 * 1024, size + 64 * 1024};
+    if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) ::_exit(12);
+    int ok = 0;
+    for (; ok < 1000; ++ok)
+      if (!commit_one(store::key_u64(static_cast<std::uint64_t>(ok)), 16 * 1024)) break;
+    if (ok == 1000) ::_exit(13);
+    // Fail-stop: even a tiny commit fails now, and the node says why.
+    if (commit_one("after", 1)) ::_exit(14);
+    std::this_thread::sleep_for(50ms);
+    if (fatal_calls != 1) ::_exit(15);
+    if (n.failure().is_ok()) ::_exit(16);
+    std::ofstream(report) << ok << "\n" << n.failure().message() << "\n";
+    n.stop();
+    ::_exit(0);
+  }
+  int wst = 0;
+  ASSERT_EQ(::waitpid(pid, &wst, 0), pid);
+  ASSERT_TRUE(WIFEXITED(wst));
+  ASSERT_EQ(WEXITSTATUS(wst), 0);
+  std::ifstream in(report);
+  int ok = -1;
+  std::string rest, message;
+  in >> ok;
+  std::getline(in, rest);
+  std::getline(in, message);
+  EXPECT_NE(message.find("disk holding the store is full"), std::string::npos) << message;
+  store::options so;
+  so.path = dir_ + "/b";
+  auto env = store::environment::open(so);
+  ASSERT_TRUE(env) << env.error().to_string();
+  std::size_t entries = 0;
+  ASSERT_TRUE((*env)->for_each("t", [&](std::string_view, std::string_view) {
+    ++entries;
+    return true;
+  }));
+  EXPECT_EQ(entries, static_cast<std::size_t>(ok) + 1);  // "first" + the ones that succeeded
+  auto after = (*env)->get("t", "after");
+  ASSERT_TRUE(after);
+  EXPECT_FALSE(after->has_value());
 }
 
 }  // namespace

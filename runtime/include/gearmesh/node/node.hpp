@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -36,6 +37,7 @@ struct node_stats {
   std::uint64_t dropped_wrong_receiver = 0;  // envelope not addressed to this node
   std::uint64_t dropped_unroutable = 0;      // no actor handles that message type
   std::uint64_t duplicates = 0;              // already processed (re-acked) or in flight
+  std::uint64_t duplicate_replies = 0;       // replies re-sent at once for a duplicate
   std::uint64_t retransmits = 0;             // outbox frames re-sent
   std::uint64_t acks_in = 0;
   std::uint64_t outbox_pending = 0;  // unacknowledged messages now
@@ -73,6 +75,18 @@ class node {
   std::uint16_t admin_port() const;
 
   node_stats stats() const;
+
+  /// Runs once, on an internal thread, when the node can no longer work
+  /// safely: its store failed to commit (disk full, I/O error). From then on
+  /// the node commits, sends and acknowledges nothing -- partners keep
+  /// retrying, so nothing they sent is lost -- and /v1/health answers 503.
+  /// The owner should log, stop() and exit (gearmesh-node exits 1); after the
+  /// cause is fixed, a restart resumes from the last durable state. The
+  /// handler must not call stop() itself. Set before serve().
+  void on_fatal(std::function<void(const status&)> handler);
+
+  /// The failure that stopped the node; ok while it is healthy.
+  status failure() const;
 
   /// Stops admin API and transport, lets actors finish, commits and syncs
   /// everything queued, closes the store. Idempotent.
