@@ -735,5 +735,59 @@ TEST_F(actors_test, restart_rebuilds_counters_and_calendars) {
   expect_calendars_ok(w, "framecraft");
 }
 
+// A crash between the commit that ends an offer and the resource's commit that
+// releases its capacity leaves reservations nothing backs; so does a crash in
+// the middle of placing a proposal's holds. A restart releases them.
+TEST_F(actors_test, restart_releases_reservations_no_offer_backs) {
+  const auto due = system_clock().now() + 30 * us_per_day;
+  std::string proposal;
+  {
+    world w(dir_);
+    w.add_node("velo", velo_toml);
+    w.add_node("framecraft", factory_toml(3000, 5000, 4000, 5000));
+    w.add_node("alloyframe", factory_toml(4000, 6000, 5000, 5000));  // bids higher
+    auto api = w.admin("velo");
+    const auto id = post_order(api, "FRAME", 50, due);
+    ASSERT_TRUE(eventually([&] {
+      auto o = tables::orders.get(w.node("velo").store(), id);
+      return o && *o && (*o)->state == order_state::contracted;
+    }));
+    auto& fc = w.node("framecraft").store();
+    auto offers = all(fc, tables::offers);
+    ASSERT_EQ(offers.size(), 1u);
+    proposal = offers.begin()->first;
+    ASSERT_FALSE(all(fc, tables::bookings).empty());
+  }
+  {
+    // What the crash left: the offer cancelled, its bookings still there; and
+    // a hold for a proposal that was never written.
+    store::options so;
+    so.path = (dir_ / "framecraft").string();
+    so.sync = false;
+    auto env = store::environment::open(so);
+    ASSERT_TRUE(env) << env.error().to_string();
+    auto o = **tables::offers.get(**env, proposal);
+    o.state = offer_state::cancelled;
+    store::write_batch b;
+    tables::offers.put(b, proposal, o);
+    reservation_record h;
+    h.resource = "saw1";
+    h.reservation_id = "framecraft/proposal/999#0";
+    h.kind = reservation_kind::hold;
+    h.deadline_us = system_clock().now() + us_per_hour;
+    h.start_us = due - us_per_day;
+    h.end_us = h.start_us + 10 * 60 * us_per_s;
+    h.allocations = {{h.start_us / us_per_hour, 10}};
+    tables::holds.put(b, reservation_key(h.resource, h.reservation_id), h);
+    ASSERT_TRUE((*env)->apply(b));
+  }
+  world w(dir_);
+  w.add_node("framecraft", factory_toml(3000, 5000, 4000, 5000));
+  auto& fc = w.node("framecraft").store();
+  ASSERT_TRUE(eventually(
+      [&] { return all(fc, tables::bookings).empty() && all(fc, tables::holds).empty(); }));
+  expect_calendars_ok(w, "framecraft");
+}
+
 }  // namespace
 }  // namespace gearmesh::actors

@@ -8,6 +8,7 @@
 // order, a hold is durable before the Propose that it backs.
 #include "gearmesh/actors/participant.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -597,6 +598,32 @@ result<capacity_calendar> load_calendar(const store::environment& env, const res
   return cal;
 }
 
+/// Reservations of `cal` that no live offer backs any more: left by a crash
+/// between the commit that ended an offer (rejected, cancelled, failed) and
+/// the resource's own commit releasing its capacity, or by a crash in the
+/// middle of placing holds for a proposal that was never written. Nothing is
+/// in progress when a node starts, so every such reservation is released.
+/// A reservation id is "<proposal id>#<operation index>".
+result<std::vector<std::string>> orphans(const store::environment& env,
+                                         const capacity_calendar& cal) {
+  std::vector<std::string> out;
+  for (const auto& [rid, e] : cal.entries()) {
+    auto proposal_id = std::string_view(rid).substr(0, rid.rfind('#'));
+    auto o = tables::offers.get(env, proposal_id);
+    if (!o) return o.error();
+    bool backed = false;
+    if (*o) {
+      const bool listed =
+          std::any_of((*o)->reservations.begin(), (*o)->reservations.end(),
+                      [&](const reservation_ref& r) { return r.reservation_id == rid; });
+      backed = (*o)->state == offer_state::contracted ||
+               ((*o)->state == offer_state::held && e.kind == reservation_kind::hold && listed);
+    }
+    if (!backed) out.push_back(rid);
+  }
+  return out;
+}
+
 result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
                                      std::shared_ptr<const participant_policy> policy) {
   const auto& env = ctx.store();
@@ -608,6 +635,16 @@ result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
     if (!cal) return cal.error();
     for (const auto& rid : cal->expire(now))
       tables::holds.erase(expired, reservation_key(spec.id, rid));
+    auto stale = orphans(env, *cal);
+    if (!stale) return stale.error();
+    for (const auto& rid : *stale) {
+      cal->release(rid);
+      tables::holds.erase(expired, reservation_key(spec.id, rid));
+      tables::bookings.erase(expired, reservation_key(spec.id, rid));
+    }
+    if (!stale->empty())
+      spdlog::info("{}: released {} reservations of {} that no offer backs (left by a crash)",
+                   ctx.node_id(), stale->size(), spec.id);
     resources.emplace(spec.id, sys.spawn(resource, &ctx, spec.id, std::move(*cal)));
   }
   if (!expired.empty()) {
