@@ -196,6 +196,15 @@ struct node::impl final : node_context {
   void on_frame(const std::string& from, std::span<const std::uint8_t> frame);
   void send_ack(const std::string& to, std::uint64_t id);
   void fail(const status& st);
+
+  /// Sends an outbox frame. Fault points net.drop / net.duplicate lose or
+  /// double it (tests only): the outbox retry and the receiver's dedup must
+  /// make either invisible.
+  void transmit(const std::string& to, const wire::bytes& frame) {
+    if (fault::fires("net.drop")) return;
+    net->send(to, frame);
+    if (fault::fires("net.duplicate")) net->send(to, frame);
+  }
 };
 
 void node::impl::fail(const status& st) {
@@ -289,6 +298,7 @@ void node::impl::send_ack(const std::string& to, std::uint64_t id) {
   ack.header.timestamp_us = clk.now();
   ack.payload = wire::ack{id};
   frames_out.fetch_add(1, std::memory_order_relaxed);
+  if (fault::fires("net.drop_ack")) return;
   net->send(to, wire::encode(ack));
 }
 
@@ -368,7 +378,7 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
             if (p == st.pending.end()) return;  // acknowledged already
             host->duplicate_replies.fetch_add(1, std::memory_order_relaxed);
             host->frames_out.fetch_add(1, std::memory_order_relaxed);
-            host->net->send(p->second.receiver, p->second.frame);
+            host->transmit(p->second.receiver, p->second.frame);
           });
           return;
         }
@@ -398,7 +408,7 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
         auto now = host->clk.now();
         for (auto& f : done.frames) {
           host->frames_out.fetch_add(1, std::memory_order_relaxed);
-          if (host->serving) host->net->send(f.receiver, f.frame);
+          if (host->serving) host->transmit(f.receiver, f.frame);
           pending_frame p{std::move(f.receiver), std::move(f.frame), 0,
                           host->cfg.retry_initial_ms * us_per_ms};
           p.next_send_us = host->serving ? now + p.backoff_us : now;
@@ -422,7 +432,7 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
         for (auto& [id, p] : st.pending) {
           if (p.next_send_us > now) continue;
           host->retransmits.fetch_add(1, std::memory_order_relaxed);
-          host->net->send(p.receiver, p.frame);
+          host->transmit(p.receiver, p.frame);
           p.next_send_us = now + p.backoff_us;
           p.backoff_us = std::min(p.backoff_us * 2, max_backoff);
         }
@@ -470,6 +480,15 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
 
   p->sys_cfg = std::make_unique<caf::actor_system_config>();
   p->sys_cfg->set("scheduler.max-threads", std::size_t{2});
+  // BENCH-EXPERIMENT (temporary): GEARMESH_CAF_THREADS, GEARMESH_CAF_POLICY, GEARMESH_CAF_MODERATE
+  if (const char* e = std::getenv("GEARMESH_CAF_THREADS"))
+    p->sys_cfg->set("scheduler.max-threads", static_cast<std::size_t>(std::atoi(e)));
+  if (const char* e = std::getenv("GEARMESH_CAF_POLICY"))
+    p->sys_cfg->set("scheduler.policy", caf::atom_from_string(e));
+  if (const char* e = std::getenv("GEARMESH_CAF_MODERATE"))
+    p->sys_cfg->set("work-stealing.moderate-poll-attempts", static_cast<std::size_t>(std::atoi(e)));
+  if (const char* e = std::getenv("GEARMESH_CAF_AGGRESSIVE"))
+    p->sys_cfg->set("work-stealing.aggressive-poll-attempts", static_cast<std::size_t>(std::atoi(e)));
   p->sys_cfg->set("logger.console-verbosity", caf::atom("quiet"));
   p->sys_cfg->set("logger.file-verbosity", caf::atom("quiet"));
   p->sys = std::make_unique<caf::actor_system>(*p->sys_cfg);

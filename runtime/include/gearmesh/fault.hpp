@@ -6,17 +6,22 @@
 // leave). Production never arms any: points are armed only by `configure`
 // (the simulator, from its seed) or, for real processes, by the environment:
 //
-//   GEARMESH_CRASH_POINTS="commit.after_durable:0.002,ack.before_erase:0.01"
+//   GEARMESH_CRASH_POINTS="commit.after_durable:0.002,net.duplicate:0.3"
 //   GEARMESH_FAULT_SEED=42        (optional; default: from pid and time)
 //
 // Each entry is name:probability. A crash point that fires writes one line to
 // stderr and kills the process with SIGKILL: the same as `kill -9`, nothing
-// is flushed or unwound. Names of the points the runtime has:
+// is flushed or unwound. Points the runtime has:
 //
+//   crash points
 //   commit.before_submit   a step's batch was built but not queued for commit
 //   commit.after_durable   the batch is durable; its messages and acks not sent
 //   send.after_frames      messages sent, the inbound message not yet acked
 //   ack.before_erase       a receiver's Ack arrived; the outbox entry not erased
+//   network faults (the outbox retry and the receiver's dedup hide them)
+//   net.drop               an outbox frame is not sent this time
+//   net.duplicate          an outbox frame is sent twice
+//   net.drop_ack           an Ack is not sent
 #pragma once
 
 #include <cstdint>
