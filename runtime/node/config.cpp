@@ -302,6 +302,12 @@ status read_transport_section(const config_file& file, node_config& cfg) {
   cfg.frame_bytes_max = static_cast<std::size_t>(frame);
   r.read_int("retry_initial_ms", 1, retry_ms_max_limit, cfg.retry_initial_ms);
   r.read_int("retry_max_ms", 1, retry_ms_max_limit, cfg.retry_max_ms);
+  std::int64_t replay_hours = cfg.replay_window_us / 3'600'000'000LL;
+  r.read_int("replay_window_hours", 1, 24 * 365, replay_hours);
+  cfg.replay_window_us = replay_hours * 3'600'000'000LL;
+  std::int64_t skew_s = cfg.clock_skew_max_us / 1'000'000;
+  r.read_int("clock_skew_max_s", 1, 24 * 3600, skew_s);
+  cfg.clock_skew_max_us = skew_s * 1'000'000;
   if (r.state().is_ok() && cfg.retry_max_ms < cfg.retry_initial_ms) {
     const toml::node* where = r.node_of("retry_max_ms");
     r.fail(where ? where : r.node_of("retry_initial_ms"), "retry_max_ms",

@@ -31,6 +31,8 @@ map_mib = 128
 frame_bytes_max = 32768
 retry_initial_ms = 100
 retry_max_ms = 2000
+replay_window_hours = 48
+clock_skew_max_s = 600
 
 [[peers]]
 id = "framecraft"
@@ -83,6 +85,8 @@ TEST(config, valid_file_round_trip) {
   EXPECT_EQ(cfg->frame_bytes_max, 32768u);
   EXPECT_EQ(cfg->retry_initial_ms, 100);
   EXPECT_EQ(cfg->retry_max_ms, 2000);
+  EXPECT_EQ(cfg->replay_window_us, 48LL * 3'600'000'000LL);
+  EXPECT_EQ(cfg->clock_skew_max_us, 600LL * 1'000'000);
   ASSERT_EQ(cfg->peers.size(), 2u);
   EXPECT_EQ(cfg->peers[0].id, "framecraft");
   EXPECT_EQ(cfg->peers[0].endpoint, "tcp://127.0.0.1:7101");
@@ -108,6 +112,8 @@ TEST(config, defaults) {
   EXPECT_EQ(cfg->frame_bytes_max, defaults.frame_bytes_max);
   EXPECT_EQ(cfg->retry_initial_ms, defaults.retry_initial_ms);
   EXPECT_EQ(cfg->retry_max_ms, defaults.retry_max_ms);
+  EXPECT_EQ(cfg->replay_window_us, defaults.replay_window_us);
+  EXPECT_EQ(cfg->clock_skew_max_us, defaults.clock_skew_max_us);
   EXPECT_TRUE(cfg->peers.empty());
 }
 

@@ -22,6 +22,7 @@
 //             see node::on_fatal. Partners keep retrying; nothing is lost.
 #include "gearmesh/node/node.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <charconv>
@@ -59,6 +60,7 @@ struct committed_frame {
 struct commit_done {
   bool ok = false;
   std::optional<inbound_ref> cause;
+  timestamp_us at = 0;  // commit time, for the inbox entry of `cause`
   std::vector<committed_frame> frames;
 };
 
@@ -78,8 +80,38 @@ std::string inbox_key(const std::string& sender, std::uint64_t id) {
   return sender + "/" + store::key_u64(id);
 }
 
-/// Inbox value: the ids of the messages the step that processed it sent, as
-/// decimal numbers separated by ','; empty when it sent nothing.
+/// Inbox value: "<commit time, µs>|<reply ids>", the reply ids being those of
+/// the messages the step that processed it sent, as decimal numbers separated
+/// by ',' (empty when it sent nothing).
+std::string inbox_value(timestamp_us at, const std::vector<committed_frame>& frames) {
+  std::string out = std::to_string(at) + "|";
+  for (const auto& f : frames) {
+    if (out.back() != '|') out.push_back(',');
+    out += std::to_string(f.message_id);
+  }
+  return out;
+}
+
+/// What the gateway remembers of a processed message.
+struct inbox_entry {
+  timestamp_us at = 0;  // when it was committed (this node's clock)
+  std::string replies;  // reply ids, ','-separated
+};
+
+inbox_entry parse_inbox_value(std::string_view v, timestamp_us fallback) {
+  inbox_entry e{fallback, {}};
+  auto bar = v.find('|');
+  if (bar == std::string_view::npos) {
+    e.replies = std::string(v);  // written before commit times were recorded
+    return e;
+  }
+  std::int64_t at = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + bar, at);
+  if (ec == std::errc{} && p == v.data() + bar) e.at = at;
+  e.replies = std::string(v.substr(bar + 1));
+  return e;
+}
+
 std::string reply_ids(const std::vector<committed_frame>& frames) {
   std::string out;
   for (const auto& f : frames) {
@@ -174,8 +206,9 @@ struct node::impl final : node_context {
 
   std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, dropped_malformed{0},
       dropped_unknown_sender{0}, dropped_wrong_receiver{0}, dropped_unroutable{0}, duplicates{0},
-      duplicate_replies{0}, retransmits{0}, acks_in{0}, outbox_pending{0}, commits{0},
-      commit_failures{0};
+      duplicate_replies{0}, dropped_replayed{0}, dropped_clock_skew{0}, inbox_pruned{0},
+      retransmits{0}, acks_in{0}, outbox_pending{0}, commits{0}, commit_failures{0};
+  throttled_warning warn_clock_skew;
 
   // Fail-stop (node::on_fatal): set once by the first failed commit.
   std::atomic<bool> failed{false};
@@ -243,9 +276,11 @@ void node::impl::commit(effects fx) {
     batch.put(outbox_table, store::key_u64(cf.message_id), value);
     done.frames.push_back(std::move(cf));
   }
-  if (fx.cause)
+  if (fx.cause) {
+    done.at = clk.now();
     batch.put(inbox_table, inbox_key(fx.cause->sender, fx.cause->message_id),
-              reply_ids(done.frames));
+              inbox_value(done.at, done.frames));
+  }
   if (next_msg_id > msg_id_hw) {
     msg_id_hw += msg_id_block;
     batch.put(meta_table, store::meta_message_id_high_water, store::key_u64(msg_id_hw));
@@ -316,7 +351,10 @@ struct gateway_state {
   node::impl* host = nullptr;
   /// Processed and durable, with the ids of the replies sent (inbox value):
   /// a duplicate is answered with the Ack and its unacknowledged replies.
-  std::unordered_map<std::string, std::string> committed;
+  /// Entries older than the replay window plus the clock skew bound are
+  /// pruned: their duplicates are stale by then and get no effect anyway.
+  std::unordered_map<std::string, inbox_entry> committed;
+  timestamp_us next_prune_us = 0;
   /// Delivered to an actor, commit not yet durable: drop duplicates (the ack follows).
   std::unordered_set<std::string> in_flight;
   /// Outbox messages waiting for their Ack, by message id.
@@ -324,16 +362,36 @@ struct gateway_state {
   static inline const char* name = "gearmesh.gateway";
 };
 
+/// Forgets inbox entries older than the replay window plus the skew bound.
+void prune_inbox(gateway_state& st, timestamp_us now) {
+  auto* host = st.host;
+  const auto window = host->cfg.replay_window_us + host->cfg.clock_skew_max_us;
+  st.next_prune_us = now + std::clamp<timestamp_us>(window / 4, us_per_ms, 10 * us_per_min);
+  const auto cutoff = now - window;
+  store::write_batch b;
+  for (auto it = st.committed.begin(); it != st.committed.end();) {
+    if (it->second.at < cutoff) {
+      b.erase(inbox_table, it->first);
+      it = st.committed.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (b.empty()) return;
+  host->inbox_pruned.fetch_add(b.size(), std::memory_order_relaxed);
+  host->writer->submit(std::move(b), [](const status&) {});
+}
+
 caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl* host) {
   self->state.host = host;
   auto& st = self->state;
   // Rebuild dedup and retry state from the store.
+  auto now = host->clk.now();
   auto s = host->env->for_each(inbox_table, [&](std::string_view k, std::string_view v) {
-    st.committed.emplace(k, v);
+    st.committed.emplace(k, parse_inbox_value(v, now));
     return true;
   });
   if (!s) spdlog::error("{}: reading inbox: {}", host->cfg.node_id, s.to_string());
-  auto now = host->clk.now();
   s = host->env->for_each(outbox_table, [&](std::string_view k, std::string_view v) {
     auto sep = v.find('\0');
     if (sep == std::string_view::npos) return true;
@@ -373,7 +431,7 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
         if (auto it = st.committed.find(key); it != st.committed.end()) {
           host->duplicates.fetch_add(1, std::memory_order_relaxed);
           host->send_ack(h.sender, h.message_id);
-          for_each_reply_id(it->second, [&](std::uint64_t id) {
+          for_each_reply_id(it->second.replies, [&](std::uint64_t id) {
             auto p = st.pending.find(id);
             if (p == st.pending.end()) return;  // acknowledged already
             host->duplicate_replies.fetch_add(1, std::memory_order_relaxed);
@@ -384,6 +442,25 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
         }
         if (st.in_flight.contains(key)) {
           host->duplicates.fetch_add(1, std::memory_order_relaxed);
+          return;
+        }
+        const auto now = host->clk.now();
+        if (h.timestamp_us > now + host->cfg.clock_skew_max_us) {
+          // Not acked: the partner's clock is wrong; once fixed, its retries pass.
+          host->dropped_clock_skew.fetch_add(1, std::memory_order_relaxed);
+          host->warn_clock_skew(
+              "{}: dropped {} from '{}' stamped {:.1f} s in the future (clock_skew_max_s {:.1f}): "
+              "check that partner's clock",
+              host->cfg.node_id, wire::to_string(wire::type_of(env.payload)), h.sender,
+              static_cast<double>(h.timestamp_us - now) / us_per_s,
+              static_cast<double>(host->cfg.clock_skew_max_us) / us_per_s);
+          return;
+        }
+        if (h.timestamp_us < now - host->cfg.replay_window_us) {
+          // Older than the window: possibly processed and forgotten. Acked so
+          // the sender stops, and no effect.
+          host->dropped_replayed.fetch_add(1, std::memory_order_relaxed);
+          host->send_ack(h.sender, h.message_id);
           return;
         }
         st.in_flight.insert(key);
@@ -419,7 +496,7 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
           // After the replies are pending, so a duplicate finds them.
           fault::crash_point("send.after_frames");
           st.committed.emplace(inbox_key(done.cause->sender, done.cause->message_id),
-                               reply_ids(done.frames));
+                               inbox_entry{done.at, reply_ids(done.frames)});
           host->send_ack(done.cause->sender, done.cause->message_id);
         }
       },
@@ -428,6 +505,7 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
         self->delayed_send(self, tick_interval, tick_atom::value);
         if (host->failed.load(std::memory_order_relaxed)) return;
         auto now = host->clk.now();
+        if (now >= st.next_prune_us) prune_inbox(st, now);
         auto max_backoff = host->cfg.retry_max_ms * us_per_ms;
         for (auto& [id, p] : st.pending) {
           if (p.next_send_us > now) continue;
@@ -488,7 +566,8 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
   if (const char* e = std::getenv("GEARMESH_CAF_MODERATE"))
     p->sys_cfg->set("work-stealing.moderate-poll-attempts", static_cast<std::size_t>(std::atoi(e)));
   if (const char* e = std::getenv("GEARMESH_CAF_AGGRESSIVE"))
-    p->sys_cfg->set("work-stealing.aggressive-poll-attempts", static_cast<std::size_t>(std::atoi(e)));
+    p->sys_cfg->set("work-stealing.aggressive-poll-attempts",
+                    static_cast<std::size_t>(std::atoi(e)));
   p->sys_cfg->set("logger.console-verbosity", caf::atom("quiet"));
   p->sys_cfg->set("logger.file-verbosity", caf::atom("quiet"));
   p->sys = std::make_unique<caf::actor_system>(*p->sys_cfg);
@@ -523,6 +602,9 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
     field("dropped_unroutable", s.dropped_unroutable);
     field("duplicates", s.duplicates);
     field("duplicate_replies", s.duplicate_replies);
+    field("dropped_replayed", s.dropped_replayed);
+    field("dropped_clock_skew", s.dropped_clock_skew);
+    field("inbox_pruned", s.inbox_pruned);
     field("retransmits", s.retransmits);
     field("acks_in", s.acks_in);
     field("outbox_pending", s.outbox_pending);
@@ -593,6 +675,9 @@ node_stats node::stats() const {
   s.dropped_unroutable = p.dropped_unroutable;
   s.duplicates = p.duplicates;
   s.duplicate_replies = p.duplicate_replies;
+  s.dropped_replayed = p.dropped_replayed;
+  s.dropped_clock_skew = p.dropped_clock_skew;
+  s.inbox_pruned = p.inbox_pruned;
   s.retransmits = p.retransmits;
   s.acks_in = p.acks_in;
   s.outbox_pending = p.outbox_pending;

@@ -222,6 +222,7 @@ TEST_F(node_host, duplicates_malformed_frames_and_forged_senders_have_no_effect)
   e.header.sender = "a";
   e.header.receiver = "b";
   e.header.conversation_id = "a/order/42";
+  e.header.timestamp_us = system_clock().now();
   wire::cfp c;
   c.order_id = "a/order/42";
   c.item = "FRAME";
@@ -271,6 +272,80 @@ TEST_F(node_host, duplicates_malformed_frames_and_forged_senders_have_no_effect)
   // 45 is acked; b's refusals stay pending because the fake never acks them.
   ASSERT_TRUE(eventually([&] { return acks_for(45) == 1; }));
   EXPECT_GE(b->stats().outbox_pending, 1u);
+  fake->stop();
+}
+
+// Replays: a message stamped before the replay window is acknowledged with no
+// effect; one stamped too far in the future is dropped unacknowledged; the
+// inbox forgets entries after the window, and the forgotten message, sent
+// again, still has no second effect.
+TEST_F(node_host, replay_window_bounds_the_inbox_and_stale_frames_have_no_effect) {
+  journal jb;
+  auto cfg = config("b");
+  cfg.replay_window_us = 400 * us_per_ms;
+  cfg.clock_skew_max_us = 100 * us_per_ms;
+  auto opened = node::open(cfg);
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto b = std::move(*opened);
+  b->route({wire::message_type::cfp}, b->system().spawn(refuser, &b->context(), &jb));
+  ASSERT_TRUE(b->serve());
+
+  transport::zmq_options zo;
+  zo.node_id = "a";
+  zo.listen_endpoint = "tcp://127.0.0.1:" + std::to_string(port_a_);
+  auto fake = transport::make_zmq_transport(zo);
+  std::mutex mx;
+  std::vector<std::uint64_t> acked;
+  fake->on_receive([&](const std::string&, std::span<const std::uint8_t> f) {
+    auto e = wire::decode(f);
+    std::lock_guard<std::mutex> g{mx};
+    if (e)
+      if (auto* a = std::get_if<wire::ack>(&e->payload)) acked.push_back(a->acked_message_id);
+  });
+  fake->add_peer({"b", "tcp://127.0.0.1:" + std::to_string(port_b_)});
+  ASSERT_TRUE(fake->start());
+  auto acks_for = [&](std::uint64_t id) {
+    std::lock_guard<std::mutex> g{mx};
+    return std::count(acked.begin(), acked.end(), id);
+  };
+  auto cfp = [](std::uint64_t id, timestamp_us ts) {
+    wire::envelope e;
+    e.header.message_id = id;
+    e.header.sender = "a";
+    e.header.receiver = "b";
+    e.header.conversation_id = "a/order/" + std::to_string(id);
+    e.header.timestamp_us = ts;
+    wire::cfp c;
+    c.order_id = e.header.conversation_id;
+    c.item = "FRAME";
+    c.quantity = 1;
+    e.payload = c;
+    return wire::encode(e);
+  };
+  const auto now = system_clock().now();
+  fake->send("b", cfp(1, now - 10 * us_per_s));  // a replay from long ago
+  ASSERT_TRUE(eventually([&] { return acks_for(1) == 1; }));
+  EXPECT_EQ(b->stats().dropped_replayed, 1u);
+  fake->send("b", cfp(2, now + 10 * us_per_s));  // a partner clock far ahead
+  ASSERT_TRUE(eventually([&] { return b->stats().dropped_clock_skew == 1; }));
+  EXPECT_EQ(acks_for(2), 0);
+
+  auto fresh = cfp(3, system_clock().now());
+  fake->send("b", fresh);
+  ASSERT_TRUE(eventually([&] { return jb.size() == 1 && acks_for(3) == 1; }));
+  // Forgotten after window + skew bound (0.5 s)...
+  ASSERT_TRUE(eventually([&] { return b->stats().inbox_pruned >= 1; }));
+  auto key = "a/" + store::key_u64(3);
+  ASSERT_TRUE(eventually([&] {
+    auto v = b->context().store().get("inbox", key);
+    return v && !v->has_value();
+  }));
+  // ... and the same frame again is a stale replay: acked, no second effect.
+  fake->send("b", fresh);
+  ASSERT_TRUE(eventually([&] { return acks_for(3) == 2; }));
+  EXPECT_EQ(b->stats().dropped_replayed, 2u);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(jb.size(), 1u);
   fake->stop();
 }
 

@@ -29,9 +29,9 @@ struct node_config {
   std::string enterprise;  // [node] enterprise
   std::string listen;      // [node] listen, ZeroMQ endpoint
   std::string data_dir;    // [node] data_dir; relative to the config file's directory
-  std::string admin_address = "127.0.0.1";                      // [admin] address
-  std::uint16_t admin_port = 0;                                 // [admin] port; 0 = no admin API
-  bool store_sync = true;                                       // [store] sync
+  std::string admin_address = "127.0.0.1";  // [admin] address
+  std::uint16_t admin_port = 0;             // [admin] port; 0 = no admin API
+  bool store_sync = true;                   // [store] sync
   /// [store] group_commit: true batches every commit queued while the
   /// previous transaction was syncing into one transaction and one sync;
   /// false gives each commit its own transaction and sync (the slow baseline
@@ -41,8 +41,16 @@ struct node_config {
   std::size_t frame_bytes_max = 64 * 1024;                      // [transport] frame_bytes_max
   std::int64_t retry_initial_ms = 200;                          // [transport] retry_initial_ms
   std::int64_t retry_max_ms = 5000;                             // [transport] retry_max_ms
-  std::string log_level = "info";                               // [node] log_level
-  std::vector<transport::peer> peers;                           // [[peers]] id, endpoint
+  /// [transport] replay_window_hours: an inbound message stamped earlier than
+  /// this is acknowledged without effect (a replay), and the inbox remembers
+  /// processed messages this long plus clock_skew_max_us, then forgets them:
+  /// what bounds the inbox. A sender gives a message this long to arrive.
+  std::int64_t replay_window_us = 7 * 24 * 3'600'000'000LL;
+  /// [transport] clock_skew_max_s: messages stamped further than this in the
+  /// future are dropped unacknowledged (a partner's clock is wrong).
+  std::int64_t clock_skew_max_us = 3'600'000'000LL;
+  std::string log_level = "info";      // [node] log_level
+  std::vector<transport::peer> peers;  // [[peers]] id, endpoint
 };
 
 /// A parsed TOML file that remembers its name for error messages.

@@ -38,6 +38,9 @@ struct node_stats {
   std::uint64_t dropped_unroutable = 0;      // no actor handles that message type
   std::uint64_t duplicates = 0;              // already processed (re-acked) or in flight
   std::uint64_t duplicate_replies = 0;       // replies re-sent at once for a duplicate
+  std::uint64_t dropped_replayed = 0;        // stamped before the replay window (acked, no effect)
+  std::uint64_t dropped_clock_skew = 0;      // stamped too far in the future (not acked)
+  std::uint64_t inbox_pruned = 0;            // inbox entries forgotten after the window
   std::uint64_t retransmits = 0;             // outbox frames re-sent
   std::uint64_t acks_in = 0;
   std::uint64_t outbox_pending = 0;  // unacknowledged messages now
