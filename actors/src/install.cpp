@@ -4,6 +4,7 @@
 #include <chrono>
 #include <limits>
 
+#include <spdlog/spdlog.h>
 #include <caf/actor.hpp>
 #include <nlohmann/json.hpp>
 
@@ -128,6 +129,32 @@ result<order_request> parse_order(const std::string& body) {
   return r;
 }
 
+/// Records the node's id ("meta"/"node_id") and the definition of every
+/// configured calendar ("resources"), so that `gearmesh verify` can check a
+/// stopped node's store without its config. One commit, and only for what
+/// differs from the store; records of resources no longer configured stay, as
+/// their holds and bookings may still be in the store.
+void record_identity(node_context& ctx, const std::vector<resource_spec>& specs) {
+  const auto& env = ctx.store();
+  store::write_batch b;
+  auto id = env.get("meta", meta_node_id_key);
+  if (!id || !id->has_value() || **id != ctx.node_id())
+    b.put("meta", meta_node_id_key, ctx.node_id());
+  for (const auto& s : specs) {
+    const resource_record r{s.id, s.capacity, s.bucket_us};
+    // Unreadable (corrupt) records are overwritten too.
+    auto stored = tables::resources.get(env, s.id);
+    if (!stored || !stored->has_value() || **stored != r) tables::resources.put(b, s.id, r);
+  }
+  if (b.empty()) return;
+  effects fx;
+  fx.writes = std::move(b);
+  fx.on_durable = [node = ctx.node_id()](const status& st) {
+    if (!st) spdlog::error("{}: recording node id and resources failed: {}", node, st.to_string());
+  };
+  ctx.commit(std::move(fx));
+}
+
 }  // namespace
 
 void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sys,
@@ -194,15 +221,20 @@ status install_roles(node& n, const config_file& file) {
             *buyer);
   }
   std::optional<caf::actor> participant;
+  std::vector<resource_spec> resources;  // machines of a factory, items of a supplier
   if (roles->factory) {
+    resources = make_factory_policy(*roles->factory)->resources();
     auto p = spawn_factory(sys, ctx, *roles->factory);
     if (!p) return p.error();
     participant = *p;
   } else if (roles->supplier) {
+    resources = make_supplier_policy(*roles->supplier)->resources();
     auto p = spawn_supplier(sys, ctx, *roles->supplier);
     if (!p) return p.error();
     participant = *p;
   }
+  // After the roles started: a config their stored state rejects changes nothing.
+  record_identity(ctx, resources);
   if (participant)
     n.route({wire::message_type::cfp, wire::message_type::accept, wire::message_type::reject,
              wire::message_type::cancel},

@@ -399,4 +399,23 @@ result<tombstone_record> codec<tombstone_record>::decode(std::string_view bytes)
       });
 }
 
+// --- resource ------------------------------------------------------------
+
+std::string codec<resource_record>::encode(const resource_record& v) {
+  fb::ResourceT t;
+  t.id = v.id;
+  t.capacity = v.capacity;
+  t.bucket_us = v.bucket_us;
+  flatbuffers::FlatBufferBuilder fbb(64);
+  fbb.Finish(fb::Resource::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<resource_record> codec<resource_record>::decode(std::string_view bytes) {
+  return verified<fb::Resource>(bytes, "resource",
+                                [](const fb::Resource& r) -> result<resource_record> {
+                                  return resource_record{str(r.id()), r.capacity(), r.bucket_us()};
+                                });
+}
+
 }  // namespace gearmesh::store

@@ -100,6 +100,14 @@ TEST(records, contract_offer_reservation_counter_tombstone_round_trip) {
   EXPECT_EQ(round_trip(t), t);
 }
 
+TEST(records, resource_round_trips) {
+  resource_record r{"saw1", 60, 3'600'000'000};
+  EXPECT_EQ(round_trip(r), r);
+  EXPECT_EQ(round_trip(resource_record{}), resource_record{});
+  EXPECT_EQ(tables::resources.name(), "resources");
+  EXPECT_FALSE(store::codec<resource_record>::decode("not a flatbuffer"));
+}
+
 TEST(records, corrupt_values_are_errors) {
   EXPECT_FALSE(store::codec<order_record>::decode(""));
   EXPECT_FALSE(store::codec<order_record>::decode("garbage that is not a flatbuffer"));

@@ -1,6 +1,7 @@
 // The `gearmesh` CLI: subcommands that call a node's admin API and print its
 // answers for people (tables, ISO-8601 times, prices) or as raw JSON, and
-// offline `store` tools that open a node's LMDB data directory directly.
+// offline tools that open nodes' LMDB data directories directly: `store`, and
+// `verify` (verify_cmd.cpp).
 
 #include "cli.hpp"
 
@@ -16,8 +17,10 @@
 #include <ostream>
 #include <vector>
 
+#include "gearmesh/actors/verify.hpp"
 #include "gearmesh/node/admin.hpp"
 #include "gearmesh/store/store.hpp"
+#include "verify_cmd.hpp"
 
 namespace gearmesh::cli {
 
@@ -317,22 +320,9 @@ int fail(std::ostream& err, const std::string& message) {
   return exit_api_error;
 }
 
-/// Opens the existing store in `dir`. Checks for data.mdb first because
-/// environment::open would create a missing store.
+/// Opens the existing store in `dir`; never creates one.
 result<std::unique_ptr<store::environment>> open_existing(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) {
-    return status(errc::not_found, fmt::format("{}: no such directory", dir));
-  }
-  if (!fs::is_directory(dir, ec)) {
-    return status(errc::invalid_argument, fmt::format("{}: not a directory", dir));
-  }
-  if (!fs::is_regular_file(fs::path(dir) / "data.mdb", ec)) {
-    return status(errc::not_found, fmt::format("{}: not a Gearmesh store (no data.mdb)", dir));
-  }
-  store::options opts;
-  opts.path = dir;
-  return store::environment::open(opts);
+  return actors::open_existing_store(dir);
 }
 
 int store_inspect(const std::string& data_dir, bool raw_json, std::ostream& out,
@@ -458,8 +448,8 @@ int store_restore(const std::string& from, const std::string& data_dir, bool for
 
 int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
   CLI::App app{
-      "Talks to a Gearmesh node through its admin API; `store` works offline on a node's data "
-      "directory.",
+      "Talks to a Gearmesh node through its admin API; `store` and `verify` work offline on "
+      "nodes' data directories.",
       "gearmesh"};
   app.fallthrough();  // global options may follow the subcommand
   app.require_subcommand(1);
@@ -513,6 +503,19 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   restore->add_option("--data-dir", data_dir, "The node's data directory")->required();
   restore->add_flag("--force", force, "Overwrite an existing store in --data-dir");
 
+  std::vector<std::string> verify_dirs;
+  std::string verify_now;
+  auto* verify = app.add_subcommand(
+      "verify",
+      "Check the invariants over the stores of stopped nodes: capacity, agreement of contracts, "
+      "terminal orders, expired holds, leaked or missing bookings, corrupt records. Exit 0 clean, "
+      "1 violations, 3 a store cannot be opened");
+  verify->add_option("DATA_DIR", verify_dirs, "Data directories of the nodes to check together")
+      ->required();
+  verify->add_option("--now", verify_now,
+                     "Reference time for hold deadlines: microseconds since the epoch or a time "
+                     "as for --due; default now");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -558,6 +561,7 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   if (inspect->parsed()) return store_inspect(data_dir, raw_json, out, err);
   if (backup->parsed()) return store_backup(data_dir, backup_dir, raw_json, out, err);
   if (restore->parsed()) return store_restore(backup_dir, data_dir, force, raw_json, out, err);
+  if (verify->parsed()) return verify_command(verify_dirs, verify_now, raw_json, out, err);
 
   std::string target;
   void (*print)(std::ostream&, const json&) = print_flat;

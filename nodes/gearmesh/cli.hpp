@@ -1,5 +1,6 @@
 // The `gearmesh` command line: a client of a node's admin API, plus offline
-// tools for a node's LMDB store (`gearmesh store inspect|backup|restore`).
+// tools for nodes' LMDB stores (`gearmesh store inspect|backup|restore`,
+// `gearmesh verify DATA_DIR...`).
 //
 // `run` is the whole program minus the process boundary, so tests drive it
 // with an argv and string streams against a real HTTP server. The pure
@@ -19,12 +20,14 @@ namespace gearmesh::cli {
 enum exit_code : int {
   /// Success.
   exit_ok = 0,
-  /// The node answered with an error, or a store tool failed (missing
-  /// directory, not a store, format version mismatch); the message went to stderr.
+  /// The node answered with an error, a store tool failed (missing
+  /// directory, not a store, format version mismatch; the message went to
+  /// stderr), or `verify` found a violation.
   exit_api_error = 1,
   /// Bad command line.
   exit_usage = 2,
-  /// The node's admin API could not be reached (connect failed or timed out).
+  /// The node's admin API could not be reached (connect failed or timed out),
+  /// or `verify` could not open or read a store.
   exit_unreachable = 3,
 };
 

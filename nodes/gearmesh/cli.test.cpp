@@ -6,11 +6,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
 #include <vector>
 
+#include "gearmesh/actors/records.hpp"
 #include "gearmesh/node/admin.hpp"
 #include "gearmesh/store/store.hpp"
 
@@ -479,6 +481,163 @@ TEST_F(cli_store, restore_from_non_store_is_refused) {
   EXPECT_EQ(cli({"store", "restore", "--from", (root_ / "missing").string(), "--data-dir", target}),
             exit_api_error);
   EXPECT_FALSE(fs::exists(target));
+}
+
+// --- verify -------------------------------------------------------------------
+
+/// A buyer ("velo") and a seller ("framecraft") store agreeing on one contract,
+/// the seller's two bookings within capacity, and a hold due at dec1 + 1h.
+class cli_verify : public cli_store {
+ protected:
+  void SetUp() override {
+    cli_store::SetUp();
+    using namespace actors;
+    velo_ = (root_ / "velo").string();
+    framecraft_ = (root_ / "framecraft").string();
+    contract_record c;
+    c.contract_id = "velo/order/1/c1";
+    c.order_id = "velo/order/1";
+    c.buyer = "velo";
+    c.seller = "framecraft";
+    c.item = "FRAME";
+    c.quantity = 2;
+    c.price_cents = 5000;
+    c.currency = "EUR";
+    c.state = contract_state::active;
+    c.proposal_id = "framecraft/proposal/1";
+    write(velo_, [&](store::write_batch& b) {
+      b.put("meta", meta_node_id_key, "velo");
+      order_record o;
+      o.order_id = "velo/order/1";
+      o.state = order_state::contracted;
+      tables::orders.put(b, o.order_id, o);
+      c.role = contract_role::buyer;
+      tables::contracts.put(b, c.contract_id, c);
+    });
+    write(framecraft_, [&](store::write_batch& b) {
+      b.put("meta", meta_node_id_key, "framecraft");
+      tables::resources.put(b, "saw1", resource_record{"saw1", 60, hour_us});
+      offer_record o;
+      o.proposal_id = "framecraft/proposal/1";
+      o.state = offer_state::contracted;
+      o.contract_id = c.contract_id;
+      o.reservations = {{"saw1", "framecraft/proposal/1#0"}};
+      tables::offers.put(b, o.proposal_id, o);
+      reservation_record r;
+      r.resource = "saw1";
+      r.reservation_id = "framecraft/proposal/1#0";
+      r.kind = reservation_kind::booking;
+      r.allocations = {{dec1_us / hour_us, 50}};
+      tables::bookings.put(b, reservation_key(r.resource, r.reservation_id), r);
+      o.proposal_id = "framecraft/proposal/2";
+      o.state = offer_state::held;
+      o.contract_id.clear();
+      o.reservations = {{"saw1", "framecraft/proposal/2#0"}};
+      tables::offers.put(b, o.proposal_id, o);
+      r.reservation_id = "framecraft/proposal/2#0";
+      r.kind = reservation_kind::hold;
+      r.deadline_us = dec1_us + hour_us;
+      r.allocations = {{dec1_us / hour_us, 10}};
+      tables::holds.put(b, reservation_key(r.resource, r.reservation_id), r);
+      c.role = contract_role::seller;
+      tables::contracts.put(b, c.contract_id, c);
+    });
+  }
+
+  static void write(const std::string& dir, const std::function<void(store::write_batch&)>& fill) {
+    store::options opts;
+    opts.path = dir;
+    opts.sync = false;
+    auto env = store::environment::open(opts);
+    ASSERT_TRUE(env) << env.error().to_string();
+    store::write_batch b;
+    fill(b);
+    ASSERT_TRUE((*env)->apply(b));
+  }
+
+  std::string velo_, framecraft_;
+};
+
+TEST_F(cli_verify, consistent_stores_are_exit_0) {
+  ASSERT_EQ(cli({"verify", velo_, framecraft_, "--now", "2026-12-01T00:30Z"}), exit_ok)
+      << out_.str() << err_.str();
+  EXPECT_EQ(err_.str(), "");
+  EXPECT_NE(out_.str().find(velo_ + ": node velo (id from meta): 1 order, 1 contract"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_NE(out_.str().find(
+                "verified 2 stores: 1 order, 2 contracts, 1 hold, 1 booking; no violations\n"),
+            std::string::npos)
+      << out_.str();
+}
+
+TEST_F(cli_verify, violations_are_exit_1_with_one_line_each) {
+  // An hour after its deadline the hold has outlived it (invariant 5).
+  ASSERT_EQ(cli({"verify", velo_, framecraft_, "--now", "2026-12-01T02:00Z"}), exit_api_error)
+      << out_.str() << err_.str();
+  EXPECT_NE(out_.str().find("expired_hold at framecraft, holds saw1/framecraft/proposal/2#0: "),
+            std::string::npos)
+      << out_.str();
+  EXPECT_NE(out_.str().find("[invariant 5 (holds expire)]"), std::string::npos) << out_.str();
+  EXPECT_NE(out_.str().find("; 1 violation\n"), std::string::npos) << out_.str();
+  // Only the buyer: its contract cannot be checked, nothing else is wrong.
+  ASSERT_EQ(cli({"verify", velo_}), exit_ok) << out_.str() << err_.str();
+  EXPECT_NE(out_.str().find("1 contract unchecked for agreement"), std::string::npos) << out_.str();
+}
+
+TEST_F(cli_verify, json_report) {
+  // Over capacity: a second hold of 10 units on the same bucket (50 + 10 + 10 > 60).
+  write(framecraft_, [](store::write_batch& b) {
+    actors::reservation_record r;
+    r.resource = "saw1";
+    r.reservation_id = "framecraft/proposal/3#0";
+    r.kind = actors::reservation_kind::hold;
+    r.deadline_us = dec1_us + hour_us;
+    r.allocations = {{dec1_us / hour_us, 10}};
+    actors::offer_record o;
+    o.proposal_id = "framecraft/proposal/3";
+    actors::tables::offers.put(b, o.proposal_id, o);
+    actors::tables::holds.put(b, actors::reservation_key(r.resource, r.reservation_id), r);
+  });
+  const std::string now = std::to_string(dec1_us);
+  ASSERT_EQ(cli({"--json", "verify", velo_, framecraft_, "--now", now}), exit_api_error)
+      << out_.str() << err_.str();
+  auto j = nlohmann::json::parse(out_.str());
+  EXPECT_EQ(j["now_us"], dec1_us);
+  EXPECT_EQ(j["clean"], false);
+  EXPECT_EQ(j["violations_total"], 1);
+  ASSERT_EQ(j["violations"].size(), 1u) << j.dump(2);
+  auto& v = j["violations"][0];
+  EXPECT_EQ(v["kind"], "over_commitment");
+  EXPECT_EQ(v["invariant"], "invariant 1 (no over-commitment)");
+  EXPECT_EQ(v["node"], "framecraft");
+  EXPECT_EQ(v["table"], "resources");
+  EXPECT_EQ(v["key"], "saw1");
+  ASSERT_EQ(j["stores"].size(), 2u);
+  EXPECT_EQ(j["stores"][1]["node_id"], "framecraft");
+  EXPECT_EQ(j["stores"][1]["node_id_source"], "meta");
+  EXPECT_EQ(j["stores"][1]["holds"], 2);
+  EXPECT_EQ(j["unchecked"]["contracts"], 0);
+  EXPECT_EQ(j["unchecked"]["reservations"], 0);
+}
+
+TEST_F(cli_verify, usage_errors_are_exit_2) {
+  EXPECT_EQ(cli({"verify"}), exit_usage);
+  EXPECT_EQ(cli({"verify", velo_, "--now", "yesterday"}), exit_usage);
+  EXPECT_NE(err_.str().find("--now: invalid time"), std::string::npos) << err_.str();
+  EXPECT_EQ(cli({"verify", velo_, velo_}), exit_usage);
+  EXPECT_NE(err_.str().find("given twice"), std::string::npos) << err_.str();
+}
+
+TEST_F(cli_verify, a_store_that_cannot_be_opened_is_exit_3) {
+  const std::string missing = (root_ / "missing").string();
+  EXPECT_EQ(cli({"verify", velo_, missing}), exit_unreachable);
+  EXPECT_EQ(err_.str(), "gearmesh: " + missing + ": no such directory\n");
+  EXPECT_FALSE(fs::exists(missing));
+  fs::create_directories(root_ / "empty");
+  EXPECT_EQ(cli({"verify", (root_ / "empty").string()}), exit_unreachable);
+  EXPECT_NE(err_.str().find("not a Gearmesh store"), std::string::npos) << err_.str();
+  EXPECT_FALSE(fs::exists(root_ / "empty" / "data.mdb"));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "gearmesh/actors/verify.hpp"
 #include "node_process.hpp"
 
 #include <fmt/format.h>
@@ -244,6 +245,32 @@ TEST_F(network, every_order_ends_with_a_contract_recorded_identically_at_buyer_a
   for (auto* n : {velo.get(), framecraft.get(), alloyframe.get(), cellpack.get()}) {
     int st = n->stop();
     EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << n->log();
+  }
+  // The stopped stores together satisfy every invariant the offline checker knows.
+  {
+    gearmesh::actors::verify_options opts;
+    opts.now_us = now_us();
+    auto report = gearmesh::actors::verify_data_dirs(
+        {velo->data_dir(), framecraft->data_dir(), alloyframe->data_dir(), cellpack->data_dir()},
+        opts);
+    ASSERT_TRUE(report) << report.error().to_string();
+    for (const auto& v : report->violations)
+      ADD_FAILURE() << to_string(v.kind) << " at " << v.node << ", " << v.table << " " << v.key
+                    << ": " << v.message;
+    EXPECT_EQ(report->contracts_unchecked, 0u);
+    // Every node recorded its id, and every seller its resources, at start.
+    EXPECT_EQ(report->reservations_unchecked, 0u);
+    std::uint64_t contracts = 0, bookings = 0;
+    for (const auto& s : report->stores) {
+      EXPECT_EQ(s.id_source, gearmesh::actors::node_id_source::meta) << s.path;
+      contracts += s.contracts;
+      bookings += s.bookings;
+    }
+    ASSERT_EQ(report->stores.size(), 4u);
+    EXPECT_EQ(report->stores[0].node_id, "velo");
+    EXPECT_EQ(report->stores[0].orders, order_ids.size());
+    EXPECT_EQ(contracts, 2 * order_ids.size());
+    EXPECT_GE(bookings, order_ids.size());
   }
   ASSERT_TRUE(velo->start()) << velo->log();
   EXPECT_EQ(contracts(*velo).size(), at_buyer.size());

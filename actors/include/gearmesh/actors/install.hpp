@@ -17,8 +17,11 @@ namespace gearmesh::actors {
 /// Reads the role sections of `file` ([buyer], [factory], [supplier]), spawns
 /// the role actors in `n`'s actor system (rebuilding their state from the
 /// store), routes inbound message types to them and registers their admin
-/// routes. Call between node::open() and node::serve(). Errors: errc::bad_config
-/// naming file, line and field; errc::storage if stored state cannot be read.
+/// routes. Once the roles started, it also commits (asynchronously, only what
+/// changed) the node id to "meta"/"node_id" and every configured calendar's
+/// resource_record to "resources", for offline checks (records.hpp). Call
+/// between node::open() and node::serve(). Errors: errc::bad_config naming
+/// file, line and field; errc::storage if stored state cannot be read.
 status install_roles(node& n, const config_file& file);
 
 /// Registers the order and contract routes of the admin API on `r` (done by

@@ -11,6 +11,13 @@
 //   "bookings"   key = "<resource>/<reservation id>"       value = reservation_record, kind booking
 //   "tombstones" key = contract id                          value = tombstone_record (seller)
 //   "seq"        key = counter name ("order", "proposal")   value = counter_record
+//   "resources"  key = resource id ("saw1", "BATTERY")       value = resource_record (seller)
+//
+// "resources" holds each calendar's capacity and bucket length as configured
+// when the node last started, and the runtime's "meta" table holds the node's
+// id under key "node_id" (meta_node_id_key); install_roles writes both at
+// start, only when they changed. Nothing in the node reads them back: they
+// are for offline tools (`gearmesh verify`, actors/include/gearmesh/actors/verify.hpp).
 //
 // A resource is a machine id (factory) or an item id (supplier); resource ids
 // never contain '/', so "<resource>/" is the key prefix of one calendar.
@@ -171,6 +178,17 @@ struct tombstone_record {
   bool operator==(const tombstone_record&) const = default;
 };
 
+/// Table "resources": one calendar's definition (see the top of this file).
+struct resource_record {
+  std::string id;
+  std::int64_t capacity = 0;   // units per bucket
+  timestamp_us bucket_us = 0;  // bucket length
+  bool operator==(const resource_record&) const = default;
+};
+
+/// Key of the node's id in the runtime's "meta" table.
+inline constexpr std::string_view meta_node_id_key = "node_id";
+
 namespace tables {
 inline constexpr store::table<order_record> orders{"orders"};
 inline constexpr store::table<contract_record> contracts{"contracts"};
@@ -179,6 +197,7 @@ inline constexpr store::table<reservation_record> holds{"holds"};
 inline constexpr store::table<reservation_record> bookings{"bookings"};
 inline constexpr store::table<tombstone_record> tombstones{"tombstones"};
 inline constexpr store::table<counter_record> seq{"seq"};
+inline constexpr store::table<resource_record> resources{"resources"};
 }  // namespace tables
 
 /// Key of a reservation in "holds"/"bookings": "<resource>/<reservation id>".
@@ -219,6 +238,11 @@ template <>
 struct codec<actors::tombstone_record> {
   static std::string encode(const actors::tombstone_record& v);
   static result<actors::tombstone_record> decode(std::string_view bytes);
+};
+template <>
+struct codec<actors::resource_record> {
+  static std::string encode(const actors::resource_record& v);
+  static result<actors::resource_record> decode(std::string_view bytes);
 };
 
 }  // namespace gearmesh::store

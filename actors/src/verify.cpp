@@ -1,0 +1,611 @@
+// The offline invariant checker: one pass per table of each store, then the
+// agreement check across stores.
+#include "gearmesh/actors/verify.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string_view>
+#include <type_traits>
+
+#include "gearmesh/actors/records.hpp"
+
+namespace gearmesh::actors {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+/// Units of one allocation above this are corrupt: no calendar offers more
+/// per bucket (capacity_calendar's bound), which also keeps the sums of a
+/// bucket far from overflowing.
+constexpr std::int64_t allocation_units_max = 1'000'000'000;
+
+/// "2026-12-01T08:00Z" (UTC, to the minute).
+std::string iso_minute(timestamp_us us) {
+  using namespace std::chrono;
+  const sys_time<microseconds> t{microseconds(us)};
+  const auto day = floor<days>(t);
+  const year_month_day ymd{day};
+  const auto minutes = duration_cast<std::chrono::minutes>(t - day).count();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02lld:%02lldZ", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                static_cast<long long>(minutes / 60), static_cast<long long>(minutes % 60));
+  return buf;
+}
+
+/// Start of `bucket`, as capacity_calendar::bucket_start.
+std::int64_t bucket_start_us(std::int64_t bucket, timestamp_us bucket_us) {
+  return bucket * bucket_us;
+}
+
+/// The part of `key` before `marker` ("velo/order/3" -> "velo"), or empty.
+std::string prefix_before(std::string_view key, std::string_view marker) {
+  const auto at = key.find(marker);
+  return at == std::string_view::npos || at == 0 ? std::string{} : std::string(key.substr(0, at));
+}
+
+/// The last path component of `path`, ignoring trailing separators.
+std::string directory_name(const std::string& path) {
+  auto p = fs::path(path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  auto name = p.filename().string();
+  return name.empty() ? path : name;
+}
+
+/// The fields in which two records of one contract differ, e.g.
+/// "price_cents 1000 vs 1200".
+std::string term_differences(const contract_record& a, const contract_record& b) {
+  std::string out;
+  auto field = [&](const char* name, const auto& x, const auto& y) {
+    if (x == y) return;
+    if (!out.empty()) out += ", ";
+    out += name;
+    out += ' ';
+    if constexpr (std::is_convertible_v<decltype(x), std::string_view>) {
+      out += '"' + std::string(x) + "\" vs \"" + std::string(y) + '"';
+    } else {
+      out += std::to_string(x) + " vs " + std::to_string(y);
+    }
+  };
+  field("order_id", a.order_id, b.order_id);
+  field("buyer", a.buyer, b.buyer);
+  field("seller", a.seller, b.seller);
+  field("item", a.item, b.item);
+  field("quantity", a.quantity, b.quantity);
+  field("price_cents", a.price_cents, b.price_cents);
+  field("currency", a.currency, b.currency);
+  field("promised_start_us", a.promised_start_us, b.promised_start_us);
+  field("promised_due_us", a.promised_due_us, b.promised_due_us);
+  if (a.state != b.state) {
+    if (!out.empty()) out += ", ";
+    out += std::string("state ") + to_string(a.state) + " vs " + to_string(b.state);
+  }
+  field("proposal_id", a.proposal_id, b.proposal_id);
+  return out;
+}
+
+/// Whether lookup() found a value.
+enum class found : std::uint8_t { no, yes, undecodable };
+
+/// Reads and decodes the value of `key` in `t` into `out`. LMDB errors are
+/// returned; a value that fails to decode reads as found::undecodable (its
+/// table's own pass reports it).
+template <class T>
+status lookup(const store::environment& env, const store::table<T>& t, std::string_view key,
+              found& f, T& out) {
+  f = found::no;
+  auto raw = env.get(t.name(), key);
+  if (!raw) return raw.error();
+  if (!raw->has_value()) return status::ok();
+  auto v = store::codec<T>::decode(**raw);
+  if (!v) {
+    f = found::undecodable;
+    return status::ok();
+  }
+  out = std::move(*v);
+  f = found::yes;
+  return status::ok();
+}
+
+/// Load of one bucket, summed over the stored reservations.
+struct load {
+  std::int64_t held = 0;
+  std::int64_t booked = 0;
+};
+
+/// One input store while it is checked.
+struct input {
+  store_ref ref;
+  store_summary summary;
+};
+
+class checker {
+ public:
+  checker(const verify_options& opts, verify_report& report) : opts_(opts), report_(report) {}
+
+  void add(violation_kind kind, const std::string& node, std::string_view table,
+           std::string_view key, std::string message) {
+    ++report_.violations_total;
+    if (report_.violations.size() < opts_.violations_max)
+      report_.violations.push_back(
+          {kind, node, std::string(table), std::string(key), std::move(message)});
+  }
+
+  /// Every table of one store except the agreement check. Errors: LMDB reads.
+  status check_store(input& in) {
+    node_ = in.summary.node_id;
+    env_ = in.ref.env;
+    resources_.clear();
+    loads_.clear();
+    reservation_counts_.clear();
+    if (auto st = check_resources(in.summary); !st) return st;
+    if (auto st = check_orders(in.summary); !st) return st;
+    if (auto st = check_offers(in.summary); !st) return st;
+    if (auto st = check_contracts(in.summary); !st) return st;
+    if (auto st = check_reservations(tables::holds, reservation_kind::hold, in.summary.holds); !st)
+      return st;
+    if (auto st =
+            check_reservations(tables::bookings, reservation_kind::booking, in.summary.bookings);
+        !st)
+      return st;
+    if (auto st = decode_all(tables::tombstones); !st) return st;
+    if (auto st = decode_all(tables::seq); !st) return st;
+    check_capacity();
+    return status::ok();
+  }
+
+  /// Invariant 2 across the inputs; `by_node` maps node ids to inputs.
+  status check_agreement(const std::vector<input>& inputs,
+                         const std::map<std::string, const input*, std::less<>>& by_node) {
+    for (const auto& in : inputs) {
+      const auto& node = in.summary.node_id;
+      auto st = for_each_decoded(
+          *in.ref.env, tables::contracts,
+          [&](std::string_view key, contract_record&& c) {
+            if (key != c.contract_id) return status::ok();  // reported as corrupt
+            const auto& other = c.role == contract_role::buyer ? c.seller : c.buyer;
+            auto it = by_node.find(other);
+            if (other == node || it == by_node.end()) {
+              ++report_.contracts_unchecked;
+              return status::ok();
+            }
+            contract_record t;
+            found f;
+            if (auto st = lookup(*it->second->ref.env, tables::contracts, key, f, t); !st)
+              return st;
+            if (f == found::undecodable) return status::ok();
+            if (f == found::no) {
+              add(violation_kind::contract_missing, node, tables::contracts.name(), key,
+                  "recorded at " + node + " as " + to_string(c.role) + " (" + to_string(c.state) +
+                      "), missing at " + other);
+              return status::ok();
+            }
+            // Report a pair once: from the buyer's side, or from the first
+            // side in node order when both claim the same role.
+            const bool same_role = t.role == c.role;
+            if (same_role ? node > other : c.role != contract_role::buyer) return status::ok();
+            std::string diff = term_differences(c, t);
+            if (same_role) {
+              diff = "both " + node + " and " + other + " record it as " + to_string(c.role) +
+                     (diff.empty() ? std::string{} : "; " + diff);
+            } else if (diff.empty()) {
+              return status::ok();
+            }
+            add(violation_kind::contract_mismatch, node, tables::contracts.name(), key,
+                "terms differ between " + node + " and " + other + ": " + diff);
+            return status::ok();
+          },
+          /*report_corrupt=*/false);
+      if (!st) return st;
+    }
+    return status::ok();
+  }
+
+ private:
+  /// Visits every value of `t`; a value that fails to decode is skipped, and
+  /// reported as a corrupt_record of the current store if `report_corrupt`.
+  /// `fn` returns a status: an error stops the scan and is returned.
+  template <class T, class Fn>
+  status for_each_decoded(const store::environment& env, const store::table<T>& t, Fn&& fn,
+                          bool report_corrupt = true) {
+    status err;
+    auto st = env.for_each(t.name(), [&](std::string_view key, std::string_view value) {
+      auto v = store::codec<T>::decode(value);
+      if (!v) {
+        if (report_corrupt)
+          add(violation_kind::corrupt_record, node_, t.name(), key, v.error().message());
+        return true;
+      }
+      err = fn(key, std::move(*v));
+      return err.is_ok();
+    });
+    if (!st) return st;
+    return err;
+  }
+
+  template <class T>
+  status decode_all(const store::table<T>& t) {
+    return for_each_decoded(*env_, t, [](std::string_view, T&&) { return status::ok(); });
+  }
+
+  void key_mismatch(std::string_view table, std::string_view key, std::string_view field,
+                    std::string_view value) {
+    add(violation_kind::corrupt_record, node_, table, key,
+        "key does not match the record's " + std::string(field) + " \"" + std::string(value) +
+            "\"");
+  }
+
+  status check_resources(store_summary& s) {
+    return for_each_decoded(
+        *env_, tables::resources, [&](std::string_view key, resource_record&& r) {
+          ++s.resources;
+          if (key != r.id) {
+            key_mismatch(tables::resources.name(), key, "id", r.id);
+          } else if (r.capacity <= 0 || r.bucket_us <= 0) {
+            add(violation_kind::corrupt_record, node_, tables::resources.name(), key,
+                "capacity " + std::to_string(r.capacity) + " and bucket_us " +
+                    std::to_string(r.bucket_us) + " must be > 0");
+          } else {
+            resources_.emplace(std::string(key), r);
+          }
+          return status::ok();
+        });
+  }
+
+  status check_orders(store_summary& s) {
+    return for_each_decoded(*env_, tables::orders, [&](std::string_view key, order_record&& o) {
+      ++s.orders;
+      if (key != o.order_id) {
+        key_mismatch(tables::orders.name(), key, "order_id", o.order_id);
+        return status::ok();
+      }
+      if (o.state == order_state::negotiating) {
+        add(violation_kind::order_not_terminal, node_, tables::orders.name(), key,
+            "still negotiating (created " + iso_minute(o.created_us) + ", proposals due " +
+                iso_minute(o.reply_by_us) + ")");
+      } else if (o.state == order_state::awarded) {
+        add(violation_kind::order_not_terminal, node_, tables::orders.name(), key,
+            "still awarded to " + o.awarded_proposal_id + " (contract " + o.contract_id +
+                ", confirm due " + iso_minute(o.confirm_deadline_us) + ")");
+      }
+      return status::ok();
+    });
+  }
+
+  status check_offers(store_summary& s) {
+    return for_each_decoded(*env_, tables::offers, [&](std::string_view key, offer_record&& o) {
+      ++s.offers;
+      if (key != o.proposal_id)
+        key_mismatch(tables::offers.name(), key, "proposal_id", o.proposal_id);
+      return status::ok();
+    });
+  }
+
+  /// Counts contracts; an active seller contract must have every booking its
+  /// contracted offer names.
+  status check_contracts(store_summary& s) {
+    return for_each_decoded(
+        *env_, tables::contracts, [&](std::string_view key, contract_record&& c) -> status {
+          ++s.contracts;
+          if (key != c.contract_id) {
+            key_mismatch(tables::contracts.name(), key, "contract_id", c.contract_id);
+            return status::ok();
+          }
+          if (c.role != contract_role::seller || c.state != contract_state::active)
+            return status::ok();
+          auto missing = [&](std::string why) {
+            add(violation_kind::missing_booking, node_, tables::contracts.name(), key,
+                "active contract: " + why);
+          };
+          offer_record offer;
+          found f;
+          if (auto st = lookup(*env_, tables::offers, c.proposal_id, f, offer); !st) return st;
+          if (f == found::undecodable) return status::ok();
+          if (f == found::no) {
+            missing("its offer " + c.proposal_id + " is missing");
+            return status::ok();
+          }
+          if (offer.state != offer_state::contracted || offer.contract_id != c.contract_id) {
+            missing("its offer " + c.proposal_id + " is " + to_string(offer.state) +
+                    (offer.contract_id.empty() ? std::string{}
+                                               : " under contract " + offer.contract_id));
+            return status::ok();
+          }
+          if (offer.reservations.empty())
+            missing("its offer " + c.proposal_id + " names no reservation");
+          for (const auto& r : offer.reservations) {
+            const auto rkey = reservation_key(r.resource, r.reservation_id);
+            auto b = env_->get(tables::bookings.name(), rkey);
+            if (!b) return b.error();
+            if (!b->has_value()) missing("booking " + rkey + " is missing");
+          }
+          return status::ok();
+        });
+  }
+
+  /// Checks each reservation of `t` against its key and table, the hold
+  /// deadline, and (bookings) the offer and contract it backs; adds its
+  /// allocations to the bucket loads.
+  status check_reservations(const store::table<reservation_record>& t, reservation_kind kind,
+                            std::uint64_t& count) {
+    return for_each_decoded(*env_, t, [&](std::string_view key, reservation_record&& r) -> status {
+      ++count;
+      if (key != reservation_key(r.resource, r.reservation_id) ||
+          r.resource.find('/') != std::string::npos) {
+        key_mismatch(t.name(), key, "resource and reservation id",
+                     reservation_key(r.resource, r.reservation_id));
+        return status::ok();
+      }
+      if (r.kind != kind) {
+        add(violation_kind::corrupt_record, node_, t.name(), key,
+            std::string("a ") + to_string(r.kind) + " stored in table " + std::string(t.name()));
+        return status::ok();
+      }
+      if (!add_load(t.name(), key, r)) return status::ok();
+      if (kind == reservation_kind::hold) {
+        if (r.deadline_us < opts_.now_us)
+          add(violation_kind::expired_hold, node_, t.name(), key,
+              "deadline " + iso_minute(r.deadline_us) + " (" + std::to_string(r.deadline_us) +
+                  ") passed");
+        return status::ok();
+      }
+      return check_booking(key, r);
+    });
+  }
+
+  /// Adds `r`'s allocations to its resource's buckets; false (and a
+  /// corrupt_record) if they are malformed.
+  bool add_load(std::string_view table, std::string_view key, const reservation_record& r) {
+    bool ok = !r.allocations.empty();
+    for (std::size_t i = 0; ok && i < r.allocations.size(); ++i) {
+      const auto& a = r.allocations[i];
+      ok = a.units > 0 && a.units <= allocation_units_max &&
+           (i == 0 || a.bucket > r.allocations[i - 1].bucket);
+    }
+    if (!ok) {
+      add(violation_kind::corrupt_record, node_, table, key,
+          "malformed allocations (empty, units outside 1.." + std::to_string(allocation_units_max) +
+              ", or buckets not ascending)");
+      return false;
+    }
+    ++reservation_counts_[r.resource];
+    auto& buckets = loads_[r.resource];
+    for (const auto& a : r.allocations) {
+      auto& l = buckets[a.bucket];
+      (r.kind == reservation_kind::hold ? l.held : l.booked) += a.units;
+    }
+    return true;
+  }
+
+  /// A booking must back an active seller contract through its contracted
+  /// offer ("<proposal id>#<operation>" names the offer).
+  status check_booking(std::string_view key, const reservation_record& r) {
+    auto orphan = [&](std::string why) {
+      add(violation_kind::orphan_booking, node_, tables::bookings.name(), key, std::move(why));
+    };
+    const auto hash = r.reservation_id.rfind('#');
+    if (hash == std::string::npos || hash == 0) {
+      orphan("reservation id names no proposal (\"<proposal id>#<operation>\")");
+      return status::ok();
+    }
+    const auto proposal_id = r.reservation_id.substr(0, hash);
+    offer_record offer;
+    found f;
+    if (auto st = lookup(*env_, tables::offers, proposal_id, f, offer); !st) return st;
+    if (f == found::undecodable) return status::ok();
+    if (f == found::no) {
+      orphan("its offer " + proposal_id + " is missing");
+      return status::ok();
+    }
+    if (offer.state != offer_state::contracted) {
+      orphan("its offer " + proposal_id + " is " + to_string(offer.state));
+      return status::ok();
+    }
+    bool named = false;
+    for (const auto& ref : offer.reservations)
+      named = named || (ref.resource == r.resource && ref.reservation_id == r.reservation_id);
+    if (!named) {
+      orphan("its offer " + proposal_id + " does not name it");
+      return status::ok();
+    }
+    contract_record c;
+    if (auto st = lookup(*env_, tables::contracts, offer.contract_id, f, c); !st) return st;
+    if (f == found::no) {
+      orphan("contract " + offer.contract_id + " of offer " + proposal_id + " is missing");
+    } else if (f == found::yes &&
+               (c.state != contract_state::active || c.role != contract_role::seller)) {
+      orphan("contract " + offer.contract_id + " is " + to_string(c.state) + " (" +
+             to_string(c.role) + ")");
+    }
+    return status::ok();
+  }
+
+  /// Invariant 1 for every resource with a definition; the others count as unchecked.
+  void check_capacity() {
+    for (const auto& [resource, buckets] : loads_) {
+      auto it = resources_.find(resource);
+      if (it == resources_.end()) {
+        report_.reservations_unchecked += reservation_counts_[resource];
+        continue;
+      }
+      const auto& def = it->second;
+      for (const auto& [bucket, l] : buckets) {
+        if (l.held + l.booked <= def.capacity) continue;
+        add(violation_kind::over_commitment, node_, tables::resources.name(), resource,
+            "bucket " + std::to_string(bucket) + " (from " +
+                iso_minute(bucket_start_us(bucket, def.bucket_us)) + "): held " +
+                std::to_string(l.held) + " + booked " + std::to_string(l.booked) + " = " +
+                std::to_string(l.held + l.booked) + " units > capacity " +
+                std::to_string(def.capacity));
+      }
+    }
+  }
+
+  const verify_options& opts_;
+  verify_report& report_;
+  // The store being checked.
+  std::string node_;
+  const store::environment* env_ = nullptr;
+  std::map<std::string, resource_record, std::less<>> resources_;
+  std::map<std::string, std::map<std::int64_t, load>, std::less<>> loads_;
+  std::map<std::string, std::uint64_t, std::less<>> reservation_counts_;
+};
+
+/// The node id of a store: "meta"/"node_id", else the ids its records name,
+/// else the directory name.
+result<std::pair<std::string, node_id_source>> node_id_of(const store_ref& s) {
+  auto meta = s.env->get("meta", meta_node_id_key);
+  if (!meta) return meta.error();
+  if (meta->has_value() && !(*meta)->empty())
+    return std::make_pair(std::move(**meta), node_id_source::meta);
+  std::string id;
+  auto st = s.env->for_each(tables::contracts.name(), [&](std::string_view, std::string_view v) {
+    auto c = store::codec<contract_record>::decode(v);
+    if (c) id = c->role == contract_role::buyer ? c->buyer : c->seller;
+    return id.empty();
+  });
+  if (!st) return st;
+  const std::pair<std::string_view, std::string_view> by_key[] = {{"orders", "/order/"},
+                                                                  {"offers", "/proposal/"}};
+  for (const auto& [table, marker] : by_key) {
+    if (!id.empty()) break;
+    st = s.env->for_each(table, [&, marker = marker](std::string_view k, std::string_view) {
+      id = prefix_before(k, marker);
+      return id.empty();
+    });
+    if (!st) return st;
+  }
+  if (!id.empty()) return std::make_pair(std::move(id), node_id_source::records);
+  return std::make_pair(directory_name(s.path), node_id_source::directory);
+}
+
+}  // namespace
+
+const char* to_string(violation_kind k) noexcept {
+  switch (k) {
+    case violation_kind::over_commitment:
+      return "over_commitment";
+    case violation_kind::contract_missing:
+      return "contract_missing";
+    case violation_kind::contract_mismatch:
+      return "contract_mismatch";
+    case violation_kind::expired_hold:
+      return "expired_hold";
+    case violation_kind::order_not_terminal:
+      return "order_not_terminal";
+    case violation_kind::orphan_booking:
+      return "orphan_booking";
+    case violation_kind::missing_booking:
+      return "missing_booking";
+    case violation_kind::corrupt_record:
+      return "corrupt_record";
+  }
+  return "unknown";
+}
+
+const char* invariant_of(violation_kind k) noexcept {
+  switch (k) {
+    case violation_kind::over_commitment:
+      return "invariant 1 (no over-commitment)";
+    case violation_kind::contract_missing:
+    case violation_kind::contract_mismatch:
+      return "invariant 2 (agreement)";
+    case violation_kind::order_not_terminal:
+      return "invariant 3 (no lost orders)";
+    case violation_kind::expired_hold:
+      return "invariant 5 (holds expire)";
+    case violation_kind::orphan_booking:
+    case violation_kind::missing_booking:
+      return "invariant 6 (crash safety)";
+    case violation_kind::corrupt_record:
+      return "store integrity";
+  }
+  return "unknown";
+}
+
+const char* to_string(node_id_source s) noexcept {
+  switch (s) {
+    case node_id_source::meta:
+      return "meta";
+    case node_id_source::records:
+      return "records";
+    case node_id_source::directory:
+      return "directory";
+  }
+  return "unknown";
+}
+
+result<verify_report> verify_stores(const std::vector<store_ref>& stores,
+                                    const verify_options& opts) {
+  if (stores.empty()) return status(errc::invalid_argument, "no store to verify");
+  if (stores.size() > verify_stores_max)
+    return status(errc::invalid_argument, "at most " + std::to_string(verify_stores_max) +
+                                              " stores can be verified at once, got " +
+                                              std::to_string(stores.size()));
+  verify_report report;
+  report.now_us = opts.now_us;
+  std::vector<input> inputs;
+  std::map<std::string, const input*, std::less<>> by_node;
+  inputs.reserve(stores.size());
+  for (const auto& s : stores) {
+    if (!s.env) return status(errc::invalid_argument, s.path + ": no environment");
+    auto id = node_id_of(s);
+    if (!id) return id.error();
+    input in{s, {}};
+    in.summary.path = s.path;
+    in.summary.node_id = std::move(id->first);
+    in.summary.id_source = id->second;
+    inputs.push_back(std::move(in));
+  }
+  for (const auto& in : inputs) {
+    auto [it, fresh] = by_node.emplace(in.summary.node_id, &in);
+    if (!fresh)
+      return status(errc::invalid_argument, it->second->summary.path + " and " + in.summary.path +
+                                                " are both stores of node " + in.summary.node_id);
+  }
+  checker c(opts, report);
+  for (auto& in : inputs)
+    if (auto st = c.check_store(in); !st) return st;
+  if (auto st = c.check_agreement(inputs, by_node); !st) return st;
+  for (auto& in : inputs) report.stores.push_back(std::move(in.summary));
+  return report;
+}
+
+result<std::unique_ptr<store::environment>> open_existing_store(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return status(errc::not_found, dir + ": no such directory");
+  if (!fs::is_directory(dir, ec)) return status(errc::not_found, dir + ": not a directory");
+  if (!fs::is_regular_file(fs::path(dir) / "data.mdb", ec))
+    return status(errc::not_found, dir + ": not a Gearmesh store (no data.mdb)");
+  store::options opts;
+  opts.path = dir;
+  return store::environment::open(opts);
+}
+
+result<verify_report> verify_data_dirs(const std::vector<std::string>& data_dirs,
+                                       const verify_options& opts) {
+  if (data_dirs.size() > verify_stores_max)
+    return status(errc::invalid_argument, "at most " + std::to_string(verify_stores_max) +
+                                              " stores can be verified at once, got " +
+                                              std::to_string(data_dirs.size()));
+  std::set<std::string> seen;
+  std::vector<std::unique_ptr<store::environment>> envs;
+  std::vector<store_ref> refs;
+  for (const auto& dir : data_dirs) {
+    std::error_code ec;
+    auto canonical = fs::weakly_canonical(dir, ec);
+    if (!ec && !seen.insert(canonical.string()).second)
+      return status(errc::invalid_argument, dir + ": given twice");
+    auto env = open_existing_store(dir);
+    if (!env) return env.error();
+    refs.push_back({dir, env->get()});
+    envs.push_back(std::move(*env));
+  }
+  return verify_stores(refs, opts);
+}
+
+}  // namespace gearmesh::actors

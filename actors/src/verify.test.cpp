@@ -1,0 +1,551 @@
+// The offline checker against real LMDB stores written with the real tables
+// and codecs: a consistent buyer/seller pair is clean, and each kind of
+// violation is found where it was planted.
+#include "gearmesh/actors/verify.hpp"
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "gearmesh/actors/records.hpp"
+
+namespace gearmesh::actors {
+namespace {
+
+namespace fs = std::filesystem;
+
+// 2026-12-01T00:00Z.
+constexpr timestamp_us t0 = 1'796'083'200'000'000;
+constexpr std::int64_t hour0 = t0 / us_per_hour;
+
+class verify_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("gearmesh-verify-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+
+  std::string dir(const std::string& name) const { return (root_ / name).string(); }
+
+  /// Applies what `fill` writes to the store `name` (created if missing), then closes it.
+  void write(const std::string& name, const std::function<void(store::write_batch&)>& fill) {
+    store::options opts;
+    opts.path = dir(name);
+    opts.sync = false;
+    auto env = store::environment::open(opts);
+    ASSERT_TRUE(env) << env.error().to_string();
+    store::write_batch b;
+    fill(b);
+    ASSERT_TRUE((*env)->apply(b));
+  }
+
+  verify_report verify(const std::vector<std::string>& names, timestamp_us now = t0) {
+    std::vector<std::string> dirs;
+    for (const auto& n : names) dirs.push_back(dir(n));
+    verify_options opts;
+    opts.now_us = now;
+    auto r = verify_data_dirs(dirs, opts);
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? std::move(*r) : verify_report{};
+  }
+
+  static contract_record contract(const std::string& id, contract_role role) {
+    contract_record c;
+    c.contract_id = id;
+    c.order_id = "velo/order/1";
+    c.buyer = "velo";
+    c.seller = "framecraft";
+    c.role = role;
+    c.item = "FRAME";
+    c.quantity = 5;
+    c.price_cents = 12'345;
+    c.currency = "EUR";
+    c.promised_start_us = t0 + us_per_hour;
+    c.promised_due_us = t0 + 3 * us_per_hour;
+    c.state = contract_state::active;
+    c.proposal_id = "framecraft/proposal/1";
+    return c;
+  }
+
+  static reservation_record reservation(const std::string& resource, const std::string& id,
+                                        reservation_kind kind, std::int64_t bucket,
+                                        std::int64_t units, timestamp_us deadline = 0) {
+    reservation_record r;
+    r.resource = resource;
+    r.reservation_id = id;
+    r.kind = kind;
+    r.deadline_us = deadline;
+    r.start_us = bucket * us_per_hour;
+    r.end_us = r.start_us + us_per_hour;
+    r.allocations = {{bucket, units}};
+    return r;
+  }
+
+  static void put_reservation(store::write_batch& b, const reservation_record& r) {
+    const auto& t = r.kind == reservation_kind::hold ? tables::holds : tables::bookings;
+    t.put(b, reservation_key(r.resource, r.reservation_id), r);
+  }
+
+  /// The buyer "velo" with one contracted order.
+  void write_buyer() {
+    write("velo", [](store::write_batch& b) {
+      b.put("meta", meta_node_id_key, "velo");
+      order_record o;
+      o.order_id = "velo/order/1";
+      o.item = "FRAME";
+      o.quantity = 5;
+      o.state = order_state::contracted;
+      o.contract_id = "velo/order/1/c1";
+      tables::orders.put(b, o.order_id, o);
+      tables::contracts.put(b, "velo/order/1/c1",
+                            contract("velo/order/1/c1", contract_role::buyer));
+      tables::seq.put(b, "order", counter_record{1});
+    });
+  }
+
+  /// The seller "framecraft": the contract of write_buyer() backed by two
+  /// bookings, and a valid hold for another offer.
+  void write_seller() {
+    write("framecraft", [](store::write_batch& b) {
+      b.put("meta", meta_node_id_key, "framecraft");
+      tables::resources.put(b, "saw1", resource_record{"saw1", 60, us_per_hour});
+      tables::resources.put(b, "weld1", resource_record{"weld1", 60, us_per_hour});
+      offer_record o;
+      o.proposal_id = "framecraft/proposal/1";
+      o.order_id = "velo/order/1";
+      o.buyer = "velo";
+      o.item = "FRAME";
+      o.quantity = 5;
+      o.state = offer_state::contracted;
+      o.contract_id = "velo/order/1/c1";
+      o.reservations = {{"saw1", "framecraft/proposal/1#0"}, {"weld1", "framecraft/proposal/1#1"}};
+      tables::offers.put(b, o.proposal_id, o);
+      put_reservation(b, reservation("saw1", "framecraft/proposal/1#0", reservation_kind::booking,
+                                     hour0 + 1, 40));
+      put_reservation(b, reservation("weld1", "framecraft/proposal/1#1", reservation_kind::booking,
+                                     hour0 + 2, 60));
+      tables::contracts.put(b, "velo/order/1/c1",
+                            contract("velo/order/1/c1", contract_role::seller));
+      offer_record held;
+      held.proposal_id = "framecraft/proposal/2";
+      held.order_id = "alpha/order/9";
+      held.buyer = "alpha";
+      held.state = offer_state::held;
+      held.valid_until_us = t0 + 5 * us_per_min;
+      held.reservations = {{"saw1", "framecraft/proposal/2#0"}};
+      tables::offers.put(b, held.proposal_id, held);
+      put_reservation(b, reservation("saw1", "framecraft/proposal/2#0", reservation_kind::hold,
+                                     hour0 + 1, 20, held.valid_until_us));
+      tables::seq.put(b, "proposal", counter_record{2});
+    });
+  }
+
+  /// The violations of `r` of kind `k`.
+  static std::vector<violation> of_kind(const verify_report& r, violation_kind k) {
+    std::vector<violation> out;
+    for (const auto& v : r.violations)
+      if (v.kind == k) out.push_back(v);
+    return out;
+  }
+
+  static std::string dump(const verify_report& r) {
+    std::string s;
+    for (const auto& v : r.violations)
+      s += std::string(to_string(v.kind)) + " " + v.node + " " + v.table + " " + v.key + ": " +
+           v.message + "\n";
+    return s;
+  }
+
+  fs::path root_;
+};
+
+TEST_F(verify_test, a_consistent_buyer_and_seller_are_clean) {
+  write_buyer();
+  write_seller();
+  auto r = verify({"velo", "framecraft"});
+  EXPECT_TRUE(r.clean()) << dump(r);
+  EXPECT_EQ(r.violations_total, 0u);
+  EXPECT_EQ(r.now_us, t0);
+  EXPECT_EQ(r.contracts_unchecked, 0u);
+  EXPECT_EQ(r.reservations_unchecked, 0u);
+  ASSERT_EQ(r.stores.size(), 2u);
+  EXPECT_EQ(r.stores[0].node_id, "velo");
+  EXPECT_EQ(r.stores[0].id_source, node_id_source::meta);
+  EXPECT_EQ(r.stores[0].path, dir("velo"));
+  EXPECT_EQ(r.stores[0].orders, 1u);
+  EXPECT_EQ(r.stores[0].contracts, 1u);
+  EXPECT_EQ(r.stores[1].node_id, "framecraft");
+  EXPECT_EQ(r.stores[1].contracts, 1u);
+  EXPECT_EQ(r.stores[1].offers, 2u);
+  EXPECT_EQ(r.stores[1].holds, 1u);
+  EXPECT_EQ(r.stores[1].bookings, 2u);
+  EXPECT_EQ(r.stores[1].resources, 2u);
+  // A bucket exactly at capacity (weld1: 60 of 60) is fine.
+}
+
+TEST_F(verify_test, a_store_without_its_counterpart_leaves_contracts_unchecked) {
+  write_buyer();
+  write_seller();
+  auto buyer_only = verify({"velo"});
+  EXPECT_TRUE(buyer_only.clean()) << dump(buyer_only);
+  EXPECT_EQ(buyer_only.contracts_unchecked, 1u);
+  auto seller_only = verify({"framecraft"});
+  EXPECT_TRUE(seller_only.clean()) << dump(seller_only);
+  EXPECT_EQ(seller_only.contracts_unchecked, 1u);
+}
+
+TEST_F(verify_test, over_commitment_is_found_per_bucket) {
+  write_buyer();
+  write_seller();
+  // Another held offer whose hold lands on the bucket already holding 40 + 20.
+  write("framecraft", [](store::write_batch& b) {
+    offer_record o;
+    o.proposal_id = "framecraft/proposal/3";
+    o.state = offer_state::held;
+    o.valid_until_us = t0 + us_per_hour;
+    tables::offers.put(b, o.proposal_id, o);
+    put_reservation(b, reservation("saw1", "framecraft/proposal/3#0", reservation_kind::hold,
+                                   hour0 + 1, 10, t0 + us_per_hour));
+  });
+  auto r = verify({"velo", "framecraft"});
+  auto v = of_kind(r, violation_kind::over_commitment);
+  ASSERT_EQ(v.size(), 1u) << dump(r);
+  EXPECT_EQ(r.violations_total, 1u) << dump(r);
+  EXPECT_EQ(v[0].node, "framecraft");
+  EXPECT_EQ(v[0].table, "resources");
+  EXPECT_EQ(v[0].key, "saw1");
+  EXPECT_NE(v[0].message.find("bucket " + std::to_string(hour0 + 1)), std::string::npos)
+      << v[0].message;
+  EXPECT_NE(v[0].message.find("2026-12-01T01:00Z"), std::string::npos) << v[0].message;
+  EXPECT_NE(v[0].message.find("held 30 + booked 40 = 70 units > capacity 60"), std::string::npos)
+      << v[0].message;
+}
+
+TEST_F(verify_test, reservations_of_an_undefined_resource_are_unchecked) {
+  write("old", [](store::write_batch& b) {
+    // Written before "resources" existed: 500 units cannot be judged.
+    offer_record o;
+    o.proposal_id = "old/proposal/1";
+    o.state = offer_state::held;
+    tables::offers.put(b, o.proposal_id, o);
+    put_reservation(b, reservation("saw1", "old/proposal/1#0", reservation_kind::hold, hour0, 500,
+                                   t0 + us_per_hour));
+  });
+  auto r = verify({"old"});
+  EXPECT_TRUE(r.clean()) << dump(r);
+  EXPECT_EQ(r.reservations_unchecked, 1u);
+}
+
+TEST_F(verify_test, contracts_missing_at_either_end_are_found) {
+  write_buyer();
+  write_seller();
+  // The buyer knows a contract the seller never recorded ...
+  write("velo", [](store::write_batch& b) {
+    auto c = contract("velo/order/2/c1", contract_role::buyer);
+    c.order_id = "velo/order/2";
+    tables::contracts.put(b, c.contract_id, c);
+  });
+  // ... and the seller one the buyer never recorded (cancelled: no bookings).
+  write("framecraft", [](store::write_batch& b) {
+    auto c = contract("velo/order/3/c1", contract_role::seller);
+    c.state = contract_state::cancelled;
+    c.proposal_id = "framecraft/proposal/9";
+    tables::contracts.put(b, c.contract_id, c);
+  });
+  auto r = verify({"velo", "framecraft"});
+  auto v = of_kind(r, violation_kind::contract_missing);
+  ASSERT_EQ(v.size(), 2u) << dump(r);
+  EXPECT_EQ(r.violations_total, 2u) << dump(r);
+  EXPECT_EQ(v[0].node, "velo");
+  EXPECT_EQ(v[0].key, "velo/order/2/c1");
+  EXPECT_EQ(v[0].table, "contracts");
+  EXPECT_NE(v[0].message.find("missing at framecraft"), std::string::npos) << v[0].message;
+  EXPECT_EQ(v[1].node, "framecraft");
+  EXPECT_EQ(v[1].key, "velo/order/3/c1");
+  EXPECT_NE(v[1].message.find("missing at velo"), std::string::npos) << v[1].message;
+}
+
+TEST_F(verify_test, contracts_with_different_terms_are_found_once) {
+  write_buyer();
+  write_seller();
+  write("framecraft", [](store::write_batch& b) {
+    auto c = contract("velo/order/1/c1", contract_role::seller);
+    c.price_cents = 99'999;
+    tables::contracts.put(b, c.contract_id, c);
+  });
+  auto r = verify({"framecraft", "velo"});
+  auto v = of_kind(r, violation_kind::contract_mismatch);
+  ASSERT_EQ(v.size(), 1u) << dump(r);
+  EXPECT_EQ(r.violations_total, 1u) << dump(r);
+  EXPECT_EQ(v[0].node, "velo");  // reported at the buyer
+  EXPECT_EQ(v[0].key, "velo/order/1/c1");
+  EXPECT_NE(v[0].message.find("price_cents 12345 vs 99999"), std::string::npos) << v[0].message;
+}
+
+TEST_F(verify_test, holds_past_their_deadline_are_found_relative_to_now) {
+  write_buyer();
+  write_seller();
+  const auto deadline = t0 + 5 * us_per_min;
+  EXPECT_TRUE(verify({"velo", "framecraft"}, deadline).clean());  // valid while now <= deadline
+  auto r = verify({"velo", "framecraft"}, deadline + 1);
+  auto v = of_kind(r, violation_kind::expired_hold);
+  ASSERT_EQ(v.size(), 1u) << dump(r);
+  EXPECT_EQ(r.violations_total, 1u) << dump(r);
+  EXPECT_EQ(v[0].node, "framecraft");
+  EXPECT_EQ(v[0].table, "holds");
+  EXPECT_EQ(v[0].key, "saw1/framecraft/proposal/2#0");
+}
+
+TEST_F(verify_test, orders_not_in_a_terminal_state_are_found) {
+  write_buyer();
+  write("velo", [](store::write_batch& b) {
+    order_record o;
+    o.order_id = "velo/order/2";
+    o.state = order_state::negotiating;
+    tables::orders.put(b, o.order_id, o);
+    o.order_id = "velo/order/3";
+    o.state = order_state::awarded;
+    o.awarded_proposal_id = "framecraft/proposal/7";
+    tables::orders.put(b, o.order_id, o);
+    o.order_id = "velo/order/4";
+    o.state = order_state::failed;
+    tables::orders.put(b, o.order_id, o);
+    o.order_id = "velo/order/5";
+    o.state = order_state::cancelled;
+    tables::orders.put(b, o.order_id, o);
+  });
+  auto r = verify({"velo"});
+  auto v = of_kind(r, violation_kind::order_not_terminal);
+  ASSERT_EQ(v.size(), 2u) << dump(r);
+  EXPECT_EQ(r.violations_total, 2u) << dump(r);
+  EXPECT_EQ(v[0].key, "velo/order/2");
+  EXPECT_NE(v[0].message.find("negotiating"), std::string::npos) << v[0].message;
+  EXPECT_EQ(v[1].key, "velo/order/3");
+  EXPECT_NE(v[1].message.find("awarded to framecraft/proposal/7"), std::string::npos)
+      << v[1].message;
+  EXPECT_EQ(r.stores[0].orders, 5u);
+}
+
+TEST_F(verify_test, bookings_backing_no_active_contract_are_orphans) {
+  write_buyer();
+  write_seller();
+  write("framecraft", [](store::write_batch& b) {
+    // No offer at all.
+    put_reservation(b, reservation("weld1", "framecraft/proposal/8#0", reservation_kind::booking,
+                                   hour0 + 5, 10));
+    // A crash after the booking, before the contract commit: offer still held.
+    offer_record o;
+    o.proposal_id = "framecraft/proposal/4";
+    o.state = offer_state::held;
+    o.valid_until_us = t0 + us_per_hour;
+    o.reservations = {{"weld1", "framecraft/proposal/4#0"}};
+    tables::offers.put(b, o.proposal_id, o);
+    put_reservation(b, reservation("weld1", "framecraft/proposal/4#0", reservation_kind::booking,
+                                   hour0 + 6, 10));
+    // A crash after the cancel commit, before the release: contract cancelled.
+    o.proposal_id = "framecraft/proposal/5";
+    o.state = offer_state::contracted;
+    o.contract_id = "velo/order/5/c1";
+    o.reservations = {{"weld1", "framecraft/proposal/5#0"}};
+    tables::offers.put(b, o.proposal_id, o);
+    put_reservation(b, reservation("weld1", "framecraft/proposal/5#0", reservation_kind::booking,
+                                   hour0 + 7, 10));
+    auto c = contract("velo/order/5/c1", contract_role::seller);
+    c.state = contract_state::cancelled;
+    c.proposal_id = "framecraft/proposal/5";
+    tables::contracts.put(b, c.contract_id, c);
+  });
+  auto r = verify({"framecraft"});
+  auto v = of_kind(r, violation_kind::orphan_booking);
+  ASSERT_EQ(v.size(), 3u) << dump(r);
+  EXPECT_EQ(r.violations_total, 3u) << dump(r);
+  EXPECT_EQ(v[0].table, "bookings");
+  EXPECT_EQ(v[0].key, "weld1/framecraft/proposal/4#0");
+  EXPECT_NE(v[0].message.find("is held"), std::string::npos) << v[0].message;
+  EXPECT_EQ(v[1].key, "weld1/framecraft/proposal/5#0");
+  EXPECT_NE(v[1].message.find("cancelled"), std::string::npos) << v[1].message;
+  EXPECT_EQ(v[2].key, "weld1/framecraft/proposal/8#0");
+  EXPECT_NE(v[2].message.find("missing"), std::string::npos) << v[2].message;
+}
+
+TEST_F(verify_test, active_contracts_without_their_bookings_are_found) {
+  write_buyer();
+  write_seller();
+  write("framecraft", [](store::write_batch& b) {
+    tables::bookings.erase(b, reservation_key("weld1", "framecraft/proposal/1#1"));
+  });
+  auto r = verify({"velo", "framecraft"});
+  auto v = of_kind(r, violation_kind::missing_booking);
+  ASSERT_EQ(v.size(), 1u) << dump(r);
+  EXPECT_EQ(r.violations_total, 1u) << dump(r);
+  EXPECT_EQ(v[0].node, "framecraft");
+  EXPECT_EQ(v[0].table, "contracts");
+  EXPECT_EQ(v[0].key, "velo/order/1/c1");
+  EXPECT_NE(v[0].message.find("weld1/framecraft/proposal/1#1"), std::string::npos) << v[0].message;
+}
+
+TEST_F(verify_test, corrupt_and_misplaced_records_are_found) {
+  write_buyer();
+  write_seller();
+  write("framecraft", [](store::write_batch& b) {
+    b.put("contracts", "velo/order/8/c1", "not a flatbuffer");
+    b.put("seq", "order", "junk");
+    // A hold under another key, and a booking moved into "holds".
+    tables::holds.put(b, "saw1/elsewhere",
+                      reservation("saw1", "framecraft/proposal/2#0", reservation_kind::hold,
+                                  hour0 + 1, 1, t0 + us_per_hour));
+    const auto key = reservation_key("saw1", "framecraft/proposal/1#0");
+    tables::holds.put(
+        b, key,
+        reservation("saw1", "framecraft/proposal/1#0", reservation_kind::booking, hour0 + 1, 40));
+    tables::bookings.erase(b, key);
+  });
+  auto r = verify({"velo", "framecraft"});
+  auto v = of_kind(r, violation_kind::corrupt_record);
+  ASSERT_EQ(v.size(), 4u) << dump(r);
+  EXPECT_EQ(v[0].table, "contracts");
+  EXPECT_EQ(v[0].key, "velo/order/8/c1");
+  EXPECT_NE(v[0].message.find("corrupt"), std::string::npos) << v[0].message;
+  EXPECT_EQ(v[1].table, "holds");
+  EXPECT_EQ(v[1].key, "saw1/elsewhere");
+  EXPECT_EQ(v[2].table, "holds");
+  EXPECT_EQ(v[2].key, "saw1/framecraft/proposal/1#0");
+  EXPECT_NE(v[2].message.find("a booking stored in table holds"), std::string::npos)
+      << v[2].message;
+  EXPECT_EQ(v[3].table, "seq");
+  EXPECT_EQ(v[3].key, "order");
+  // The contract's booking is not where it belongs either.
+  EXPECT_EQ(of_kind(r, violation_kind::missing_booking).size(), 1u) << dump(r);
+  EXPECT_EQ(r.violations_total, 5u) << dump(r);
+}
+
+TEST_F(verify_test, node_ids_fall_back_to_records_then_the_directory) {
+  write("a", [](store::write_batch& b) {
+    tables::contracts.put(b, "velo/order/1/c1", contract("velo/order/1/c1", contract_role::seller));
+  });
+  write("b", [](store::write_batch& b) {
+    order_record o;
+    o.order_id = "velo/order/1";
+    o.state = order_state::contracted;
+    tables::orders.put(b, o.order_id, o);
+  });
+  write("c", [](store::write_batch& b) {
+    offer_record o;
+    o.proposal_id = "cellpack/proposal/1";
+    o.state = offer_state::rejected;
+    tables::offers.put(b, o.proposal_id, o);
+  });
+  write("spare", [](store::write_batch&) {});
+  verify_options opts;
+  opts.now_us = t0;
+  auto r = verify_data_dirs({dir("a"), dir("b"), dir("c"), dir("spare") + "/"}, opts);
+  ASSERT_TRUE(r) << r.error().to_string();
+  ASSERT_EQ(r->stores.size(), 4u);
+  EXPECT_EQ(r->stores[0].node_id, "framecraft");
+  EXPECT_EQ(r->stores[0].id_source, node_id_source::records);
+  EXPECT_EQ(r->stores[1].node_id, "velo");
+  EXPECT_EQ(r->stores[2].node_id, "cellpack");
+  EXPECT_EQ(r->stores[3].node_id, "spare");
+  EXPECT_EQ(r->stores[3].id_source, node_id_source::directory);
+  // framecraft's seller contract has no offer: its bookings are missing; the
+  // buyer's side (b, velo) holds no contract: missing there.
+  EXPECT_EQ(of_kind(*r, violation_kind::missing_booking).size(), 1u) << dump(*r);
+  EXPECT_EQ(of_kind(*r, violation_kind::contract_missing).size(), 1u) << dump(*r);
+}
+
+TEST_F(verify_test, stores_that_cannot_be_opened_are_errors_and_never_created) {
+  write_buyer();
+  verify_options opts;
+  opts.now_us = t0;
+  auto missing = verify_data_dirs({dir("velo"), dir("nope")}, opts);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), errc::not_found);
+  EXPECT_EQ(missing.error().message(), dir("nope") + ": no such directory");
+  EXPECT_FALSE(fs::exists(dir("nope")));
+
+  fs::create_directories(dir("empty"));
+  auto empty = verify_data_dirs({dir("empty")}, opts);
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code(), errc::not_found);
+  EXPECT_NE(empty.error().message().find("not a Gearmesh store"), std::string::npos);
+  EXPECT_FALSE(fs::exists(fs::path(dir("empty")) / "data.mdb"));
+
+  auto twice = verify_data_dirs({dir("velo"), dir("velo") + "/"}, opts);
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code(), errc::invalid_argument);
+
+  auto none = verify_data_dirs({}, opts);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code(), errc::invalid_argument);
+
+  // A copy of a store next to the original: both claim node "velo".
+  fs::copy(dir("velo"), dir("velo-copy"));
+  auto same_node = verify_data_dirs({dir("velo"), dir("velo-copy")}, opts);
+  ASSERT_FALSE(same_node);
+  EXPECT_EQ(same_node.error().code(), errc::invalid_argument);
+  EXPECT_NE(same_node.error().message().find("both stores of node velo"), std::string::npos)
+      << same_node.error().message();
+}
+
+TEST_F(verify_test, listed_violations_are_bounded_but_all_counted) {
+  write("velo", [](store::write_batch& b) {
+    b.put("meta", meta_node_id_key, "velo");
+    for (int i = 0; i < 5; ++i) {
+      order_record o;
+      o.order_id = "velo/order/" + std::to_string(i);
+      tables::orders.put(b, o.order_id, o);
+    }
+  });
+  verify_options opts;
+  opts.now_us = t0;
+  opts.violations_max = 2;
+  auto r = verify_data_dirs({dir("velo")}, opts);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->violations.size(), 2u);
+  EXPECT_EQ(r->violations_total, 5u);
+  EXPECT_FALSE(r->clean());
+}
+
+TEST_F(verify_test, verifies_environments_that_are_already_open) {
+  write_buyer();
+  store::options opts;
+  opts.path = dir("velo");
+  opts.sync = false;
+  auto env = store::environment::open(opts);
+  ASSERT_TRUE(env) << env.error().to_string();
+  verify_options vo;
+  vo.now_us = t0;
+  auto r = verify_stores({{"velo-in-memory", env->get()}}, vo);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_TRUE(r->clean()) << dump(*r);
+  EXPECT_EQ(r->stores[0].path, "velo-in-memory");
+  EXPECT_FALSE(verify_stores({{"null", nullptr}}, vo));
+}
+
+TEST(verify_names, kinds_have_stable_names) {
+  EXPECT_STREQ(to_string(violation_kind::over_commitment), "over_commitment");
+  EXPECT_STREQ(to_string(violation_kind::contract_missing), "contract_missing");
+  EXPECT_STREQ(to_string(violation_kind::contract_mismatch), "contract_mismatch");
+  EXPECT_STREQ(to_string(violation_kind::expired_hold), "expired_hold");
+  EXPECT_STREQ(to_string(violation_kind::order_not_terminal), "order_not_terminal");
+  EXPECT_STREQ(to_string(violation_kind::orphan_booking), "orphan_booking");
+  EXPECT_STREQ(to_string(violation_kind::missing_booking), "missing_booking");
+  EXPECT_STREQ(to_string(violation_kind::corrupt_record), "corrupt_record");
+  EXPECT_STREQ(invariant_of(violation_kind::over_commitment), "invariant 1 (no over-commitment)");
+  EXPECT_STREQ(to_string(node_id_source::directory), "directory");
+}
+
+}  // namespace
+}  // namespace gearmesh::actors
