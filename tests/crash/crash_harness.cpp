@@ -64,24 +64,24 @@
 #include <nlohmann/json.hpp>
 
 #include "../integration/node_process.hpp"
+#include "../integration/reference_network.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
-using gearmesh::testing::free_port;
-using gearmesh::testing::node_process;
+using namespace gearmesh::testing;
 using json = nlohmann::json;
 using steady = std::chrono::steady_clock;
 
 constexpr std::int64_t us_per_day = 86'400'000'000;
 
-// Deadlines of the network (ms). The hold outlives the proposal window and the
+// Deadlines of the network. The hold outlives the proposal window and the
 // confirm timeout, so an Accept normally finds its hold; kills stretch that.
-constexpr int proposal_window_ms = 400;
-constexpr int confirm_timeout_ms = 800;
-constexpr int hold_ttl_ms = 1500;
-constexpr int retry_initial_ms = 50;
-constexpr int retry_max_ms = 500;
+constexpr gearmesh::testing::network_timing timing{/*proposal_window_ms=*/400,
+                                                   /*confirm_timeout_ms=*/800,
+                                                   /*hold_ttl_ms=*/1500,
+                                                   /*retry_initial_ms=*/50,
+                                                   /*retry_max_ms=*/500};
 
 constexpr const char* default_crash_points =
     "commit.after_durable:0.01,commit.before_submit:0.005,send.after_frames:0.01,"
@@ -110,11 +110,6 @@ struct options {
   std::string cli_bin = GEARMESH_CLI_BIN;
   bool keep_dir = false;
   bool verbose = false;
-};
-
-struct peer_ports {
-  std::uint16_t zmq = 0;
-  std::uint16_t admin = 0;
 };
 
 /// Everything that went wrong; the run fails if it is not empty.
@@ -158,7 +153,7 @@ class network {
  public:
   network(const options& o, std::string dir) : opts_(o), dir_(std::move(dir)) {
     for (auto id : {"velo", "framecraft", "alloyframe", "cellpack"})
-      ports_[id] = peer_ports{free_port(), free_port()};
+      ports_[id] = gearmesh::testing::node_ports{free_port(), free_port()};
     add("velo", buyer_config());
     add("framecraft", factory_config("framecraft", 3600, 30));
     add("alloyframe", factory_config("alloyframe", 3800, 60));
@@ -184,107 +179,31 @@ class network {
     members_.push_back(std::move(m));
   }
 
-  std::string head(const std::string& id) {
-    std::string out = fmt::format(
-        "[node]\nid = \"{}\"\nlisten = \"tcp://127.0.0.1:{}\"\ndata_dir = \"data\"\n"
-        "log_level = \"info\"\n\n[admin]\nport = {}\n\n[store]\nsync = true\n\n"
-        "[transport]\nretry_initial_ms = {}\nretry_max_ms = {}\n\n",
-        id, ports_[id].zmq, ports_[id].admin, retry_initial_ms, retry_max_ms);
-    for (auto& [peer, ep] : ports_)
-      if (peer != id)
-        out += fmt::format("[[peers]]\nid = \"{}\"\nendpoint = \"tcp://127.0.0.1:{}\"\n\n", peer,
-                           ep.zmq);
-    return out;
-  }
-
   std::string buyer_config() {
-    return head("velo") + fmt::format(R"(
-[buyer]
-currency = "EUR"
-proposal_window_ms = {}
-confirm_timeout_ms = {}
-
-[[buyer.sources]]
-item = "FRAME"
-sellers = ["framecraft", "alloyframe"]
-
-[[buyer.sources]]
-item = "BATTERY"
-sellers = ["cellpack"]
-)",
-                                      proposal_window_ms, confirm_timeout_ms);
+    return node_sections("velo", ports_, timing) + buyer_section(timing);
   }
 
   // Welding is the bottleneck (12 min per frame, `weld_capacity` minutes per
-  // hour bucket), so the factories compete for it and calendars fill up.
+  // hour bucket on each of two robots), so the factories compete for it and
+  // calendars fill up.
   std::string factory_config(const std::string& id, int rate, int weld_capacity) {
-    return head(id) + fmt::format(R"(
-[factory]
-hold_ttl_ms = {0}
-bucket_minutes = 60
-margin_pct = 12
-horizon_days = 30
-
-[[factory.machines]]
-id = "saw1"
-capabilities = ["sawing"]
-rate_cents_per_hour = {1}
-capacity_per_bucket = 60
-
-[[factory.machines]]
-id = "weld1"
-capabilities = ["welding"]
-rate_cents_per_hour = {1}
-capacity_per_bucket = {2}
-
-[[factory.machines]]
-id = "weld2"
-capabilities = ["welding"]
-rate_cents_per_hour = {1}
-capacity_per_bucket = {2}
-
-[[factory.machines]]
-id = "paint1"
-capabilities = ["coating"]
-rate_cents_per_hour = {1}
-capacity_per_bucket = 60
-
-[[factory.items]]
-id = "FRAME"
-
-[[factory.items.operations]]
-capability = "sawing"
-minutes_per_unit = 6
-
-[[factory.items.operations]]
-capability = "welding"
-minutes_per_unit = 12
-
-[[factory.items.operations]]
-capability = "coating"
-minutes_per_unit = 8
-)",
-                                  hold_ttl_ms, rate, weld_capacity);
+    gearmesh::testing::factory_shape f;
+    f.rate_cents_per_hour = rate;
+    f.welders = 2;
+    f.weld_capacity = weld_capacity;
+    f.margin_pct = 12;
+    f.horizon_days = 30;
+    return node_sections(id, ports_, timing) + factory_section(f, timing);
   }
 
   std::string supplier_config() {
-    return head("cellpack") + fmt::format(R"(
-[supplier]
-hold_ttl_ms = {}
-horizon_days = 30
-
-[[supplier.items]]
-id = "BATTERY"
-unit_price_cents = 18000
-lead_time_days = 1
-daily_capacity = 40
-)",
-                                          hold_ttl_ms);
+    return node_sections("cellpack", ports_, timing) +
+           supplier_section(timing, /*lead_time_days=*/1, /*horizon_days=*/30);
   }
 
   const options& opts_;
   std::string dir_;
-  std::map<std::string, peer_ports> ports_;
+  std::map<std::string, gearmesh::testing::node_ports> ports_;
   std::vector<member> members_;
 };
 
@@ -634,7 +553,7 @@ bool quiesce(const options& o, network& net, chaos& ch, const std::vector<std::s
     // Nothing is in flight, so no hold is taken from now on: one TTL and every
     // hold deadline has passed. Then the outboxes must still be empty (expiry
     // sends nothing) and no node may have died.
-    ch.sleep_watching(std::chrono::milliseconds(hold_ttl_ms + 500), false);
+    ch.sleep_watching(std::chrono::milliseconds(timing.hold_ttl_ms + 500), false);
     settled = false;
     while (steady::now() < deadline) {
       ch.reap(false);

@@ -14,13 +14,12 @@
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/actors/verify.hpp"
 #include "node_process.hpp"
+#include "reference_network.hpp"
 
 #include <fmt/format.h>
 
 using namespace std::chrono_literals;
-using gearmesh::testing::free_port;
-using gearmesh::testing::node_process;
-using gearmesh::testing::temp_dir;
+using namespace gearmesh::testing;
 using json = nlohmann::json;
 
 namespace {
@@ -33,108 +32,26 @@ std::int64_t now_us() {
       .count();
 }
 
-struct endpoints {
-  std::uint16_t zmq;
-  std::uint16_t admin;
-};
-
 /// The reference network of DESIGN.md, cut to what the runtime core needs.
 class network : public ::testing::Test {
  protected:
   void SetUp() override {
     for (auto id : {"velo", "framecraft", "alloyframe", "cellpack"})
-      ports_[id] = endpoints{free_port(), free_port()};
-  }
-
-  std::string peers_except(const std::string& self) {
-    std::string out;
-    for (auto& [id, ep] : ports_)
-      if (id != self)
-        out += fmt::format("[[peers]]\nid = \"{}\"\nendpoint = \"tcp://127.0.0.1:{}\"\n\n", id,
-                           ep.zmq);
-    return out;
-  }
-
-  std::string head(const std::string& id) {
-    return fmt::format(
-        "[node]\nid = \"{}\"\nlisten = \"tcp://127.0.0.1:{}\"\ndata_dir = \"data\"\n"
-        "log_level = \"info\"\n\n[admin]\nport = {}\n\n[store]\nsync = true\n\n"
-        "[transport]\nretry_initial_ms = 100\nretry_max_ms = 1000\n\n",
-        id, ports_[id].zmq, ports_[id].admin);
+      ports_[id] = gearmesh::testing::node_ports{free_port(), free_port()};
   }
 
   std::string buyer_config() {
-    return head("velo") + peers_except("velo") + R"(
-[buyer]
-currency = "EUR"
-proposal_window_ms = 1500
-confirm_timeout_ms = 3000
-
-[[buyer.sources]]
-item = "FRAME"
-sellers = ["framecraft", "alloyframe"]
-
-[[buyer.sources]]
-item = "BATTERY"
-sellers = ["cellpack"]
-)";
+    return node_sections("velo", ports_, timing_) + buyer_section(timing_);
   }
 
   std::string factory_config(const std::string& id, int rate_cents_per_hour) {
-    return head(id) + peers_except(id) +
-           fmt::format(R"(
-[factory]
-hold_ttl_ms = 10000
-bucket_minutes = 60
-margin_pct = 15
-
-[[factory.machines]]
-id = "saw1"
-capabilities = ["sawing"]
-rate_cents_per_hour = {0}
-capacity_per_bucket = 60
-
-[[factory.machines]]
-id = "weld1"
-capabilities = ["welding"]
-rate_cents_per_hour = {0}
-capacity_per_bucket = 60
-
-[[factory.machines]]
-id = "paint1"
-capabilities = ["coating"]
-rate_cents_per_hour = {0}
-capacity_per_bucket = 60
-
-[[factory.items]]
-id = "FRAME"
-
-[[factory.items.operations]]
-capability = "sawing"
-minutes_per_unit = 6
-
-[[factory.items.operations]]
-capability = "welding"
-minutes_per_unit = 12
-
-[[factory.items.operations]]
-capability = "coating"
-minutes_per_unit = 8
-)",
-                       rate_cents_per_hour);
+    gearmesh::testing::factory_shape f;
+    f.rate_cents_per_hour = rate_cents_per_hour;
+    return node_sections(id, ports_, timing_) + factory_section(f, timing_);
   }
 
   std::string supplier_config() {
-    return head("cellpack") + peers_except("cellpack") + R"(
-[supplier]
-hold_ttl_ms = 10000
-
-[[supplier.items]]
-id = "BATTERY"
-unit_price_cents = 18000
-lead_time_days = 3
-daily_capacity = 40
-)";
+    return node_sections("cellpack", ports_, timing_) + supplier_section(timing_);
   }
 
   std::unique_ptr<node_process> make(const std::string& id, const std::string& config) {
@@ -172,7 +89,8 @@ daily_capacity = 40
   }
 
   temp_dir dir_;
-  std::map<std::string, endpoints> ports_;
+  std::map<std::string, gearmesh::testing::node_ports> ports_;
+  gearmesh::testing::network_timing timing_;
 };
 
 /// The terms both sides must agree on (everything but the viewpoint).
