@@ -3,6 +3,7 @@
 
 #include <map>
 #include <optional>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
@@ -24,10 +25,16 @@ struct buyer_state {
   buyer_config cfg;
   /// Open orders, plus closed ones whose last commit is still in flight.
   std::map<std::string, initiator, std::less<>> orders;
-  /// Closed orders in `orders`, with the number of their last commit.
+  /// Closed orders in `orders`, with the number of their last commit, and
+  /// the same by commit number (each durable notice drops a prefix).
   std::map<std::string, std::uint64_t, std::less<>> closing;
-  /// The deadline each open order has a timer for.
-  std::map<std::string, timestamp_us, std::less<>> armed;
+  std::multimap<std::uint64_t, std::string> closing_by_seq;
+  /// Deadlines of the open orders: one entry per order at its next deadline.
+  /// One CAF timer runs for the earliest (`wake_us`), not one per order: every
+  /// delayed message costs a round trip through CAF's clock thread.
+  std::multimap<timestamp_us, std::string> deadlines;
+  std::map<std::string, std::multimap<timestamp_us, std::string>::iterator, std::less<>> armed;
+  timestamp_us wake_us = 0;  // deadline the pending timer is for, 0 = none
   std::uint64_t next_order = 1;
   std::uint64_t commit_seq = 0;
   /// POST replies waiting for their commit to be durable, by commit number.
@@ -41,7 +48,8 @@ using buyer_actor = caf::stateful_actor<buyer_state>;
 /// Commits one initiator step (plus `extra` writes) with its cause, if any.
 /// Returns the commit number, 0 if nothing needed committing.
 std::uint64_t commit_step(buyer_actor* self, const initiator& ini, initiator_step& step,
-                          const wire::envelope* cause, store::write_batch extra = {}) {
+                          const wire::envelope* cause, store::write_batch extra = {},
+                          bool notify_durable = false) {
   auto& st = self->state;
   if (!cause && !step.changed && step.messages.empty() && step.contracts.empty() && extra.empty())
     return 0;
@@ -55,31 +63,62 @@ std::uint64_t commit_step(buyer_actor* self, const initiator& ini, initiator_ste
     fx.messages.push_back(outbound{std::move(m.receiver), order_id,
                                    cause ? cause->header.message_id : 0, std::move(m.payload)});
   const auto seq = ++st.commit_seq;
-  if (ini.terminal()) st.closing[order_id] = seq;
-  fx.on_durable = [h = caf::actor_cast<caf::actor>(self), seq](const status& s) {
-    if (!s) spdlog::error("buyer: commit {} failed: {}", seq, s.to_string());
-    caf::anon_send(h, durable_atom::value, seq, s.is_ok());
-  };
+  if (ini.terminal()) {
+    st.closing[order_id] = seq;
+    st.closing_by_seq.emplace(seq, order_id);
+  }
+  // Durable notices matter only for a closing order and for a reply waiting
+  // on the order's first commit (notify_durable); they cover every commit
+  // numbered up to theirs, so the other commits send none.
+  if (ini.terminal() || notify_durable) {
+    fx.on_durable = [h = caf::actor_cast<caf::actor>(self), seq](const status& s) {
+      if (!s) spdlog::error("buyer: commit {} failed: {}", seq, s.to_string());
+      caf::anon_send(h, durable_atom::value, seq, s.is_ok());
+    };
+  } else {
+    fx.on_durable = [seq](const status& s) {
+      if (!s) spdlog::error("buyer: commit {} failed: {}", seq, s.to_string());
+    };
+  }
   st.ctx->commit(std::move(fx));
   return seq;
 }
 
-/// Keeps one timer per open order at its next deadline.
+/// (Re)starts the timer for the earliest deadline if it is earlier than the
+/// one pending.
+void schedule_wake(buyer_actor* self) {
+  auto& st = self->state;
+  if (st.deadlines.empty()) return;
+  const auto d = st.deadlines.begin()->first;
+  if (st.wake_us != 0 && st.wake_us <= d) return;
+  st.wake_us = d;
+  const auto now = st.ctx->clock().now();
+  // +1 ms so that the deadline has passed when the timer runs.
+  const auto delay = std::chrono::microseconds(std::max<timestamp_us>(0, d - now) + us_per_ms);
+  self->delayed_send(self, delay, deadline_atom::value, d);
+}
+
+/// Keeps one entry per open order at its next deadline.
 void arm(buyer_actor* self, const initiator& ini) {
   auto& st = self->state;
   const auto& id = ini.order().order_id;
   auto d = ini.next_deadline();
+  auto it = st.armed.find(id);
   if (!d || ini.terminal()) {
-    st.armed.erase(id);
+    if (it != st.armed.end()) {
+      st.deadlines.erase(it->second);
+      st.armed.erase(it);
+    }
     return;
   }
-  auto it = st.armed.find(id);
-  if (it != st.armed.end() && it->second == *d) return;
-  st.armed[id] = *d;
-  const auto now = st.ctx->clock().now();
-  // +1 ms so that the deadline has passed when the timer runs.
-  const auto delay = std::chrono::microseconds(std::max<timestamp_us>(0, *d - now) + us_per_ms);
-  self->delayed_send(self, delay, deadline_atom::value, id, *d);
+  if (it != st.armed.end()) {
+    if (it->second->first == *d) return;
+    st.deadlines.erase(it->second);
+    it->second = st.deadlines.emplace(*d, id);
+  } else {
+    st.armed.emplace(id, st.deadlines.emplace(*d, id));
+  }
+  schedule_wake(self);
 }
 
 /// The initiator of `order_id`: in memory, else loaded from the store.
@@ -187,22 +226,31 @@ caf::response_promise on_new_order(buyer_actor* self, order_request& req) {
   store::write_batch counter;
   tables::seq.put(counter, "order", counter_record{n});
   auto& placed = st.orders.emplace(id, std::move(ini)).first->second;
-  const auto seq = commit_step(self, placed, step, nullptr, std::move(counter));
+  const auto seq = commit_step(self, placed, step, nullptr, std::move(counter), true);
   st.replies.emplace(seq,
                      std::make_pair(rp, order_reply{201, id, to_string(placed.order().state), {}}));
   arm(self, placed);
   return rp;
 }
 
-void on_deadline(buyer_actor* self, const std::string& order_id, timestamp_us deadline) {
+/// The timer for deadline `at` ran: every order due by then takes its step.
+void on_deadline(buyer_actor* self, timestamp_us at) {
   auto& st = self->state;
-  if (auto it = st.armed.find(order_id); it != st.armed.end() && it->second == deadline)
-    st.armed.erase(it);
-  auto it = st.orders.find(order_id);
-  if (it == st.orders.end() || it->second.terminal()) return;
-  auto step = it->second.on_time(st.ctx->clock().now());
-  commit_step(self, it->second, step, nullptr);
-  arm(self, it->second);
+  if (st.wake_us == at) st.wake_us = 0;
+  std::vector<std::string> due;
+  while (!st.deadlines.empty() && st.deadlines.begin()->first <= at) {
+    due.push_back(std::move(st.deadlines.begin()->second));
+    st.armed.erase(due.back());
+    st.deadlines.erase(st.deadlines.begin());
+  }
+  for (const auto& id : due) {
+    auto it = st.orders.find(id);
+    if (it == st.orders.end() || it->second.terminal()) continue;
+    auto step = it->second.on_time(st.ctx->clock().now());
+    commit_step(self, it->second, step, nullptr);
+    arm(self, it->second);
+  }
+  schedule_wake(self);
 }
 
 void on_durable(buyer_actor* self, std::uint64_t seq, bool ok) {
@@ -214,13 +262,16 @@ void on_durable(buyer_actor* self, std::uint64_t seq, bool ok) {
     rp.deliver(std::move(reply));
   }
   // Closed orders leave memory once everything they committed is durable.
-  for (auto it = st.closing.begin(); it != st.closing.end();) {
-    if (it->second <= seq) {
-      st.orders.erase(it->first);
-      st.armed.erase(it->first);
-      it = st.closing.erase(it);
-    } else {
-      ++it;
+  while (!st.closing_by_seq.empty() && st.closing_by_seq.begin()->first <= seq) {
+    auto node = st.closing_by_seq.extract(st.closing_by_seq.begin());
+    auto it = st.closing.find(node.mapped());
+    // A later commit of the same order (it was closed again) keeps it.
+    if (it == st.closing.end() || it->second != node.key()) continue;
+    st.closing.erase(it);
+    st.orders.erase(node.mapped());
+    if (auto a = st.armed.find(node.mapped()); a != st.armed.end()) {
+      st.deadlines.erase(a->second);
+      st.armed.erase(a);
     }
   }
 }
@@ -239,7 +290,7 @@ caf::behavior buyer(buyer_actor* self, node_context* ctx, buyer_config cfg,
   return {
       [=](inbound_atom, const wire::envelope& env) { on_inbound(self, env); },
       [=](order_atom, order_request& req) { return on_new_order(self, req); },
-      [=](deadline_atom, const std::string& id, timestamp_us d) { on_deadline(self, id, d); },
+      [=](deadline_atom, timestamp_us at) { on_deadline(self, at); },
       [=](durable_atom, std::uint64_t seq, bool ok) { on_durable(self, seq, ok); },
   };
 }

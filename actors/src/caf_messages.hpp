@@ -17,19 +17,22 @@ namespace gearmesh::actors {
 // Buyer.
 /// (order_atom, order_request) -> order_reply
 using order_atom = caf::atom_constant<caf::atom("order")>;
-/// (deadline_atom, order_id, deadline_us): an order's timer.
+/// (deadline_atom, deadline_us): the buyer's timer; every order due by then.
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 /// (durable_atom, commit_seq, ok): every commit up to commit_seq completed.
 using durable_atom = caf::atom_constant<caf::atom("durable")>;
 
 // Resource (machine or item calendar) actors, asked by their participant.
+// They change the calendar in memory; the participant commits the hold and
+// booking records with the step they belong to (participant.cpp).
 /// (probe_atom, units, from_us, horizon_us) -> probe_result
 using probe_atom = caf::atom_constant<caf::atom("probe")>;
 /// (hold_atom, reservation_id, units, from_us, horizon_us, deadline_us) -> probe_result
 using hold_atom = caf::atom_constant<caf::atom("hold")>;
-/// (book_atom, reservation_id) -> bool: hold -> booking (true if already booked)
+/// (book_atom, reservation_id) -> probe_result: hold -> booking; found = it
+/// is a booking now (also if it already was), where = its placement
 using book_atom = caf::atom_constant<caf::atom("book")>;
-/// (release_atom, reservation_id) -> bool
+/// (release_atom, reservation_id): releases a hold or booking (no answer)
 using release_atom = caf::atom_constant<caf::atom("release")>;
 /// (expire_atom): releases holds past their deadline and re-arms.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;

@@ -119,6 +119,7 @@ status capacity_calendar::add(const std::string& id, calendar_entry e) {
     first = false;
   }
   apply(e.where, e.kind, +1);
+  if (e.kind == reservation_kind::hold) hold_deadlines_.emplace(e.deadline_us, id);
   entries_.emplace(id, std::move(e));
   return status::ok();
 }
@@ -139,6 +140,7 @@ status capacity_calendar::convert(std::string_view id) {
   apply(it->second.where, reservation_kind::hold, -1);
   // Re-adding the same units as booked cannot exceed capacity: they were just freed.
   apply(it->second.where, reservation_kind::booking, +1);
+  hold_deadlines_.erase({it->second.deadline_us, it->first});
   it->second.kind = reservation_kind::booking;
   it->second.deadline_us = 0;
   return status::ok();
@@ -148,23 +150,24 @@ bool capacity_calendar::release(std::string_view id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return false;
   apply(it->second.where, it->second.kind, -1);
+  if (it->second.kind == reservation_kind::hold)
+    hold_deadlines_.erase({it->second.deadline_us, it->first});
   entries_.erase(it);
   return true;
 }
 
 std::vector<std::string> capacity_calendar::expire(timestamp_us now) {
   std::vector<std::string> gone;
-  for (const auto& [id, e] : entries_)
-    if (e.kind == reservation_kind::hold && e.deadline_us < now) gone.push_back(id);
+  for (auto it = hold_deadlines_.begin(); it != hold_deadlines_.end() && it->first < now; ++it)
+    gone.push_back(it->second);
+  std::sort(gone.begin(), gone.end());  // ascending ids, as documented
   for (const auto& id : gone) release(id);
   return gone;
 }
 
 std::optional<timestamp_us> capacity_calendar::next_deadline() const {
-  std::optional<timestamp_us> d;
-  for (const auto& [id, e] : entries_)
-    if (e.kind == reservation_kind::hold && (!d || e.deadline_us < *d)) d = e.deadline_us;
-  return d;
+  if (hold_deadlines_.empty()) return std::nullopt;
+  return hold_deadlines_.begin()->first;
 }
 
 const calendar_entry* capacity_calendar::find(std::string_view id) const {
@@ -190,6 +193,14 @@ status capacity_calendar::check() const {
               "bucket " + std::to_string(b) + " load differs from its reservations"};
   }
   if (sum.size() != buckets_.size()) return {errc::internal, "bucket index incomplete"};
+  std::size_t holds = 0;
+  for (const auto& [id, e] : entries_) {
+    if (e.kind != reservation_kind::hold) continue;
+    ++holds;
+    if (!hold_deadlines_.count(std::pair<timestamp_us, std::string>{e.deadline_us, id}))
+      return {errc::internal, "hold " + id + " missing from the deadline index"};
+  }
+  if (holds != hold_deadlines_.size()) return {errc::internal, "deadline index has extra entries"};
   return status::ok();
 }
 

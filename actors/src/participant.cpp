@@ -3,9 +3,17 @@
 // Concurrency: the participant handles one inbound message at a time, to the
 // end. Where it must ask its resource actors it uses request(...).await, which
 // keeps every other message in the mailbox until the answer arrived, so a CFP's
-// probes and holds never interleave with another CFP's. Resource actors commit
-// their holds and bookings themselves; since commits are applied in submission
-// order, a hold is durable before the Propose that it backs.
+// probes and holds never interleave with another CFP's. The resource actors are
+// linked to the participant, so requests need no timeout (each timeout would
+// cost a round trip through CAF's clock thread).
+//
+// Durability: resource actors change their calendars in memory only; the
+// participant writes the hold and booking records in the same commit as the
+// step they belong to (holds with the offer and its Propose, bookings with the
+// contract and its Confirm, releases with the Reject or Cancel that ended the
+// offer). So a Propose is never durable without its holds, nor a Confirm
+// without its bookings, and one inbound message costs one commit. Only a hold
+// that expires by itself is erased by its resource's own commit.
 #include "gearmesh/actors/participant.hpp"
 
 #include <algorithm>
@@ -26,8 +34,6 @@ namespace gearmesh::actors {
 
 namespace {
 
-constexpr auto ask_timeout = std::chrono::seconds(10);
-
 std::chrono::microseconds delay_until(timestamp_us deadline, timestamp_us now) {
   // +1 ms: a hold is valid while now <= deadline, so expire strictly after it.
   return std::chrono::microseconds(std::max<timestamp_us>(0, deadline - now) + us_per_ms);
@@ -45,22 +51,18 @@ struct resource_state {
 
 using resource_actor = caf::stateful_actor<resource_state>;
 
-void resource_commit(resource_actor* self, store::write_batch b) {
-  if (b.empty()) return;
-  effects fx;
-  fx.writes = std::move(b);
-  fx.on_durable = [id = self->state.id](const status& st) {
-    if (!st) spdlog::error("resource {}: commit failed: {}", id, st.to_string());
-  };
-  self->state.ctx->commit(std::move(fx));
-}
-
+/// Releases the holds past their deadline and erases their records (the one
+/// write a resource commits itself: no participant step ends these holds).
 void resource_expire(resource_actor* self) {
   auto& st = self->state;
   auto gone = st.cal->expire(st.ctx->clock().now());
-  store::write_batch b;
-  for (const auto& rid : gone) tables::holds.erase(b, reservation_key(st.id, rid));
-  resource_commit(self, std::move(b));
+  if (gone.empty()) return;
+  effects fx;
+  for (const auto& rid : gone) tables::holds.erase(fx.writes, reservation_key(st.id, rid));
+  fx.on_durable = [id = st.id](const status& s) {
+    if (!s) spdlog::error("resource {}: commit failed: {}", id, s.to_string());
+  };
+  st.ctx->commit(std::move(fx));
 }
 
 void resource_arm(resource_actor* self) {
@@ -93,35 +95,18 @@ caf::behavior resource(resource_actor* self, node_context* ctx, std::string id,
           spdlog::warn("resource {}: hold {}: {}", st.id, rid, s.to_string());
           return probe_result{};
         }
-        store::write_batch b;
-        tables::holds.put(b, reservation_key(st.id, rid), *st.cal->to_record(st.id, rid));
-        resource_commit(self, std::move(b));
         resource_arm(self);
-        return probe_result{true, *p};
+        return probe_result{true, std::move(*p)};
       },
       [=](book_atom, const std::string& rid) {
         auto& st = self->state;
         resource_expire(self);
         const auto* e = st.cal->find(rid);
-        if (!e) return false;
-        if (e->kind == reservation_kind::booking) return true;
-        if (!st.cal->convert(rid)) return false;
-        store::write_batch b;
-        const auto key = reservation_key(st.id, rid);
-        tables::holds.erase(b, key);
-        tables::bookings.put(b, key, *st.cal->to_record(st.id, rid));
-        resource_commit(self, std::move(b));
-        return true;
+        if (!e) return probe_result{};
+        if (e->kind == reservation_kind::hold && !st.cal->convert(rid)) return probe_result{};
+        return probe_result{true, e->where};
       },
-      [=](release_atom, const std::string& rid) {
-        auto& st = self->state;
-        if (!st.cal->release(rid)) return;
-        store::write_batch b;
-        const auto key = reservation_key(st.id, rid);
-        tables::holds.erase(b, key);
-        tables::bookings.erase(b, key);
-        resource_commit(self, std::move(b));
-      },
+      [=](release_atom, const std::string& rid) { self->state.cal->release(rid); },
       [=](expire_atom) {
         self->state.armed_us = 0;
         resource_expire(self);
@@ -152,23 +137,56 @@ struct participant_state {
 
 using participant_actor = caf::stateful_actor<participant_state>;
 
-/// Commits `writes`, the inbound `cause` (may be null) and `msgs` in one step.
+/// Commits `writes`, the inbound `cause` (may be null) and `msgs` in one step,
+/// together with `reservations` (hold and booking records, which the
+/// participant never reads back and so keeps out of its pending overlay).
 void commit(participant_actor* self, store::write_batch writes, const wire::envelope* cause,
-            std::vector<message_to> msgs, std::string_view conversation) {
+            std::vector<message_to> msgs, std::string_view conversation,
+            store::write_batch reservations = {}) {
   auto& st = self->state;
   effects fx;
   fx.writes = std::move(writes);
   if (cause) fx.cause = inbound_ref{cause->header.sender, cause->header.message_id};
+  fx.messages.reserve(msgs.size());
   for (auto& m : msgs)
     fx.messages.push_back(outbound{std::move(m.receiver), std::string(conversation),
                                    cause ? cause->header.message_id : 0, std::move(m.payload)});
-  const auto seq = ++st.commit_seq;
-  st.pending.record(fx.writes, seq);
-  fx.on_durable = [h = caf::actor_cast<caf::actor>(self), seq](const status& s) {
-    if (!s) spdlog::error("participant: commit {} failed: {}", seq, s.to_string());
-    caf::anon_send(h, durable_atom::value, seq, s.is_ok());
-  };
+  if (!fx.writes.empty()) {
+    // Only commits that wrote something the participant reads back need to
+    // tell it when they are durable.
+    const auto seq = ++st.commit_seq;
+    st.pending.record(fx.writes, seq);
+    fx.on_durable = [h = caf::actor_cast<caf::actor>(self), seq](const status& s) {
+      if (!s) spdlog::error("participant: commit {} failed: {}", seq, s.to_string());
+      caf::anon_send(h, durable_atom::value, seq, s.is_ok());
+    };
+  }
+  fx.writes.append(std::move(reservations));
   st.ctx->commit(std::move(fx));
+}
+
+/// The record of a reservation placed as `kind` (holds carry their deadline).
+reservation_record reservation_of(const std::string& resource, const std::string& reservation_id,
+                                  reservation_kind kind, timestamp_us deadline_us,
+                                  const placement& where) {
+  reservation_record r;
+  r.resource = resource;
+  r.reservation_id = reservation_id;
+  r.kind = kind;
+  r.deadline_us = kind == reservation_kind::hold ? deadline_us : 0;
+  r.start_us = where.start_us;
+  r.end_us = where.end_us;
+  r.allocations = where.allocations;
+  return r;
+}
+
+/// Erases the hold and booking records of `refs` (a release).
+void erase_reservations(store::write_batch& b, const std::vector<reservation_ref>& refs) {
+  for (const auto& r : refs) {
+    const auto key = reservation_key(r.resource, r.reservation_id);
+    tables::holds.erase(b, key);
+    tables::bookings.erase(b, key);
+  }
 }
 
 void forget_held(participant_actor* self, const std::string& buyer, const std::string& order_id) {
@@ -192,6 +210,8 @@ void sweep_held(participant_actor* self, timestamp_us now) {
   }
 }
 
+/// Releases `refs` in the calendars (memory); the caller erases their records
+/// in the commit of the same step (erase_reservations).
 void release_all(participant_actor* self, const std::vector<reservation_ref>& refs) {
   for (const auto& r : refs) {
     auto it = self->state.resources.find(r.resource);
@@ -202,64 +222,37 @@ void release_all(participant_actor* self, const std::vector<reservation_ref>& re
 
 std::vector<reservation_ref> refs_of(const std::vector<chosen_step>& steps) {
   std::vector<reservation_ref> out;
+  out.reserve(steps.size());
   for (const auto& s : steps) out.push_back({s.resource, s.reservation_id});
   return out;
 }
 
 /// Places a work plan operation by operation with holds (see factory.hpp).
 /// `done(fit, chosen)`: fit = every operation got a hold; chosen = the holds
-/// placed (to release when !fit).
+/// placed (to release when !fit). The holds exist in memory only until the
+/// caller commits their records.
 struct placement_job {
   work_plan plan;
   std::string proposal_id;
   timestamp_us deadline_us = 0;
   std::size_t op = 0;
-  std::size_t candidate = 0;
   timestamp_us from_us = 0;
-  std::optional<std::pair<std::string, placement>> best;
   std::vector<chosen_step> chosen;
+  /// Probes of the current operation's candidates, in candidate order.
+  std::vector<std::optional<placement>> probes;
+  std::size_t answers = 0;
   std::function<void(bool, std::vector<chosen_step>)> done;
 };
 
-void place_next(participant_actor* self, std::shared_ptr<placement_job> j) {
-  auto& st = self->state;
-  if (j->op == j->plan.operations.size()) {
-    j->done(true, std::move(j->chosen));
-    return;
-  }
+void place_next(participant_actor* self, std::shared_ptr<placement_job> j);
+
+/// Holds the current operation on `resource_id` and goes on with the next one.
+void hold_on(participant_actor* self, std::shared_ptr<placement_job> j,
+             const std::string& resource_id, const caf::actor& resource) {
   const auto& op = j->plan.operations[j->op];
-  if (j->candidate < op.candidates.size()) {
-    const auto& rid = op.candidates[j->candidate];
-    auto it = st.resources.find(rid);
-    if (it == st.resources.end()) {
-      ++j->candidate;
-      place_next(self, j);
-      return;
-    }
-    self->request(it->second, ask_timeout, probe_atom::value, op.units, j->from_us,
-                  j->plan.horizon_us)
-        .await(
-            [=](probe_result& r) {
-              if (r.found && (!j->best || r.where.end_us < j->best->second.end_us))
-                j->best = std::make_pair(rid, r.where);
-              ++j->candidate;
-              place_next(self, j);
-            },
-            [=](caf::error& e) {
-              spdlog::warn("participant: probe {} failed: {}", rid, to_string(e));
-              ++j->candidate;
-              place_next(self, j);
-            });
-    return;
-  }
-  if (!j->best) {
-    j->done(false, std::move(j->chosen));
-    return;
-  }
-  const auto resource_id = j->best->first;
-  const auto reservation_id = j->proposal_id + "#" + std::to_string(j->op);
-  self->request(st.resources[resource_id], ask_timeout, hold_atom::value, reservation_id, op.units,
-                j->from_us, j->plan.horizon_us, j->deadline_us)
+  auto reservation_id = j->proposal_id + "#" + std::to_string(j->op);
+  self->request(resource, caf::infinite, hold_atom::value, reservation_id, op.units, j->from_us,
+                j->plan.horizon_us, j->deadline_us)
       .await(
           [=](probe_result& r) {
             if (!r.found) {
@@ -269,11 +262,66 @@ void place_next(participant_actor* self, std::shared_ptr<placement_job> j) {
             j->from_us = r.where.end_us;
             j->chosen.push_back({resource_id, reservation_id, std::move(r.where)});
             ++j->op;
-            j->candidate = 0;
-            j->best.reset();
             place_next(self, j);
           },
           [=](caf::error&) { j->done(false, std::move(j->chosen)); });
+}
+
+/// After every probe of the current operation answered: hold on the candidate
+/// that finishes earliest (ties: the one listed first).
+void hold_best(participant_actor* self, std::shared_ptr<placement_job> j,
+               const std::vector<std::pair<std::string, caf::actor>>& candidates) {
+  std::optional<std::size_t> best;
+  for (std::size_t k = 0; k < j->probes.size(); ++k)
+    if (j->probes[k] && (!best || j->probes[k]->end_us < j->probes[*best]->end_us)) best = k;
+  if (!best) {
+    j->done(false, std::move(j->chosen));
+    return;
+  }
+  hold_on(self, j, candidates[*best].first, candidates[*best].second);
+}
+
+void place_next(participant_actor* self, std::shared_ptr<placement_job> j) {
+  auto& st = self->state;
+  if (j->op == j->plan.operations.size()) {
+    j->done(true, std::move(j->chosen));
+    return;
+  }
+  const auto& op = j->plan.operations[j->op];
+  std::vector<std::pair<std::string, caf::actor>> candidates;
+  for (const auto& rid : op.candidates)
+    if (auto it = st.resources.find(rid); it != st.resources.end())
+      candidates.emplace_back(rid, it->second);
+  if (candidates.empty()) {
+    j->done(false, std::move(j->chosen));
+    return;
+  }
+  // One candidate: the hold finds the earliest placement itself.
+  if (candidates.size() == 1) {
+    hold_on(self, j, candidates.front().first, candidates.front().second);
+    return;
+  }
+  // Several: probe them all at once, then hold on the best.
+  j->probes.assign(candidates.size(), std::nullopt);
+  j->answers = 0;
+  auto shared =
+      std::make_shared<std::vector<std::pair<std::string, caf::actor>>>(std::move(candidates));
+  for (std::size_t k = 0; k < shared->size(); ++k) {
+    auto answered = [=] {
+      if (++j->answers == shared->size()) hold_best(self, j, *shared);
+    };
+    self->request((*shared)[k].second, caf::infinite, probe_atom::value, op.units, j->from_us,
+                  j->plan.horizon_us)
+        .await(
+            [=](probe_result& r) {
+              if (r.found) j->probes[k] = std::move(r.where);
+              answered();
+            },
+            [=](caf::error& e) {
+              spdlog::warn("participant: probe {} failed: {}", (*shared)[k].first, to_string(e));
+              answered();
+            });
+  }
 }
 
 void place(participant_actor* self, work_plan plan, std::string proposal_id,
@@ -287,29 +335,53 @@ void place(participant_actor* self, work_plan plan, std::string proposal_id,
   place_next(self, std::move(j));
 }
 
-/// Books every reservation in turn; done(all booked).
-void book_all(participant_actor* self, std::shared_ptr<std::vector<reservation_ref>> refs,
-              std::size_t i, std::function<void(bool)> done) {
-  if (i == refs->size()) {
-    done(true);
+/// Turns every reservation of `refs` into a booking, all at once.
+/// done(all booked, the booking records in the order of `refs`).
+void book_all(participant_actor* self, std::vector<reservation_ref> refs,
+              std::function<void(bool, std::vector<reservation_record>)> done) {
+  struct job {
+    std::vector<reservation_ref> refs;
+    std::vector<reservation_record> records;
+    std::size_t answers = 0;
+    bool ok = true;
+    std::function<void(bool, std::vector<reservation_record>)> done;
+  };
+  auto j = std::make_shared<job>();
+  j->records.resize(refs.size());
+  j->refs = std::move(refs);
+  j->done = std::move(done);
+  if (j->refs.empty()) {
+    j->done(true, {});
     return;
   }
-  const auto& r = (*refs)[i];
-  auto it = self->state.resources.find(r.resource);
-  if (it == self->state.resources.end()) {
-    done(false);
-    return;
+  auto answered = [j] {
+    if (++j->answers == j->refs.size()) j->done(j->ok, std::move(j->records));
+  };
+  for (std::size_t i = 0; i < j->refs.size(); ++i) {
+    const auto& r = j->refs[i];
+    auto it = self->state.resources.find(r.resource);
+    if (it == self->state.resources.end()) {
+      j->ok = false;
+      answered();
+      continue;
+    }
+    self->request(it->second, caf::infinite, book_atom::value, r.reservation_id)
+        .await(
+            [=](probe_result& p) {
+              if (p.found) {
+                const auto& ref = j->refs[i];
+                j->records[i] = reservation_of(ref.resource, ref.reservation_id,
+                                               reservation_kind::booking, 0, p.where);
+              } else {
+                j->ok = false;
+              }
+              answered();
+            },
+            [=](caf::error&) {
+              j->ok = false;
+              answered();
+            });
   }
-  self->request(it->second, ask_timeout, book_atom::value, r.reservation_id)
-      .await(
-          [=](bool ok) {
-            if (!ok) {
-              done(false);
-              return;
-            }
-            book_all(self, refs, i + 1, done);
-          },
-          [=](caf::error&) { done(false); });
 }
 
 wire::cfp cfp_of(const offer_record& o) {
@@ -362,27 +434,26 @@ void on_cfp(participant_actor* self, const wire::envelope& env, const wire::cfp&
                       std::string(st.policy->currency()));
   auto plan = st.policy->plan(c, now);
   if (!plan) return refuse(self, env, c, plan.error().message());
-  // Reserve the proposal number durably before any hold names it.
+  // The proposal number is written with whatever this step commits, so no
+  // durable record ever names a number the counter does not cover.
   const auto n = st.next_proposal++;
   auto proposal_id = st.ctx->node_id() + "/proposal/" + std::to_string(n);
-  store::write_batch counter;
-  tables::seq.put(counter, "proposal", counter_record{n});
-  commit(self, std::move(counter), nullptr, {}, c.order_id);
   const auto deadline = hold_deadline(now, st.policy->hold_ttl_us());
   place(self, std::move(*plan), proposal_id, deadline,
         [=](bool fit, std::vector<chosen_step> chosen) {
           auto& st = self->state;
-          if (!fit) {
+          store::write_batch b;
+          tables::seq.put(b, "proposal", counter_record{n});
+          auto refuse_with = [&](std::string reason) {
             release_all(self, refs_of(chosen));
-            return refuse(self, env, c, "no capacity within the horizon");
-          }
+            commit(self, std::move(b), &env,
+                   {{env.header.sender, wire::refuse{c.order_id, std::move(reason)}}}, c.order_id);
+          };
+          if (!fit) return refuse_with("no capacity within the horizon");
           const auto price = st.policy->price(c, chosen);
-          if (c.max_price_cents > 0 && price > c.max_price_cents) {
-            release_all(self, refs_of(chosen));
-            return refuse(self, env, c,
-                          "price " + std::to_string(price) + " above the ceiling " +
-                              std::to_string(c.max_price_cents));
-          }
+          if (c.max_price_cents > 0 && price > c.max_price_cents)
+            return refuse_with("price " + std::to_string(price) + " above the ceiling " +
+                               std::to_string(c.max_price_cents));
           offer_record o;
           o.proposal_id = proposal_id;
           o.order_id = c.order_id;
@@ -398,24 +469,31 @@ void on_cfp(participant_actor* self, const wire::envelope& env, const wire::cfp&
           o.valid_until_us = deadline;
           o.state = offer_state::held;
           o.reservations = refs_of(chosen);
-          store::write_batch b;
           tables::offers.put(b, o.proposal_id, o);
+          store::write_batch holds;
+          for (const auto& s : chosen)
+            tables::holds.put(holds, reservation_key(s.resource, s.reservation_id),
+                              reservation_of(s.resource, s.reservation_id, reservation_kind::hold,
+                                             deadline, s.where));
           wire::propose p{o.order_id,          o.proposal_id,     o.price_cents,
                           o.promised_start_us, o.promised_due_us, o.valid_until_us};
           remember_held(self, o);
-          commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id);
+          commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id, std::move(holds));
         });
 }
 
 void send_failure(participant_actor* self, const wire::envelope& env, const wire::accept& a,
-                  std::string reason, store::write_batch writes = {}) {
+                  std::string reason, store::write_batch writes = {},
+                  store::write_batch reservations = {}) {
   commit(self, std::move(writes), &env,
          {{env.header.sender, wire::failure{a.order_id, a.proposal_id, a.contract_id, reason}}},
-         a.order_id);
+         a.order_id, std::move(reservations));
 }
 
+/// Records the contract with its bookings (`reservations`: the hold -> booking
+/// record changes) and Confirms.
 void contract(participant_actor* self, const wire::envelope& env, const wire::accept& a,
-              offer_record o) {
+              offer_record o, store::write_batch reservations) {
   auto& st = self->state;
   o.state = offer_state::contracted;
   o.contract_id = a.contract_id;
@@ -423,7 +501,19 @@ void contract(participant_actor* self, const wire::envelope& env, const wire::ac
   tables::offers.put(b, o.proposal_id, o);
   tables::contracts.put(b, o.contract_id, seller_contract(o, st.ctx->node_id()));
   forget_held(self, o.buyer, o.order_id);
-  commit(self, std::move(b), &env, {{o.buyer, confirm_for(o)}}, o.order_id);
+  commit(self, std::move(b), &env, {{o.buyer, confirm_for(o)}}, o.order_id,
+         std::move(reservations));
+}
+
+/// The writes that turn the holds of `records` into bookings.
+store::write_batch bookings_of(const std::vector<reservation_record>& records) {
+  store::write_batch b;
+  for (const auto& r : records) {
+    const auto key = reservation_key(r.resource, r.reservation_id);
+    tables::holds.erase(b, key);
+    tables::bookings.put(b, key, r);
+  }
+  return b;
 }
 
 /// The holds lapsed: reserve the same terms again, or fail.
@@ -438,8 +528,10 @@ void replace(participant_actor* self, const wire::envelope& env, const wire::acc
     f.reason = why;
     store::write_batch b;
     tables::offers.put(b, f.proposal_id, f);
+    store::write_batch released;
+    erase_reservations(released, f.reservations);
     forget_held(self, f.buyer, f.order_id);
-    send_failure(self, env, a, why, std::move(b));
+    send_failure(self, env, a, why, std::move(b), std::move(released));
   };
   auto c = cfp_of(o);
   auto plan = st.policy->plan(c, now);
@@ -450,15 +542,20 @@ void replace(participant_actor* self, const wire::envelope& env, const wire::acc
             release_all(self, refs_of(chosen));
             return fail("hold expired and the promised due date can no longer be met");
           }
-          auto refs = std::make_shared<std::vector<reservation_ref>>(refs_of(chosen));
-          book_all(self, refs, 0, [=](bool ok) {
+          auto refs = refs_of(chosen);
+          book_all(self, refs, [=](bool ok, std::vector<reservation_record> records) {
             if (!ok) {
-              release_all(self, *refs);
+              release_all(self, refs);
               return fail("hold expired and capacity is gone");
             }
+            // The old reservations go, the new bookings come (same ids when
+            // the plan is the same: erase first, then put).
+            store::write_batch b;
+            erase_reservations(b, o.reservations);
+            b.append(bookings_of(records));
             auto n = o;
-            n.reservations = *refs;
-            contract(self, env, a, std::move(n));
+            n.reservations = refs;
+            contract(self, env, a, std::move(n), std::move(b));
           });
         });
 }
@@ -476,11 +573,12 @@ void on_accept(participant_actor* self, const wire::envelope& env, const wire::a
     case accept_verdict::replace:
       return replace(self, env, a, std::move(*o));
     case accept_verdict::confirm: {
-      auto refs = std::make_shared<std::vector<reservation_ref>>(o->reservations);
-      book_all(self, refs, 0, [=, o = std::move(*o)](bool ok) mutable {
-        if (ok) return contract(self, env, a, std::move(o));
-        replace(self, env, a, std::move(o));
-      });
+      auto refs = o->reservations;
+      book_all(self, std::move(refs),
+               [=, o = std::move(*o)](bool ok, std::vector<reservation_record> records) mutable {
+                 if (ok) return contract(self, env, a, std::move(o), bookings_of(records));
+                 replace(self, env, a, std::move(o));
+               });
       return;
     }
   }
@@ -489,23 +587,27 @@ void on_accept(participant_actor* self, const wire::envelope& env, const wire::a
 void on_reject(participant_actor* self, const wire::envelope& env, const wire::reject& r) {
   auto o = read(self, tables::offers, r.proposal_id);
   store::write_batch b;
+  store::write_batch released;
   if (o && o->buyer == env.header.sender && o->order_id == r.order_id &&
       o->state == offer_state::held) {
     release_all(self, o->reservations);
+    erase_reservations(released, o->reservations);
     o->state = offer_state::rejected;
     o->reason = r.reason;
     tables::offers.put(b, o->proposal_id, *o);
     forget_held(self, o->buyer, o->order_id);
   }
-  commit(self, std::move(b), &env, {}, r.order_id);
+  commit(self, std::move(b), &env, {}, r.order_id, std::move(released));
 }
 
 void on_cancel(participant_actor* self, const wire::envelope& env, const wire::cancel& c) {
   auto& st = self->state;
   const auto& buyer = env.header.sender;
   store::write_batch b;
+  store::write_batch released;
   auto cancel_offer = [&](offer_record o) {
     release_all(self, o.reservations);
+    erase_reservations(released, o.reservations);
     o.state = offer_state::cancelled;
     o.reason = c.reason;
     tables::offers.put(b, o.proposal_id, o);
@@ -520,7 +622,7 @@ void on_cancel(participant_actor* self, const wire::envelope& env, const wire::c
         k->state = contract_state::cancelled;
         tables::contracts.put(b, k->contract_id, *k);
       }
-      return commit(self, std::move(b), &env, {}, c.order_id);
+      return commit(self, std::move(b), &env, {}, c.order_id, std::move(released));
     }
     if (!k) {
       // Cancelled before we confirmed it: a late Accept for it must fail.
@@ -534,7 +636,7 @@ void on_cancel(participant_actor* self, const wire::envelope& env, const wire::c
     auto o = read(self, tables::offers, it->second.first);
     if (o && o->state == offer_state::held) cancel_offer(std::move(*o));
   }
-  commit(self, std::move(b), &env, {}, c.order_id);
+  commit(self, std::move(b), &env, {}, c.order_id, std::move(released));
 }
 
 caf::behavior participant(participant_actor* self, node_context* ctx,

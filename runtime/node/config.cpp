@@ -27,6 +27,7 @@ constexpr std::size_t peers_count_max = 1024;
 constexpr std::int64_t map_mib_max = std::int64_t{1} << 20;            // 1 TiB
 constexpr std::int64_t frame_bytes_max_limit = std::int64_t{1} << 30;  // 1 GiB
 constexpr std::int64_t retry_ms_max_limit = std::int64_t{24} * 3600 * 1000;
+constexpr std::int64_t scheduler_threads_max = 64;
 
 constexpr std::array<std::string_view, 5> log_levels = {"trace", "debug", "info", "warn", "error"};
 
@@ -258,6 +259,9 @@ status read_node_section(const config_file& file, node_config& cfg) {
              "expected one of trace, debug, info, warn, error, got \"" + cfg.log_level + "\"");
     }
   }
+  auto threads = static_cast<std::int64_t>(cfg.scheduler_threads);
+  r.read_int("scheduler_threads", 1, scheduler_threads_max, threads);
+  cfg.scheduler_threads = static_cast<std::size_t>(threads);
   r.reject_unknown_keys();
   return r.state();
 }

@@ -104,6 +104,7 @@ TEST(config, defaults) {
   EXPECT_EQ(cfg->enterprise, "velo");  // defaults to the id
   EXPECT_EQ(cfg->data_dir, "/var/lib/gearmesh/velo");
   EXPECT_EQ(cfg->log_level, "info");
+  EXPECT_EQ(cfg->scheduler_threads, 1u);
   EXPECT_EQ(cfg->admin_address, "127.0.0.1");
   EXPECT_EQ(cfg->admin_port, 0);
   EXPECT_EQ(cfg->store_sync, defaults.store_sync);
@@ -214,6 +215,8 @@ TEST(config, invalid_values) {
             "\"loud\"");
   EXPECT_EQ(config_error(std::string(minimal_node) + "[admin]\nport = 70000\n"),
             "velo.toml:6: admin.port: expected an integer in 0..65535, got 70000");
+  EXPECT_EQ(config_error(std::string(minimal_node) + "scheduler_threads = 0\n"),
+            "velo.toml:5: node.scheduler_threads: expected an integer in 1..64, got 0");
   EXPECT_EQ(config_error(std::string(minimal_node) + "[store]\nmap_mib = 0\n"),
             "velo.toml:6: store.map_mib: expected an integer in 1..1048576, got 0");
   EXPECT_EQ(config_error(std::string(minimal_node) + "[transport]\nframe_bytes_max = -1\n"),
@@ -233,6 +236,15 @@ TEST(config, peer_ids_unique_and_not_self) {
   EXPECT_EQ(config_error(base + "[[peers]]\nid = \"b\"\nendpoint = \"udp://h:1\"\n"),
             "velo.toml:7: peers[0].endpoint: expected a ZeroMQ endpoint starting with tcp://, "
             "ipc:// or inproc://, got \"udp://h:1\"");
+}
+
+TEST(config, scheduler_threads) {
+  auto file =
+      config_file::parse(std::string(minimal_node) + "scheduler_threads = 2\n", "velo.toml");
+  ASSERT_TRUE(file);
+  auto cfg = parse_node_config(*file);
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->scheduler_threads, 2u);
 }
 
 TEST(config, error_helper_uses_node_line) {

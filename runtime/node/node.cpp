@@ -379,7 +379,8 @@ void prune_inbox(gateway_state& st, timestamp_us now) {
   }
   if (b.empty()) return;
   host->inbox_pruned.fetch_add(b.size(), std::memory_order_relaxed);
-  host->writer->submit(std::move(b), [](const status&) {});
+  // Deferred: a prune lost in a crash is redone by the next one.
+  host->writer->submit_deferred(std::move(b), nullptr);
 }
 
 caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl* host) {
@@ -423,7 +424,10 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
             host->outbox_pending = st.pending.size();
             store::write_batch b;
             b.erase(outbox_table, store::key_u64(a->acked_message_id));
-            host->writer->submit(std::move(b), [](const status&) {});
+            // Deferred: rides with the next commit instead of costing a sync
+            // of its own; if a crash loses it, the message is re-sent and the
+            // receiver drops it as a duplicate.
+            host->writer->submit_deferred(std::move(b), nullptr);
           }
           return;
         }
@@ -545,8 +549,12 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
 
   store::group_commit_writer::options wo;
   wo.fail_stop = true;  // see node::impl::fail
-  // [store] group_commit = false: one transaction and one sync per commit.
-  if (!c.store_group_commit) wo.batches_per_txn_max = 1;
+  // [store] group_commit = false: one transaction per commit, each synced
+  // completely before the next (the baseline the benchmarks compare with).
+  if (!c.store_group_commit) {
+    wo.batches_per_txn_max = 1;
+    wo.pipeline_syncs = false;
+  }
   p->writer = std::make_unique<store::group_commit_writer>(*p->env, wo);
 
   transport::zmq_options zo;
@@ -557,20 +565,24 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
   for (auto& peer : c.peers) p->peer_ids.insert(peer.id);
 
   p->sys_cfg = std::make_unique<caf::actor_system_config>();
-  p->sys_cfg->set("scheduler.max-threads", std::size_t{2});
-  // BENCH-EXPERIMENT (temporary): GEARMESH_CAF_THREADS, GEARMESH_CAF_POLICY, GEARMESH_CAF_MODERATE
-  if (const char* e = std::getenv("GEARMESH_CAF_THREADS"))
-    p->sys_cfg->set("scheduler.max-threads", static_cast<std::size_t>(std::atoi(e)));
-  if (const char* e = std::getenv("GEARMESH_CAF_POLICY"))
-    p->sys_cfg->set("scheduler.policy", caf::atom_from_string(e));
-  if (const char* e = std::getenv("GEARMESH_CAF_MODERATE"))
-    p->sys_cfg->set("work-stealing.moderate-poll-attempts", static_cast<std::size_t>(std::atoi(e)));
-  if (const char* e = std::getenv("GEARMESH_CAF_AGGRESSIVE"))
-    p->sys_cfg->set("work-stealing.aggressive-poll-attempts",
-                    static_cast<std::size_t>(std::atoi(e)));
+  p->sys_cfg->set("scheduler.max-threads", c.scheduler_threads);
+  // By default an idle CAF worker polls its queue every 50 us for 25 ms
+  // before it blocks: thousands of wake-ups per idle spell, which on a
+  // machine shared with other nodes cost more CPU than the actors. Block
+  // after the short spin instead.
+  p->sys_cfg->set("work-stealing.moderate-poll-attempts", std::size_t{0});
   p->sys_cfg->set("logger.console-verbosity", caf::atom("quiet"));
   p->sys_cfg->set("logger.file-verbosity", caf::atom("quiet"));
   p->sys = std::make_unique<caf::actor_system>(*p->sys_cfg);
+  // The gateway rebuilds its retry state on a CAF worker, some time after
+  // open() returns; count the outbox here so that stats() is right at once.
+  std::uint64_t outbox_entries = 0;
+  auto counted = p->env->for_each(outbox_table, [&](std::string_view, std::string_view) {
+    ++outbox_entries;
+    return true;
+  });
+  if (!counted) return counted;
+  p->outbox_pending = outbox_entries;
   p->gateway = p->sys->spawn(gateway_actor, p.get());
 
   auto* host = p.get();

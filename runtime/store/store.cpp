@@ -136,9 +136,10 @@ void write_batch::append(write_batch&& other) {
 }
 
 std::string key_u64(std::uint64_t v) {
-  char buf[21];
-  std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(v));
-  return std::string(buf, 20);
+  // By hand rather than snprintf: keys are built for every message.
+  std::string out(20, '0');
+  for (auto i = out.size(); v != 0; v /= 10) out[--i] = static_cast<char>('0' + v % 10);
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -345,7 +346,11 @@ struct environment::impl {
     return {};
   }
 
-  status apply(const std::vector<const write_batch*>& batches) {
+  /// durable: with opts.sync, also flush the meta page before returning
+  /// (the environment runs with MDB_NOMETASYNC, see open()).
+  status apply(const std::vector<const write_batch*>& batches, bool durable,
+               bool* earlier_durable = nullptr) {
+    if (earlier_durable) *earlier_durable = false;
     bool any = false;
     for (const write_batch* b : batches) {
       for (const write_op& op : b->ops()) {
@@ -358,8 +363,15 @@ struct environment::impl {
     }
     if (!any) return {};
     for (int i = 0; i < apply_attempts_max; ++i) {
+      const auto before = last_txnid();
       attempt a = write_once(batches);
-      if (a.rc == 0) return {};
+      if (a.rc == 0) {
+        // A commit that wrote a new transaction flushed its data pages, and
+        // with them the meta pages of every transaction before it. One that
+        // changed nothing (say, erases of absent keys) flushed nothing.
+        if (earlier_durable) *earlier_durable = !opts.sync || last_txnid() != before;
+        return durable ? sync() : status{};
+      }
       if (a.rc == MDB_MAP_RESIZED) {
         // Another process grew the map: adopt its size and redo.
         if (auto st = resize_map(0); !st) return st;
@@ -376,6 +388,20 @@ struct environment::impl {
     }
     return status(errc::storage, opts.path + ": apply: gave up after " +
                                      std::to_string(apply_attempts_max) + " attempts");
+  }
+
+  /// Id of the last committed write transaction.
+  std::size_t last_txnid() const {
+    MDB_envinfo info;
+    if (mdb_env_info(env.get(), &info) != 0) return 0;
+    return info.me_last_txnid;
+  }
+
+  /// Flushes everything committed so far (data and meta pages) to disk.
+  status sync() {
+    if (!opts.sync) return {};
+    if (int rc = mdb_env_sync(env.get(), 1)) return error("mdb_env_sync", rc);
+    return {};
   }
 };
 
@@ -426,7 +452,12 @@ result<std::unique_ptr<environment>> environment::open(const options& opts) {
   }
   // MDB_NOTLS: read transactions are not tied to threads (reads come from
   // many threads, and a thread may nest reads).
-  unsigned flags = MDB_NOTLS | (opts.sync ? 0u : unsigned{MDB_NOSYNC});
+  // MDB_NOMETASYNC: a commit flushes the data pages, then writes the meta
+  // page that makes the transaction current without flushing it. apply()
+  // flushes it before returning (two flushes, as LMDB's default);
+  // apply_pipelined() leaves it to the data flush of the next commit, so
+  // back-to-back commits cost one flush each. Integrity is LMDB's either way.
+  unsigned flags = MDB_NOTLS | (opts.sync ? unsigned{MDB_NOMETASYNC} : unsigned{MDB_NOSYNC});
   if (int rc = mdb_env_open(raw, opts.path.c_str(), flags, 0644)) {
     return p->error("mdb_env_open", rc);
   }
@@ -497,7 +528,16 @@ status environment::scan(
 }
 
 status environment::apply(const std::vector<const write_batch*>& batches) {
-  return impl_->apply(batches);
+  return impl_->apply(batches, true);
+}
+
+status environment::apply_pipelined(const std::vector<const write_batch*>& batches,
+                                    bool& earlier_durable) {
+  return impl_->apply(batches, false, &earlier_durable);
+}
+
+status environment::sync() {
+  return impl_->sync();
 }
 
 result<std::vector<table_stats>> environment::stats() const {

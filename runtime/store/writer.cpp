@@ -1,7 +1,23 @@
 // Group commit: one writer thread turns everything queued since its last commit
 // into one LMDB transaction (one sync), then runs the completions in order.
+//
+// Pipelined syncs (options::pipeline_syncs): LMDB makes a commit durable with
+// two flushes, one for the data pages and one for the meta page. When more
+// work is queued, the writer commits the next group before it reports the
+// previous one durable: the next commit's data flush also carries the
+// previous meta page, so under load a transaction costs one flush. Idle, it
+// flushes at once (environment::sync), so latency is that of a plain commit.
+//
+// Deferred batches (submit_deferred) ride along: they wait in the same queue,
+// in submission order, but only a submit() wakes the writer for a
+// transaction; deferred batches alone are committed once the oldest has
+// waited deferred_delay_ms. So an outbox entry erased after its Ack costs no
+// sync of its own, and never delays a commit on the critical path.
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -14,9 +30,13 @@
 namespace gearmesh::store {
 
 struct group_commit_writer::impl {
+  using clock_type = std::chrono::steady_clock;
+
   struct entry {
     write_batch batch;
     completion done;
+    bool deferred = false;
+    clock_type::time_point queued_at{};  // deferred entries only
   };
 
   impl(environment& e, options o) : env(e), opts(o) {
@@ -31,6 +51,7 @@ struct group_commit_writer::impl {
   std::condition_variable not_empty;  // writer waits for work or stop
   std::condition_variable not_full;   // submitters wait for room
   std::deque<entry> queue;            // at most opts.queue_max entries
+  std::size_t urgent = 0;             // entries in `queue` queued by submit()
   bool stopping = false;
   std::once_flag joined;
   std::thread thread;
@@ -40,9 +61,32 @@ struct group_commit_writer::impl {
   std::atomic<std::uint64_t> failures{0};
   /// fail_stop: the first failure; every later batch completes with it.
   status stopped_by;
+  /// pipeline_syncs: the last group, committed but not yet known durable
+  /// (its meta page waits for the next flush). Its completions run once the
+  /// next commit or a sync() flushed it; writer thread only.
+  std::vector<entry> unsynced;
 
   static void complete(entry& e, const status& st) {
     if (e.done) e.done(st);
+  }
+
+  /// Runs the completions of `unsynced` with `st`.
+  void complete_unsynced(const status& st) {
+    for (entry& e : unsynced) complete(e, st);
+    unsynced.clear();
+  }
+
+  /// Makes `unsynced` durable with one sync, then runs its completions.
+  void flush_unsynced() {
+    if (unsynced.empty()) return;
+    status st = env.sync();
+    if (!st) {
+      failures.fetch_add(1, std::memory_order_relaxed);
+      if (opts.fail_stop && stopped_by.is_ok())
+        stopped_by = status(st.code(),
+                            st.message() + " (the store stopped taking writes after this failure)");
+    }
+    complete_unsynced(st);
   }
 
   /// Applies `ptrs` as one transaction and counts it.
@@ -62,6 +106,7 @@ struct group_commit_writer::impl {
   /// silently losing the completions after it.
   void commit_group(std::vector<entry>& group) noexcept {
     if (!stopped_by.is_ok()) {
+      flush_unsynced();
       for (entry& e : group) complete(e, stopped_by);
       return;
     }
@@ -73,12 +118,41 @@ struct group_commit_writer::impl {
       any_ops = any_ops || !e.batch.empty();
     }
     if (!any_ops) {
-      // Nothing to write: no transaction, no sync.
+      // Nothing to write: no transaction. Completions stay in order: what
+      // is still unsynced completes first.
+      flush_unsynced();
       batches.fetch_add(group.size(), std::memory_order_relaxed);
       for (entry& e : group) complete(e, status{});
       return;
     }
-    status st = commit(ptrs);
+    if (opts.pipeline_syncs) {
+      bool earlier_durable = false;
+      status st = env.apply_pipelined(ptrs, earlier_durable);
+      transactions.fetch_add(1, std::memory_order_relaxed);
+      if (st) {
+        batches.fetch_add(ptrs.size(), std::memory_order_relaxed);
+        if (earlier_durable)
+          complete_unsynced(status{});
+        else
+          flush_unsynced();
+        // This group's completions wait for the next flush (swap: both
+        // vectors keep their capacity).
+        unsynced.swap(group);
+        return;
+      }
+      failures.fetch_add(1, std::memory_order_relaxed);
+      // Nothing of this group was applied; settle the earlier one first.
+      flush_unsynced();
+      handle_failure(group, st);
+      return;
+    }
+    flush_unsynced();
+    handle_failure(group, commit(ptrs));
+  }
+
+  /// Completes `group` after its commit returned `st` (ok, or failed and
+  /// nothing applied).
+  void handle_failure(std::vector<entry>& group, status st) noexcept {
     if (!st && opts.fail_stop) {
       stopped_by =
           status(st.code(), st.message() + " (the store stopped taking writes after this failure)");
@@ -102,16 +176,41 @@ struct group_commit_writer::impl {
     }
   }
 
+  /// Waits until a transaction is due: a submit()ted batch is queued, the
+  /// oldest deferred batch waited long enough, or the writer is stopping.
+  void wait_for_work(std::unique_lock<std::mutex>& lk) {
+    const auto delay = std::chrono::milliseconds(opts.deferred_delay_ms);
+    for (;;) {
+      if (urgent > 0 || stopping) return;
+      if (queue.empty()) {
+        not_empty.wait(lk);
+        continue;
+      }
+      // Only deferred batches; the front one is the oldest.
+      const auto due = queue.front().queued_at + delay;
+      if (queue.size() >= opts.batches_per_txn_max || clock_type::now() >= due) return;
+      not_empty.wait_until(lk, due);
+    }
+  }
+
   void run() noexcept {
+    pthread_setname_np(pthread_self(), "gearmesh-writer");  // visible in top/perf
     std::vector<entry> group;
     group.reserve(opts.batches_per_txn_max);
     for (;;) {
       {
         std::unique_lock lk(mutex);
-        not_empty.wait(lk, [&] { return !queue.empty() || stopping; });
-        if (queue.empty()) return;  // stopping and drained
+        if (!unsynced.empty() && (idle() || (stopping && queue.empty()))) {
+          // No transaction to pipeline with: flush now, without the lock.
+          lk.unlock();
+          flush_unsynced();
+          continue;
+        }
+        wait_for_work(lk);
+        if (queue.empty()) return;  // stopping and drained (unsynced flushed above)
         std::size_t n = std::min(queue.size(), opts.batches_per_txn_max);
         for (std::size_t i = 0; i < n; ++i) {
+          if (!queue.front().deferred) --urgent;
           group.push_back(std::move(queue.front()));
           queue.pop_front();
         }
@@ -121,6 +220,10 @@ struct group_commit_writer::impl {
       group.clear();
     }
   }
+
+  /// true if nothing queued asks for a transaction now (so the unsynced
+  /// group should be flushed rather than wait for one). Lock held.
+  bool idle() const { return urgent == 0 && !stopping; }
 };
 
 group_commit_writer::group_commit_writer(environment& env, options opts)
@@ -139,12 +242,32 @@ void group_commit_writer::submit(write_batch batch, completion done) {
         lk, [&] { return impl_->stopping || impl_->queue.size() < impl_->opts.queue_max; });
     if (!impl_->stopping) {
       impl_->queue.push_back(impl::entry{std::move(batch), std::move(done)});
+      ++impl_->urgent;
       lk.unlock();
       impl_->not_empty.notify_one();
       return;
     }
   }
   // Completes on the caller's thread: there is no writer thread any more.
+  if (done) done(status(errc::shutting_down, "store writer stopped"));
+}
+
+void group_commit_writer::submit_deferred(write_batch batch, completion done) {
+  {
+    std::unique_lock lk(impl_->mutex);
+    impl_->not_full.wait(
+        lk, [&] { return impl_->stopping || impl_->queue.size() < impl_->opts.queue_max; });
+    if (!impl_->stopping) {
+      // The writer waits without a deadline only while the queue is empty:
+      // only then must it learn of this batch (to wait for its due time).
+      const bool was_empty = impl_->queue.empty();
+      impl_->queue.push_back(
+          impl::entry{std::move(batch), std::move(done), true, impl::clock_type::now()});
+      lk.unlock();
+      if (was_empty) impl_->not_empty.notify_one();
+      return;
+    }
+  }
   if (done) done(status(errc::shutting_down, "store writer stopped"));
 }
 

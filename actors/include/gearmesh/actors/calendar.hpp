@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -129,6 +130,9 @@ class capacity_calendar {
   std::int64_t capacity_;
   std::map<std::int64_t, bucket_load> buckets_;
   std::map<std::string, calendar_entry, std::less<>> entries_;
+  /// The holds among entries_, by (deadline, id): expire() and
+  /// next_deadline() stay O(log n) however many bookings accumulate.
+  std::set<std::pair<timestamp_us, std::string>, std::less<>> hold_deadlines_;
 };
 
 }  // namespace gearmesh::actors

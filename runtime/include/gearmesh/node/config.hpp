@@ -49,7 +49,12 @@ struct node_config {
   /// [transport] clock_skew_max_s: messages stamped further than this in the
   /// future are dropped unacknowledged (a partner's clock is wrong).
   std::int64_t clock_skew_max_us = 3'600'000'000LL;
-  std::string log_level = "info";      // [node] log_level
+  std::string log_level = "info";  // [node] log_level
+  /// [node] scheduler_threads: CAF worker threads running the node's actors.
+  /// One is enough for a node's actors (the fsync, ZeroMQ and admin work
+  /// runs on threads of its own) and avoids cross-worker wake-ups; more only
+  /// pay off for CPU-heavy role actors on a machine with cores to spare.
+  std::size_t scheduler_threads = 1;
   std::vector<transport::peer> peers;  // [[peers]] id, endpoint
 };
 

@@ -2,9 +2,12 @@
 //
 // Layout: named tables (LMDB sub-databases) of byte keys to byte values. The
 // runtime owns these tables:
-//   "meta"   format version stamp and id counters
-//   "inbox"  key = "<sender>/<message_id as 20-digit decimal>", value = empty;
-//            the inbound messages already processed (dedup)
+//   "meta"   format version stamp, id counters and the node id ("node_id",
+//            written at start by the actors library, read by `gearmesh verify`)
+//   "inbox"  key = "<sender>/<message_id as 20-digit decimal>",
+//            value = "<commit time µs>|<ids of the replies sent, ','-separated>";
+//            the inbound messages already processed (dedup), kept for the
+//            replay window
 //   "outbox" key = <message_id as 20-digit decimal>, value = "<receiver>\0<frame bytes>";
 //            messages committed but not yet acknowledged by their receiver
 // Actor libraries own further tables (see actors/include/gearmesh/actors/records.hpp).
@@ -115,6 +118,22 @@ class environment {
   status apply(const std::vector<const write_batch*>& batches);
   status apply(const write_batch& batch) { return apply(std::vector<const write_batch*>{&batch}); }
 
+  /// Like apply(), but with options.sync the transaction is durable only
+  /// once a later apply(), apply_pipelined() or sync() returned ok: its
+  /// data pages are flushed, the meta page that makes it current is written
+  /// but flushed by the next commit's data flush. A crash before that undoes
+  /// this transaction as a whole (never part of it). Visible to readers at
+  /// once. Lets a writer with work queued pay one flush per transaction
+  /// instead of two. `earlier_durable` receives whether this commit made
+  /// every earlier one durable (false if it changed nothing on disk, e.g.
+  /// only erased absent keys, and so flushed nothing). Same threading rule
+  /// as apply().
+  status apply_pipelined(const std::vector<const write_batch*>& batches, bool& earlier_durable);
+
+  /// Makes every transaction committed so far durable. Same threading rule
+  /// as apply(). Errors: errc::storage.
+  status sync();
+
   /// Names and sizes of all tables.
   result<std::vector<table_stats>> stats() const;
 
@@ -142,6 +161,17 @@ class commit_queue {
   /// never durable before any batch submitted earlier from any thread.
   /// Blocks while the queue is full (backpressure).
   virtual void submit(write_batch batch, completion done) = 0;
+
+  /// Queues `batch` like submit() (same order, same completion), but asks
+  /// for no transaction of its own: it is applied with the next transaction
+  /// a submit() causes, or alone after a bounded delay (see
+  /// group_commit_writer::options::deferred_delay_ms). For writes whose loss
+  /// in a crash is harmless, such as erasing the outbox entry of a message
+  /// its receiver acknowledged (it would be re-sent and dropped as a
+  /// duplicate). By default the same as submit().
+  virtual void submit_deferred(write_batch batch, completion done) {
+    submit(std::move(batch), std::move(done));
+  }
 };
 
 /// Counters of a group_commit_writer.
@@ -166,6 +196,16 @@ class group_commit_writer final : public commit_queue {
     /// step is lost nothing after it may become durable (no partial state).
     /// false: a failed group is retried batch by batch, each with its own outcome.
     bool fail_stop = false;
+    /// true: when more batches are waiting after a transaction, the writer
+    /// commits them before it reports the first one durable, so that one
+    /// flush covers the first one's meta page and the next one's data
+    /// (environment::apply_pipelined); idle, it syncs at once. false: every
+    /// transaction is flushed completely before its completions run (two
+    /// flushes each, LMDB's default).
+    bool pipeline_syncs = true;
+    /// Longest a batch queued with submit_deferred() waits for a
+    /// transaction that a submit() causes before it gets one of its own.
+    std::uint32_t deferred_delay_ms = 50;
   };
 
   /// Starts the writer thread. `env` must outlive this object.
@@ -174,6 +214,7 @@ class group_commit_writer final : public commit_queue {
   ~group_commit_writer() override;  // stop()
 
   void submit(write_batch batch, completion done) override;
+  void submit_deferred(write_batch batch, completion done) override;
 
   /// Commits everything queued, runs completions, joins the thread. Batches
   /// submitted afterwards complete with errc::shutting_down. Idempotent.
