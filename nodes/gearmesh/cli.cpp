@@ -1,7 +1,7 @@
 // The `gearmesh` CLI: subcommands that call a node's admin API and print its
 // answers for people (tables, ISO-8601 times, prices) or as raw JSON, and
 // offline tools that open nodes' LMDB data directories directly: `store`, and
-// `verify` (verify_cmd.cpp).
+// `verify` (verify_cmd.cpp); `keys` manages a node's CURVE keypair (keys_cmd.cpp).
 
 #include "cli.hpp"
 
@@ -20,6 +20,7 @@
 #include "gearmesh/actors/verify.hpp"
 #include "gearmesh/node/admin.hpp"
 #include "gearmesh/store/store.hpp"
+#include "keys_cmd.hpp"
 #include "verify_cmd.hpp"
 
 namespace gearmesh::cli {
@@ -449,7 +450,7 @@ int store_restore(const std::string& from, const std::string& data_dir, bool for
 int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
   CLI::App app{
       "Talks to a Gearmesh node through its admin API; `store` and `verify` work offline on "
-      "nodes' data directories.",
+      "nodes' data directories, `keys` on key files.",
       "gearmesh"};
   app.fallthrough();  // global options may follow the subcommand
   app.require_subcommand(1);
@@ -516,6 +517,22 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
                      "Reference time for hold deadlines: microseconds since the epoch or a time "
                      "as for --due; default now");
 
+  auto* keys_cmd = app.add_subcommand("keys", "Create and show a node's CURVE keypair");
+  keys_cmd->require_subcommand(1);
+  std::string keys_dir, key_file;
+  bool keys_force = false;
+  auto* keys_generate = keys_cmd->add_subcommand(
+      "generate",
+      "Write a new keypair: DIR/node.key (secret, mode 0600) and DIR/node.pub; print the public "
+      "key");
+  keys_generate->add_option("--out", keys_dir, "Key directory, created with mode 0700 if missing")
+      ->required();
+  keys_generate->add_flag("--force", keys_force,
+                          "Replace existing keys (partners then need the new node.pub)");
+  auto* keys_show = keys_cmd->add_subcommand(
+      "show", "Print the public key of a node.key (secret) or node.pub file");
+  keys_show->add_option("--key", key_file, "node.key or node.pub")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -562,6 +579,10 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   if (backup->parsed()) return store_backup(data_dir, backup_dir, raw_json, out, err);
   if (restore->parsed()) return store_restore(backup_dir, data_dir, force, raw_json, out, err);
   if (verify->parsed()) return verify_command(verify_dirs, verify_now, raw_json, out, err);
+  if (keys_generate->parsed()) {
+    return keys_generate_command(keys_dir, keys_force, raw_json, out, err);
+  }
+  if (keys_show->parsed()) return keys_show_command(key_file, raw_json, out, err);
 
   std::string target;
   void (*print)(std::ostream&, const json&) = print_flat;

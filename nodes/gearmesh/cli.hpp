@@ -1,6 +1,6 @@
 // The `gearmesh` command line: a client of a node's admin API, plus offline
 // tools for nodes' LMDB stores (`gearmesh store inspect|backup|restore`,
-// `gearmesh verify DATA_DIR...`).
+// `gearmesh verify DATA_DIR...`) and key files (`gearmesh keys generate|show`).
 //
 // `run` is the whole program minus the process boundary, so tests drive it
 // with an argv and string streams against a real HTTP server. The pure
@@ -22,7 +22,8 @@ enum exit_code : int {
   exit_ok = 0,
   /// The node answered with an error, a store tool failed (missing
   /// directory, not a store, format version mismatch; the message went to
-  /// stderr), or `verify` found a violation.
+  /// stderr), `verify` found a violation, or `keys` failed (I/O error, keys
+  /// exist without --force, bad or too widely readable key file).
   exit_api_error = 1,
   /// Bad command line.
   exit_usage = 2,

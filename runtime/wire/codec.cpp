@@ -39,7 +39,10 @@ struct payload_encoder {
       std::vector<fb::Offset<Attribute>> offsets;
       offsets.reserve(m.attributes.size());
       for (const auto& a : m.attributes) {
-        auto k = put(b, a.key);
+        // Attribute.key is a `(key)` field, which FlatBuffers makes required:
+        // the verifier rejects an attribute without one, so an empty key is
+        // written as an empty string, never omitted (found by fuzz_frame).
+        auto k = b.CreateString(a.key.data(), a.key.size());
         auto v = put(b, a.value);
         offsets.push_back(CreateAttribute(b, k, v));
       }

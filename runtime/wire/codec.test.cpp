@@ -113,6 +113,20 @@ TEST(codec, round_trips_defaults_and_empty_strings) {
   }
 }
 
+// Attribute.key is a FlatBuffers `(key)` field, hence required: an empty key
+// must still be written. Found by fuzz/fuzz_frame (a partner's Cfp with a
+// present but empty key decoded, and its re-encoding did not).
+TEST(codec, round_trips_attributes_with_empty_keys) {
+  cfp m = sample_cfp();
+  m.attributes = {{"", "teal"}, {"", ""}, {"size", ""}};
+  const envelope in = sample_envelope(m);
+  const bytes frame = encode(in);
+  auto out = decode(frame);
+  ASSERT_TRUE(out.has_value()) << out.error().to_string();
+  EXPECT_EQ(*out, in);
+  EXPECT_EQ(encode(*out), frame);
+}
+
 TEST(codec, round_trips_at_the_limits) {
   const limits lim;
   cfp m = sample_cfp();

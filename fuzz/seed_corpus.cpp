@@ -1,0 +1,211 @@
+// Writes the seed corpus of fuzz_frame (fuzz/corpus/frame/): real encoded
+// envelopes of every message type, the limits' edge cases, and frames that
+// each fail one check of the decoder. Run by `fuzz/run.sh --seed-corpus`.
+//
+// Every seed is checked against the decoder before it is written: valid seeds
+// must decode, invalid ones must fail, so the corpus keeps covering both.
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gearmesh/wire/codec.hpp"
+#include "gearmesh/wire/gearmesh_generated.h"
+
+namespace {
+
+using namespace gearmesh;
+namespace fs = std::filesystem;
+namespace fb = ::flatbuffers;
+
+constexpr std::int64_t t0_us = 1'767'225'600'000'000;  // 2026-01-01T00:00Z
+constexpr std::int64_t ms_us = 1'000;
+constexpr std::int64_t day_us = 86'400'000'000;
+
+wire::envelope envelope(std::uint64_t id, const char* from, const char* to, wire::payload p,
+                        std::uint64_t cause = 0) {
+  wire::envelope env;
+  env.header.message_id = id;
+  env.header.sender = from;
+  env.header.receiver = to;
+  env.header.conversation_id = "velo/order/1";
+  env.header.causation_id = cause;
+  env.header.timestamp_us = t0_us + static_cast<std::int64_t>(id) * ms_us;
+  env.payload = std::move(p);
+  return env;
+}
+
+wire::cfp sample_cfp() {
+  return wire::cfp{"velo/order/1",
+                   "FRAME",
+                   5,
+                   t0_us,
+                   t0_us + 14 * day_us,
+                   0,
+                   t0_us + 800 * ms_us,
+                   "EUR",
+                   {{"colour", "red"}, {"size", "M"}}};
+}
+
+/// The conversation of docs/protocol.md section 10, one frame per type.
+std::vector<std::pair<std::string, wire::bytes>> valid_seeds() {
+  const std::int64_t start = t0_us + 2 * day_us, due = t0_us + 9 * day_us;
+  std::vector<std::pair<std::string, wire::bytes>> s;
+  const auto add = [&](const char* name, const wire::envelope& env) {
+    s.emplace_back(name, wire::encode(env));
+  };
+  add("cfp", envelope(1, "velo", "framecraft", sample_cfp()));
+  add("propose", envelope(7, "framecraft", "velo",
+                          wire::propose{"velo/order/1", "framecraft/proposal/1", 9584, start, due,
+                                        t0_us + 5'000 * ms_us},
+                          1));
+  add("refuse",
+      envelope(3, "tubeco", "velo", wire::refuse{"velo/order/1", "unknown item FRAME"}, 2));
+  add("accept",
+      envelope(4, "velo", "framecraft",
+               wire::accept{"velo/order/1", "framecraft/proposal/1", "velo/order/1/c1"}, 7));
+  add("reject",
+      envelope(5, "velo", "alloyframe",
+               wire::reject{"velo/order/1", "alloyframe/proposal/1", "another proposal won"}, 8));
+  add("confirm", envelope(9, "framecraft", "velo",
+                          wire::confirm{"velo/order/1", "framecraft/proposal/1", "velo/order/1/c1",
+                                        9584, start, due, 5, "FRAME"},
+                          4));
+  add("failure", envelope(10, "framecraft", "velo",
+                          wire::failure{"velo/order/1", "framecraft/proposal/1", "velo/order/1/c1",
+                                        "holds lapsed and no capacity before the due date"},
+                          4));
+  add("cancel", envelope(6, "velo", "framecraft",
+                         wire::cancel{"velo/order/1", "velo/order/1/c1", "customer withdrew"}));
+  wire::envelope ack = envelope(0, "framecraft", "velo", wire::ack{4}, 4);
+  ack.header.conversation_id.clear();
+  add("ack", ack);
+  add("empty-fields", envelope(1, "", "", wire::cfp{}));
+
+  // At the limits: 32 attributes, 1024-byte strings.
+  wire::cfp full = sample_cfp();
+  full.attributes.clear();
+  for (int i = 0; i < 32; ++i) {
+    full.attributes.push_back({"k" + std::to_string(i), std::string(i == 0 ? 1024 : 8, 'v')});
+  }
+  add("cfp-32-attributes", envelope(2, "velo", "framecraft", full));
+  add("refuse-1024-byte-reason",
+      envelope(3, "tubeco", "velo", wire::refuse{"velo/order/1", std::string(1024, 'r')}));
+
+  // Legal FlatBuffers the codec never writes: every string field is one
+  // shared string, so re-encoding makes the frame larger.
+  fb::FlatBufferBuilder b;
+  auto shared = b.CreateString(std::string(512, 's'));
+  std::vector<fb::Offset<wire::Attribute>> attrs;
+  for (int i = 0; i < 32; ++i) attrs.push_back(wire::CreateAttribute(b, shared, shared));
+  auto cfp = wire::CreateCfp(b, shared, shared, 5, t0_us, t0_us + day_us, 0, t0_us, shared,
+                             b.CreateVector(attrs));
+  b.Finish(wire::CreateEnvelope(b, wire::protocol_version, 11, shared, shared, shared, 0, t0_us,
+                                wire::Payload::Cfp, cfp.Union()),
+           wire::EnvelopeIdentifier());
+  s.emplace_back("cfp-shared-strings",
+                 wire::bytes(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize()));
+  return s;
+}
+
+/// Frames that the decoder must refuse, each for one reason.
+std::vector<std::pair<std::string, wire::bytes>> invalid_seeds(
+    const std::vector<std::pair<std::string, wire::bytes>>& valid) {
+  const wire::bytes& cfp = valid.at(0).second;
+  const wire::bytes& confirm = valid.at(5).second;
+  std::vector<std::pair<std::string, wire::bytes>> s;
+
+  s.emplace_back("bad-truncated-cfp-half",
+                 wire::bytes(cfp.begin(), cfp.begin() + static_cast<long>(cfp.size() / 2)));
+  // The last bytes of a frame may be padding; cut into the data.
+  s.emplace_back("bad-truncated-confirm", wire::bytes(confirm.begin(), confirm.end() - 16));
+  s.emplace_back("bad-header-only", wire::bytes(cfp.begin(), cfp.begin() + 8));
+
+  wire::bytes wrong_id = cfp;
+  wrong_id[7] = 'X';  // "GMSH" -> "GMSX"
+  s.emplace_back("bad-wrong-identifier", wrong_id);
+
+  wire::bytes root_out_of_range = cfp;
+  root_out_of_range[0] = 0xff;
+  root_out_of_range[1] = 0xff;
+  s.emplace_back("bad-root-offset", root_out_of_range);
+
+  wire::envelope v2 = envelope(1, "velo", "framecraft", sample_cfp());
+  v2.header.protocol_version = 2;
+  s.emplace_back("bad-version-2", wire::encode(v2));
+
+  wire::cfp many = sample_cfp();
+  many.attributes.assign(33, wire::attribute{"k", "v"});
+  s.emplace_back("bad-cfp-33-attributes", wire::encode(envelope(1, "velo", "framecraft", many)));
+  many.attributes.assign(300, wire::attribute{"k", "v"});
+  s.emplace_back("bad-cfp-300-tables", wire::encode(envelope(1, "velo", "framecraft", many)));
+
+  s.emplace_back("bad-reject-1025-byte-reason",
+                 wire::encode(envelope(5, "velo", "alloyframe",
+                                       wire::reject{"velo/order/1", "alloyframe/proposal/1",
+                                                    std::string(1025, 'r')})));
+
+  const auto raw = [](wire::Payload type, bool with_table) {
+    fb::FlatBufferBuilder b;
+    fb::Offset<void> body = 0;
+    if (with_table) body = wire::CreateAck(b, 1).Union();
+    auto sender = b.CreateString("velo");
+    auto receiver = b.CreateString("framecraft");
+    b.Finish(wire::CreateEnvelope(b, wire::protocol_version, 1, sender, receiver, 0, 0, t0_us, type,
+                                  body),
+             wire::EnvelopeIdentifier());
+    return wire::bytes(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  };
+  s.emplace_back("bad-no-payload", raw(wire::Payload::NONE, false));
+  s.emplace_back("bad-payload-type-missing-table", raw(wire::Payload::Cfp, false));
+  s.emplace_back("bad-unknown-payload-type", raw(static_cast<wire::Payload>(10), true));
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s OUT_DIR\n", argv[0]);
+    return 2;
+  }
+  const fs::path out = argv[1];
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) {
+    std::fprintf(stderr, "%s: %s\n", out.c_str(), ec.message().c_str());
+    return 1;
+  }
+  const auto valid = valid_seeds();
+  const auto invalid = invalid_seeds(valid);
+  int written = 0;
+  const auto write = [&](const std::pair<std::string, wire::bytes>& seed, bool should_decode) {
+    auto env = wire::decode(seed.second);
+    if (env.has_value() != should_decode) {
+      std::fprintf(stderr, "seed %s: expected decode to %s: %s\n", seed.first.c_str(),
+                   should_decode ? "succeed" : "fail",
+                   env ? "it succeeded" : env.error().to_string().c_str());
+      return false;
+    }
+    std::ofstream f(out / seed.first, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(seed.second.data()),
+            static_cast<std::streamsize>(seed.second.size()));
+    if (!f) {
+      std::fprintf(stderr, "%s: cannot write\n", (out / seed.first).c_str());
+      return false;
+    }
+    ++written;
+    return true;
+  };
+  for (const auto& seed : valid) {
+    if (!write(seed, true)) return 1;
+  }
+  for (const auto& seed : invalid) {
+    if (!write(seed, false)) return 1;
+  }
+  std::printf("wrote %d seeds to %s\n", written, out.c_str());
+  return 0;
+}
