@@ -11,6 +11,8 @@
 
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 namespace gearmesh::fault {
 namespace {
 
@@ -60,14 +62,14 @@ bool parse(std::string_view text, std::map<std::string, double, std::less<>>& ou
     if (entry.empty()) continue;
     auto colon = entry.find(':');
     if (colon == std::string_view::npos || colon == 0) {
-      error = "'" + std::string(entry) + "': expected name:probability";
+      error = fmt::format("'{}': expected name:probability", entry);
       return false;
     }
     auto num = std::string(entry.substr(colon + 1));
     char* end = nullptr;
     double p = std::strtod(num.c_str(), &end);
     if (num.empty() || *end != '\0' || !(p >= 0.0 && p <= 1.0)) {
-      error = "'" + std::string(entry) + "': probability must be a number from 0 to 1";
+      error = fmt::format("'{}': probability must be a number from 0 to 1", entry);
       return false;
     }
     out[std::string(entry.substr(0, colon))] = p;

@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
 namespace gearmesh::keys {
 namespace {
 
@@ -155,7 +157,7 @@ result<fs::path> write_temp(const fs::path& dir, const char* name, std::string_v
                             mode_t mode) {
   // mkostemp: O_CREAT|O_EXCL, mode 0600 (or less under the umask). fchmod then
   // sets exactly `mode` before a byte is written, whatever the umask is.
-  std::string templ = (dir / ("." + std::string(name) + ".XXXXXX")).string();
+  std::string templ = (dir / fmt::format(".{}.XXXXXX", name)).string();
   const int fd = ::mkostemp(templ.data(), O_CLOEXEC);
   if (fd < 0) {
     return status{errc::storage,

@@ -156,7 +156,7 @@ TEST_F(keys_test, rejects_malformed_secret_key_files) {
       {"two_keys", secret_file(key + "\n" + key), "one line between"},
       {"short", secret_file(key.substr(1)), "a key is 40 Z85 characters, got 39"},
       {"long", secret_file(key + "0"), "got 41"},
-      {"quote", secret_file("\"" + key.substr(1)), "character 1 ('\"') is not Z85"},
+      {"quote", secret_file(std::string(1, '"').append(key, 1)), "character 1 ('\"') is not Z85"},
       {"nul", secret_file(key.substr(0, 5) + std::string(1, '\0') + key.substr(6)),
        "character 6 (byte 0) is not Z85"},
       {"overflow", secret_file("#####" + key.substr(5)), "more than 32 bits"},
