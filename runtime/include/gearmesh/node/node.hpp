@@ -7,8 +7,9 @@
 //   ...                                // runs; actors work on CAF's threads
 //   n->stop();                         // clean stop: everything committed is synced
 //
-// Threads: CAF scheduler ([node] scheduler_threads workers, default 1), the transport's I/O thread, the store's
-// writer thread, the admin HTTP thread. See docs/architecture.md.
+// Threads: CAF scheduler ([node] scheduler_threads workers, default 1), the
+// transport's I/O thread, the store's writer thread, the admin HTTP thread.
+// See docs/architecture.md.
 #pragma once
 
 #include <cstdint>
