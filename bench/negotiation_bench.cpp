@@ -50,10 +50,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <fmt/format.h>
 #include <caf/all.hpp>
 
@@ -66,6 +62,7 @@
 #include "gearmesh/node/context.hpp"
 #include "gearmesh/node/node.hpp"
 #include "gearmesh/wire/records_generated.h"
+#include "node_process.hpp"  // tests/integration: real gearmesh-node child processes
 
 namespace {
 
@@ -76,7 +73,6 @@ constexpr long tmpfs_magic = 0x01021994;
 constexpr int factories = 3;
 constexpr std::int64_t us_per_day = 86'400'000'000;
 /// Upper bound on waiting for a node to come up or for in-flight orders to drain.
-constexpr auto startup_timeout = std::chrono::seconds(20);
 constexpr auto drain_timeout = std::chrono::seconds(60);
 /// Tries to start the factories (on fresh ports) before giving up.
 constexpr int start_attempts_max = 3;
@@ -102,90 +98,13 @@ struct config {
 
 // --- processes ------------------------------------------------------------
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+using gearmesh::testing::free_port;
+using gearmesh::testing::node_process;
+
+/// The last 2000 bytes of a log.
+std::string tail(const std::string& log) {
+  return log.size() > 2000 ? log.substr(log.size() - 2000) : log;
 }
-
-/// A gearmesh-node child process; SIGTERM (clean stop) and reaped on destruction.
-class node_process {
- public:
-  node_process(std::string binary, std::string dir, std::string id, std::string config,
-               std::uint16_t admin_port)
-      : binary_(std::move(binary)), dir_(std::move(dir)), id_(std::move(id)), admin_(admin_port) {
-    std::ofstream(config_path()) << config;
-  }
-  ~node_process() { stop(); }
-  node_process(const node_process&) = delete;
-  node_process& operator=(const node_process&) = delete;
-
-  std::string config_path() const { return dir_ + "/" + id_ + ".toml"; }
-  std::string log_path() const { return dir_ + "/" + id_ + ".log"; }
-
-  /// Starts the process and waits until GET /v1/health answers.
-  bool start() {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      std::string cfg = config_path();
-      ::execl(binary_.c_str(), binary_.c_str(), "--config", cfg.c_str(),
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    const auto deadline = steady::now() + startup_timeout;
-    while (steady::now() < deadline) {
-      auto r = gearmesh::admin::call("127.0.0.1", admin_, "GET", "/v1/health", {}, 500);
-      if (r && r->status == 200) return true;
-      int st = 0;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
-  }
-
-  /// GET /v1/metrics as text (empty on failure).
-  std::string metrics() const {
-    auto r = gearmesh::admin::call("127.0.0.1", admin_, "GET", "/v1/metrics", {}, 2000);
-    return r && r->status == 200 ? r->body : std::string{};
-  }
-
-  /// Clean stop; true if it exited 0.
-  bool stop() {
-    if (pid_ <= 0) return true;
-    ::kill(pid_, SIGTERM);
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
-  }
-
-  pid_t pid() const { return pid_; }
-
-  std::string log_tail() const {
-    std::ifstream in(log_path());
-    std::string all{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    return all.size() > 2000 ? all.substr(all.size() - 2000) : all;
-  }
-
- private:
-  std::string binary_, dir_, id_;
-  std::uint16_t admin_;
-  pid_t pid_ = -1;
-};
 
 /// CPU seconds (user + system, all threads) process `pid` used so far; 0 if unknown.
 double cpu_seconds(pid_t pid) {
@@ -453,13 +372,13 @@ outcome run_mode(const config& cfg, const std::string& root, const std::string& 
       auto text = head(ids[i], p[i].zmq, data, p[i].admin, group) + peer(ids[0], p[0].zmq) +
                   factory_roles(i);
       procs.push_back(
-          std::make_unique<node_process>(cfg.node_binary, dir, ids[i], text, p[i].admin));
+          std::make_unique<node_process>(cfg.node_binary, ids[i], dir, text, p[i].admin));
       started = procs.back()->start();
     }
     if (started) break;
     if (attempt == start_attempts_max) {
       std::fprintf(stderr, "%s: %s did not start:\n%s\n", mode.c_str(), ids[procs.size()].c_str(),
-                   procs.back()->log_tail().c_str());
+                   tail(procs.back()->log()).c_str());
       out.ok = false;
       return out;
     }
@@ -582,9 +501,10 @@ outcome run_mode(const config& cfg, const std::string& root, const std::string& 
   caf::anon_send_exit(drv, caf::exit_reason::user_shutdown);
   node.stop();
   for (auto& proc : procs) {
-    if (!proc->stop()) {
+    const int st = proc->stop();
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
       std::fprintf(stderr, "%s: a factory did not stop cleanly:\n%s\n", mode.c_str(),
-                   proc->log_tail().c_str());
+                   tail(proc->log()).c_str());
       out.ok = false;
     }
   }
