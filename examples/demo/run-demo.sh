@@ -118,8 +118,13 @@ contracted=$("$cli" "${velo[@]}" --json order list | jq '[.orders[] | select(.st
 bold "Stopping nodes"
 stop_nodes
 trap - EXIT
-if [ "$contracted" -lt 10 ] || [ "$disagree" -ne 0 ]; then
-  echo "demo: FAILED ($contracted contracted, $disagree disagreeing); logs in $work/logs" >&2
+
+bold "Verifying the four stores offline (gearmesh verify)"
+verified=0
+"$cli" verify "$work/data/velo" "$work/data/framecraft" "$work/data/alloyframe" \
+  "$work/data/cellpack" | tail -1 || verified=$?
+if [ "$contracted" -lt 10 ] || [ "$disagree" -ne 0 ] || [ "$verified" -ne 0 ]; then
+  echo "demo: FAILED ($contracted contracted, $disagree disagreeing, verify exit $verified); logs in $work/logs" >&2
   exit 1
 fi
 echo "demo: ok"
