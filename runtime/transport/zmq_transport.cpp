@@ -7,6 +7,13 @@
 // writes the eventfd only when it finds the thread asleep in zmq_poll. A burst
 // of sends therefore costs one wake-up and one lock round trip on its side.
 //
+// CURVE (zmq_options::curve): the ZAP handler is a REP socket on
+// inproc://zeromq.zap.01 in this transport's own context, bound before the
+// ROUTER and served by the I/O thread from the same poll loop. It answers 200
+// with User-Id = peer id for a client key that belongs to an added peer, 400
+// for anything else, so an unknown key never completes the handshake. The
+// allowlist is the I/O thread's own map (filled by add_peer commands).
+//
 // Sizes: libzmq's ZMQ_MAXMSGSIZE on the ROUTER is a hard cap at twice
 // frame_bytes_max; a message above it makes libzmq drop the connection, which
 // would hide the event from the counters. Frames between frame_bytes_max and
@@ -22,6 +29,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <string_view>
 #include <thread>
@@ -147,8 +155,29 @@ class zmq_transport final : public transport {
     if (!ctx) return {errc::transport, zmq_error("zmq_ctx_new")};
     zmq_ctx_set(ctx.get(), ZMQ_IO_THREADS, 1);
 
+    socket_ptr zap;
+    if (opts_.curve) {
+      if (!zmq_has("curve"))
+        return {errc::transport, "transport: this libzmq was built without CURVE support"};
+      if (opts_.curve->public_key.size() != 40 || opts_.curve->secret_key.size() != 40)
+        return {errc::invalid_argument, "transport: CURVE keys must be 40 Z85 characters"};
+      // ZAP first: a CURVE server without a ZAP handler would admit anyone.
+      zap.reset(zmq_socket(ctx.get(), ZMQ_REP));
+      if (!zap || zmq_bind(zap.get(), "inproc://zeromq.zap.01") != 0)
+        return {errc::transport, zmq_error("transport: ZAP handler bind")};
+    }
     socket_ptr router(zmq_socket(ctx.get(), ZMQ_ROUTER));
     if (!router) return {errc::transport, zmq_error("zmq_socket(ROUTER)")};
+    if (opts_.curve) {
+      const int server = 1;
+      const char* domain = "gearmesh";
+      if (zmq_setsockopt(router.get(), ZMQ_CURVE_SERVER, &server, sizeof server) != 0 ||
+          zmq_setsockopt(router.get(), ZMQ_CURVE_SECRETKEY, opts_.curve->secret_key.c_str(), 40) !=
+              0 ||
+          zmq_setsockopt(router.get(), ZMQ_ZAP_DOMAIN, domain, std::strlen(domain)) != 0) {
+        return {errc::transport, zmq_error("ROUTER CURVE setsockopt")};
+      }
+    }
     const std::int64_t msg_bytes_max = static_cast<std::int64_t>(opts_.frame_bytes_max) * 2;
     const int zero = 0;
     const int one = 1;
@@ -172,6 +201,7 @@ class zmq_transport final : public transport {
     }
 
     ctx_ = std::move(ctx);
+    zap_ = std::move(zap);
     router_ = std::move(router);
     state_.store(state::running);
     // Thread creation is a full barrier: the sockets migrate to the I/O thread.
@@ -217,6 +247,7 @@ class zmq_transport final : public transport {
     s.dropped_queue_full = dropped_queue_full_.load(std::memory_order_relaxed);
     s.dropped_oversized = dropped_oversized_.load(std::memory_order_relaxed);
     s.dropped_malformed = dropped_malformed_.load(std::memory_order_relaxed);
+    s.auth_denied = auth_denied_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -231,6 +262,7 @@ class zmq_transport final : public transport {
   /// Outbound state of one peer; only the I/O thread touches it.
   struct peer_link {
     std::string endpoint;
+    std::string public_key;
     socket_ptr dealer;
   };
 
@@ -259,10 +291,12 @@ class zmq_transport final : public transport {
 
   void run() {
     pthread_setname_np(pthread_self(), "gearmesh-io");  // visible in top/perf
-    zmq_pollitem_t items[2] = {
+    zmq_pollitem_t items[3] = {
         {router_.get(), 0, ZMQ_POLLIN, 0},
         {nullptr, wake_fd_.get(), ZMQ_POLLIN, 0},
+        {zap_.get(), 0, ZMQ_POLLIN, 0},
     };
+    const int item_count = zap_ ? 3 : 2;
     std::vector<command> batch;
     message id;
     message body;
@@ -276,8 +310,9 @@ class zmq_transport final : public transport {
       run_commands(batch);
       batch.clear();  // keeps capacity: the next swap hands it to producers
       if (state_.load() == state::stopped) break;
+      const bool had_auth = zap_ && serve_zap();
       const bool had_inbound = receive_some(id, body);
-      if (had_commands || had_inbound) continue;
+      if (had_commands || had_inbound || had_auth) continue;
 
       // Going to sleep. The seq_cst store is ordered before the queue check;
       // a producer pushes under the same mutex and then reads sleeping_, so
@@ -292,7 +327,7 @@ class zmq_transport final : public transport {
         sleeping_.store(false);
         continue;
       }
-      if (zmq_poll(items, 2, -1) < 0 && zmq_errno() != EINTR) break;  // ETERM or a bug
+      if (zmq_poll(items, item_count, -1) < 0 && zmq_errno() != EINTR) break;  // ETERM or a bug
       sleeping_.store(false);
       if ((items[1].revents & ZMQ_POLLIN) != 0) {
         std::uint64_t count = 0;
@@ -302,6 +337,39 @@ class zmq_transport final : public transport {
     // Sockets belong to this thread: close them here, before ctx_ is torn down.
     peers_.clear();
     router_.reset();
+    zap_.reset();
+  }
+
+  /// Answers the ZAP requests waiting (RFC 27): 200 with User-Id = peer id
+  /// for a CURVE client whose key is a peer's, 400 otherwise. false if none.
+  bool serve_zap() {
+    bool any = false;
+    for (;;) {
+      std::vector<std::string> parts;
+      message part;
+      if (zmq_msg_recv(part.get(), zap_.get(), ZMQ_DONTWAIT) < 0) break;
+      any = true;
+      parts.emplace_back(reinterpret_cast<const char*>(part.data()), part.size());
+      while (part.more() && zmq_msg_recv(part.get(), zap_.get(), 0) >= 0)
+        parts.emplace_back(reinterpret_cast<const char*>(part.data()), part.size());
+      // version, request id, domain, address, routing id, mechanism, credentials...
+      std::string user_id;
+      if (parts.size() >= 7 && parts[5] == "CURVE" && parts[6].size() == 32) {
+        char z85[41] = {};
+        zmq_z85_encode(z85, reinterpret_cast<const std::uint8_t*>(parts[6].data()), 32);
+        if (auto it = allowed_keys_.find(z85); it != allowed_keys_.end()) user_id = it->second;
+      }
+      if (user_id.empty()) auth_denied_.fetch_add(1, std::memory_order_relaxed);
+      const std::string version = parts.empty() ? std::string("1.0") : parts[0];
+      const std::string request_id = parts.size() > 1 ? parts[1] : std::string{};
+      const std::string code = user_id.empty() ? "400" : "200";
+      const std::string text = user_id.empty() ? "unknown key" : "OK";
+      const std::string* reply[] = {&version, &request_id, &code, &text, &user_id};
+      for (std::size_t i = 0; i < 5; ++i)
+        zmq_send(zap_.get(), reply[i]->data(), reply[i]->size(), ZMQ_SNDMORE);
+      zmq_send(zap_.get(), "", 0, 0);  // metadata: none
+    }
+    return any;
   }
 
   void run_commands(std::vector<command>& batch) {
@@ -348,7 +416,9 @@ class zmq_transport final : public transport {
 
   void connect(const peer& p) {
     auto it = peers_.find(p.id);
-    if (it != peers_.end() && it->second.endpoint == p.endpoint) return;
+    if (it != peers_.end() && it->second.endpoint == p.endpoint &&
+        it->second.public_key == p.public_key)
+      return;
     socket_ptr dealer(zmq_socket(ctx_.get(), ZMQ_DEALER));
     if (!dealer) return;
     const int hwm = opts_.send_hwm;
@@ -356,22 +426,35 @@ class zmq_transport final : public transport {
     const int immediate = 0;  // queue while connecting
     const int ivl = reconnect_ivl_ms;
     const int ivl_max = reconnect_ivl_max_ms;
-    const bool ok =
-        zmq_setsockopt(dealer.get(), ZMQ_ROUTING_ID, opts_.node_id.data(), opts_.node_id.size()) ==
-            0 &&
-        zmq_setsockopt(dealer.get(), ZMQ_SNDHWM, &hwm, sizeof hwm) == 0 &&
-        zmq_setsockopt(dealer.get(), ZMQ_LINGER, &linger, sizeof linger) == 0 &&
-        zmq_setsockopt(dealer.get(), ZMQ_IMMEDIATE, &immediate, sizeof immediate) == 0 &&
-        zmq_setsockopt(dealer.get(), ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) == 0 &&
-        zmq_setsockopt(dealer.get(), ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) == 0 &&
-        zmq_connect(dealer.get(), p.endpoint.c_str()) == 0;
+    bool ok = true;
+    if (opts_.curve) {
+      // A peer without a well-formed key cannot be reached (or admitted).
+      ok = p.public_key.size() == 40 &&
+           zmq_setsockopt(dealer.get(), ZMQ_CURVE_SERVERKEY, p.public_key.c_str(), 40) == 0 &&
+           zmq_setsockopt(dealer.get(), ZMQ_CURVE_PUBLICKEY, opts_.curve->public_key.c_str(), 40) ==
+               0 &&
+           zmq_setsockopt(dealer.get(), ZMQ_CURVE_SECRETKEY, opts_.curve->secret_key.c_str(), 40) ==
+               0;
+      for (auto k = allowed_keys_.begin(); k != allowed_keys_.end();)
+        k = k->second == p.id ? allowed_keys_.erase(k) : std::next(k);
+      if (ok) allowed_keys_[p.public_key] = p.id;
+    }
+    ok = ok &&
+         zmq_setsockopt(dealer.get(), ZMQ_ROUTING_ID, opts_.node_id.data(), opts_.node_id.size()) ==
+             0 &&
+         zmq_setsockopt(dealer.get(), ZMQ_SNDHWM, &hwm, sizeof hwm) == 0 &&
+         zmq_setsockopt(dealer.get(), ZMQ_LINGER, &linger, sizeof linger) == 0 &&
+         zmq_setsockopt(dealer.get(), ZMQ_IMMEDIATE, &immediate, sizeof immediate) == 0 &&
+         zmq_setsockopt(dealer.get(), ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) == 0 &&
+         zmq_setsockopt(dealer.get(), ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) == 0 &&
+         zmq_connect(dealer.get(), p.endpoint.c_str()) == 0;
     // A peer that cannot be connected (bad endpoint) stays unknown: its
     // frames are counted as dropped_unknown_peer.
     if (!ok) {
       if (it != peers_.end()) peers_.erase(it);
       return;
     }
-    peers_.insert_or_assign(p.id, peer_link{p.endpoint, std::move(dealer)});
+    peers_.insert_or_assign(p.id, peer_link{p.endpoint, p.public_key, std::move(dealer)});
   }
 
   /// Handles up to receive_batch_max inbound messages; false if none was waiting.
@@ -401,7 +484,18 @@ class zmq_transport final : public transport {
       ++frames;
       bytes += body.size();
       if (receive_fn_) {
-        from_.assign(reinterpret_cast<const char*>(id.data()), id.size());
+        if (zap_) {
+          // The identity ZAP authenticated for this connection, not the
+          // routing id the client chose.
+          const char* user = zmq_msg_gets(body.get(), "User-Id");
+          if (user == nullptr || *user == '\0') {
+            dropped_malformed_.fetch_add(1, std::memory_order_relaxed);
+            continue;
+          }
+          from_.assign(user);
+        } else {
+          from_.assign(reinterpret_cast<const char*>(id.data()), id.size());
+        }
         receive_fn_(from_, std::span<const std::uint8_t>(body.data(), body.size()));
       }
     }
@@ -431,6 +525,9 @@ class zmq_transport final : public transport {
   std::atomic<bool> sleeping_{false};
 
   // Owned by the I/O thread after start().
+  socket_ptr zap_;  // CURVE only
+  /// CURVE client keys (Z85) admitted by ZAP, with the peer id they prove.
+  std::unordered_map<std::string, std::string> allowed_keys_;
   socket_ptr router_;
   std::unordered_map<std::string, peer_link> peers_;
   std::string from_;
@@ -443,6 +540,7 @@ class zmq_transport final : public transport {
   std::atomic<std::uint64_t> dropped_queue_full_{0};
   std::atomic<std::uint64_t> dropped_oversized_{0};
   std::atomic<std::uint64_t> dropped_malformed_{0};
+  std::atomic<std::uint64_t> auth_denied_{0};
 };
 
 }  // namespace

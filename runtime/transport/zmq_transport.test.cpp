@@ -100,6 +100,80 @@ bool connect_and_ping(node& from, node& to, const std::string& to_id) {
   return false;
 }
 
+/// A fresh CURVE keypair (Z85).
+curve_keys new_keys() {
+  char pub[41] = {}, sec[41] = {};
+  EXPECT_EQ(zmq_curve_keypair(pub, sec), 0);
+  return curve_keys{pub, sec};
+}
+
+zmq_options curve_options(const std::string& id, const curve_keys& k) {
+  auto o = options(id);
+  o.curve = k;
+  return o;
+}
+
+// CURVE: frames flow between peers that know each other's keys, and `from`
+// is the identity ZAP authenticated (the key's owner), whatever routing id
+// the client claims.
+TEST(zmq_transport, curve_links_carry_frames_from_the_authenticated_peer) {
+  const auto kv = new_keys(), kf = new_keys(), kc = new_keys();
+  node velo(curve_options("velo", kv));
+  node framecraft(curve_options("framecraft", kf));
+  ASSERT_TRUE(velo.start());
+  ASSERT_TRUE(framecraft.start());
+  velo.t->add_peer({"framecraft", framecraft.t->listen_endpoint(), kf.public_key});
+  framecraft.t->add_peer({"velo", velo.t->listen_endpoint(), kv.public_key});
+  framecraft.t->add_peer({"cellpack", "tcp://127.0.0.1:1", kc.public_key});
+  ASSERT_TRUE(connect_and_ping(velo, framecraft, "framecraft"));
+  ASSERT_TRUE(connect_and_ping(framecraft, velo, "velo"));
+  EXPECT_EQ(framecraft.box.snapshot().back().from, "velo");
+  EXPECT_EQ(velo.box.snapshot().back().from, "framecraft");
+
+  // Cellpack's key, but the routing id "velo": it is still cellpack.
+  node liar(curve_options("velo", kc));
+  ASSERT_TRUE(liar.start());
+  liar.t->add_peer({"framecraft", framecraft.t->listen_endpoint(), kf.public_key});
+  ASSERT_TRUE(connect_and_ping(liar, framecraft, "framecraft"));
+  EXPECT_EQ(framecraft.box.snapshot().back().from, "cellpack");
+  EXPECT_EQ(framecraft.t->stats().auth_denied, 0u);
+}
+
+TEST(zmq_transport, curve_refuses_unknown_keys_and_wrong_server_keys) {
+  const auto kv = new_keys(), kf = new_keys(), stranger = new_keys();
+  node framecraft(curve_options("framecraft", kf));
+  ASSERT_TRUE(framecraft.start());
+  framecraft.t->add_peer({"velo", "tcp://127.0.0.1:1", kv.public_key});
+
+  // A client whose key is no peer's: the handshake fails, nothing arrives.
+  node intruder(curve_options("velo", stranger));
+  ASSERT_TRUE(intruder.start());
+  intruder.t->add_peer({"framecraft", framecraft.t->listen_endpoint(), kf.public_key});
+  EXPECT_FALSE(connect_and_ping(intruder, framecraft, "framecraft"));
+  EXPECT_GE(framecraft.t->stats().auth_denied, 1u);
+
+  // A plain (non-CURVE) client gets nowhere either.
+  node plain(options("velo"));
+  ASSERT_TRUE(plain.start());
+  plain.t->add_peer({"framecraft", framecraft.t->listen_endpoint()});
+  EXPECT_FALSE(connect_and_ping(plain, framecraft, "framecraft"));
+
+  // The right client key but the server pinned to another key: the client
+  // refuses the server (no man in the middle), nothing arrives.
+  node velo(curve_options("velo", kv));
+  ASSERT_TRUE(velo.start());
+  velo.t->add_peer({"framecraft", framecraft.t->listen_endpoint(), stranger.public_key});
+  EXPECT_FALSE(connect_and_ping(velo, framecraft, "framecraft"));
+  EXPECT_EQ(framecraft.box.size(), 0u);
+}
+
+TEST(zmq_transport, curve_keys_must_be_z85) {
+  auto o = options("velo");
+  o.curve = curve_keys{"short", "short"};
+  node n(o);
+  EXPECT_EQ(n.start().code(), errc::invalid_argument);
+}
+
 TEST(zmq_transport, resolves_wildcard_listen_endpoint) {
   node a(options("a"));
   EXPECT_EQ(a.t->listen_endpoint(), "");

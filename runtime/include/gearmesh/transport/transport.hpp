@@ -20,6 +20,10 @@ namespace gearmesh::transport {
 struct peer {
   std::string id;        // node id, e.g. "framecraft"
   std::string endpoint;  // e.g. "tcp://127.0.0.1:7101"
+  /// The peer's CURVE public key (Z85, 40 characters). With CURVE on it is
+  /// both the server key this node expects when it connects to the peer and
+  /// the client key the peer must present when it connects here.
+  std::string public_key = {};
 };
 
 /// Counters; monotonically increasing.
@@ -32,6 +36,7 @@ struct transport_stats {
   std::uint64_t dropped_queue_full = 0;    // peer not keeping up (HWM) or queue bound hit
   std::uint64_t dropped_oversized = 0;     // inbound frame above the size limit
   std::uint64_t dropped_malformed = 0;     // inbound message with unexpected parts
+  std::uint64_t auth_denied = 0;           // CURVE handshakes refused: key of no peer
 };
 
 class transport {
@@ -39,7 +44,8 @@ class transport {
   /// Called for every inbound frame, on the transport's thread. `from` is the
   /// identity the connection presented (routing id; the CURVE-authenticated
   /// identity once security is on). The span is valid only during the call.
-  using receive_fn = std::function<void(const std::string& from, std::span<const std::uint8_t> frame)>;
+  using receive_fn =
+      std::function<void(const std::string& from, std::span<const std::uint8_t> frame)>;
 
   virtual ~transport() = default;
 

@@ -5,18 +5,32 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "gearmesh/transport/transport.hpp"
 
 namespace gearmesh::transport {
 
+/// This node's CURVE keypair (Z85, 40 characters each).
+struct curve_keys {
+  std::string public_key;
+  std::string secret_key;
+};
+
 struct zmq_options {
-  std::string node_id;          // sent as routing id on every outbound connection
-  std::string listen_endpoint;  // e.g. "tcp://127.0.0.1:7101"
+  std::string node_id;                      // sent as routing id on every outbound connection
+  std::string listen_endpoint;              // e.g. "tcp://127.0.0.1:7101"
   std::size_t frame_bytes_max = 64 * 1024;  // ZMQ_MAXMSGSIZE on the ROUTER
-  int send_hwm = 10000;         // per peer
-  std::size_t send_queue_max = 100000;  // frames waiting for the I/O thread
+  int send_hwm = 10000;                     // per peer
+  std::size_t send_queue_max = 100000;      // frames waiting for the I/O thread
+  /// CurveZMQ on every link when set: the ROUTER is a CURVE server whose ZAP
+  /// handler (run by this transport, on its I/O thread, before anything is
+  /// bound) admits only clients presenting the public key of a peer added
+  /// with add_peer(); receive_fn's `from` is then that peer's id as ZAP
+  /// authenticated it, not the routing id the client chose. Every DEALER is a
+  /// CURVE client pinned to its peer's public key. Unset: plain TCP.
+  std::optional<curve_keys> curve = {};
 };
 
 /// Creates a ZeroMQ transport; nothing is opened until start().
