@@ -61,6 +61,7 @@ struct commit_done {
   bool ok = false;
   std::optional<inbound_ref> cause;
   timestamp_us at = 0;  // commit time, for the inbox entry of `cause`
+  std::string replies;  // ids of `frames`, ','-separated (see inbox_value)
   std::vector<committed_frame> frames;
 };
 
@@ -80,16 +81,20 @@ std::string inbox_key(const std::string& sender, std::uint64_t id) {
   return sender + "/" + store::key_u64(id);
 }
 
-/// Inbox value: "<commit time, µs>|<reply ids>", the reply ids being those of
-/// the messages the step that processed it sent, as decimal numbers separated
-/// by ',' (empty when it sent nothing).
-std::string inbox_value(timestamp_us at, const std::vector<committed_frame>& frames) {
-  std::string out = std::to_string(at) + "|";
+/// The ids of the messages a step sent, as decimal numbers separated by ','
+/// (empty when it sent nothing).
+std::string reply_ids(const std::vector<committed_frame>& frames) {
+  std::string out;
   for (const auto& f : frames) {
-    if (out.back() != '|') out.push_back(',');
+    if (!out.empty()) out.push_back(',');
     out += std::to_string(f.message_id);
   }
   return out;
+}
+
+/// Inbox value: "<commit time, µs>|<reply ids>".
+std::string inbox_value(timestamp_us at, std::string_view replies) {
+  return fmt::format("{}|{}", at, replies);
 }
 
 /// What the gateway remembers of a processed message.
@@ -110,15 +115,6 @@ inbox_entry parse_inbox_value(std::string_view v, timestamp_us fallback) {
   if (ec == std::errc{} && p == v.data() + bar) e.at = at;
   e.replies = std::string(v.substr(bar + 1));
   return e;
-}
-
-std::string reply_ids(const std::vector<committed_frame>& frames) {
-  std::string out;
-  for (const auto& f : frames) {
-    if (!out.empty()) out.push_back(',');
-    out += std::to_string(f.message_id);
-  }
-  return out;
 }
 
 template <class F>
@@ -278,8 +274,9 @@ void node::impl::commit(effects fx) {
   }
   if (fx.cause) {
     done.at = clk.now();
+    done.replies = reply_ids(done.frames);
     batch.put(inbox_table, inbox_key(fx.cause->sender, fx.cause->message_id),
-              inbox_value(done.at, done.frames));
+              inbox_value(done.at, done.replies));
   }
   if (next_msg_id > msg_id_hw) {
     msg_id_hw += msg_id_block;
@@ -500,7 +497,7 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
           // After the replies are pending, so a duplicate finds them.
           fault::crash_point("send.after_frames");
           st.committed.emplace(inbox_key(done.cause->sender, done.cause->message_id),
-                               inbox_entry{done.at, reply_ids(done.frames)});
+                               inbox_entry{done.at, std::move(done.replies)});
           host->send_ack(done.cause->sender, done.cause->message_id);
         }
       },
