@@ -23,6 +23,7 @@
 #include "gearmesh/actors/roles_config.hpp"
 #include "gearmesh/actors/supplier.hpp"
 #include "gearmesh/wire/codec.hpp"
+#include "temp_dir.hpp"
 
 namespace gearmesh::actors {
 namespace {
@@ -291,15 +292,8 @@ class world {
 
 class actors_test : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("gearmesh-actors-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  gearmesh::testing::temp_dir tmp_;
+  std::filesystem::path dir_{tmp_.path()};
 };
 
 // --- helpers ----------------------------------------------------------------

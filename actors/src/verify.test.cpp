@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "gearmesh/actors/records.hpp"
+#include "temp_dir.hpp"
 
 namespace gearmesh::actors {
 namespace {
@@ -25,17 +26,8 @@ constexpr std::int64_t hour0 = t0 / us_per_hour;
 
 class verify_test : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("gearmesh-verify-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
+  gearmesh::testing::temp_dir tmp_;
+  fs::path root_{tmp_.path()};
 
   std::string dir(const std::string& name) const { return (root_ / name).string(); }
 
@@ -167,8 +159,6 @@ class verify_test : public ::testing::Test {
            v.message + "\n";
     return s;
   }
-
-  fs::path root_;
 };
 
 TEST_F(verify_test, a_consistent_buyer_and_seller_are_clean) {

@@ -15,6 +15,7 @@
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/node/admin.hpp"
 #include "gearmesh/store/store.hpp"
+#include "temp_dir.hpp"
 
 namespace gearmesh::cli {
 namespace {
@@ -290,11 +291,6 @@ using table_contents = std::map<std::string, std::map<std::string, std::string>>
 class cli_store : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("gearmesh-cli-store-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    fs::create_directories(root_);
     data_ = (root_ / "data").string();
     store::write_batch b;
     for (int i = 0; i < 3; ++i) {
@@ -308,10 +304,6 @@ class cli_store : public ::testing::Test {
     auto env = store::environment::open(opts);
     ASSERT_TRUE(env) << env.error().to_string();
     ASSERT_TRUE((*env)->apply(b));
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
   }
 
   int cli(std::vector<std::string> args) {
@@ -346,7 +338,8 @@ class cli_store : public ::testing::Test {
     return c;
   }
 
-  fs::path root_;
+  gearmesh::testing::temp_dir tmp_;
+  fs::path root_{tmp_.path()};
   std::string data_;
   std::ostringstream out_, err_;
 };

@@ -13,6 +13,7 @@
 
 #include "cli.hpp"
 #include "gearmesh/keys/keys.hpp"
+#include "temp_dir.hpp"
 
 namespace gearmesh::cli {
 namespace {
@@ -38,14 +39,8 @@ run_result gearmesh(std::vector<std::string> args) {
 
 class cli_keys : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("gearmesh-cli-keys-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
+  gearmesh::testing::temp_dir tmp_;
+  fs::path dir_{tmp_.sub("work")};  // not created: commands create it
 };
 
 TEST_F(cli_keys, generate_then_show_round_trip) {

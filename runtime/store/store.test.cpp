@@ -1,4 +1,5 @@
 #include "gearmesh/store/store.hpp"
+#include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -19,28 +20,7 @@
 namespace gearmesh::store {
 namespace {
 
-/// A fresh directory under /tmp, removed with everything in it.
-class temp_dir {
- public:
-  temp_dir() {
-    std::string tmpl = "/tmp/gearmesh-store-test-XXXXXX";
-    const char* p = mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using gearmesh::testing::temp_dir;
 
 options test_options(const std::string& path) {
   options o;

@@ -12,32 +12,14 @@
 #include <vector>
 
 #include "gearmesh/store/store.hpp"
+#include "temp_dir.hpp"
 
 namespace gearmesh::store {
 namespace {
 
 using namespace std::chrono_literals;
 
-/// A fresh directory under /tmp, removed with everything in it.
-class temp_dir {
- public:
-  temp_dir() {
-    std::string tmpl = "/tmp/gearmesh-writer-test-XXXXXX";
-    const char* p = mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using gearmesh::testing::temp_dir;
 
 std::unique_ptr<environment> open_env(const std::string& path, bool sync) {
   options o;

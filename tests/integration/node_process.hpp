@@ -34,6 +34,7 @@
 
 extern char** environ;
 
+#include "../support/temp_dir.hpp"
 #include "gearmesh/node/admin.hpp"
 
 namespace gearmesh::testing {
@@ -51,23 +52,6 @@ inline std::uint16_t free_port() {
   ::close(fd);
   return ntohs(addr.sin_port);
 }
-
-/// A temporary directory removed with its content at destruction.
-class temp_dir {
- public:
-  temp_dir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "gearmesh-it-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 class node_process {
  public:
