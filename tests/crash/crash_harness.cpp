@@ -540,29 +540,21 @@ bool quiesce(const options& o, network& net, chaos& ch, const std::vector<std::s
     return true;
   };
   std::string why;
-  bool settled = false;
-  while (steady::now() < deadline) {
-    ch.reap(false);
-    if (orders_settled(&why) && outboxes_empty(&why)) {
-      settled = true;
-      break;
+  auto wait_settled = [&] {
+    while (steady::now() < deadline) {
+      ch.reap(false);
+      if (orders_settled(&why) && outboxes_empty(&why)) return true;
+      std::this_thread::sleep_for(200ms);
     }
-    std::this_thread::sleep_for(200ms);
-  }
+    return false;
+  };
+  bool settled = wait_settled();
   if (settled) {
     // Nothing is in flight, so no hold is taken from now on: one TTL and every
     // hold deadline has passed. Then the outboxes must still be empty (expiry
     // sends nothing) and no node may have died.
     ch.sleep_watching(std::chrono::milliseconds(timing.hold_ttl_ms + 500), false);
-    settled = false;
-    while (steady::now() < deadline) {
-      ch.reap(false);
-      if (orders_settled(&why) && outboxes_empty(&why)) {
-        settled = true;
-        break;
-      }
-      std::this_thread::sleep_for(200ms);
-    }
+    settled = wait_settled();
   }
   if (!settled)
     f.add(fmt::format("the network did not quiesce within {} s: {}", o.quiesce_timeout_s, why));
