@@ -527,7 +527,8 @@ node::~node() {
   stop();
 }
 
-result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock& clk) {
+result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock& clk,
+                                         std::unique_ptr<transport::transport> net) {
   auto p = std::make_unique<impl>(std::move(cfg), clk);
   auto& c = p->cfg;
   store::options so;
@@ -554,11 +555,15 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
   }
   p->writer = std::make_unique<store::group_commit_writer>(*p->env, wo);
 
-  transport::zmq_options zo;
-  zo.node_id = c.node_id;
-  zo.listen_endpoint = c.listen;
-  zo.frame_bytes_max = c.frame_bytes_max;
-  p->net = transport::make_zmq_transport(zo);
+  if (net) {
+    p->net = std::move(net);
+  } else {
+    transport::zmq_options zo;
+    zo.node_id = c.node_id;
+    zo.listen_endpoint = c.listen;
+    zo.frame_bytes_max = c.frame_bytes_max;
+    p->net = transport::make_zmq_transport(zo);
+  }
   for (auto& peer : c.peers) p->peer_ids.insert(peer.id);
 
   p->sys_cfg = std::make_unique<caf::actor_system_config>();

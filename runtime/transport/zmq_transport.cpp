@@ -221,6 +221,8 @@ class zmq_transport final : public transport {
 
   void add_peer(const peer& p) override { push(add_peer_cmd{p}); }
 
+  void remove_peer(const std::string& peer_id) override { (void)peer_id; }  // helper implements
+
   void send(const std::string& peer_id, std::vector<std::uint8_t> frame) override {
     if (state_.load(std::memory_order_relaxed) == state::stopped) {
       dropped_queue_full_.fetch_add(1, std::memory_order_relaxed);

@@ -25,6 +25,7 @@
 #include "gearmesh/node/config.hpp"
 #include "gearmesh/node/context.hpp"
 #include "gearmesh/status.hpp"
+#include "gearmesh/transport/transport.hpp"
 #include "gearmesh/wire/messages.hpp"
 
 namespace gearmesh {
@@ -52,9 +53,15 @@ struct node_stats {
 class node {
  public:
   /// Opens the store at cfg.data_dir and starts the actor system. Errors name
-  /// what failed (data dir, format version, ...). Nothing listens yet.
+  /// what failed (data dir, format version, key files, ...). Nothing listens yet.
+  ///
+  /// `net` replaces the ZeroMQ transport the node would build from `cfg`
+  /// (listen endpoint, [security] keys): the simulator's network and the
+  /// fuzz target use this seam. The node still applies every check of its
+  /// own to what `net` delivers (sender binding, authorization, limits).
   static result<std::unique_ptr<node>> open(node_config cfg,
-                                            const gearmesh::clock& clk = system_clock());
+                                            const gearmesh::clock& clk = system_clock(),
+                                            std::unique_ptr<transport::transport> net = nullptr);
 
   ~node();  // stop()
 

@@ -58,8 +58,18 @@ class transport {
   /// Stops; no receive_fn call is in progress or follows when this returns. Idempotent.
   virtual void stop() = 0;
 
-  /// Adds a peer and connects to it. Thread-safe.
+  /// Adds a peer and connects to it; adding a peer id again with another
+  /// endpoint or key replaces it (as remove_peer, then add). Thread-safe.
   virtual void add_peer(const peer& p) = 0;
+
+  /// Forgets a peer (revocation): frames for it are dropped (counted as
+  /// dropped_unknown_peer), its key is no longer admitted, and every open
+  /// connection it has to this node is closed within a bounded time (well
+  /// under a second), so it has to pass authentication again -- and fails.
+  /// Other peers' connections may be re-established too; frames in flight on
+  /// them can be lost, which the node's outbox retries cover. Thread-safe;
+  /// unknown ids are ignored.
+  virtual void remove_peer(const std::string& peer_id) = 0;
 
   /// Queues `frame` for `peer_id`. Thread-safe, never blocks. Best effort: a
   /// frame can be dropped (counted); callers retry from their outbox.
