@@ -1,8 +1,9 @@
 // Durable contract-net negotiations per second between real processes:
-// group commit versus one sync per commit, measured in the same run.
+// group commit versus one sync per commit, and CurveZMQ versus plain TCP,
+// measured in the same run.
 //
 //   bench_negotiation [--seconds S] [--warmup S] [--window W] [--latency-orders N]
-//                     [--modes group,one_sync] [--node-binary PATH] [--dir DIR]
+//                     [--modes group,curve,one_sync] [--node-binary PATH] [--dir DIR]
 //
 // Network (per mode, fresh data directories): three factories run as real
 // `gearmesh-node` processes on 127.0.0.1; the buyer is a node embedded in
@@ -10,7 +11,9 @@
 // so this process is the buyer's real process. Every node stores synced
 // ([store] sync = true); mode `group` uses group commit, mode `one_sync` sets
 // [store] group_commit = false on all four nodes (one transaction and one
-// fsync per commit).
+// fsync per commit). Both run plain TCP links ([security] insecure = true);
+// mode `curve` is `group` with CurveZMQ on every link (keys generated for the
+// run), which is how nodes are deployed.
 //
 // One negotiation = CFP to the three factories -> three Proposes (each backed
 // by durable capacity holds) -> Accept to the best, Reject to the others ->
@@ -57,6 +60,7 @@
 #include "gearmesh/actors/buyer.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/actors/roles_config.hpp"
+#include "gearmesh/keys/keys.hpp"
 #include "gearmesh/node/admin.hpp"
 #include "gearmesh/node/config.hpp"
 #include "gearmesh/node/context.hpp"
@@ -91,7 +95,7 @@ struct config {
   double warmup = 2.0;
   int window = 256;
   int latency_orders = 500;
-  std::vector<std::string> modes = {"group", "one_sync"};
+  std::vector<std::string> modes = {"group", "curve", "one_sync"};
   std::string node_binary = GEARMESH_NODE_BIN;
   std::string dir;  // parent of the per-run directory
 };
@@ -294,17 +298,24 @@ struct outcome {
   double rate() const { return seconds > 0 ? contracted / seconds : 0; }
 };
 
+/// The runtime sections of node `id`; `keys` is the run's key directory
+/// with CurveZMQ on, empty for plain TCP.
 std::string head(const std::string& id, std::uint16_t port, const std::string& data_dir,
-                 std::uint16_t admin_port, bool group_commit) {
+                 std::uint16_t admin_port, bool group_commit, const std::string& keys) {
   return fmt::format(
       "[node]\nid = \"{}\"\nlisten = \"tcp://127.0.0.1:{}\"\ndata_dir = \"{}\"\n"
       "log_level = \"warn\"\n\n[admin]\nport = {}\n\n[store]\nsync = true\ngroup_commit = {}\n\n"
-      "[transport]\nretry_initial_ms = 1000\nretry_max_ms = 5000\n\n",
-      id, port, data_dir, admin_port, group_commit ? "true" : "false");
+      "[transport]\nretry_initial_ms = 1000\nretry_max_ms = 5000\n\n[security]\n{}\n\n",
+      id, port, data_dir, admin_port, group_commit ? "true" : "false",
+      keys.empty() ? std::string("insecure = true")
+                   : fmt::format("secret_key_file = \"{}/{}/node.key\"", keys, id));
 }
 
-std::string peer(const std::string& id, std::uint16_t port) {
-  return fmt::format("[[peers]]\nid = \"{}\"\nendpoint = \"tcp://127.0.0.1:{}\"\n\n", id, port);
+std::string peer(const std::string& id, std::uint16_t port, const std::string& keys) {
+  return fmt::format("[[peers]]\nid = \"{}\"\nendpoint = \"tcp://127.0.0.1:{}\"\n{}\n", id, port,
+                     keys.empty()
+                         ? std::string{}
+                         : fmt::format("public_key_file = \"{}/{}/node.pub\"\n", keys, id));
 }
 
 /// A frame factory whose capacity (10^6 machine-minutes per hour per
@@ -348,15 +359,24 @@ bool drain(tally& t) {
 outcome run_mode(const config& cfg, const std::string& root, const std::string& mode) {
   outcome out;
   out.mode = mode;
-  const bool group = mode == "group";
+  const bool group = mode != "one_sync";
   const std::string dir = root + "/" + mode;
   std::filesystem::create_directories(dir);
+  const std::string keys = mode == "curve" ? dir + "/keys" : std::string{};
 
   struct ports {
     std::uint16_t zmq, admin;
   };
   std::vector<std::string> ids = {"velo"};
   for (int i = 1; i <= factories; ++i) ids.push_back(fmt::format("factory{}", i));
+  for (const auto& id : ids) {
+    if (keys.empty()) break;
+    if (auto key = gearmesh::keys::write_keypair(keys + "/" + id, true); !key) {
+      std::fprintf(stderr, "%s: keys: %s\n", mode.c_str(), key.error().to_string().c_str());
+      out.ok = false;
+      return out;
+    }
+  }
   std::vector<ports> p;
   std::vector<std::unique_ptr<node_process>> procs;
   // A port picked as free can be taken before the node binds it: then start
@@ -369,8 +389,8 @@ outcome run_mode(const config& cfg, const std::string& root, const std::string& 
     for (int i = 1; i <= factories && started; ++i) {
       const auto data = dir + "/data-" + ids[i];
       std::filesystem::remove_all(data);
-      auto text = head(ids[i], p[i].zmq, data, p[i].admin, group) + peer(ids[0], p[0].zmq) +
-                  factory_roles(i);
+      auto text = head(ids[i], p[i].zmq, data, p[i].admin, group, keys) +
+                  peer(ids[0], p[0].zmq, keys) + factory_roles(i);
       procs.push_back(
           std::make_unique<node_process>(cfg.node_binary, ids[i], dir, text, p[i].admin));
       started = procs.back()->start();
@@ -385,8 +405,8 @@ outcome run_mode(const config& cfg, const std::string& root, const std::string& 
   }
 
   // The buyer, embedded: its node in this process.
-  std::string text = head(ids[0], p[0].zmq, dir + "/data-" + ids[0], 0, group);
-  for (int i = 1; i <= factories; ++i) text += peer(ids[i], p[i].zmq);
+  std::string text = head(ids[0], p[0].zmq, dir + "/data-" + ids[0], 0, group, keys);
+  for (int i = 1; i <= factories; ++i) text += peer(ids[i], p[i].zmq, keys);
   text += fmt::format(
       "[buyer]\nproposal_window_ms = 60000\nconfirm_timeout_ms = 60000\n\n"
       "[[buyer.sources]]\nitem = \"FRAME\"\nsellers = [\"{}\", \"{}\", \"{}\"]\n",
@@ -540,14 +560,14 @@ bool parse(int argc, char** argv, config& cfg) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--seconds S] [--warmup S] [--window W] [--latency-orders N]\n"
-                   "          [--modes group,one_sync] [--node-binary PATH] [--dir DIR]\n",
+                   "          [--modes group,curve,one_sync] [--node-binary PATH] [--dir DIR]\n",
                    argv[0]);
       return false;
     }
   }
   for (const auto& m : cfg.modes) {
-    if (m != "group" && m != "one_sync") {
-      std::fprintf(stderr, "unknown mode %s (group, one_sync)\n", m.c_str());
+    if (m != "group" && m != "curve" && m != "one_sync") {
+      std::fprintf(stderr, "unknown mode %s (group, curve, one_sync)\n", m.c_str());
       return false;
     }
   }
@@ -613,13 +633,19 @@ int main(int argc, char** argv) {
   bool ok = true;
   const outcome* group = nullptr;
   const outcome* one = nullptr;
+  const outcome* curve = nullptr;
   for (const auto& r : results) {
     ok = ok && r.ok && r.contracted > 0 && r.failed == 0 && r.refused == 0 && r.not_placed == 0;
     if (r.mode == "group") group = &r;
     if (r.mode == "one_sync") one = &r;
+    if (r.mode == "curve") curve = &r;
   }
   if (group && one && one->rate() > 0)
     std::printf("ratio group_commit/one_sync: %.1fx\n", group->rate() / one->rate());
+  if (group && curve && group->rate() > 0) {
+    std::printf("ratio curve/plain (both group commit): %.2f  (latency p50 %.2f vs %.2f ms)\n",
+                curve->rate() / group->rate(), curve->p50_ms, group->p50_ms);
+  }
   if (!ok) {
     std::fprintf(stderr, "a mode failed, or an order failed or was refused\n");
     return 1;

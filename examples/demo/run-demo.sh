@@ -42,9 +42,17 @@ done
 
 rm -rf "$work"
 mkdir -p "$work/logs"
-bold "Starting 4 nodes (configs in examples/demo/, data and logs in $work)"
+# Every link is CurveZMQ: each enterprise gets its own keypair; the configs
+# (copied next to the keys) name their own node.key and their partners' node.pub.
+bold "Generating a CURVE keypair per enterprise (gearmesh keys generate)"
 for n in "${nodes[@]}"; do
-  "$node_bin" --config "$here/$n.toml" --data-dir "$work/data/$n" >"$work/logs/$n.log" 2>&1 &
+  cp "$here/$n.toml" "$work/$n.toml"
+  printf '  %-11s public key %s\n' "$n" "$("$cli" keys generate --out "$work/keys/$n" 2>>"$work/logs/keys.log")"
+done
+
+bold "Starting 4 nodes (configs from examples/demo/, data, keys and logs in $work)"
+for n in "${nodes[@]}"; do
+  "$node_bin" --config "$work/$n.toml" --data-dir "$work/data/$n" >"$work/logs/$n.log" 2>&1 &
   pids+=($!)
   printf '  %-11s pid %-7s admin 127.0.0.1:%s\n' "$n" "$!" "${admin[$n]}"
 done

@@ -8,6 +8,9 @@
 
 #include <toml++/toml.h>
 
+#include "gearmesh/keys/keys.hpp"
+#include "gearmesh/wire/messages.hpp"
+
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -94,6 +97,41 @@ class section_reader {
       return;
     }
     out = v;
+  }
+
+  /// Reads an array of message type names ("cfp", "propose", ...) into a set.
+  /// Acks are plumbing, always allowed: "ack" may be listed but changes nothing.
+  void read_type_set(std::string_view key, message_type_set& out) {
+    const toml::node* n = lookup(key, false);
+    if (!n) return;
+    const toml::array* a = n->as_array();
+    if (!a) {
+      fail(n, key, expected("an array of message types", "[\"cfp\", \"accept\"]", *n));
+      return;
+    }
+    message_type_set set = message_type_set{1} << static_cast<unsigned>(wire::message_type::ack);
+    for (const toml::node& element : *a) {
+      const auto* name = element.as_string();
+      bool known = false;
+      for (std::size_t t = 0; name && t < wire::message_type_count; ++t) {
+        if (name->get() == wire::to_string(static_cast<wire::message_type>(t))) {
+          set |= message_type_set{1} << t;
+          known = true;
+        }
+      }
+      if (!known) {
+        std::string names;
+        for (std::size_t t = 0; t < wire::message_type_count; ++t) {
+          if (!names.empty()) names += ", ";
+          names += wire::to_string(static_cast<wire::message_type>(t));
+        }
+        fail(&element, key,
+             "expected message type names (" + names + "), got " +
+                 (name ? "\"" + name->get() + "\"" : std::string(toml_type_name(element))));
+        return;
+      }
+    }
+    out = set;
   }
 
   /// Reports the first key of the table that no read_* call asked for.
@@ -212,6 +250,13 @@ status config_file::error(const toml::node* where, std::string_view field,
 
 namespace {
 
+/// A path from the config file, relative to the file's directory.
+std::string resolve_path(const config_file& file, const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.is_relative()) p = std::filesystem::path(file.directory()) / p;
+  return p.lexically_normal().string();
+}
+
 status read_node_section(const config_file& file, node_config& cfg) {
   status st;
   const toml::table* t = section(file, "node", st);
@@ -245,9 +290,7 @@ status read_node_section(const config_file& file, node_config& cfg) {
     if (data_dir.empty()) {
       r.fail(r.node_of("data_dir"), "data_dir", "must not be empty");
     } else {
-      std::filesystem::path p(data_dir);
-      if (p.is_relative()) p = std::filesystem::path(file.directory()) / p;
-      cfg.data_dir = p.lexically_normal().string();
+      cfg.data_dir = resolve_path(file, data_dir);
     }
   }
   r.read_string("log_level", false, cfg.log_level);
@@ -312,10 +355,73 @@ status read_transport_section(const config_file& file, node_config& cfg) {
   std::int64_t skew_s = cfg.clock_skew_max_us / 1'000'000;
   r.read_int("clock_skew_max_s", 1, 24 * 3600, skew_s);
   cfg.clock_skew_max_us = skew_s * 1'000'000;
+  r.read_int("peer_messages_per_s", 1, std::int64_t{1} << 30, cfg.peer_messages_per_s);
+  cfg.peer_burst = cfg.peer_messages_per_s;
+  r.read_int("peer_burst", 1, std::int64_t{1} << 30, cfg.peer_burst);
+  r.read_int("peer_queue_max", 1, std::int64_t{1} << 24, cfg.peer_queue_max);
   if (r.state().is_ok() && cfg.retry_max_ms < cfg.retry_initial_ms) {
     const toml::node* where = r.node_of("retry_max_ms");
     r.fail(where ? where : r.node_of("retry_initial_ms"), "retry_max_ms",
            "must be at least retry_initial_ms (" + std::to_string(cfg.retry_initial_ms) + ")");
+  }
+  r.reject_unknown_keys();
+  return r.state();
+}
+
+/// [[peers]] public_key = "<Z85>" or public_key_file = "<path>" (a node.pub):
+/// required with CURVE on, optional with insecure = true.
+void read_peer_key(const config_file& file, const node_config& cfg, const toml::table& t,
+                   section_reader& r, peer_config& p) {
+  std::string text;
+  std::string path;
+  r.read_string("public_key", false, text, "\"<40 Z85 characters>\"");
+  r.read_string("public_key_file", false, path, "\"keys/partner.pub\"");
+  if (!r.state().is_ok()) return;
+  const toml::node* key_node = r.node_of("public_key");
+  const toml::node* file_node = r.node_of("public_key_file");
+  if (key_node && file_node) {
+    r.fail(file_node, "public_key_file", "give public_key or public_key_file, not both");
+    return;
+  }
+  if (key_node) {
+    auto key = keys::parse_public_key(text);
+    if (!key) return r.fail(key_node, "public_key", key.error().message());
+    p.public_key = keys::to_z85(*key);
+  } else if (file_node) {
+    auto key = keys::load_public_key(resolve_path(file, path));
+    if (!key) return r.fail(file_node, "public_key_file", key.error().message());
+    p.public_key = keys::to_z85(*key);
+  } else if (!cfg.insecure) {
+    r.fail(&t, "public_key",
+           "missing: with CurveZMQ on ([security] without insecure = true) every peer needs "
+           "public_key = \"<Z85>\" or public_key_file = \"<its node.pub>\"");
+  }
+}
+
+status read_security_section(const config_file& file, node_config& cfg) {
+  status st;
+  const toml::table* t = section(file, "security", st);
+  if (!st.is_ok()) return st;
+  if (!t) {
+    return file.error(nullptr, "security",
+                      "missing section [security]: set secret_key_file = \"<dir>/node.key\" "
+                      "(gearmesh keys generate --out <dir>) for CurveZMQ links, or insecure = "
+                      "true for plain TCP in a local demo");
+  }
+  section_reader r(file, *t, "security");
+  r.read_bool("insecure", cfg.insecure);
+  std::string key_file;
+  r.read_string("secret_key_file", false, key_file, "\"keys/node.key\"");
+  if (r.state().is_ok()) {
+    if (cfg.insecure && r.node_of("secret_key_file")) {
+      r.fail(r.node_of("secret_key_file"), "secret_key_file",
+             "contradicts insecure = true: remove one of them");
+    } else if (!cfg.insecure && key_file.empty()) {
+      r.fail(r.node_of("secret_key_file") ? r.node_of("secret_key_file") : t, "secret_key_file",
+             "required unless insecure = true (create one with gearmesh keys generate --out DIR)");
+    } else if (!key_file.empty()) {
+      cfg.secret_key_file = resolve_path(file, key_file);
+    }
   }
   r.reject_unknown_keys();
   return r.state();
@@ -343,7 +449,7 @@ status read_peers(const config_file& file, node_config& cfg) {
                         std::string("expected a table, got ") + toml_type_name(element));
     }
     section_reader r(file, *t, prefix);
-    transport::peer p;
+    peer_config p;
     r.read_string("id", true, p.id);
     if (r.state().is_ok()) {
       if (!is_valid_id(p.id)) {
@@ -361,6 +467,9 @@ status read_peers(const config_file& file, node_config& cfg) {
              "expected a ZeroMQ endpoint starting with tcp://, ipc:// or inproc://, got \"" +
                  p.endpoint + "\"");
     }
+    read_peer_key(file, cfg, *t, r, p);
+    r.read_type_set("receive", p.receive);
+    r.read_type_set("send", p.send);
     r.reject_unknown_keys();
     if (!r.state().is_ok()) return r.state();
     cfg.peers.push_back(std::move(p));
@@ -373,7 +482,7 @@ status read_peers(const config_file& file, node_config& cfg) {
 result<node_config> parse_node_config(const config_file& file) {
   node_config cfg;
   for (auto* read : {read_node_section, read_admin_section, read_store_section,
-                     read_transport_section, read_peers}) {
+                     read_transport_section, read_security_section, read_peers}) {
     if (status st = read(file, cfg); !st.is_ok()) return st;
   }
   return cfg;

@@ -7,6 +7,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "gearmesh/keys/keys.hpp"
+#include "gearmesh/wire/messages.hpp"
+
 namespace gearmesh {
 namespace {
 
@@ -34,13 +37,24 @@ retry_max_ms = 2000
 replay_window_hours = 48
 clock_skew_max_s = 600
 
+peer_messages_per_s = 500
+peer_burst = 1000
+peer_queue_max = 64
+
+[security]
+secret_key_file = "keys/velo/node.key"
+
 [[peers]]
 id = "framecraft"
 endpoint = "tcp://127.0.0.1:7101"
+public_key = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
+receive = ["propose", "refuse", "confirm", "failure"]
+send = ["cfp", "accept", "reject", "cancel"]
 
 [[peers]]
 id = "alloyframe"
 endpoint = "tcp://127.0.0.1:7102"
+public_key = "  rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7  "
 
 [buyer]
 anything = "is ignored here"
@@ -49,9 +63,18 @@ anything = "is ignored here"
 id = "E-BIKE"
 )";
 
-/// Parses `text` as "velo.toml" and returns the error message of parse_node_config.
+/// `text` with "[security] insecure = true" appended unless it has a
+/// [security] section: the line numbers of everything before stay the same.
+std::string with_security(std::string_view text) {
+  std::string s(text);
+  if (s.find("[security]") == std::string::npos) s += "\n[security]\ninsecure = true\n";
+  return s;
+}
+
+/// Parses `text` (see with_security) as "velo.toml" and returns the error
+/// message of parse_node_config.
 std::string config_error(std::string_view text) {
-  auto file = config_file::parse(text, "velo.toml");
+  auto file = config_file::parse(with_security(text), "velo.toml");
   if (!file) return file.error().message();
   auto cfg = parse_node_config(*file);
   if (cfg) return "ok";
@@ -91,12 +114,29 @@ TEST(config, valid_file_round_trip) {
   EXPECT_EQ(cfg->peers[0].id, "framecraft");
   EXPECT_EQ(cfg->peers[0].endpoint, "tcp://127.0.0.1:7101");
   EXPECT_EQ(cfg->peers[1].id, "alloyframe");
+  EXPECT_EQ(cfg->peer_messages_per_s, 500);
+  EXPECT_EQ(cfg->peer_burst, 1000);
+  EXPECT_EQ(cfg->peer_queue_max, 64);
+  EXPECT_FALSE(cfg->insecure);
+  EXPECT_EQ(cfg->secret_key_file, "examples/demo/keys/velo/node.key");
+  EXPECT_EQ(cfg->peers[0].public_key, "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID");
+  EXPECT_EQ(cfg->peers[1].public_key, "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7");
+  auto bit = [](wire::message_type t) { return message_type_set{1} << static_cast<unsigned>(t); };
+  using wire::message_type;
+  EXPECT_EQ(cfg->peers[0].receive, bit(message_type::propose) | bit(message_type::refuse) |
+                                       bit(message_type::confirm) | bit(message_type::failure) |
+                                       bit(message_type::ack));
+  EXPECT_EQ(cfg->peers[0].send, bit(message_type::cfp) | bit(message_type::accept) |
+                                    bit(message_type::reject) | bit(message_type::cancel) |
+                                    bit(message_type::ack));
+  EXPECT_EQ(cfg->peers[1].receive, all_message_types);
+  EXPECT_EQ(cfg->peers[1].send, all_message_types);
   // Role sections stay available to the actors library.
   EXPECT_EQ(file->root()["buyer"]["anything"].value_or(std::string{}), "is ignored here");
 }
 
 TEST(config, defaults) {
-  auto file = config_file::parse(minimal_node, "velo.toml");
+  auto file = config_file::parse(with_security(minimal_node), "velo.toml");
   ASSERT_TRUE(file);
   auto cfg = parse_node_config(*file);
   ASSERT_TRUE(cfg) << cfg.error().to_string();
@@ -115,6 +155,11 @@ TEST(config, defaults) {
   EXPECT_EQ(cfg->retry_max_ms, defaults.retry_max_ms);
   EXPECT_EQ(cfg->replay_window_us, defaults.replay_window_us);
   EXPECT_EQ(cfg->clock_skew_max_us, defaults.clock_skew_max_us);
+  EXPECT_EQ(cfg->peer_messages_per_s, defaults.peer_messages_per_s);
+  EXPECT_EQ(cfg->peer_burst, defaults.peer_messages_per_s);  // one second's worth
+  EXPECT_EQ(cfg->peer_queue_max, defaults.peer_queue_max);
+  EXPECT_TRUE(cfg->insecure);
+  EXPECT_TRUE(cfg->secret_key_file.empty());
   EXPECT_TRUE(cfg->peers.empty());
 }
 
@@ -125,7 +170,8 @@ TEST(config, relative_data_dir_resolves_against_config_directory) {
   auto path = dir / "etc" / "velo.toml";
   {
     std::ofstream out(path);
-    out << "[node]\nid = \"velo\"\nlisten = \"ipc:///tmp/velo\"\ndata_dir = \"../data/./velo\"\n";
+    out << "[node]\nid = \"velo\"\nlisten = \"ipc:///tmp/velo\"\ndata_dir = \"../data/./velo\"\n"
+        << "[security]\nsecret_key_file = \"../keys/velo/node.key\"\n";
   }
   auto file = config_file::load(path.string());
   ASSERT_TRUE(file) << file.error().to_string();
@@ -133,10 +179,12 @@ TEST(config, relative_data_dir_resolves_against_config_directory) {
   auto cfg = parse_node_config(*file);
   ASSERT_TRUE(cfg) << cfg.error().to_string();
   EXPECT_EQ(cfg->data_dir, (dir / "data" / "velo").string());
+  EXPECT_EQ(cfg->secret_key_file, (dir / "keys" / "velo" / "node.key").string());
 
   // A file name without a directory resolves against ".".
-  auto bare = config_file::parse("[node]\nid = \"v\"\nlisten = \"inproc://v\"\ndata_dir = \"d\"\n",
-                                 "velo.toml");
+  auto bare = config_file::parse(
+      with_security("[node]\nid = \"v\"\nlisten = \"inproc://v\"\ndata_dir = \"d\"\n"),
+      "velo.toml");
   ASSERT_TRUE(bare);
   EXPECT_EQ(bare->directory(), ".");
   EXPECT_EQ(parse_node_config(*bare)->data_dir, "d");
@@ -194,6 +242,8 @@ TEST(config, unknown_keys_in_runtime_sections) {
   EXPECT_EQ(config_error("[node]\nid = \"velo\"\nlisen = \"tcp://127.0.0.1:7100\"\n"
                          "listen = \"tcp://127.0.0.1:7100\"\ndata_dir = \"d\"\n"),
             "velo.toml:3: node.lisen: unknown key");
+  EXPECT_EQ(config_error(std::string(minimal_node) + "[transport]\npeer_rate = 5\n"),
+            "velo.toml:6: transport.peer_rate: unknown key");
   EXPECT_EQ(config_error(std::string(minimal_node) + "[admin]\nport = 1\nhost = \"x\"\n"),
             "velo.toml:7: admin.host: unknown key");
   EXPECT_EQ(config_error(std::string(minimal_node) +
@@ -239,12 +289,101 @@ TEST(config, peer_ids_unique_and_not_self) {
 }
 
 TEST(config, scheduler_threads) {
-  auto file =
-      config_file::parse(std::string(minimal_node) + "scheduler_threads = 2\n", "velo.toml");
+  auto file = config_file::parse(
+      with_security(std::string(minimal_node) + "scheduler_threads = 2\n"), "velo.toml");
   ASSERT_TRUE(file);
   auto cfg = parse_node_config(*file);
   ASSERT_TRUE(cfg) << cfg.error().to_string();
   EXPECT_EQ(cfg->scheduler_threads, 2u);
+}
+
+TEST(config, security_is_explicit) {
+  // No [security] at all: the operator must choose.
+  auto file = config_file::parse(minimal_node, "velo.toml");
+  ASSERT_TRUE(file);
+  auto cfg = parse_node_config(*file);
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(cfg.error().message(),
+            "velo.toml:1: security: missing section [security]: set secret_key_file = "
+            "\"<dir>/node.key\" (gearmesh keys generate --out <dir>) for CurveZMQ links, or "
+            "insecure = true for plain TCP in a local demo");
+  std::string base(minimal_node);
+  EXPECT_EQ(config_error(base + "[security]\ninsecure = false\n"),
+            "velo.toml:5: security.secret_key_file: required unless insecure = true (create one "
+            "with gearmesh keys generate --out DIR)");
+  EXPECT_EQ(config_error(base + "[security]\ninsecure = true\nsecret_key_file = \"k\"\n"),
+            "velo.toml:7: security.secret_key_file: contradicts insecure = true: remove one of "
+            "them");
+  EXPECT_EQ(config_error(base + "[security]\ninsecure = \"yes\"\n"),
+            "velo.toml:6: security.insecure: expected a boolean, got a string");
+  EXPECT_EQ(config_error(base + "[security]\nsecret_key_file = \"k\"\nkey = \"x\"\n"),
+            "velo.toml:7: security.key: unknown key");
+}
+
+TEST(config, peers_need_keys_with_curve_on) {
+  std::string base = std::string(minimal_node) + "[security]\nsecret_key_file = \"k\"\n";
+  EXPECT_EQ(config_error(base + "[[peers]]\nid = \"a\"\nendpoint = \"tcp://h:1\"\n"),
+            "velo.toml:7: peers[0].public_key: missing: with CurveZMQ on ([security] without "
+            "insecure = true) every peer needs public_key = \"<Z85>\" or public_key_file = "
+            "\"<its node.pub>\"");
+  EXPECT_EQ(config_error(
+                base + "[[peers]]\nid = \"a\"\nendpoint = \"tcp://h:1\"\npublic_key = \"short\"\n"),
+            "velo.toml:10: peers[0].public_key: a key is 40 Z85 characters, got 5");
+  EXPECT_EQ(config_error(base + "[[peers]]\nid = \"a\"\nendpoint = \"tcp://h:1\"\n"
+                                "public_key = \"Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID\"\n"
+                                "public_key_file = \"a.pub\"\n"),
+            "velo.toml:11: peers[0].public_key_file: give public_key or public_key_file, not "
+            "both");
+  EXPECT_EQ(config_error(base + "[[peers]]\nid = \"a\"\nendpoint = \"tcp://h:1\"\n"
+                                "public_key_file = \"/nonexistent/a.pub\"\n")
+                .rfind("velo.toml:10: peers[0].public_key_file: ", 0),
+            0u);
+  // Insecure: keys are optional.
+  EXPECT_EQ(
+      config_error(std::string(minimal_node) + "[[peers]]\nid = \"a\"\nendpoint = \"tcp://h:1\"\n"),
+      "ok");
+}
+
+TEST(config, peer_public_key_file_is_read_relative_to_the_config) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("gearmesh-config-key-test-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto key = keys::write_keypair(dir / "keys" / "a", false);
+  ASSERT_TRUE(key) << key.error().to_string();
+  {
+    std::ofstream out(dir / "velo.toml");
+    out << minimal_node << "[security]\nsecret_key_file = \"keys/velo/node.key\"\n"
+        << "[[peers]]\nid = \"a\"\nendpoint = \"tcp://h:1\"\npublic_key_file = "
+           "\"keys/a/node.pub\"\n";
+  }
+  auto file = config_file::load((dir / "velo.toml").string());
+  ASSERT_TRUE(file);
+  auto cfg = parse_node_config(*file);
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  ASSERT_EQ(cfg->peers.size(), 1u);
+  EXPECT_EQ(cfg->peers[0].public_key, keys::to_z85(*key));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(config, peer_message_type_lists) {
+  std::string base =
+      std::string(minimal_node) + "[[peers]]\nid = \"a\"\nendpoint = \"tcp://h:1\"\n";
+  EXPECT_EQ(config_error(base + "receive = [\"cfp\", \"proposal\"]\n"),
+            "velo.toml:8: peers[0].receive: expected message type names (cfp, propose, refuse, "
+            "accept, reject, confirm, failure, cancel, ack), got \"proposal\"");
+  EXPECT_EQ(config_error(base + "send = \"cfp\"\n"),
+            "velo.toml:8: peers[0].send: expected an array of message types like [\"cfp\", "
+            "\"accept\"], got a string");
+  EXPECT_EQ(config_error(base + "send = [1]\n"),
+            "velo.toml:8: peers[0].send: expected message type names (cfp, propose, refuse, "
+            "accept, reject, confirm, failure, cancel, ack), got an integer");
+  // An empty list still lets acknowledgements through.
+  auto file = config_file::parse(with_security(base + "receive = []\n"), "velo.toml");
+  ASSERT_TRUE(file);
+  auto cfg = parse_node_config(*file);
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->peers[0].receive,
+            message_type_set{1} << static_cast<unsigned>(wire::message_type::ack));
 }
 
 TEST(config, error_helper_uses_node_line) {

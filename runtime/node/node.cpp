@@ -32,8 +32,8 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -41,6 +41,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gearmesh/fault.hpp"
+#include "gearmesh/keys/keys.hpp"
 #include "gearmesh/node/caf_types.hpp"
 #include "gearmesh/store/store.hpp"
 #include "gearmesh/transport/zmq_transport.hpp"
@@ -65,11 +66,29 @@ struct commit_done {
   std::vector<committed_frame> frames;
 };
 
+/// What the node knows of one partner at run time. Entries are created from
+/// the trust store and never destroyed while the node runs (a revoked
+/// partner's entry is marked untrusted), so pointers to them stay valid.
+struct peer_state {
+  std::atomic<bool> trusted{true};
+  std::atomic<message_type_set> receive{all_message_types};
+  std::atomic<message_type_set> send{all_message_types};
+  /// Messages from this peer accepted and not yet finished (peer_queue_max).
+  std::atomic<std::int64_t> queued{0};
+  // Token bucket of the inbound rate limit; only the receiving thread.
+  double tokens = 0;
+  timestamp_us refilled_us = 0;
+};
+
 /// Inbound message that passed verification, for the gateway.
 struct verified_frame {
-  std::string from;
+  peer_state* peer = nullptr;  // counted in peer->queued until the gateway is done
   wire::envelope env;
 };
+
+bool allows(message_type_set set, wire::message_type t) {
+  return (set >> static_cast<unsigned>(t) & 1U) != 0;
+}
 
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
 using committed_atom = caf::atom_constant<caf::atom("committed")>;
@@ -185,10 +204,14 @@ struct node::impl final : node_context {
   std::array<caf::actor, wire::message_type_count> routes;
   std::shared_ptr<admin::router> router = std::make_shared<admin::router>();
   std::unique_ptr<admin::server> admin;
-  std::set<std::string> peer_ids;
+  /// The trust store at run time: guarded by peers_mutex (shared for
+  /// lookups on the receive and commit paths, exclusive for update_peers).
+  mutable std::shared_mutex peers_mutex;
+  std::unordered_map<std::string, std::unique_ptr<peer_state>> peers;
   wire::limits limits;
   std::atomic<bool> serving{false};
   bool stopped = false;
+  std::mutex update_mutex;  // serialises update_peers
 
   // Message ids: allocated under commit_mutex so that the high-water mark
   // that makes them unique across restarts is durable before any id above
@@ -201,10 +224,13 @@ struct node::impl final : node_context {
   throttled_warning warn_malformed, warn_wrong_receiver, warn_unknown_sender, warn_unroutable;
 
   std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, dropped_malformed{0},
-      dropped_unknown_sender{0}, dropped_wrong_receiver{0}, dropped_unroutable{0}, duplicates{0},
-      duplicate_replies{0}, dropped_replayed{0}, dropped_clock_skew{0}, inbox_pruned{0},
-      retransmits{0}, acks_in{0}, outbox_pending{0}, commits{0}, commit_failures{0};
-  throttled_warning warn_clock_skew;
+      dropped_unknown_sender{0}, dropped_sender_mismatch{0}, dropped_unauthorized{0},
+      dropped_rate_limited{0}, dropped_overload{0}, withheld_by_policy{0},
+      dropped_wrong_receiver{0}, dropped_unroutable{0}, duplicates{0}, duplicate_replies{0},
+      dropped_replayed{0}, dropped_clock_skew{0}, inbox_pruned{0}, retransmits{0}, acks_in{0},
+      outbox_pending{0}, commits{0}, commit_failures{0};
+  throttled_warning warn_clock_skew, warn_sender_mismatch, warn_unauthorized, warn_rate_limited,
+      warn_overload, warn_withheld;
 
   // Fail-stop (node::on_fatal): set once by the first failed commit.
   std::atomic<bool> failed{false};
@@ -223,6 +249,16 @@ struct node::impl final : node_context {
   void commit(effects fx) override;
 
   void on_frame(const std::string& from, std::span<const std::uint8_t> frame);
+  bool take_token(peer_state& p);
+  /// The partner's run-time state, or null if it is not in the trust store.
+  peer_state* find_peer(const std::string& id) const {
+    std::shared_lock guard{peers_mutex};
+    auto it = peers.find(id);
+    return it == peers.end() ? nullptr : it->second.get();
+  }
+  /// Adds or updates the run-time state of the trust store's partners and
+  /// marks the others untrusted. Returns the ids no longer trusted.
+  std::vector<std::string> apply_peers(const std::vector<peer_config>& list);
   void send_ack(const std::string& to, std::uint64_t id);
   void fail(const status& st);
 
@@ -257,6 +293,16 @@ void node::impl::commit(effects fx) {
   store::write_batch batch = std::move(fx.writes);
   std::lock_guard<std::mutex> guard{commit_mutex};
   for (auto& out : fx.messages) {
+    const auto type = wire::type_of(out.payload);
+    if (const peer_state* peer = find_peer(out.receiver);
+        peer && !allows(peer->send.load(std::memory_order_relaxed), type)) {
+      // The sharing policy keeps this from that partner; the step's other
+      // effects stand (the partner simply never takes part).
+      withheld_by_policy.fetch_add(1, std::memory_order_relaxed);
+      warn_withheld("{}: withheld {} for '{}': its [[peers]] send list does not allow it",
+                    cfg.node_id, wire::to_string(type), out.receiver);
+      continue;
+    }
     wire::envelope env;
     env.header.message_id = next_msg_id++;
     env.header.sender = cfg.node_id;
@@ -296,8 +342,26 @@ void node::impl::commit(effects fx) {
   });
 }
 
+/// Inbound checks, cheapest first, on the transport's thread. Everything
+/// dropped here is counted and has no effect; only the malformed, wrong-
+/// receiver and unknown-sender cases can never become valid, the others (rate,
+/// overload, policy) are simply not acknowledged, so a partner resends them.
 void node::impl::on_frame(const std::string& from, std::span<const std::uint8_t> frame) {
   frames_in.fetch_add(1, std::memory_order_relaxed);
+  peer_state* peer = find_peer(from);
+  if (!peer || !peer->trusted.load(std::memory_order_relaxed)) {
+    // Plain links only: with CURVE, ZAP admits the trust store's keys alone.
+    dropped_unknown_sender.fetch_add(1, std::memory_order_relaxed);
+    warn_unknown_sender("{}: dropped a frame of {} bytes on connection '{}': not a trusted peer",
+                        cfg.node_id, frame.size(), from);
+    return;
+  }
+  if (!take_token(*peer)) {
+    dropped_rate_limited.fetch_add(1, std::memory_order_relaxed);
+    warn_rate_limited("{}: '{}' sends faster than peer_messages_per_s {} (burst {}): dropped",
+                      cfg.node_id, from, cfg.peer_messages_per_s, cfg.peer_burst);
+    return;
+  }
   auto env = wire::decode(frame, limits);
   if (!env) {
     dropped_malformed.fetch_add(1, std::memory_order_relaxed);
@@ -306,20 +370,69 @@ void node::impl::on_frame(const std::string& from, std::span<const std::uint8_t>
     return;
   }
   const auto& h = env->header;
+  const auto type = wire::type_of(env->payload);
   if (h.receiver != cfg.node_id) {
     dropped_wrong_receiver.fetch_add(1, std::memory_order_relaxed);
     warn_wrong_receiver("{}: dropped {} addressed to '{}' from '{}'", cfg.node_id,
-                        wire::to_string(wire::type_of(env->payload)), h.receiver, from);
+                        wire::to_string(type), h.receiver, from);
     return;
   }
-  if (h.sender != from || !peer_ids.contains(h.sender)) {
-    dropped_unknown_sender.fetch_add(1, std::memory_order_relaxed);
-    warn_unknown_sender(
-        "{}: dropped {} claiming sender '{}' on connection '{}': not a configured peer",
-        cfg.node_id, wire::to_string(wire::type_of(env->payload)), h.sender, from);
+  if (h.sender != from) {
+    dropped_sender_mismatch.fetch_add(1, std::memory_order_relaxed);
+    warn_sender_mismatch(
+        "{}: dropped {} claiming sender '{}' on a connection authenticated as '{}' (forged "
+        "sender)",
+        cfg.node_id, wire::to_string(type), h.sender, from);
     return;
   }
-  caf::anon_send(gateway, deliver_atom::value, verified_frame{from, std::move(*env)});
+  if (!allows(peer->receive.load(std::memory_order_relaxed), type)) {
+    dropped_unauthorized.fetch_add(1, std::memory_order_relaxed);
+    warn_unauthorized("{}: dropped {} from '{}': its [[peers]] receive list does not allow it",
+                      cfg.node_id, wire::to_string(type), from);
+    return;
+  }
+  if (peer->queued.fetch_add(1, std::memory_order_relaxed) >= cfg.peer_queue_max) {
+    peer->queued.fetch_sub(1, std::memory_order_relaxed);
+    dropped_overload.fetch_add(1, std::memory_order_relaxed);
+    warn_overload("{}: '{}' has {} messages in process (peer_queue_max): dropped {}", cfg.node_id,
+                  from, cfg.peer_queue_max, wire::to_string(type));
+    return;
+  }
+  caf::anon_send(gateway, deliver_atom::value, verified_frame{peer, std::move(*env)});
+}
+
+bool node::impl::take_token(peer_state& p) {
+  const auto now = clk.now();
+  const auto burst = static_cast<double>(cfg.peer_burst);
+  if (p.refilled_us == 0) {
+    p.tokens = burst;
+  } else if (now > p.refilled_us) {
+    p.tokens = std::min(burst, p.tokens + static_cast<double>(now - p.refilled_us) *
+                                              static_cast<double>(cfg.peer_messages_per_s) /
+                                              static_cast<double>(us_per_s));
+  }
+  p.refilled_us = now;
+  if (p.tokens < 1) return false;
+  p.tokens -= 1;
+  return true;
+}
+
+std::vector<std::string> node::impl::apply_peers(const std::vector<peer_config>& list) {
+  std::unique_lock guard{peers_mutex};
+  std::set<std::string> listed;
+  for (const auto& pc : list) {
+    listed.insert(pc.id);
+    auto& entry = peers[pc.id];
+    if (!entry) entry = std::make_unique<peer_state>();
+    entry->receive = pc.receive;
+    entry->send = pc.send;
+    entry->trusted = true;
+  }
+  std::vector<std::string> revoked;
+  for (auto& [id, entry] : peers) {
+    if (!listed.contains(id) && entry->trusted.exchange(false)) revoked.push_back(id);
+  }
+  return revoked;
 }
 
 void node::impl::send_ack(const std::string& to, std::uint64_t id) {
@@ -352,8 +465,9 @@ struct gateway_state {
   /// pruned: their duplicates are stale by then and get no effect anyway.
   std::unordered_map<std::string, inbox_entry> committed;
   timestamp_us next_prune_us = 0;
-  /// Delivered to an actor, commit not yet durable: drop duplicates (the ack follows).
-  std::unordered_set<std::string> in_flight;
+  /// Delivered to an actor, commit not yet durable: drop duplicates (the ack
+  /// follows). The sender's queued count is released when the commit is done.
+  std::unordered_map<std::string, peer_state*> in_flight;
   /// Outbox messages waiting for their Ack, by message id.
   std::map<std::uint64_t, pending_frame> pending;
   static inline const char* name = "gearmesh.gateway";
@@ -407,6 +521,14 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
   return {
       [=](deliver_atom, verified_frame& vf) {
         auto& st = self->state;
+        // Every path but delivery to an actor is done with the message here.
+        struct release_unless_kept {
+          peer_state* peer;
+          bool kept = false;
+          ~release_unless_kept() {
+            if (!kept) peer->queued.fetch_sub(1, std::memory_order_relaxed);
+          }
+        } release{vf.peer};
         // Failed: take nothing more in; the sender keeps it and retries.
         if (host->failed.load(std::memory_order_relaxed)) return;
         auto& env = vf.env;
@@ -464,7 +586,8 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
           host->send_ack(h.sender, h.message_id);
           return;
         }
-        st.in_flight.insert(key);
+        st.in_flight.emplace(key, vf.peer);
+        release.kept = true;  // until the commit naming it is done
         auto& target = host->routes[static_cast<std::size_t>(wire::type_of(env.payload))];
         if (!target) {
           // Nobody here handles it: record it as processed so the sender stops retrying.
@@ -480,7 +603,13 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
       },
       [=](committed_atom, commit_done& done) {
         auto& st = self->state;
-        if (done.cause) st.in_flight.erase(inbox_key(done.cause->sender, done.cause->message_id));
+        if (done.cause) {
+          auto it = st.in_flight.find(inbox_key(done.cause->sender, done.cause->message_id));
+          if (it != st.in_flight.end()) {
+            it->second->queued.fetch_sub(1, std::memory_order_relaxed);
+            st.in_flight.erase(it);
+          }
+        }
         if (!done.ok || host->failed.load(std::memory_order_relaxed)) return;
         fault::crash_point("commit.after_durable");
         auto now = host->clk.now();
@@ -562,9 +691,26 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
     zo.node_id = c.node_id;
     zo.listen_endpoint = c.listen;
     zo.frame_bytes_max = c.frame_bytes_max;
-    p->net = transport::make_zmq_transport(zo);
+    zo.send_queue_max = std::max<std::size_t>(zo.send_queue_max, c.peers.size() * 1024);
+    if (!c.insecure) {
+      if (c.secret_key_file.empty()) {
+        return status(errc::bad_config, c.node_id +
+                                            ": no secret key: set [security] secret_key_file, or "
+                                            "insecure = true for plain TCP in a local demo");
+      }
+      auto kp = keys::load_secret_key(c.secret_key_file);
+      if (!kp) return kp.error();
+      for (const auto& peer : c.peers) {
+        if (peer.public_key.size() != keys::key_z85_chars) {
+          return status(errc::bad_config,
+                        c.node_id + ": peer '" + peer.id + "' has no public key (CurveZMQ on)");
+        }
+      }
+      zo.curve = transport::curve_keys{keys::to_z85(kp->public_key), keys::to_z85(kp->secret_key)};
+    }
+    p->net = transport::make_zmq_transport(std::move(zo));
   }
-  for (auto& peer : c.peers) p->peer_ids.insert(peer.id);
+  p->apply_peers(c.peers);
 
   p->sys_cfg = std::make_unique<caf::actor_system_config>();
   p->sys_cfg->set("scheduler.max-threads", c.scheduler_threads);
@@ -612,6 +758,11 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
     field("frames_out", s.frames_out);
     field("dropped_malformed", s.dropped_malformed);
     field("dropped_unknown_sender", s.dropped_unknown_sender);
+    field("dropped_sender_mismatch", s.dropped_sender_mismatch);
+    field("dropped_unauthorized", s.dropped_unauthorized);
+    field("dropped_rate_limited", s.dropped_rate_limited);
+    field("dropped_overload", s.dropped_overload);
+    field("withheld_by_policy", s.withheld_by_policy);
     field("dropped_wrong_receiver", s.dropped_wrong_receiver);
     field("dropped_unroutable", s.dropped_unroutable);
     field("duplicates", s.duplicates);
@@ -627,6 +778,8 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
     field("transport_dropped_queue_full", t.dropped_queue_full);
     field("transport_dropped_oversized", t.dropped_oversized);
     field("transport_dropped_unknown_peer", t.dropped_unknown_peer);
+    field("transport_dropped_malformed", t.dropped_malformed);
+    field("transport_auth_denied", t.auth_denied);
     body += "}";
     return admin::response{200, body};
   });
@@ -666,12 +819,62 @@ status node::serve() {
     if (!srv) return srv.error();
     p.admin = std::move(*srv);
   }
-  spdlog::info("{}: serving on {} with {} peers{}", p.cfg.node_id, p.net->listen_endpoint(),
-               p.cfg.peers.size(),
+  if (p.cfg.insecure) {
+    spdlog::warn(
+        "{}: [security] insecure = true: links are plain TCP, neither authenticated nor "
+        "encrypted, and anyone who can reach {} can claim a partner's id. Local demos only.",
+        p.cfg.node_id, p.net->listen_endpoint());
+  }
+  spdlog::info("{}: serving on {} ({}) with {} peers{}", p.cfg.node_id, p.net->listen_endpoint(),
+               p.cfg.insecure ? "plain TCP" : "CurveZMQ", p.cfg.peers.size(),
                p.admin
                    ? ", admin API on " + p.cfg.admin_address + ":" + std::to_string(p.admin->port())
                    : std::string{});
   return status::ok();
+}
+
+result<peers_update> node::update_peers(std::vector<peer_config> peers) {
+  auto& p = *impl_;
+  std::lock_guard<std::mutex> serialised{p.update_mutex};
+  std::set<std::string> seen;
+  for (const auto& peer : peers) {
+    if (peer.id == p.cfg.node_id)
+      return status(errc::bad_config, "a node cannot be its own peer (\"" + peer.id + "\")");
+    if (!seen.insert(peer.id).second)
+      return status(errc::bad_config, "duplicate peer id \"" + peer.id + "\"");
+    if (!p.cfg.insecure && peer.public_key.size() != keys::key_z85_chars)
+      return status(errc::bad_config, "peer '" + peer.id + "' has no public key (CurveZMQ on)");
+  }
+  peers_update u;
+  std::map<std::string, const peer_config*> before;
+  for (const auto& old : p.cfg.peers) before.emplace(old.id, &old);
+  for (const auto& peer : peers) {
+    auto it = before.find(peer.id);
+    if (it == before.end()) {
+      u.added.push_back(peer.id);
+    } else if (it->second->endpoint != peer.endpoint || it->second->public_key != peer.public_key) {
+      u.changed.push_back(peer.id);
+    } else if (it->second->receive != peer.receive || it->second->send != peer.send) {
+      u.policy_changed.push_back(peer.id);
+    }
+  }
+  // Policy first, so nothing a new list forbids is accepted after the
+  // transport admits the new keys; revoked partners are untrusted at once.
+  u.removed = p.apply_peers(peers);
+  if (p.serving) {
+    for (const auto& id : u.removed) p.net->remove_peer(id);
+    for (const auto& peer : peers) {
+      if (std::find(u.added.begin(), u.added.end(), peer.id) != u.added.end() ||
+          std::find(u.changed.begin(), u.changed.end(), peer.id) != u.changed.end())
+        p.net->add_peer(peer);
+    }
+  }
+  p.cfg.peers = std::move(peers);
+  spdlog::info(
+      "{}: trust store updated: {} added, {} removed, {} changed key or endpoint, {} "
+      "changed policy",
+      p.cfg.node_id, u.added.size(), u.removed.size(), u.changed.size(), u.policy_changed.size());
+  return u;
 }
 
 std::uint16_t node::admin_port() const {
@@ -685,6 +888,11 @@ node_stats node::stats() const {
   s.frames_out = p.frames_out;
   s.dropped_malformed = p.dropped_malformed;
   s.dropped_unknown_sender = p.dropped_unknown_sender;
+  s.dropped_sender_mismatch = p.dropped_sender_mismatch;
+  s.dropped_unauthorized = p.dropped_unauthorized;
+  s.dropped_rate_limited = p.dropped_rate_limited;
+  s.dropped_overload = p.dropped_overload;
+  s.withheld_by_policy = p.withheld_by_policy;
   s.dropped_wrong_receiver = p.dropped_wrong_receiver;
   s.dropped_unroutable = p.dropped_unroutable;
   s.duplicates = p.duplicates;

@@ -17,11 +17,13 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
 #include <caf/all.hpp>
 
+#include "gearmesh/keys/keys.hpp"
 #include "gearmesh/node/caf_types.hpp"
 #include "gearmesh/transport/zmq_transport.hpp"
 #include "gearmesh/wire/codec.hpp"
@@ -101,6 +103,14 @@ class node_host : public ::testing::Test {
     dir_ = ::mkdtemp(tmpl);
     port_a_ = free_port();
     port_b_ = free_port();
+    // Every link in these tests is CurveZMQ, as in production.
+    for (const char* id : {"a", "b"}) {
+      auto pub = keys::write_keypair(dir_ + "/keys/" + id, false);
+      ASSERT_TRUE(pub) << pub.error().to_string();
+      auto kp = keys::load_secret_key(dir_ + "/keys/" + id + "/node.key");
+      ASSERT_TRUE(kp) << kp.error().to_string();
+      keys_[id] = transport::curve_keys{keys::to_z85(kp->public_key), keys::to_z85(kp->secret_key)};
+    }
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -113,8 +123,46 @@ class node_host : public ::testing::Test {
     c.store_sync = false;
     c.retry_initial_ms = 50;
     c.retry_max_ms = 200;
-    c.peers.push_back({a ? "b" : "a", "tcp://127.0.0.1:" + std::to_string(a ? port_b_ : port_a_)});
+    c.secret_key_file = dir_ + "/keys/" + id + "/node.key";
+    peer_config peer;
+    peer.id = a ? "b" : "a";
+    peer.endpoint = "tcp://127.0.0.1:" + std::to_string(a ? port_b_ : port_a_);
+    peer.public_key = keys_[peer.id].public_key;
+    c.peers.push_back(peer);
     return c;
+  }
+
+  /// A raw transport that holds a's key and listens on a's port, where b
+  /// sends its acks: it sends hand-made frames to b as partner "a" would.
+  /// `got` receives every decodable frame from b.
+  std::unique_ptr<transport::transport> fake_a(std::function<void(wire::envelope)> got) {
+    transport::zmq_options zo;
+    zo.node_id = "a";
+    zo.listen_endpoint = "tcp://127.0.0.1:" + std::to_string(port_a_);
+    zo.curve = keys_["a"];
+    auto fake = transport::make_zmq_transport(zo);
+    fake->on_receive([got = std::move(got)](const std::string&, std::span<const std::uint8_t> f) {
+      if (auto e = wire::decode(f)) got(std::move(*e));
+    });
+    fake->add_peer({"b", "tcp://127.0.0.1:" + std::to_string(port_b_), keys_["b"].public_key});
+    EXPECT_TRUE(fake->start());
+    return fake;
+  }
+
+  /// A CFP from "a" to b with message id `id`, stamped `ts` (now if 0).
+  static wire::envelope cfp_from_a(std::uint64_t id, timestamp_us ts = 0) {
+    wire::envelope e;
+    e.header.message_id = id;
+    e.header.sender = "a";
+    e.header.receiver = "b";
+    e.header.conversation_id = "a/order/" + std::to_string(id);
+    e.header.timestamp_us = ts != 0 ? ts : system_clock().now();
+    wire::cfp c;
+    c.order_id = e.header.conversation_id;
+    c.item = "FRAME";
+    c.quantity = 1;
+    e.payload = c;
+    return e;
   }
 
   /// Node b with a refuser for CFPs.
@@ -150,6 +198,7 @@ class node_host : public ::testing::Test {
   std::string dir_;
   std::uint16_t port_a_ = 0;
   std::uint16_t port_b_ = 0;
+  std::map<std::string, transport::curve_keys> keys_;
 };
 
 TEST_F(node_host, message_is_answered_and_both_outboxes_drain) {
@@ -202,32 +251,13 @@ TEST_F(node_host, committed_message_survives_restart_and_arrives_once) {
 TEST_F(node_host, duplicates_malformed_frames_and_forged_senders_have_no_effect) {
   journal jb;
   auto b = start_b(jb);
-  // A raw peer that presents itself as "a" on port_a_ (where b sends acks).
-  transport::zmq_options zo;
-  zo.node_id = "a";
-  zo.listen_endpoint = "tcp://127.0.0.1:" + std::to_string(port_a_);
-  auto fake = transport::make_zmq_transport(zo);
   std::mutex mx;
   std::vector<wire::envelope> to_fake;
-  fake->on_receive([&](const std::string&, std::span<const std::uint8_t> f) {
-    auto e = wire::decode(f);
+  auto fake = fake_a([&](wire::envelope e) {
     std::lock_guard<std::mutex> g{mx};
-    if (e) to_fake.push_back(*e);
+    to_fake.push_back(std::move(e));
   });
-  fake->add_peer({"b", "tcp://127.0.0.1:" + std::to_string(port_b_)});
-  ASSERT_TRUE(fake->start());
-
-  wire::envelope e;
-  e.header.message_id = 42;
-  e.header.sender = "a";
-  e.header.receiver = "b";
-  e.header.conversation_id = "a/order/42";
-  e.header.timestamp_us = system_clock().now();
-  wire::cfp c;
-  c.order_id = "a/order/42";
-  c.item = "FRAME";
-  c.quantity = 1;
-  e.payload = c;
+  auto e = cfp_from_a(42);
   auto frame = wire::encode(e);
   auto acks_for = [&](std::uint64_t id) {
     std::lock_guard<std::mutex> g{mx};
@@ -250,7 +280,7 @@ TEST_F(node_host, duplicates_malformed_frames_and_forged_senders_have_no_effect)
   // Garbage: every frame is counted (the log line is throttled to one per second).
   for (int i = 0; i < 20; ++i) fake->send("b", {0x01, 0x02, 0x03});
   auto forged = e;
-  forged.header.sender = "c";  // claims another sender on a's connection
+  forged.header.sender = "c";  // claims another sender on a's authenticated connection
   forged.header.message_id = 43;
   fake->send("b", wire::encode(forged));
   auto wrong = e;
@@ -259,7 +289,7 @@ TEST_F(node_host, duplicates_malformed_frames_and_forged_senders_have_no_effect)
   fake->send("b", wire::encode(wrong));
   ASSERT_TRUE(eventually([&] {
     auto s = b->stats();
-    return s.dropped_malformed == 20 && s.dropped_unknown_sender == 1 &&
+    return s.dropped_malformed == 20 && s.dropped_sender_mismatch == 1 &&
            s.dropped_wrong_receiver == 1;
   }));
   // b keeps serving: a fresh message still gets through.
@@ -290,38 +320,17 @@ TEST_F(node_host, replay_window_bounds_the_inbox_and_stale_frames_have_no_effect
   b->route({wire::message_type::cfp}, b->system().spawn(refuser, &b->context(), &jb));
   ASSERT_TRUE(b->serve());
 
-  transport::zmq_options zo;
-  zo.node_id = "a";
-  zo.listen_endpoint = "tcp://127.0.0.1:" + std::to_string(port_a_);
-  auto fake = transport::make_zmq_transport(zo);
   std::mutex mx;
   std::vector<std::uint64_t> acked;
-  fake->on_receive([&](const std::string&, std::span<const std::uint8_t> f) {
-    auto e = wire::decode(f);
+  auto fake = fake_a([&](wire::envelope e) {
     std::lock_guard<std::mutex> g{mx};
-    if (e)
-      if (auto* a = std::get_if<wire::ack>(&e->payload)) acked.push_back(a->acked_message_id);
+    if (auto* a = std::get_if<wire::ack>(&e.payload)) acked.push_back(a->acked_message_id);
   });
-  fake->add_peer({"b", "tcp://127.0.0.1:" + std::to_string(port_b_)});
-  ASSERT_TRUE(fake->start());
   auto acks_for = [&](std::uint64_t id) {
     std::lock_guard<std::mutex> g{mx};
     return std::count(acked.begin(), acked.end(), id);
   };
-  auto cfp = [](std::uint64_t id, timestamp_us ts) {
-    wire::envelope e;
-    e.header.message_id = id;
-    e.header.sender = "a";
-    e.header.receiver = "b";
-    e.header.conversation_id = "a/order/" + std::to_string(id);
-    e.header.timestamp_us = ts;
-    wire::cfp c;
-    c.order_id = e.header.conversation_id;
-    c.item = "FRAME";
-    c.quantity = 1;
-    e.payload = c;
-    return wire::encode(e);
-  };
+  auto cfp = [](std::uint64_t id, timestamp_us ts) { return wire::encode(cfp_from_a(id, ts)); };
   const auto now = system_clock().now();
   fake->send("b", cfp(1, now - 10 * us_per_s));  // a replay from long ago
   ASSERT_TRUE(eventually([&] { return acks_for(1) == 1; }));
@@ -346,6 +355,118 @@ TEST_F(node_host, replay_window_bounds_the_inbox_and_stale_frames_have_no_effect
   EXPECT_EQ(b->stats().dropped_replayed, 2u);
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(jb.size(), 1u);
+  fake->stop();
+}
+
+/// Records every message and never commits: what it receives stays in process.
+caf::behavior sink(caf::event_based_actor*, journal* j) {
+  return {[=](inbound_atom, const wire::envelope& e) { j->add(e); }};
+}
+
+message_type_set types(std::initializer_list<wire::message_type> ts) {
+  message_type_set set = 0;
+  for (auto t : ts) set |= message_type_set{1} << static_cast<unsigned>(t);
+  return set;
+}
+
+// Sharing policy and authorization per partner, changed while running: a
+// reply type the partner may not see is withheld (the step still commits);
+// a message type the partner may not send has no effect and no ack.
+TEST_F(node_host, partner_policy_withholds_and_refuses_message_types) {
+  journal jb;
+  auto cfg = config("b");
+  cfg.peers[0].send = ~types({wire::message_type::refuse});
+  auto opened = node::open(cfg);
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto b = std::move(*opened);
+  b->route({wire::message_type::cfp}, b->system().spawn(refuser, &b->context(), &jb));
+  ASSERT_TRUE(b->serve());
+  std::mutex mx;
+  std::vector<wire::envelope> got;
+  auto fake = fake_a([&](wire::envelope e) {
+    std::lock_guard<std::mutex> g{mx};
+    got.push_back(std::move(e));
+  });
+  auto count = [&](wire::message_type t) {
+    std::lock_guard<std::mutex> g{mx};
+    return std::count_if(got.begin(), got.end(),
+                         [&](const wire::envelope& e) { return wire::type_of(e.payload) == t; });
+  };
+  fake->send("b", wire::encode(cfp_from_a(1)));
+  ASSERT_TRUE(eventually([&] { return count(wire::message_type::ack) == 1; }));
+  EXPECT_EQ(jb.size(), 1u);
+  EXPECT_EQ(b->stats().withheld_by_policy, 1u);
+  EXPECT_EQ(b->stats().outbox_pending, 0u);  // nothing stored for a to see
+  EXPECT_EQ(count(wire::message_type::refuse), 0);
+
+  // The trust store now lets "a" send acks only.
+  auto peers = cfg.peers;
+  peers[0].receive = types({wire::message_type::ack});
+  auto u = b->update_peers(peers);
+  ASSERT_TRUE(u) << u.error().to_string();
+  EXPECT_EQ(u->policy_changed, std::vector<std::string>{"a"});
+  EXPECT_TRUE(u->removed.empty());
+  fake->send("b", wire::encode(cfp_from_a(2)));
+  ASSERT_TRUE(eventually([&] { return b->stats().dropped_unauthorized == 1; }));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(jb.size(), 1u);
+  EXPECT_EQ(count(wire::message_type::ack), 1);  // not acknowledged: no effect
+  fake->stop();
+}
+
+// A partner sending faster than its rate is shed (counted, unacknowledged),
+// and one with peer_queue_max messages in process gets nothing more in.
+TEST_F(node_host, per_peer_rate_and_queue_bounds_shed_overload) {
+  journal jb;
+  auto cfg = config("b");
+  cfg.peer_messages_per_s = 1;
+  cfg.peer_burst = 5;
+  cfg.peer_queue_max = 3;
+  auto opened = node::open(cfg);
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto b = std::move(*opened);
+  b->route({wire::message_type::cfp}, b->system().spawn(sink, &jb));
+  ASSERT_TRUE(b->serve());
+  auto fake = fake_a([](wire::envelope) {});
+  for (std::uint64_t id = 1; id <= 40; ++id) fake->send("b", wire::encode(cfp_from_a(id)));
+  ASSERT_TRUE(eventually([&] { return b->stats().frames_in == 40; }));
+  ASSERT_TRUE(eventually([&] { return jb.size() == 3; }));
+  auto s = b->stats();
+  // A burst of 5 (plus at most a token or two refilled) passed the rate
+  // limit; 3 of those fill the queue bound, because the sink never commits.
+  EXPECT_GE(s.dropped_rate_limited, 33u);
+  EXPECT_EQ(s.dropped_rate_limited + s.dropped_overload + 3, 40u);
+  EXPECT_GE(s.dropped_overload, 2u);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(jb.size(), 3u);
+  fake->stop();
+}
+
+// Revoking a partner while running: nothing it sends has an effect any more.
+TEST_F(node_host, revoked_partner_has_no_effect) {
+  journal jb;
+  auto cfg = config("b");
+  auto opened = node::open(cfg);
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto b = std::move(*opened);
+  b->route({wire::message_type::cfp}, b->system().spawn(recorder, &b->context(), &jb));
+  ASSERT_TRUE(b->serve());
+  auto fake = fake_a([](wire::envelope) {});
+  fake->send("b", wire::encode(cfp_from_a(1)));
+  ASSERT_TRUE(eventually([&] { return jb.size() == 1; }));
+  auto u = b->update_peers({});
+  ASSERT_TRUE(u) << u.error().to_string();
+  EXPECT_EQ(u->removed, std::vector<std::string>{"a"});
+  for (std::uint64_t id = 2; id <= 5; ++id) fake->send("b", wire::encode(cfp_from_a(id)));
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(jb.size(), 1u);
+  // Bad updates change nothing.
+  auto self = cfg.peers;
+  self[0].id = "b";
+  EXPECT_FALSE(b->update_peers(self));
+  auto keyless = cfg.peers;
+  keyless[0].public_key.clear();
+  EXPECT_FALSE(b->update_peers(keyless));
   fake->stop();
 }
 

@@ -51,6 +51,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -154,6 +155,10 @@ class network {
   network(const options& o, std::string dir) : opts_(o), dir_(std::move(dir)) {
     for (auto id : {"velo", "framecraft", "alloyframe", "cellpack"})
       ports_[id] = gearmesh::testing::node_ports{free_port(), free_port()};
+    // CurveZMQ on every link, as deployed: restarts re-handshake each time.
+    keys_ = dir_ + "/keys";
+    if (auto st = gearmesh::testing::write_network_keys(keys_, ports_); !st)
+      throw std::runtime_error("writing keys: " + st.to_string());
     add("velo", buyer_config());
     add("framecraft", factory_config("framecraft", 3600, 30));
     add("alloyframe", factory_config("alloyframe", 3800, 60));
@@ -180,7 +185,7 @@ class network {
   }
 
   std::string buyer_config() {
-    return node_sections("velo", ports_, timing) + buyer_section(timing);
+    return node_sections("velo", ports_, timing, keys_) + buyer_section(timing);
   }
 
   // Welding is the bottleneck (12 min per frame, `weld_capacity` minutes per
@@ -193,17 +198,18 @@ class network {
     f.weld_capacity = weld_capacity;
     f.margin_pct = 12;
     f.horizon_days = 30;
-    return node_sections(id, ports_, timing) + factory_section(f, timing);
+    return node_sections(id, ports_, timing, keys_) + factory_section(f, timing);
   }
 
   std::string supplier_config() {
-    return node_sections("cellpack", ports_, timing) +
+    return node_sections("cellpack", ports_, timing, keys_) +
            supplier_section(timing, /*lead_time_days=*/1, /*horizon_days=*/30);
   }
 
   const options& opts_;
   std::string dir_;
   std::map<std::string, gearmesh::testing::node_ports> ports_;
+  std::string keys_;
   std::vector<member> members_;
 };
 

@@ -38,20 +38,23 @@ class network : public ::testing::Test {
   void SetUp() override {
     for (auto id : {"velo", "framecraft", "alloyframe", "cellpack"})
       ports_[id] = gearmesh::testing::node_ports{free_port(), free_port()};
+    // CurveZMQ on every link, as deployed.
+    keys_ = dir_.path() + "/keys";
+    ASSERT_TRUE(gearmesh::testing::write_network_keys(keys_, ports_));
   }
 
   std::string buyer_config() {
-    return node_sections("velo", ports_, timing_) + buyer_section(timing_);
+    return node_sections("velo", ports_, timing_, keys_) + buyer_section(timing_);
   }
 
   std::string factory_config(const std::string& id, int rate_cents_per_hour) {
     gearmesh::testing::factory_shape f;
     f.rate_cents_per_hour = rate_cents_per_hour;
-    return node_sections(id, ports_, timing_) + factory_section(f, timing_);
+    return node_sections(id, ports_, timing_, keys_) + factory_section(f, timing_);
   }
 
   std::string supplier_config() {
-    return node_sections("cellpack", ports_, timing_) + supplier_section(timing_);
+    return node_sections("cellpack", ports_, timing_, keys_) + supplier_section(timing_);
   }
 
   std::unique_ptr<node_process> make(const std::string& id, const std::string& config) {
@@ -91,6 +94,7 @@ class network : public ::testing::Test {
   temp_dir dir_;
   std::map<std::string, gearmesh::testing::node_ports> ports_;
   gearmesh::testing::network_timing timing_;
+  std::string keys_;
 };
 
 /// The terms both sides must agree on (everything but the viewpoint).

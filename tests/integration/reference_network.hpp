@@ -9,6 +9,9 @@
 
 #include <fmt/format.h>
 
+#include "gearmesh/keys/keys.hpp"
+#include "gearmesh/status.hpp"
+
 namespace gearmesh::testing {
 
 /// The ports of one node.
@@ -36,21 +39,40 @@ struct factory_shape {
   int horizon_days = 0;  // 0 = the default
 };
 
-/// [node], [admin], [store], [transport] and a [[peers]] entry for every
-/// other node in `ports`.
+/// Writes a CURVE keypair for every node of `ports` to `keys_dir`/<id>/
+/// (gearmesh keys generate does the same). Errors: see keys::write_keypair.
+inline status write_network_keys(const std::string& keys_dir,
+                                 const std::map<std::string, node_ports>& ports) {
+  for (const auto& [id, p] : ports) {
+    if (auto key = keys::write_keypair(keys_dir + "/" + id, true); !key) return key.error();
+  }
+  return status::ok();
+}
+
+/// [node], [admin], [store], [transport], [security] and a [[peers]] entry
+/// for every other node in `ports`. With `keys_dir` (see write_network_keys)
+/// every link is CurveZMQ and each peer's public key is its node.pub there;
+/// an empty `keys_dir` gives plain TCP (insecure = true).
 inline std::string node_sections(const std::string& id,
                                  const std::map<std::string, node_ports>& ports,
-                                 const network_timing& t) {
+                                 const network_timing& t, const std::string& keys_dir) {
   const auto& own = ports.at(id);
   std::string out = fmt::format(
       "[node]\nid = \"{}\"\nlisten = \"tcp://127.0.0.1:{}\"\ndata_dir = \"data\"\n"
       "log_level = \"info\"\n\n[admin]\nport = {}\n\n[store]\nsync = true\n\n"
       "[transport]\nretry_initial_ms = {}\nretry_max_ms = {}\n\n",
       id, own.zmq, own.admin, t.retry_initial_ms, t.retry_max_ms);
-  for (const auto& [peer, p] : ports)
-    if (peer != id)
-      out +=
-          fmt::format("[[peers]]\nid = \"{}\"\nendpoint = \"tcp://127.0.0.1:{}\"\n\n", peer, p.zmq);
+  if (keys_dir.empty())
+    out += "[security]\ninsecure = true\n\n";
+  else
+    out += fmt::format("[security]\nsecret_key_file = \"{}/{}/node.key\"\n\n", keys_dir, id);
+  for (const auto& [peer, p] : ports) {
+    if (peer == id) continue;
+    out += fmt::format("[[peers]]\nid = \"{}\"\nendpoint = \"tcp://127.0.0.1:{}\"\n", peer, p.zmq);
+    if (!keys_dir.empty())
+      out += fmt::format("public_key_file = \"{}/{}/node.pub\"\n", keys_dir, peer);
+    out += "\n";
+  }
   return out;
 }
 

@@ -1,7 +1,7 @@
 // Node configuration, read from a TOML file.
 //
 // The runtime parses the sections it owns ([node], [store], [transport],
-// [admin], [[peers]]) into `node_config`; role sections ([buyer], [factory],
+// [security], [admin], [[peers]]) into `node_config`; role sections ([buyer], [factory],
 // [supplier]) are parsed by the actors library from `config_file::root()`.
 // Every error names the file, the line and the field:
 //   "examples/demo/velo.toml:7: node.listen: expected a string like tcp://127.0.0.1:7100"
@@ -23,6 +23,24 @@ class node;
 }  // namespace toml
 
 namespace gearmesh {
+
+/// A set of message types (bit i = wire::message_type i).
+using message_type_set = std::uint32_t;
+constexpr message_type_set all_message_types = ~message_type_set{0};
+
+/// A partner in the trust store: how to reach it, the key it proves itself
+/// with, and what it may do ([[peers]] in the config file).
+struct peer_config : transport::peer {
+  /// [[peers]] receive: message types this node accepts from the partner;
+  /// others are dropped without effect or acknowledgement (counted as
+  /// dropped_unauthorized). Default: all. Acks are always accepted.
+  message_type_set receive = all_message_types;
+  /// [[peers]] send: message types this node may send the partner -- its
+  /// sharing policy (a partner without "cfp" never sees order requests).
+  /// A step that would send another type to it sends nothing to it
+  /// (counted as withheld_by_policy). Default: all. Acks are always sent.
+  message_type_set send = all_message_types;
+};
 
 struct node_config {
   std::string node_id;     // [node] id
@@ -55,7 +73,25 @@ struct node_config {
   /// runs on threads of its own) and avoids cross-worker wake-ups; more only
   /// pay off for CPU-heavy role actors on a machine with cores to spare.
   std::size_t scheduler_threads = 1;
-  std::vector<transport::peer> peers;  // [[peers]] id, endpoint
+  /// [transport] peer_messages_per_s / peer_burst: inbound frames a peer may
+  /// send per second on average / at once (token bucket); the excess is
+  /// dropped unacknowledged (dropped_rate_limited), so the partner resends
+  /// it later and nothing is lost.
+  std::int64_t peer_messages_per_s = 50'000;
+  std::int64_t peer_burst = 50'000;
+  /// [transport] peer_queue_max: messages from one peer being processed at
+  /// once (queued for or in the actors, or committing); above it new ones
+  /// are dropped unacknowledged (dropped_overload). Bounds memory per peer.
+  std::int64_t peer_queue_max = 4096;
+  /// [security] insecure = true: plain TCP without authentication or
+  /// encryption, for local demos and tests only (a warning at start).
+  /// Otherwise CurveZMQ on every link and secret_key_file is required.
+  bool insecure = false;
+  /// [security] secret_key_file: this node's node.key (`gearmesh keys
+  /// generate`), relative to the config file's directory.
+  std::string secret_key_file;
+  /// [[peers]]: id, endpoint, public_key (or public_key_file), receive, send.
+  std::vector<peer_config> peers;
 };
 
 /// A parsed TOML file that remembers its name for error messages.

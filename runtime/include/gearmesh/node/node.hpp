@@ -17,6 +17,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <caf/fwd.hpp>
 
@@ -34,20 +35,33 @@ namespace gearmesh {
 struct node_stats {
   std::uint64_t frames_in = 0;
   std::uint64_t frames_out = 0;
-  std::uint64_t dropped_malformed = 0;       // failed verification
-  std::uint64_t dropped_unknown_sender = 0;  // not a configured peer, or sender != connection
-  std::uint64_t dropped_wrong_receiver = 0;  // envelope not addressed to this node
-  std::uint64_t dropped_unroutable = 0;      // no actor handles that message type
-  std::uint64_t duplicates = 0;              // already processed (re-acked) or in flight
-  std::uint64_t duplicate_replies = 0;       // replies re-sent at once for a duplicate
-  std::uint64_t dropped_replayed = 0;        // stamped before the replay window (acked, no effect)
-  std::uint64_t dropped_clock_skew = 0;      // stamped too far in the future (not acked)
-  std::uint64_t inbox_pruned = 0;            // inbox entries forgotten after the window
-  std::uint64_t retransmits = 0;             // outbox frames re-sent
+  std::uint64_t dropped_malformed = 0;        // failed verification
+  std::uint64_t dropped_unknown_sender = 0;   // connection of no trusted peer (plain links)
+  std::uint64_t dropped_sender_mismatch = 0;  // envelope sender != authenticated connection
+  std::uint64_t dropped_unauthorized = 0;     // type not in the peer's receive list
+  std::uint64_t dropped_rate_limited = 0;     // above peer_messages_per_s (not acked)
+  std::uint64_t dropped_overload = 0;         // peer_queue_max in process (not acked)
+  std::uint64_t withheld_by_policy = 0;       // outbound type not in the peer's send list
+  std::uint64_t dropped_wrong_receiver = 0;   // envelope not addressed to this node
+  std::uint64_t dropped_unroutable = 0;       // no actor handles that message type
+  std::uint64_t duplicates = 0;               // already processed (re-acked) or in flight
+  std::uint64_t duplicate_replies = 0;        // replies re-sent at once for a duplicate
+  std::uint64_t dropped_replayed = 0;         // stamped before the replay window (acked, no effect)
+  std::uint64_t dropped_clock_skew = 0;       // stamped too far in the future (not acked)
+  std::uint64_t inbox_pruned = 0;             // inbox entries forgotten after the window
+  std::uint64_t retransmits = 0;              // outbox frames re-sent
   std::uint64_t acks_in = 0;
   std::uint64_t outbox_pending = 0;  // unacknowledged messages now
   std::uint64_t commits = 0;         // effects committed
   std::uint64_t commit_failures = 0;
+};
+
+/// What node::update_peers changed, by peer id.
+struct peers_update {
+  std::vector<std::string> added;
+  std::vector<std::string> removed;         // revoked: connections closed
+  std::vector<std::string> changed;         // new key or endpoint: reconnected
+  std::vector<std::string> policy_changed;  // receive/send lists only
 };
 
 class node {
@@ -81,6 +95,17 @@ class node {
   /// Starts the transport (bind + connect to peers), re-sends the committed
   /// but unacknowledged outbox, starts the admin API if configured.
   status serve();
+
+  /// Replaces the trust store ([[peers]]) while the node runs -- how a
+  /// partner is onboarded or revoked without a restart (gearmesh-node calls
+  /// it on SIGHUP and POST /v1/reload). A removed partner is untrusted at
+  /// once (nothing more from it has an effect), its key is no longer
+  /// admitted and its open connections are closed (transport::remove_peer);
+  /// a partner with a new key or endpoint is reconnected; policy changes
+  /// apply to the next message. Messages to a removed partner stay in the
+  /// outbox and are delivered if it is trusted again. Thread-safe.
+  /// Errors: errc::bad_config (own id, duplicate id, missing key with CURVE).
+  result<peers_update> update_peers(std::vector<peer_config> peers);
 
   /// The admin API's bound port (0 if none).
   std::uint16_t admin_port() const;
