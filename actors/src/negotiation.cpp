@@ -271,7 +271,9 @@ initiator_step initiator::on_confirm(std::string_view seller, const wire::confir
                                      timestamp_us now) {
   initiator_step out;
   time_passes(now, out);
-  if (m.order_id != order_.order_id) return out;
+  // Every Accept names a contract; a Confirm without one answers none of
+  // ours and is ignored (recording it would need a contract id to key on).
+  if (m.order_id != order_.order_id || m.contract_id.empty()) return out;
   auto* p = find(seller, m.proposal_id);
   if (!p) return out;
   const bool current = order_.state == order_state::awarded &&

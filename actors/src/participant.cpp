@@ -717,7 +717,7 @@ result<std::vector<std::string>> orphans(const store::environment& env,
     if (*o) {
       const bool listed =
           std::any_of((*o)->reservations.begin(), (*o)->reservations.end(),
-                      [&](const reservation_ref& r) { return r.reservation_id == rid; });
+                      [&rid = rid](const reservation_ref& r) { return r.reservation_id == rid; });
       backed = (*o)->state == offer_state::contracted ||
                ((*o)->state == offer_state::held && e.kind == reservation_kind::hold && listed);
     }

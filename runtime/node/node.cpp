@@ -230,7 +230,7 @@ struct node::impl final : node_context {
       dropped_replayed{0}, dropped_clock_skew{0}, inbox_pruned{0}, retransmits{0}, acks_in{0},
       outbox_pending{0}, commits{0}, commit_failures{0};
   throttled_warning warn_clock_skew, warn_sender_mismatch, warn_unauthorized, warn_rate_limited,
-      warn_overload, warn_withheld;
+      warn_overload, warn_withheld, warn_bad_effect;
 
   // Fail-stop (node::on_fatal): set once by the first failed commit.
   std::atomic<bool> failed{false};
@@ -291,6 +291,19 @@ void node::impl::commit(effects fx) {
   commit_done done;
   done.cause = fx.cause;
   store::write_batch batch = std::move(fx.writes);
+  if (auto st = env->check(batch); !st) {
+    // A step built keys LMDB cannot hold, from a partner's input (an empty or
+    // 600-byte id, say): that step has no effect and its message is not
+    // acknowledged, but the node keeps working -- this is not a store failure.
+    commit_failures.fetch_add(1, std::memory_order_relaxed);
+    warn_bad_effect("{}: a step caused by {} was not committed: {}", cfg.node_id,
+                    fx.cause ? fx.cause->sender + "/" + std::to_string(fx.cause->message_id)
+                             : std::string("this node"),
+                    st.message());
+    if (fx.on_durable) fx.on_durable(st);
+    caf::anon_send(gateway, committed_atom::value, std::move(done));
+    return;
+  }
   std::lock_guard<std::mutex> guard{commit_mutex};
   for (auto& out : fx.messages) {
     const auto type = wire::type_of(out.payload);

@@ -470,6 +470,29 @@ TEST_F(node_host, revoked_partner_has_no_effect) {
   fake->stop();
 }
 
+// A step whose keys LMDB cannot hold (built from a partner's input, say an
+// empty or 600-byte id) fails alone; the node keeps working (found by
+// fuzz_dispatch: such a step used to stop the node like a full disk).
+TEST_F(node_host, a_step_with_invalid_keys_fails_alone) {
+  auto opened = node::open(config("b"));
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& n = **opened;
+  auto commit = [&](std::string key) {
+    std::promise<status> done;
+    auto f = done.get_future();
+    effects fx;
+    fx.writes.put("t", key, "v");
+    fx.on_durable = [&done](const status& st) { done.set_value(st); };
+    n.context().commit(std::move(fx));
+    return f.get();
+  };
+  EXPECT_EQ(commit("").code(), errc::invalid_argument);
+  EXPECT_EQ(commit(std::string(600, 'k')).code(), errc::invalid_argument);
+  EXPECT_TRUE(commit("fine"));
+  EXPECT_TRUE(n.failure().is_ok());
+  EXPECT_EQ(n.stats().commit_failures, 2u);
+}
+
 // A full disk stops the node (fail-stop): the commit that hit it and every
 // later one fail, nothing partial is stored, the fatal handler runs once and
 // the node reports the failure. Runs in a child process with a file size limit.

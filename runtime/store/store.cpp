@@ -346,6 +346,22 @@ struct environment::impl {
     return {};
   }
 
+  status check(const write_batch& batch) const {
+    for (const write_op& op : batch.ops()) {
+      if (!valid_table_name(op.table)) {
+        return status(errc::invalid_argument,
+                      opts.path + ": apply: table name must be non-empty and contain no NUL");
+      }
+      if (op.key.empty() || op.key.size() > key_bytes_max) {
+        return status(errc::invalid_argument,
+                      opts.path + ": apply: a key in table " + op.table + " has " +
+                          std::to_string(op.key.size()) + " bytes; keys have 1 to " +
+                          std::to_string(key_bytes_max) + " bytes; nothing applied");
+      }
+    }
+    return {};
+  }
+
   /// durable: with opts.sync, also flush the meta page before returning
   /// (the environment runs with MDB_NOMETASYNC, see open()).
   status apply(const std::vector<const write_batch*>& batches, bool durable,
@@ -353,13 +369,8 @@ struct environment::impl {
     if (earlier_durable) *earlier_durable = false;
     bool any = false;
     for (const write_batch* b : batches) {
-      for (const write_op& op : b->ops()) {
-        if (!valid_table_name(op.table)) {
-          return status(errc::invalid_argument,
-                        opts.path + ": apply: table name must be non-empty and contain no NUL");
-        }
-        any = true;
-      }
+      if (auto st = check(*b); !st) return st;
+      any = any || !b->empty();
     }
     if (!any) return {};
     for (int i = 0; i < apply_attempts_max; ++i) {
@@ -525,6 +536,14 @@ status environment::scan(
   }
   if (rc != MDB_NOTFOUND) return impl_->error("mdb_cursor_get(\"" + std::string(table) + "\")", rc);
   return {};
+}
+
+status environment::check(const write_batch& batch) const {
+  return impl_->check(batch);
+}
+
+std::size_t environment::key_bytes_max() const noexcept {
+  return impl_->key_bytes_max;
 }
 
 status environment::apply(const std::vector<const write_batch*>& batches) {

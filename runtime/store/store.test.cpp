@@ -291,7 +291,13 @@ TEST(store, failing_op_applies_nothing) {
   second.put("t", std::string(4096, 'k'), "too long a key");  // > mdb_env_get_maxkeysize
   auto st = env->apply(std::vector<const write_batch*>{&first, &second});
   ASSERT_FALSE(st);
-  EXPECT_EQ(st.code(), errc::storage);
+  EXPECT_EQ(st.code(), errc::invalid_argument);  // refused before the transaction
+  EXPECT_FALSE(env->check(second));
+  EXPECT_TRUE(env->check(first));
+  write_batch empty_key;
+  empty_key.put("t", "", "v");
+  EXPECT_EQ(env->check(empty_key).code(), errc::invalid_argument);
+  EXPECT_EQ(env->key_bytes_max(), 511u);
   EXPECT_NE(st.message().find(dir.path()), std::string::npos) << st.message();
 
   EXPECT_EQ(get_ok(*env, "t", "a"), std::nullopt);

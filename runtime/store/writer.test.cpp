@@ -214,7 +214,7 @@ TEST(group_commit_writer, a_failing_batch_fails_alone) {
   writer.stop();
   EXPECT_EQ(codes[0], errc::ok);
   EXPECT_EQ(codes[1], errc::ok);
-  EXPECT_EQ(codes[2], errc::storage);
+  EXPECT_EQ(codes[2], errc::invalid_argument);
   EXPECT_EQ(codes[3], errc::ok);
   EXPECT_EQ(codes[4], errc::ok);
   EXPECT_GE(writer.stats().failures, 1u);
@@ -260,9 +260,9 @@ TEST(group_commit_writer, fail_stop_fails_everything_after_the_first_failure) {
   writer.submit(write_batch{}, record(3));
   writer.stop();
   EXPECT_EQ(codes[0], errc::ok);
-  EXPECT_EQ(codes[1], errc::storage);
-  EXPECT_EQ(codes[2], errc::storage);  // good on its own, but after the failure
-  EXPECT_EQ(codes[3], errc::storage);
+  EXPECT_EQ(codes[1], errc::invalid_argument);
+  EXPECT_EQ(codes[2], errc::invalid_argument);  // good on its own, but after the failure
+  EXPECT_EQ(codes[3], errc::invalid_argument);
   auto two = env->get("w", key_u64(2));
   ASSERT_TRUE(two);
   EXPECT_FALSE(two->has_value());

@@ -1,8 +1,13 @@
 #include "gearmesh/transport/zmq_transport.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <zmq.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -22,9 +27,10 @@ using namespace std::chrono_literals;
 constexpr auto wait_max = 5s;
 constexpr const char* any_port = "tcp://127.0.0.1:*";
 
-/// Polls `pred` until it holds or `wait_max` passes.
-bool eventually(const std::function<bool()>& pred) {
-  const auto deadline = std::chrono::steady_clock::now() + wait_max;
+/// Polls `pred` until it holds or `bound` passes.
+bool eventually(const std::function<bool()>& pred,
+                std::chrono::milliseconds bound = std::chrono::milliseconds(wait_max)) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
   while (std::chrono::steady_clock::now() < deadline) {
     if (pred()) return true;
     std::this_thread::sleep_for(1ms);
@@ -445,6 +451,242 @@ TEST(zmq_transport, concurrent_senders) {
   for (auto& s : senders) s.join();
   ASSERT_TRUE(b.box.wait_for(pings + threads * per_thread));
   EXPECT_EQ(a.t->stats().dropped_queue_full, 0u);
+}
+
+/// How long a revoked peer may take to be cut off and refused: its DEALER
+/// reconnects after 100 ms; the rest is slack for a loaded machine.
+constexpr auto revoke_wait_max = 3000ms;
+
+/// Keeps `from` sending `text` to `to_id` until `done` holds (bounded by
+/// revoke_wait_max); true if it did.
+bool send_until(node& from, const std::string& to_id, const std::string& text,
+                const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + revoke_wait_max;
+  while (std::chrono::steady_clock::now() < deadline) {
+    from.t->send(to_id, bytes_of(text));
+    std::this_thread::sleep_for(10ms);
+    if (done()) return true;
+  }
+  return done();
+}
+
+std::size_t count_frames(node& n, const std::string& text) {
+  std::size_t count = 0;
+  for (const auto& e : n.box.snapshot()) count += e.frame == text ? 1 : 0;
+  return count;
+}
+
+// Revocation with CURVE: after remove_peer the peer's frames are never
+// delivered, frames to it are dropped, and its connection is cut: the
+// reconnect fails ZAP. The listen endpoint (a wildcard port) stays the same.
+TEST(zmq_transport, curve_removed_peer_is_cut_off_and_refused) {
+  const auto kv = new_keys(), kf = new_keys();
+  node velo(curve_options("velo", kv));
+  node framecraft(curve_options("framecraft", kf));
+  ASSERT_TRUE(velo.start());
+  ASSERT_TRUE(framecraft.start());
+  const std::string endpoint = framecraft.t->listen_endpoint();
+  velo.t->add_peer({"framecraft", endpoint, kf.public_key});
+  framecraft.t->add_peer({"velo", velo.t->listen_endpoint(), kv.public_key});
+  ASSERT_TRUE(connect_and_ping(velo, framecraft, "framecraft"));
+  ASSERT_TRUE(connect_and_ping(framecraft, velo, "velo"));
+  const auto denied = framecraft.t->stats().auth_denied;
+
+  const auto removed_at = std::chrono::steady_clock::now();
+  framecraft.t->remove_peer("velo");
+  ASSERT_TRUE(eventually([&] { return framecraft.t->stats().peers_removed == 1; }));
+  // The removal is done: nothing velo sends from now on may arrive.
+  EXPECT_TRUE(send_until(velo, "framecraft", "after removal", [&] {
+    return framecraft.t->stats().auth_denied > denied;
+  })) << "velo's reconnect was not refused";
+  RecordProperty("refused_after_ms",
+                 static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::steady_clock::now() - removed_at)
+                                      .count()));
+  // libzmq 4.3.4 does not reconnect after a refused handshake; frames pile
+  // up in velo's DEALER. Nothing may arrive either way.
+  for (int i = 0; i < 20; ++i) {
+    velo.t->send("framecraft", bytes_of("after removal"));
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(count_frames(framecraft, "after removal"), 0u);
+
+  const auto dropped = framecraft.t->stats().dropped_unknown_peer;
+  framecraft.t->send("velo", bytes_of("to a removed peer"));
+  EXPECT_TRUE(eventually([&] { return framecraft.t->stats().dropped_unknown_peer > dropped; }));
+  EXPECT_EQ(count_frames(velo, "to a removed peer"), 0u);
+
+  EXPECT_EQ(framecraft.t->listen_endpoint(), endpoint);
+  EXPECT_EQ(framecraft.t->stats().listen_rebind_late, 0u);
+}
+
+// Removing one peer cuts every inbound connection; the others reconnect by
+// themselves and their frames arrive again.
+TEST(zmq_transport, curve_other_peers_keep_working_after_a_removal) {
+  const auto kv = new_keys(), kf = new_keys(), kc = new_keys();
+  node velo(curve_options("velo", kv));
+  node cellpack(curve_options("cellpack", kc));
+  node framecraft(curve_options("framecraft", kf));
+  ASSERT_TRUE(velo.start());
+  ASSERT_TRUE(cellpack.start());
+  ASSERT_TRUE(framecraft.start());
+  velo.t->add_peer({"framecraft", framecraft.t->listen_endpoint(), kf.public_key});
+  cellpack.t->add_peer({"framecraft", framecraft.t->listen_endpoint(), kf.public_key});
+  framecraft.t->add_peer({"velo", velo.t->listen_endpoint(), kv.public_key});
+  framecraft.t->add_peer({"cellpack", cellpack.t->listen_endpoint(), kc.public_key});
+  ASSERT_TRUE(connect_and_ping(velo, framecraft, "framecraft"));
+  ASSERT_TRUE(connect_and_ping(cellpack, framecraft, "framecraft"));
+
+  framecraft.t->remove_peer("cellpack");
+  ASSERT_TRUE(eventually([&] { return framecraft.t->stats().peers_removed == 1; }));
+  const std::size_t mark = framecraft.box.size();
+  // velo's first frames may be lost while it reconnects; later ones arrive.
+  EXPECT_TRUE(send_until(velo, "framecraft", "still here",
+                         [&] { return count_frames(framecraft, "still here") > 0; }));
+  EXPECT_FALSE(connect_and_ping(cellpack, framecraft, "framecraft"));
+  const auto got = framecraft.box.snapshot();
+  for (std::size_t i = mark; i < got.size(); ++i) EXPECT_EQ(got[i].from, "velo");
+  // Outbound links are not affected.
+  EXPECT_TRUE(connect_and_ping(framecraft, velo, "velo"));
+}
+
+// add_peer with a new key for a known id revokes the old key: its connection
+// is cut and refused, and the holder of the new key takes over the id.
+TEST(zmq_transport, curve_new_key_for_a_peer_cuts_the_old_key) {
+  const auto old_key = new_keys(), new_key = new_keys(), kf = new_keys();
+  node old_velo(curve_options("velo", old_key));
+  node new_velo(curve_options("velo", new_key));
+  node framecraft(curve_options("framecraft", kf));
+  ASSERT_TRUE(old_velo.start());
+  ASSERT_TRUE(new_velo.start());
+  ASSERT_TRUE(framecraft.start());
+  old_velo.t->add_peer({"framecraft", framecraft.t->listen_endpoint(), kf.public_key});
+  framecraft.t->add_peer({"velo", old_velo.t->listen_endpoint(), old_key.public_key});
+  ASSERT_TRUE(connect_and_ping(old_velo, framecraft, "framecraft"));
+  // Before framecraft connects to it: libzmq 4.3.4 gives up on a DEALER whose
+  // handshake was refused.
+  new_velo.t->add_peer({"framecraft", framecraft.t->listen_endpoint(), kf.public_key});
+  const auto denied = framecraft.t->stats().auth_denied;
+
+  framecraft.t->add_peer({"velo", new_velo.t->listen_endpoint(), new_key.public_key});
+  ASSERT_TRUE(eventually([&] { return framecraft.t->stats().peers_removed == 1; }));
+  EXPECT_TRUE(send_until(old_velo, "framecraft", "old key", [&] {
+    return framecraft.t->stats().auth_denied > denied;
+  })) << "the old key's reconnect was not refused";
+
+  ASSERT_TRUE(connect_and_ping(new_velo, framecraft, "framecraft"));
+  EXPECT_EQ(framecraft.box.snapshot().back().from, "velo");
+  EXPECT_EQ(count_frames(framecraft, "old key"), 0u);
+  // framecraft's DEALER now pins the new key (and the new endpoint).
+  ASSERT_TRUE(connect_and_ping(framecraft, new_velo, "velo"));
+  EXPECT_EQ(old_velo.box.size(), 0u);
+}
+
+// Without CURVE there is no authenticated identity, only the routing id the
+// client chose: remove_peer drops frames to the peer and inbound frames with
+// its routing id (both counted as dropped_unknown_peer) and cuts its
+// connection. Adding it again restores both directions.
+TEST(zmq_transport, plain_removed_peer_is_dropped_both_ways) {
+  node velo(options("velo"));
+  node framecraft(options("framecraft"));
+  ASSERT_TRUE(velo.start());
+  ASSERT_TRUE(framecraft.start());
+  velo.t->add_peer({"framecraft", framecraft.t->listen_endpoint()});
+  framecraft.t->add_peer({"velo", velo.t->listen_endpoint()});
+  ASSERT_TRUE(connect_and_ping(velo, framecraft, "framecraft"));
+  ASSERT_TRUE(connect_and_ping(framecraft, velo, "velo"));
+
+  framecraft.t->remove_peer("velo");
+  ASSERT_TRUE(eventually([&] { return framecraft.t->stats().peers_removed == 1; }));
+  const auto dropped = framecraft.t->stats().dropped_unknown_peer;
+  EXPECT_TRUE(send_until(velo, "framecraft", "after removal", [&] {
+    return framecraft.t->stats().dropped_unknown_peer > dropped;
+  })) << "velo's frames were neither delivered nor dropped";
+  EXPECT_EQ(count_frames(framecraft, "after removal"), 0u);
+
+  const auto dropped_out = framecraft.t->stats().dropped_unknown_peer;
+  framecraft.t->send("velo", bytes_of("to a removed peer"));
+  EXPECT_TRUE(eventually([&] { return framecraft.t->stats().dropped_unknown_peer > dropped_out; }));
+
+  framecraft.t->add_peer({"velo", velo.t->listen_endpoint()});
+  EXPECT_TRUE(connect_and_ping(velo, framecraft, "framecraft"));
+  EXPECT_TRUE(connect_and_ping(framecraft, velo, "velo"));
+  EXPECT_EQ(count_frames(velo, "to a removed peer"), 0u);
+}
+
+TEST(zmq_transport, remove_peer_ignores_unknown_ids_and_works_around_start_and_stop) {
+  node a(options("a"));
+  a.t->add_peer({"b", "tcp://127.0.0.1:1"});
+  a.t->remove_peer("b");  // before start: applied in order once started
+  ASSERT_TRUE(a.start());
+  a.t->remove_peer("nobody");
+  a.t->send("b", bytes_of("lost"));
+  // Commands run in order: once the send is counted, both removals ran.
+  EXPECT_TRUE(eventually([&] { return a.t->stats().dropped_unknown_peer == 1; }));
+  EXPECT_EQ(a.t->stats().peers_removed, 1u);
+  a.t->stop();
+  a.t->remove_peer("b");  // after stop: harmless
+  EXPECT_EQ(a.t->stats().peers_removed, 1u);
+}
+
+/// A listening TCP socket on 127.0.0.1:`port`, or -1.
+int listen_on(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::listen(fd, 1) == 0)
+    return fd;
+  ::close(fd);
+  return -1;
+}
+
+// A revocation re-binds the listen port. If someone takes the port in
+// between, the transport keeps running, counts listen_rebind_late and binds
+// again once the port is free.
+TEST(zmq_transport, rebind_survives_the_port_being_taken_meanwhile) {
+  node b(options("b"));
+  ASSERT_TRUE(b.start());
+  const std::string endpoint = b.t->listen_endpoint();
+  const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+
+  // Race the transport's re-bind from another thread until it wins once.
+  std::atomic<bool> stop{false};
+  std::atomic<int> taken_fd{-1};
+  std::thread thief([&] {
+    while (!stop.load() && taken_fd.load() < 0) {
+      if (const int fd = listen_on(port); fd >= 0) taken_fd = fd;
+    }
+  });
+  for (std::uint64_t i = 1; i <= 200 && taken_fd.load() < 0; ++i) {
+    b.t->add_peer({"x", "tcp://127.0.0.1:1"});
+    b.t->remove_peer("x");
+    ASSERT_TRUE(eventually([&] { return b.t->stats().peers_removed == i; }));
+    std::this_thread::sleep_for(2ms);
+  }
+  stop = true;
+  thief.join();
+  if (taken_fd.load() < 0) GTEST_SKIP() << "never took the port inside the re-bind window";
+
+  EXPECT_TRUE(eventually([&] { return b.t->stats().listen_rebind_late == 1; }));
+  ::close(taken_fd.load());
+  // Free again: b binds it within its retry interval (<= 1 s).
+  node a(options("a"));
+  ASSERT_TRUE(a.start());
+  a.t->add_peer({"b", endpoint});
+  bool arrived = false;
+  for (int attempt = 0; attempt < 250 && !arrived; ++attempt) {
+    a.t->send("b", bytes_of("back"));
+    std::this_thread::sleep_for(20ms);
+    arrived = b.box.size() > 0;
+  }
+  EXPECT_TRUE(arrived);
+  EXPECT_EQ(b.t->listen_endpoint(), endpoint);
 }
 
 }  // namespace

@@ -153,6 +153,17 @@ class field_reader {
     return std::string(s->c_str(), s->size());
   }
 
+  /// An identifier field (ids, item, currency): at most id_bytes_max bytes,
+  /// so that every id fits in a store key with room to spare.
+  std::string id(const fb::String* s, const char* field) {
+    if (s != nullptr && ok_ && s->size() > lim_.id_bytes_max) {
+      fail("identifier field " + std::string(field) + " of " + std::to_string(s->size()) +
+           " bytes exceeds " + std::to_string(lim_.id_bytes_max));
+      return {};
+    }
+    return str(s, field);
+  }
+
   std::vector<attribute> attributes(const fb::Vector<fb::Offset<Attribute>>* v) {
     std::vector<attribute> out;
     if (v == nullptr || !ok_) return out;
@@ -186,22 +197,22 @@ class field_reader {
 
 payload read(const Cfp& t, field_reader& r) {
   cfp m;
-  m.order_id = r.str(t.order_id(), "order_id");
-  m.item = r.str(t.item(), "item");
+  m.order_id = r.id(t.order_id(), "order_id");
+  m.item = r.id(t.item(), "item");
   m.quantity = t.quantity();
   m.earliest_start_us = t.earliest_start_us();
   m.due_us = t.due_us();
   m.max_price_cents = t.max_price_cents();
   m.reply_by_us = t.reply_by_us();
-  m.currency = r.str(t.currency(), "currency");
+  m.currency = r.id(t.currency(), "currency");
   m.attributes = r.attributes(t.attributes());
   return m;
 }
 
 payload read(const Propose& t, field_reader& r) {
   propose m;
-  m.order_id = r.str(t.order_id(), "order_id");
-  m.proposal_id = r.str(t.proposal_id(), "proposal_id");
+  m.order_id = r.id(t.order_id(), "order_id");
+  m.proposal_id = r.id(t.proposal_id(), "proposal_id");
   m.price_cents = t.price_cents();
   m.promised_start_us = t.promised_start_us();
   m.promised_due_us = t.promised_due_us();
@@ -211,53 +222,53 @@ payload read(const Propose& t, field_reader& r) {
 
 payload read(const Refuse& t, field_reader& r) {
   refuse m;
-  m.order_id = r.str(t.order_id(), "order_id");
+  m.order_id = r.id(t.order_id(), "order_id");
   m.reason = r.str(t.reason(), "reason");
   return m;
 }
 
 payload read(const Accept& t, field_reader& r) {
   accept m;
-  m.order_id = r.str(t.order_id(), "order_id");
-  m.proposal_id = r.str(t.proposal_id(), "proposal_id");
-  m.contract_id = r.str(t.contract_id(), "contract_id");
+  m.order_id = r.id(t.order_id(), "order_id");
+  m.proposal_id = r.id(t.proposal_id(), "proposal_id");
+  m.contract_id = r.id(t.contract_id(), "contract_id");
   return m;
 }
 
 payload read(const Reject& t, field_reader& r) {
   reject m;
-  m.order_id = r.str(t.order_id(), "order_id");
-  m.proposal_id = r.str(t.proposal_id(), "proposal_id");
+  m.order_id = r.id(t.order_id(), "order_id");
+  m.proposal_id = r.id(t.proposal_id(), "proposal_id");
   m.reason = r.str(t.reason(), "reason");
   return m;
 }
 
 payload read(const Confirm& t, field_reader& r) {
   confirm m;
-  m.order_id = r.str(t.order_id(), "order_id");
-  m.proposal_id = r.str(t.proposal_id(), "proposal_id");
-  m.contract_id = r.str(t.contract_id(), "contract_id");
+  m.order_id = r.id(t.order_id(), "order_id");
+  m.proposal_id = r.id(t.proposal_id(), "proposal_id");
+  m.contract_id = r.id(t.contract_id(), "contract_id");
   m.price_cents = t.price_cents();
   m.promised_start_us = t.promised_start_us();
   m.promised_due_us = t.promised_due_us();
   m.quantity = t.quantity();
-  m.item = r.str(t.item(), "item");
+  m.item = r.id(t.item(), "item");
   return m;
 }
 
 payload read(const Failure& t, field_reader& r) {
   failure m;
-  m.order_id = r.str(t.order_id(), "order_id");
-  m.proposal_id = r.str(t.proposal_id(), "proposal_id");
-  m.contract_id = r.str(t.contract_id(), "contract_id");
+  m.order_id = r.id(t.order_id(), "order_id");
+  m.proposal_id = r.id(t.proposal_id(), "proposal_id");
+  m.contract_id = r.id(t.contract_id(), "contract_id");
   m.reason = r.str(t.reason(), "reason");
   return m;
 }
 
 payload read(const Cancel& t, field_reader& r) {
   cancel m;
-  m.order_id = r.str(t.order_id(), "order_id");
-  m.contract_id = r.str(t.contract_id(), "contract_id");
+  m.order_id = r.id(t.order_id(), "order_id");
+  m.contract_id = r.id(t.contract_id(), "contract_id");
   m.reason = r.str(t.reason(), "reason");
   return m;
 }
@@ -301,9 +312,9 @@ result<envelope> decode_aligned(const std::uint8_t* data, std::size_t size, cons
   envelope env;
   env.header.protocol_version = e->protocol_version();
   env.header.message_id = e->message_id();
-  env.header.sender = r.str(e->sender(), "sender");
-  env.header.receiver = r.str(e->receiver(), "receiver");
-  env.header.conversation_id = r.str(e->conversation_id(), "conversation_id");
+  env.header.sender = r.id(e->sender(), "sender");
+  env.header.receiver = r.id(e->receiver(), "receiver");
+  env.header.conversation_id = r.id(e->conversation_id(), "conversation_id");
   env.header.causation_id = e->causation_id();
   env.header.timestamp_us = e->timestamp_us();
 

@@ -130,7 +130,7 @@ TEST(codec, round_trips_attributes_with_empty_keys) {
 TEST(codec, round_trips_at_the_limits) {
   const limits lim;
   cfp m = sample_cfp();
-  m.order_id = std::string(lim.string_bytes_max, 'o');
+  m.order_id = std::string(lim.id_bytes_max, 'o');
   m.attributes.clear();
   for (std::size_t i = 0; i < lim.attributes_max; ++i) {
     m.attributes.push_back({"k" + std::to_string(i), std::string(lim.string_bytes_max, 'v')});
@@ -317,9 +317,47 @@ TEST(codec, rejects_too_long_strings) {
   expect_error(decode(encode(sample_envelope(m)), lim), errc::malformed_frame,
                "attribute.value of 17 bytes");
 
-  // Default limit: 1024.
-  env = sample_envelope(accept{std::string(1025, 'o'), "p", "c"});
-  expect_error(decode(encode(env)), errc::malformed_frame, "order_id of 1025 bytes exceeds 1024");
+  // Default limits: 1024 for text, 255 for identifiers.
+  env = sample_envelope(refuse{"o", std::string(1025, 'r')});
+  expect_error(decode(encode(env)), errc::malformed_frame, "reason of 1025 bytes exceeds 1024");
+  env = sample_envelope(accept{std::string(256, 'o'), "p", "c"});
+  expect_error(decode(encode(env)), errc::malformed_frame,
+               "identifier field order_id of 256 bytes exceeds 255");
+}
+
+// Identifiers become store keys (LMDB: at most 511 bytes) and are quoted in
+// reasons; every one of them is bounded (found by fuzz_dispatch: a 600-byte
+// contract id stopped a node, a 1000-byte currency made an undecodable Refuse).
+TEST(codec, bounds_every_identifier_field) {
+  limits lim;
+  lim.id_bytes_max = 40;  // longer than every id of the samples
+  const std::string id(41, 'i');
+  auto rejects = [&](envelope env, const std::string& field) {
+    SCOPED_TRACE(field);
+    expect_error(decode(encode(env), lim), errc::malformed_frame,
+                 "identifier field " + field + " of 41 bytes exceeds 40");
+  };
+  auto with_header = [&](void (*set)(header&, const std::string&)) {
+    envelope env = sample_envelope();
+    set(env.header, id);
+    return env;
+  };
+  rejects(with_header([](header& h, const std::string& v) { h.sender = v; }), "sender");
+  rejects(with_header([](header& h, const std::string& v) { h.receiver = v; }), "receiver");
+  rejects(with_header([](header& h, const std::string& v) { h.conversation_id = v; }),
+          "conversation_id");
+  cfp c = sample_cfp();
+  c.order_id = "o";
+  c.item = id;
+  rejects(sample_envelope(c), "item");
+  c.item = "i";
+  c.currency = id;
+  rejects(sample_envelope(c), "currency");
+  rejects(sample_envelope(propose{"o", id, 1, 2, 3, 4}), "proposal_id");
+  rejects(sample_envelope(accept{"o", "p", id}), "contract_id");
+  rejects(sample_envelope(confirm{"o", "p", "c", 1, 2, 3, 4, id}), "item");
+  rejects(sample_envelope(failure{"o", "p", id, "r"}), "contract_id");
+  rejects(sample_envelope(cancel{id, "c", "r"}), "order_id");
 }
 
 TEST(codec, rejects_too_many_attributes) {

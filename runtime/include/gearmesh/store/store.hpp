@@ -111,6 +111,17 @@ class environment {
     return scan(table, {}, fn);
   }
 
+  /// Ok if every op of `batch` has a valid table name (non-empty, no NUL)
+  /// and a key of 1..key_bytes_max() bytes -- what LMDB can store. apply()
+  /// refuses a batch that fails this before touching anything; callers that
+  /// build batches from untrusted input check first, so one bad key is an
+  /// error of that input, not a store failure. Errors: errc::invalid_argument
+  /// naming the table and the key's size.
+  status check(const write_batch& batch) const;
+
+  /// Longest key LMDB accepts (511 bytes in Debian's build).
+  std::size_t key_bytes_max() const noexcept;
+
   /// Applies `batches` in order in ONE write transaction and commits it
   /// (synced unless options.sync is false). Retries after growing the map on
   /// MDB_MAP_FULL. All or nothing. Only one thread may call this at a time:

@@ -32,11 +32,20 @@ struct transport_stats {
   std::uint64_t frames_received = 0;
   std::uint64_t bytes_sent = 0;
   std::uint64_t bytes_received = 0;
-  std::uint64_t dropped_unknown_peer = 0;  // send() to a peer not added
-  std::uint64_t dropped_queue_full = 0;    // peer not keeping up (HWM) or queue bound hit
-  std::uint64_t dropped_oversized = 0;     // inbound frame above the size limit
-  std::uint64_t dropped_malformed = 0;     // inbound message with unexpected parts
-  std::uint64_t auth_denied = 0;           // CURVE handshakes refused: key of no peer
+  /// send() to a peer not added (or removed); an inbound frame from a peer
+  /// removed since its connection was admitted.
+  std::uint64_t dropped_unknown_peer = 0;
+  std::uint64_t dropped_queue_full = 0;  // peer not keeping up (HWM) or queue bound hit
+  std::uint64_t dropped_oversized = 0;   // inbound frame above the size limit
+  std::uint64_t dropped_malformed = 0;   // inbound message with unexpected parts
+  std::uint64_t auth_denied = 0;         // CURVE handshakes refused: key of no peer
+  /// Revocations: remove_peer() of a known peer, or add_peer() changing a
+  /// known peer's key. Each closes the inbound connections (see remove_peer).
+  std::uint64_t peers_removed = 0;
+  /// Revocations after which the listen endpoint could not be bound again
+  /// within 100 ms (its port taken meanwhile): no inbound frames until a
+  /// retry (at least once a second) succeeds.
+  std::uint64_t listen_rebind_late = 0;
 };
 
 class transport {

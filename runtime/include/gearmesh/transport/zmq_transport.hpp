@@ -34,6 +34,25 @@ struct zmq_options {
 };
 
 /// Creates a ZeroMQ transport; nothing is opened until start().
+///
+/// remove_peer() and add_peer() with a changed key (CURVE) are revocations,
+/// applied on the I/O thread in command order: sends queued before the call
+/// still go out, later ones are dropped (dropped_unknown_peer), and so is
+/// every inbound frame handled after it whose key (CURVE) or routing id
+/// (plain) belongs to the removed peer. Since ZeroMQ cannot close a single
+/// inbound connection, the listen endpoint is unbound and bound again at the
+/// same resolved address (same port for a "*" bind): *every* peer's inbound
+/// connection is closed within a few milliseconds and re-established by its
+/// DEALER about 100-200 ms later, through ZAP again, which the revoked key
+/// fails (auth_denied). Frames in flight on those connections may be lost;
+/// the node's outbox retries them. Each revocation counts in peers_removed.
+/// If the port is taken meanwhile, the transport keeps running without
+/// inbound traffic and retries the bind at least once a second
+/// (listen_rebind_late). libzmq 4.3.4 does not retry a connection whose
+/// handshake was refused, so a revoked peer stays off even if it is added
+/// again, until its node reconnects (restart, or its add_peer with a changed
+/// endpoint or key). Without CURVE the routing id is the client's own claim:
+/// dropping a removed id's frames is a courtesy, not a security boundary.
 std::unique_ptr<transport> make_zmq_transport(zmq_options opts);
 
 }  // namespace gearmesh::transport

@@ -24,8 +24,11 @@ struct limits {
   std::uint32_t depth_max = 16;
   /// flatbuffers::Verifier max_tables.
   std::uint32_t tables_max = 256;
-  /// Longest string field accepted (ids, reasons).
+  /// Longest string field accepted (reasons, attribute values).
   std::size_t string_bytes_max = 1024;
+  /// Longest identifier field accepted: sender, receiver, conversation_id,
+  /// order_id, proposal_id, contract_id, item, currency.
+  std::size_t id_bytes_max = 255;
   /// Most personalisation attributes in one CFP.
   std::size_t attributes_max = 32;
 };
