@@ -1,6 +1,11 @@
-// Writes the seed corpus of fuzz_frame (fuzz/corpus/frame/): real encoded
-// envelopes of every message type, the limits' edge cases, and frames that
-// each fail one check of the decoder. Run by `fuzz/run.sh --seed-corpus`.
+// Writes the seed corpora:
+//   fuzz_frame (fuzz/corpus/frame/): real encoded envelopes of every message
+//     type, the limits' edge cases, and frames that each fail one check of the
+//     decoder;
+//   fuzz_dispatch (fuzz/corpus/dispatch/): identity byte + frame for every
+//     message type acting on the state a session starts from, and one per
+//     drop reason of the node (fuzz/dispatch_scenario.hpp).
+// Run by `fuzz/run.sh --seed-corpus`.
 //
 // Every seed is checked against the decoder before it is written: valid seeds
 // must decode, invalid ones must fail, so the corpus keeps covering both.
@@ -12,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "dispatch_scenario.hpp"
 #include "gearmesh/wire/codec.hpp"
 #include "gearmesh/wire/gearmesh_generated.h"
 
@@ -165,47 +171,66 @@ std::vector<std::pair<std::string, wire::bytes>> invalid_seeds(
   return s;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s OUT_DIR\n", argv[0]);
-    return 2;
-  }
-  const fs::path out = argv[1];
+/// Writes `seeds` to `out` (created), each checked to decode or not as expected.
+bool write_seeds(const fs::path& out,
+                 const std::vector<std::pair<std::string, wire::bytes>>& seeds) {
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) {
     std::fprintf(stderr, "%s: %s\n", out.c_str(), ec.message().c_str());
-    return 1;
+    return false;
   }
+  for (const auto& [name, data] : seeds) {
+    std::ofstream f(out / name, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+    if (!f) {
+      std::fprintf(stderr, "%s: cannot write\n", (out / name).c_str());
+      return false;
+    }
+  }
+  std::printf("wrote %zu seeds to %s\n", seeds.size(), out.c_str());
+  return true;
+}
+
+/// Checks that `frame` decodes (or not) as the seed's name promises.
+bool decodes_as_expected(const std::string& name, const wire::bytes& frame, bool should_decode) {
+  auto env = wire::decode(frame);
+  if (env.has_value() == should_decode) return true;
+  std::fprintf(stderr, "seed %s: expected decode to %s: %s\n", name.c_str(),
+               should_decode ? "succeed" : "fail",
+               env ? "it succeeded" : env.error().to_string().c_str());
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s FRAME_DIR DISPATCH_DIR\n", argv[0]);
+    return 2;
+  }
+  // fuzz_frame: bare frames.
   const auto valid = valid_seeds();
   const auto invalid = invalid_seeds(valid);
-  int written = 0;
-  const auto write = [&](const std::pair<std::string, wire::bytes>& seed, bool should_decode) {
-    auto env = wire::decode(seed.second);
-    if (env.has_value() != should_decode) {
-      std::fprintf(stderr, "seed %s: expected decode to %s: %s\n", seed.first.c_str(),
-                   should_decode ? "succeed" : "fail",
-                   env ? "it succeeded" : env.error().to_string().c_str());
-      return false;
-    }
-    std::ofstream f(out / seed.first, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(seed.second.data()),
-            static_cast<std::streamsize>(seed.second.size()));
-    if (!f) {
-      std::fprintf(stderr, "%s: cannot write\n", (out / seed.first).c_str());
-      return false;
-    }
-    ++written;
-    return true;
-  };
+  std::vector<std::pair<std::string, wire::bytes>> frames;
   for (const auto& seed : valid) {
-    if (!write(seed, true)) return 1;
+    if (!decodes_as_expected(seed.first, seed.second, true)) return 1;
+    frames.push_back(seed);
   }
   for (const auto& seed : invalid) {
-    if (!write(seed, false)) return 1;
+    if (!decodes_as_expected(seed.first, seed.second, false)) return 1;
+    frames.push_back(seed);
   }
-  std::printf("wrote %d seeds to %s\n", written, out.c_str());
+  if (!write_seeds(argv[1], frames)) return 1;
+
+  // fuzz_dispatch: identity byte + frame (dispatch_scenario.hpp). Only the
+  // seed named "malformed" fails to decode; the target checks what the node
+  // does with the rest (GEARMESH_FUZZ_VERBOSE=1 shows each verdict).
+  std::vector<std::pair<std::string, wire::bytes>> inputs;
+  for (const auto& seed : gearmesh::fuzz::seeds()) {
+    if (!decodes_as_expected(seed.name, seed.frame, seed.name != "malformed")) return 1;
+    inputs.emplace_back(seed.name, gearmesh::fuzz::input_of(seed));
+  }
+  if (!write_seeds(argv[2], inputs)) return 1;
   return 0;
 }
