@@ -19,6 +19,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -165,14 +166,20 @@ class node_host : public ::testing::Test {
     return e;
   }
 
-  /// Node b with a refuser for CFPs.
-  std::unique_ptr<node> start_b(journal& j) {
-    auto n = node::open(config("b"));
+  /// Node b from `cfg`, serving, with CFPs routed to the actor `handler` spawns.
+  std::unique_ptr<node> start_b(node_config cfg, const std::function<caf::actor(node&)>& handler) {
+    auto n = node::open(std::move(cfg));
     EXPECT_TRUE(n) << n.error().to_string();
-    auto& ctx = (*n)->context();
-    (*n)->route({wire::message_type::cfp}, (*n)->system().spawn(refuser, &ctx, &j));
+    if (!n) return nullptr;
+    (*n)->route({wire::message_type::cfp}, handler(**n));
     EXPECT_TRUE((*n)->serve());
     return std::move(*n);
+  }
+
+  /// Node b (`cfg`, default config("b")) with a refuser for CFPs.
+  std::unique_ptr<node> start_b(journal& j, std::optional<node_config> cfg = std::nullopt) {
+    return start_b(cfg ? std::move(*cfg) : config("b"),
+                   [&j](node& n) { return n.system().spawn(refuser, &n.context(), &j); });
   }
 
   /// Node a with a recorder for refusals.
@@ -314,11 +321,8 @@ TEST_F(node_host, replay_window_bounds_the_inbox_and_stale_frames_have_no_effect
   auto cfg = config("b");
   cfg.replay_window_us = 400 * us_per_ms;
   cfg.clock_skew_max_us = 100 * us_per_ms;
-  auto opened = node::open(cfg);
-  ASSERT_TRUE(opened) << opened.error().to_string();
-  auto b = std::move(*opened);
-  b->route({wire::message_type::cfp}, b->system().spawn(refuser, &b->context(), &jb));
-  ASSERT_TRUE(b->serve());
+  auto b = start_b(jb, cfg);
+  ASSERT_TRUE(b);
 
   std::mutex mx;
   std::vector<std::uint64_t> acked;
@@ -376,11 +380,8 @@ TEST_F(node_host, partner_policy_withholds_and_refuses_message_types) {
   journal jb;
   auto cfg = config("b");
   cfg.peers[0].send = ~types({wire::message_type::refuse});
-  auto opened = node::open(cfg);
-  ASSERT_TRUE(opened) << opened.error().to_string();
-  auto b = std::move(*opened);
-  b->route({wire::message_type::cfp}, b->system().spawn(refuser, &b->context(), &jb));
-  ASSERT_TRUE(b->serve());
+  auto b = start_b(jb, cfg);
+  ASSERT_TRUE(b);
   std::mutex mx;
   std::vector<wire::envelope> got;
   auto fake = fake_a([&](wire::envelope e) {
@@ -422,11 +423,8 @@ TEST_F(node_host, per_peer_rate_and_queue_bounds_shed_overload) {
   cfg.peer_messages_per_s = 1;
   cfg.peer_burst = 5;
   cfg.peer_queue_max = 3;
-  auto opened = node::open(cfg);
-  ASSERT_TRUE(opened) << opened.error().to_string();
-  auto b = std::move(*opened);
-  b->route({wire::message_type::cfp}, b->system().spawn(sink, &jb));
-  ASSERT_TRUE(b->serve());
+  auto b = start_b(cfg, [&jb](node& n) { return n.system().spawn(sink, &jb); });
+  ASSERT_TRUE(b);
   auto fake = fake_a([](wire::envelope) {});
   for (std::uint64_t id = 1; id <= 40; ++id) fake->send("b", wire::encode(cfp_from_a(id)));
   ASSERT_TRUE(eventually([&] { return b->stats().frames_in == 40; }));
@@ -446,11 +444,8 @@ TEST_F(node_host, per_peer_rate_and_queue_bounds_shed_overload) {
 TEST_F(node_host, revoked_partner_has_no_effect) {
   journal jb;
   auto cfg = config("b");
-  auto opened = node::open(cfg);
-  ASSERT_TRUE(opened) << opened.error().to_string();
-  auto b = std::move(*opened);
-  b->route({wire::message_type::cfp}, b->system().spawn(recorder, &b->context(), &jb));
-  ASSERT_TRUE(b->serve());
+  auto b = start_b(cfg, [&jb](node& n) { return n.system().spawn(recorder, &n.context(), &jb); });
+  ASSERT_TRUE(b);
   auto fake = fake_a([](wire::envelope) {});
   fake->send("b", wire::encode(cfp_from_a(1)));
   ASSERT_TRUE(eventually([&] { return jb.size() == 1; }));
