@@ -30,6 +30,37 @@
 // rebind_retry_ms_max, forever (the node must not stay deaf). A port taken by
 // someone else meanwhile is counted once per revocation (listen_rebind_late).
 //
+// Self-healing outbound links (CURVE only): libzmq 4.3.4 ends a session for
+// good on a protocol error (session_base_t::engine_error), and a handshake the
+// server's ZAP handler refused is one: that DEALER never reconnects, even once
+// the server admits our key (onboarding in the "wrong" order, or re-admission
+// after a revocation). Each CURVE DEALER therefore has a socket monitor (an
+// inproc PAIR, "inproc://gearmesh-mon-<n>" in this transport's context, read
+// by the I/O thread from its poll loop). Observed on 4.3.4, client side:
+//   - ZAP refusal: HANDSHAKE_FAILED_AUTH (value = ZAP status, e.g. 400), then
+//     DISCONNECTED, and nothing more: no CONNECT_RETRIED, the link is dead.
+//   - Server key not the pinned one, or a non-CURVE server: the server drops
+//     the connection; the client sees HANDSHAKE_FAILED_NO_DETAIL (EPIPE),
+//     DISCONNECTED and CONNECT_RETRIED: libzmq retries by itself, so
+//     NO_DETAIL is not watched (re-creating would only lose queued frames).
+//   - HANDSHAKE_FAILED_PROTOCOL: always a protocol error, hence a dead
+//     session, like AUTH (not produced by the cases above, but by a peer that
+//     breaks the CURVE or ZMTP rules).
+// After AUTH or PROTOCOL the I/O thread closes that DEALER and opens a new one
+// (same options, endpoint and keys) after relink_retry_ms, which starts at
+// relink_retry_ms_min, doubles up to relink_retry_ms_max while the handshakes
+// keep failing and goes back to the minimum after HANDSHAKE_SUCCEEDED. The
+// wait is the zmq_poll timeout (no timer thread). The dead DEALER still
+// accepts frames (counted in frames_sent) until it is replaced; they are lost
+// with it, as are those queued before the refusal. The node's outbox re-sends
+// them.
+// Plain TCP needs none of this: a plain DEALER reconnects on its own.
+// Monitors are read only when zmq_poll reports them, or every
+// monitor_sweep_interval while the thread never gets to sleep, so a busy
+// thread still notices a refusal. The PAIR's receive side has no HWM: libzmq
+// writes events with a blocking send from its own I/O thread, which must
+// never wait for us.
+//
 // Sizes: libzmq's ZMQ_MAXMSGSIZE on the ROUTER is a hard cap at twice
 // frame_bytes_max; a message above it makes libzmq drop the connection, which
 // would hide the event from the counters. Frames between frame_bytes_max and
@@ -74,6 +105,14 @@ constexpr std::size_t z85_key_chars = 40;
 constexpr int rebind_retry_ms_min = 1;
 constexpr int rebind_retry_ms_max = 1000;
 constexpr auto rebind_late = std::chrono::milliseconds(100);
+/// Re-creating a DEALER whose handshake failed for good (see the file comment).
+constexpr int relink_retry_ms_min = 500;
+constexpr int relink_retry_ms_max = 10'000;
+/// Monitor events that matter; the others are not even sent.
+constexpr int monitor_events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+/// How often a thread that never sleeps still reads its monitors.
+constexpr auto monitor_sweep_interval = std::chrono::milliseconds(50);
 
 using steady = std::chrono::steady_clock;
 
@@ -100,6 +139,41 @@ struct context_closer {
 };
 /// An owned ZeroMQ context; destruction blocks until its sockets are closed.
 using context_ptr = std::unique_ptr<void, context_closer>;
+
+/// A DEALER and the PAIR reading its socket monitor (CURVE only; null
+/// otherwise). Closing stops the monitor first, then closes the PAIR, then the
+/// DEALER, so libzmq never writes an event to a closed reader.
+class monitored_dealer {
+ public:
+  monitored_dealer() = default;
+  monitored_dealer(socket_ptr dealer, socket_ptr monitor)
+      : dealer_(std::move(dealer)), monitor_(std::move(monitor)) {}
+  monitored_dealer(monitored_dealer&&) noexcept = default;
+  monitored_dealer& operator=(monitored_dealer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      dealer_ = std::move(o.dealer_);
+      monitor_ = std::move(o.monitor_);
+    }
+    return *this;
+  }
+  monitored_dealer(const monitored_dealer&) = delete;
+  monitored_dealer& operator=(const monitored_dealer&) = delete;
+  ~monitored_dealer() { reset(); }
+
+  void* dealer() const noexcept { return dealer_.get(); }
+  void* monitor() const noexcept { return monitor_.get(); }
+
+  void reset() noexcept {
+    if (monitor_ && dealer_) zmq_socket_monitor(dealer_.get(), nullptr, 0);
+    monitor_.reset();
+    dealer_.reset();
+  }
+
+ private:
+  socket_ptr dealer_;
+  socket_ptr monitor_;
+};
 
 /// An owned file descriptor.
 class unique_fd {
@@ -273,6 +347,9 @@ class zmq_transport final : public transport {
     s.auth_denied = auth_denied_.load(std::memory_order_relaxed);
     s.peers_removed = peers_removed_.load(std::memory_order_relaxed);
     s.listen_rebind_late = listen_rebind_late_.load(std::memory_order_relaxed);
+    s.handshakes_refused = handshakes_refused_.load(std::memory_order_relaxed);
+    s.handshakes_protocol_error = handshakes_protocol_error_.load(std::memory_order_relaxed);
+    s.links_recreated = links_recreated_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -288,7 +365,11 @@ class zmq_transport final : public transport {
   struct peer_link {
     std::string endpoint;
     std::string public_key;
-    socket_ptr dealer;
+    monitored_dealer out;
+    /// The wait before the next re-creation of `out` (see the file comment).
+    int relink_retry_ms = relink_retry_ms_min;
+    bool relink_pending = false;  // `out` is dead: re-create it at relink_at
+    steady::time_point relink_at;
   };
 
   /// A ROUTER with this transport's options (CURVE server, size cap, ...), not bound.
@@ -342,12 +423,13 @@ class zmq_transport final : public transport {
 
   void run() {
     pthread_setname_np(pthread_self(), "gearmesh-io");  // visible in top/perf
-    zmq_pollitem_t items[3] = {
+    // Router, eventfd, ZAP handler (CURVE), then one monitor per DEALER (CURVE).
+    std::vector<zmq_pollitem_t> items = {
         {router_.get(), 0, ZMQ_POLLIN, 0},
         {nullptr, wake_fd_.get(), ZMQ_POLLIN, 0},
-        {zap_.get(), 0, ZMQ_POLLIN, 0},
     };
-    const int item_count = zap_ ? 3 : 2;
+    if (zap_) items.push_back({zap_.get(), 0, ZMQ_POLLIN, 0});
+    const std::size_t fixed_items = items.size();
     std::vector<command> batch;
     message id;
     message body;
@@ -366,6 +448,14 @@ class zmq_transport final : public transport {
         close_inbound_connections();
       }
       if (!listening_ && steady::now() >= rebind_at_) try_rebind();
+      if (zap_) {
+        const auto now = steady::now();
+        if (now >= monitor_sweep_at_) {
+          monitor_sweep_at_ = now + monitor_sweep_interval;
+          read_monitors();
+        }
+        if (now >= relink_next_at_) relink_due(now);
+      }
       const bool had_auth = zap_ && serve_zap();
       const bool had_inbound = receive_some(id, body);
       if (had_commands || had_inbound || had_auth) continue;
@@ -384,12 +474,25 @@ class zmq_transport final : public transport {
         continue;
       }
       items[0].socket = router_.get();  // replaced if an unbind ever failed
-      if (zmq_poll(items, item_count, poll_timeout_ms()) < 0 && zmq_errno() != EINTR)
+      if (monitors_changed_) {
+        monitors_changed_ = false;
+        items.resize(fixed_items);
+        for (const auto& [peer_id, link] : peers_) {
+          if (link.out.monitor() != nullptr)
+            items.push_back({link.out.monitor(), 0, ZMQ_POLLIN, 0});
+        }
+      }
+      if (zmq_poll(items.data(), static_cast<int>(items.size()), poll_timeout_ms()) < 0 &&
+          zmq_errno() != EINTR)
         break;  // ETERM or a bug
       sleeping_.store(false);
       if ((items[1].revents & ZMQ_POLLIN) != 0) {
         std::uint64_t count = 0;
         [[maybe_unused]] const auto n = ::read(wake_fd_.get(), &count, sizeof count);
+      }
+      if (std::any_of(items.begin() + static_cast<std::ptrdiff_t>(fixed_items), items.end(),
+                      [](const zmq_pollitem_t& i) { return (i.revents & ZMQ_POLLIN) != 0; })) {
+        read_monitors();
       }
     }
     // Sockets belong to this thread: close them here, before ctx_ is torn down.
@@ -450,7 +553,7 @@ class zmq_transport final : public transport {
             ++unknown;
             continue;
           }
-          dealer = it->second.dealer.get();
+          dealer = it->second.out.dealer();
           last_id = &it->first;
           last_dealer = dealer;
         }
@@ -484,8 +587,9 @@ class zmq_transport final : public transport {
     if (auto it = peers_.find(id); it != peers_.end()) {
       // Queued frames for a revoked peer are not flushed.
       const int zero = 0;
-      zmq_setsockopt(it->second.dealer.get(), ZMQ_LINGER, &zero, sizeof zero);
+      zmq_setsockopt(it->second.out.dealer(), ZMQ_LINGER, &zero, sizeof zero);
       peers_.erase(it);
+      monitors_changed_ = true;
       known = true;
     }
     for (auto k = allowed_keys_.begin(); k != allowed_keys_.end();) {
@@ -512,8 +616,29 @@ class zmq_transport final : public transport {
       if (opts_.curve && it->second.public_key != p.public_key) forget(p.id);
     }
     removed_ids_.erase(p.id);
+    monitored_dealer out = open_dealer(p.endpoint, p.public_key);
+    // A peer that cannot be connected (bad endpoint or key) is unknown, and
+    // an earlier entry under its id is removed: its frames are counted as
+    // dropped_unknown_peer.
+    if (out.dealer() == nullptr) {
+      forget(p.id);
+      return;
+    }
+    if (opts_.curve) allowed_keys_[p.public_key] = p.id;
+    peer_link link;
+    link.endpoint = p.endpoint;
+    link.public_key = p.public_key;
+    link.out = std::move(out);
+    peers_.insert_or_assign(p.id, std::move(link));
+    monitors_changed_ = true;
+  }
+
+  /// A DEALER connecting to `endpoint` with this transport's options, pinned
+  /// to `server_key` with CURVE and then monitored (see the file comment).
+  /// Empty if any step fails (a bad endpoint or key, or out of sockets).
+  monitored_dealer open_dealer(const std::string& endpoint, const std::string& server_key) {
     socket_ptr dealer(zmq_socket(ctx_.get(), ZMQ_DEALER));
-    if (!dealer) return;
+    if (!dealer) return {};
     const int hwm = opts_.send_hwm;
     const int linger = dealer_linger_ms;
     const int immediate = 0;  // queue while connecting
@@ -522,8 +647,8 @@ class zmq_transport final : public transport {
     bool ok = true;
     if (opts_.curve) {
       // A peer without a well-formed key cannot be reached (or admitted).
-      ok = p.public_key.size() == z85_key_chars &&
-           zmq_setsockopt(dealer.get(), ZMQ_CURVE_SERVERKEY, p.public_key.c_str(), z85_key_chars) ==
+      ok = server_key.size() == z85_key_chars &&
+           zmq_setsockopt(dealer.get(), ZMQ_CURVE_SERVERKEY, server_key.c_str(), z85_key_chars) ==
                0 &&
            zmq_setsockopt(dealer.get(), ZMQ_CURVE_PUBLICKEY, opts_.curve->public_key.c_str(),
                           z85_key_chars) == 0 &&
@@ -537,17 +662,90 @@ class zmq_transport final : public transport {
          zmq_setsockopt(dealer.get(), ZMQ_LINGER, &linger, sizeof linger) == 0 &&
          zmq_setsockopt(dealer.get(), ZMQ_IMMEDIATE, &immediate, sizeof immediate) == 0 &&
          zmq_setsockopt(dealer.get(), ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) == 0 &&
-         zmq_setsockopt(dealer.get(), ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) == 0 &&
-         zmq_connect(dealer.get(), p.endpoint.c_str()) == 0;
-    // A peer that cannot be connected (bad endpoint or key) is unknown, and
-    // an earlier entry under its id is removed: its frames are counted as
-    // dropped_unknown_peer.
-    if (!ok) {
-      forget(p.id);
-      return;
+         zmq_setsockopt(dealer.get(), ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) == 0;
+    if (!ok) return {};
+    socket_ptr monitor;
+    if (opts_.curve) {
+      // Before connecting: no event may be missed, and libzmq's blocking
+      // event send must always find the reader connected.
+      const std::string name = "inproc://gearmesh-mon-" + std::to_string(++monitor_count_);
+      const int unlimited = 0;
+      if (zmq_socket_monitor(dealer.get(), name.c_str(), monitor_events) != 0) return {};
+      monitor.reset(zmq_socket(ctx_.get(), ZMQ_PAIR));
+      if (!monitor ||
+          zmq_setsockopt(monitor.get(), ZMQ_RCVHWM, &unlimited, sizeof unlimited) != 0 ||
+          zmq_connect(monitor.get(), name.c_str()) != 0) {
+        zmq_socket_monitor(dealer.get(), nullptr, 0);
+        return {};
+      }
     }
-    if (opts_.curve) allowed_keys_[p.public_key] = p.id;
-    peers_.insert_or_assign(p.id, peer_link{p.endpoint, p.public_key, std::move(dealer)});
+    monitored_dealer out(std::move(dealer), std::move(monitor));
+    if (zmq_connect(out.dealer(), endpoint.c_str()) != 0) return {};
+    return out;
+  }
+
+  /// Reads every monitor's waiting events and schedules the re-creation of
+  /// the DEALERs whose session ended for good (see the file comment).
+  void read_monitors() {
+    const auto now = steady::now();
+    message event;
+    message address;
+    for (auto& [peer_id, link] : peers_) {
+      void* monitor = link.out.monitor();
+      if (monitor == nullptr) continue;
+      // Two parts per event: (u16 event, u32 value), then the endpoint.
+      while (zmq_msg_recv(event.get(), monitor, ZMQ_DONTWAIT) >= 0) {
+        for (bool more = event.more(); more; more = address.more()) {
+          if (zmq_msg_recv(address.get(), monitor, 0) < 0) break;
+        }
+        std::uint16_t id = 0;
+        if (event.size() < sizeof id + sizeof(std::uint32_t)) continue;
+        std::memcpy(&id, event.data(), sizeof id);
+        if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+          link.relink_retry_ms = relink_retry_ms_min;
+        } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                   id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+          (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? handshakes_refused_ : handshakes_protocol_error_)
+              .fetch_add(1, std::memory_order_relaxed);
+          schedule_relink(link, now);
+        }
+      }
+    }
+  }
+
+  /// Re-creates `link.out` relink_retry_ms from `now`, unless already due.
+  void schedule_relink(peer_link& link, steady::time_point now) {
+    if (link.relink_pending) return;
+    link.relink_pending = true;
+    link.relink_at = now + std::chrono::milliseconds(link.relink_retry_ms);
+    link.relink_retry_ms = std::min(link.relink_retry_ms * 2, relink_retry_ms_max);
+    relink_next_at_ = std::min(relink_next_at_, link.relink_at);
+  }
+
+  /// Re-creates the DEALERs due by `now`; the next due time is kept in
+  /// relink_next_at_ (an earlier one left by a removed peer is harmless).
+  void relink_due(steady::time_point now) {
+    relink_next_at_ = steady::time_point::max();
+    for (auto& [peer_id, link] : peers_) {
+      if (!link.relink_pending) continue;
+      if (link.relink_at <= now) {
+        monitored_dealer fresh = open_dealer(link.endpoint, link.public_key);
+        if (fresh.dealer() != nullptr) {
+          // Its session is gone: nothing queued in it can leave anyway.
+          const int zero = 0;
+          zmq_setsockopt(link.out.dealer(), ZMQ_LINGER, &zero, sizeof zero);
+          link.out = std::move(fresh);
+          link.relink_pending = false;
+          monitors_changed_ = true;
+          links_recreated_.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        // Out of sockets or the like: keep the dead DEALER, try again later.
+        link.relink_pending = false;
+        schedule_relink(link, now);
+      }
+      relink_next_at_ = std::min(relink_next_at_, link.relink_at);
+    }
   }
 
   /// Closes every connection accepted on the listen endpoint by unbinding
@@ -582,10 +780,12 @@ class zmq_transport final : public transport {
     rebind_at_ = now + std::chrono::milliseconds(rebind_retry_ms_);
   }
 
-  /// zmq_poll's timeout: forever, or until the next re-bind attempt.
+  /// zmq_poll's timeout: forever, or until the next re-bind or re-link attempt.
   long poll_timeout_ms() const {
-    if (listening_) return -1;
-    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(rebind_at_ - steady::now());
+    const steady::time_point due =
+        listening_ ? relink_next_at_ : std::min(rebind_at_, relink_next_at_);
+    if (due == steady::time_point::max()) return -1;
+    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(due - steady::now());
     return std::max<long>(0, static_cast<long>(wait.count()));
   }
 
@@ -680,6 +880,12 @@ class zmq_transport final : public transport {
   int rebind_retry_ms_ = 0;
   bool rebind_late_counted_ = false;
   std::unordered_map<std::string, peer_link> peers_;
+  /// The monitor sockets in peers_ changed: rebuild the poll set (CURVE).
+  bool monitors_changed_ = false;
+  std::uint64_t monitor_count_ = 0;  // names each monitor's inproc endpoint
+  steady::time_point monitor_sweep_at_;
+  /// Earliest relink_at of a pending re-link; max() if none.
+  steady::time_point relink_next_at_ = steady::time_point::max();
   /// Plain mode: routing ids of removed peers, whose inbound frames are
   /// dropped. Entries leave when the id is added again; bounded by the ids
   /// ever added.
@@ -697,6 +903,9 @@ class zmq_transport final : public transport {
   std::atomic<std::uint64_t> auth_denied_{0};
   std::atomic<std::uint64_t> peers_removed_{0};
   std::atomic<std::uint64_t> listen_rebind_late_{0};
+  std::atomic<std::uint64_t> handshakes_refused_{0};
+  std::atomic<std::uint64_t> handshakes_protocol_error_{0};
+  std::atomic<std::uint64_t> links_recreated_{0};
 };
 
 }  // namespace

@@ -46,6 +46,16 @@ struct transport_stats {
   /// within 100 ms (its port taken meanwhile): no inbound frames until a
   /// retry (at least once a second) succeeds.
   std::uint64_t listen_rebind_late = 0;
+  /// CURVE: handshakes of this node's outbound links that the peer refused
+  /// (its ZAP handler does not admit this node's key, yet or any more).
+  std::uint64_t handshakes_refused = 0;
+  /// CURVE: outbound handshakes that ended in a protocol error (a peer that
+  /// breaks the CURVE or ZMTP rules).
+  std::uint64_t handshakes_protocol_error = 0;
+  /// Outbound links opened again after a refusal or protocol error, which
+  /// end a ZeroMQ connection for good. Frames queued on the old link (counted
+  /// in frames_sent) are lost; the node's outbox re-sends them.
+  std::uint64_t links_recreated = 0;
 };
 
 class transport {

@@ -48,11 +48,22 @@ struct zmq_options {
 /// the node's outbox retries them. Each revocation counts in peers_removed.
 /// If the port is taken meanwhile, the transport keeps running without
 /// inbound traffic and retries the bind at least once a second
-/// (listen_rebind_late). libzmq 4.3.4 does not retry a connection whose
-/// handshake was refused, so a revoked peer stays off even if it is added
-/// again, until its node reconnects (restart, or its add_peer with a changed
-/// endpoint or key). Without CURVE the routing id is the client's own claim:
-/// dropping a removed id's frames is a courtesy, not a security boundary.
+/// (listen_rebind_late). Without CURVE the routing id is the client's own
+/// claim: dropping a removed id's frames is a courtesy, not a security
+/// boundary.
+///
+/// Outbound links heal by themselves (CURVE): libzmq 4.3.4 never reconnects
+/// a connection whose handshake the peer refused (this node's key not
+/// admitted yet, or revoked) or broke with a protocol error, so the I/O
+/// thread watches each DEALER through a socket monitor and re-creates a dead
+/// one (same endpoint and keys) 0.5 s after the failure; the wait doubles up
+/// to 10 s while failures continue and returns to 0.5 s after a successful
+/// handshake. A partner that admits this node late (onboarding order) or
+/// again (re-admission) therefore gets its frames within that backoff,
+/// without either node restarting. Frames queued on a dead link (counted as
+/// sent) are lost with it; the node's outbox re-sends them. Counted in
+/// handshakes_refused, handshakes_protocol_error and links_recreated. Plain
+/// DEALERs need none of this: libzmq reconnects them.
 std::unique_ptr<transport> make_zmq_transport(zmq_options opts);
 
 }  // namespace gearmesh::transport
