@@ -207,6 +207,11 @@ void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sy
 }
 
 status install_roles(node& n, const config_file& file) {
+  auto installed = install_roles_with_handles(n, file);
+  return installed ? status::ok() : installed.error();
+}
+
+result<installed_roles> install_roles_with_handles(node& n, const config_file& file) {
   auto roles = parse_roles(file);
   if (!roles) return roles.error();
   auto& sys = n.system();
@@ -240,7 +245,10 @@ status install_roles(node& n, const config_file& file) {
              wire::message_type::cancel},
             *participant);
   add_admin_routes(n.admin_routes(), ctx, sys, buyer ? &*buyer : nullptr);
-  return status::ok();
+  installed_roles out;
+  if (buyer) out.buyer = *buyer;
+  if (participant) out.participant = *participant;
+  return out;
 }
 
 }  // namespace gearmesh::actors

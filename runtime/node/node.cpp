@@ -29,6 +29,7 @@
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -38,6 +39,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
 #include <nlohmann/json.hpp>
 
 #include "gearmesh/fault.hpp"
@@ -94,7 +96,10 @@ using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
 using committed_atom = caf::atom_constant<caf::atom("committed")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 
-constexpr auto tick_interval = std::chrono::milliseconds(25);
+/// Shortest gap between two gateway ticks (re-sends and inbox pruning run on
+/// ticks). Ticks are scheduled only for when there is work -- the earliest
+/// re-send or prune due -- so an idle node does not wake up.
+constexpr timestamp_us tick_interval_min_us = 25 * us_per_ms;
 
 std::string inbox_key(const std::string& sender, std::uint64_t id) {
   return sender + "/" + store::key_u64(id);
@@ -196,7 +201,11 @@ struct node::impl final : node_context {
   node_config cfg;
   const gearmesh::clock& clk;
   std::unique_ptr<store::environment> env;
-  std::unique_ptr<store::group_commit_writer> writer;
+  /// group_commit_writer (threaded) or inline_writer (deterministic).
+  std::unique_ptr<store::commit_queue> writer;
+  execution mode = execution::threaded;
+  /// The deterministic scheduler; null when threaded.
+  caf::scheduler::test_coordinator* sched = nullptr;
   std::unique_ptr<transport::transport> net;
   std::unique_ptr<caf::actor_system_config> sys_cfg;
   std::unique_ptr<caf::actor_system> sys;
@@ -483,6 +492,10 @@ struct gateway_state {
   std::unordered_map<std::string, peer_state*> in_flight;
   /// Outbox messages waiting for their Ack, by message id.
   std::map<std::uint64_t, pending_frame> pending;
+  /// The tick scheduled next: when it is due, and its generation (a tick
+  /// whose generation is not the latest was superseded by an earlier one).
+  timestamp_us tick_due_us = std::numeric_limits<timestamp_us>::max();
+  std::uint64_t tick_generation = 0;
   static inline const char* name = "gearmesh.gateway";
 };
 
@@ -507,7 +520,19 @@ void prune_inbox(gateway_state& st, timestamp_us now) {
   host->writer->submit_deferred(std::move(b), nullptr);
 }
 
-caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl* host) {
+using gateway_actor_type = caf::stateful_actor<gateway_state>;
+
+/// Makes sure a tick runs at `due_us` (or at most tick_interval_min_us later).
+void schedule_tick(gateway_actor_type* self, timestamp_us due_us) {
+  auto& st = self->state;
+  if (st.tick_due_us <= due_us) return;  // one at least as early is coming
+  st.tick_due_us = due_us;
+  const auto delay = std::max(due_us - st.host->clk.now(), tick_interval_min_us);
+  self->delayed_send(self, std::chrono::microseconds(delay), tick_atom::value,
+                     ++st.tick_generation);
+}
+
+caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
   self->state.host = host;
   auto& st = self->state;
   // Rebuild dedup and retry state from the store.
@@ -632,6 +657,7 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
           pending_frame p{std::move(f.receiver), std::move(f.frame), 0,
                           host->cfg.retry_initial_ms * us_per_ms};
           p.next_send_us = host->serving ? now + p.backoff_us : now;
+          schedule_tick(self, p.next_send_us);
           st.pending.emplace(f.message_id, std::move(p));
         }
         host->outbox_pending = st.pending.size();
@@ -643,20 +669,25 @@ caf::behavior gateway_actor(caf::stateful_actor<gateway_state>* self, node::impl
           host->send_ack(done.cause->sender, done.cause->message_id);
         }
       },
-      [=](tick_atom) {
+      [=](tick_atom, std::uint64_t generation) {
         auto& st = self->state;
-        self->delayed_send(self, tick_interval, tick_atom::value);
+        if (generation != st.tick_generation) return;  // superseded by an earlier tick
+        st.tick_due_us = std::numeric_limits<timestamp_us>::max();
         if (host->failed.load(std::memory_order_relaxed)) return;
         auto now = host->clk.now();
         if (now >= st.next_prune_us) prune_inbox(st, now);
         auto max_backoff = host->cfg.retry_max_ms * us_per_ms;
+        timestamp_us next = st.next_prune_us;
         for (auto& [id, p] : st.pending) {
-          if (p.next_send_us > now) continue;
-          host->retransmits.fetch_add(1, std::memory_order_relaxed);
-          host->transmit(p.receiver, p.frame);
-          p.next_send_us = now + p.backoff_us;
-          p.backoff_us = std::min(p.backoff_us * 2, max_backoff);
+          if (p.next_send_us <= now) {
+            host->retransmits.fetch_add(1, std::memory_order_relaxed);
+            host->transmit(p.receiver, p.frame);
+            p.next_send_us = now + p.backoff_us;
+            p.backoff_us = std::min(p.backoff_us * 2, max_backoff);
+          }
+          next = std::min(next, p.next_send_us);
         }
+        schedule_tick(self, next);
       },
   };
 }
@@ -670,8 +701,10 @@ node::~node() {
 }
 
 result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock& clk,
-                                         std::unique_ptr<transport::transport> net) {
+                                         std::unique_ptr<transport::transport> net,
+                                         execution mode) {
   auto p = std::make_unique<impl>(std::move(cfg), clk);
+  p->mode = mode;
   auto& c = p->cfg;
   store::options so;
   so.path = c.data_dir;
@@ -695,7 +728,10 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
     wo.batches_per_txn_max = 1;
     wo.pipeline_syncs = false;
   }
-  p->writer = std::make_unique<store::group_commit_writer>(*p->env, wo);
+  if (mode == execution::deterministic)
+    p->writer = std::make_unique<store::inline_writer>(*p->env, wo.fail_stop);
+  else
+    p->writer = std::make_unique<store::group_commit_writer>(*p->env, wo);
 
   if (net) {
     p->net = std::move(net);
@@ -734,7 +770,13 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
   p->sys_cfg->set("work-stealing.moderate-poll-attempts", std::size_t{0});
   p->sys_cfg->set("logger.console-verbosity", caf::atom("quiet"));
   p->sys_cfg->set("logger.file-verbosity", caf::atom("quiet"));
+  if (mode == execution::deterministic) p->sys_cfg->set("scheduler.policy", caf::atom("testing"));
   p->sys = std::make_unique<caf::actor_system>(*p->sys_cfg);
+  if (mode == execution::deterministic) {
+    p->sched = &dynamic_cast<caf::scheduler::test_coordinator&>(p->sys->scheduler());
+    // CAF's test clock starts at its epoch; timers compute from differences only.
+    p->sched->clock().current_time += std::chrono::hours(1);
+  }
   // The gateway rebuilds its retry state on a CAF worker, some time after
   // open() returns; count the outbox here so that stats() is right at once.
   std::uint64_t outbox_entries = 0;
@@ -826,7 +868,7 @@ status node::serve() {
   if (auto st = p.net->start(); !st) return st;
   p.serving = true;
   // The first tick sends everything the outbox held at start.
-  caf::anon_send(p.gateway, tick_atom::value);
+  caf::anon_send(p.gateway, tick_atom::value, std::uint64_t{0});
   if (p.cfg.admin_port != 0) {
     auto srv = admin::server::start(p.cfg.admin_address, p.cfg.admin_port, p.router);
     if (!srv) return srv.error();
@@ -921,6 +963,24 @@ node_stats node::stats() const {
   return s;
 }
 
+std::size_t node::run_ready() {
+  return impl_->sched ? impl_->sched->run() : 0;
+}
+
+std::int64_t node::next_timer_in_us() const {
+  if (!impl_->sched) return -1;
+  const auto& clk = impl_->sched->clock();
+  if (!clk.has_pending_timeout()) return -1;
+  auto due = clk.schedule().begin()->first;
+  if (due <= clk.current_time) return 0;
+  auto d = std::chrono::duration_cast<std::chrono::microseconds>(due - clk.current_time).count();
+  return std::max<std::int64_t>(d, 1);  // round up: a timer 400 ns away is not due yet
+}
+
+void node::advance_time_us(std::int64_t us) {
+  if (impl_->sched && us > 0) impl_->sched->advance_time(std::chrono::microseconds(us));
+}
+
 void node::on_fatal(std::function<void(const status&)> handler) {
   impl_->fatal_handler = std::move(handler);
 }
@@ -947,8 +1007,9 @@ void node::stop() {
   p.gateway = nullptr;
   // Role actors link their children; wait until every actor is gone, then
   // flush every queued commit to disk.
+  if (p.sched) p.sched->run();  // deterministic: the exits run here
   p.sys->await_all_actors_done();
-  p.writer->stop();
+  if (auto* g = dynamic_cast<store::group_commit_writer*>(p.writer.get())) g->stop();
   p.sys.reset();
   p.writer.reset();
   p.env.reset();

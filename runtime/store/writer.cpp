@@ -295,4 +295,15 @@ writer_stats group_commit_writer::stats() const {
   return s;
 }
 
+void inline_writer::submit(write_batch batch, completion done) {
+  status st = stopped_by_;
+  if (st.is_ok()) {
+    st = env_.apply(batch);
+    if (!st && fail_stop_)
+      stopped_by_ = status(st.code(), st.message() +
+                                          " (the store stopped taking writes after this failure)");
+  }
+  if (done) done(st);
+}
+
 }  // namespace gearmesh::store

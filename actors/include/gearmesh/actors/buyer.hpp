@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,5 +57,11 @@ result<caf::actor> spawn_buyer(caf::actor_system& sys, node_context& ctx, buyer_
 /// a non-actor thread (the admin thread, tests).
 order_reply place_order(caf::actor_system& sys, const caf::actor& buyer, order_request req,
                         std::chrono::milliseconds timeout);
+
+/// Asks `buyer` to open an order without blocking: `done` runs with the reply
+/// on one of `sys`'s actors (in deterministic execution: inside
+/// node::run_ready). A timeout gives http_status 504.
+void submit_order(caf::actor_system& sys, const caf::actor& buyer, order_request req,
+                  std::chrono::milliseconds timeout, std::function<void(order_reply)> done);
 
 }  // namespace gearmesh::actors

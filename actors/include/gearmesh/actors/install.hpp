@@ -1,6 +1,7 @@
 // Wiring the domain actors into a node.
 #pragma once
 
+#include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
 #include "gearmesh/node/admin.hpp"
@@ -23,6 +24,16 @@ namespace gearmesh::actors {
 /// between node::open() and node::serve(). Errors: errc::bad_config naming
 /// file, line and field; errc::storage if stored state cannot be read.
 status install_roles(node& n, const config_file& file);
+
+/// The role actors install_roles spawned; null handles for absent roles.
+struct installed_roles {
+  caf::actor buyer;
+  caf::actor participant;  // the factory or supplier
+};
+
+/// install_roles, returning the actors it spawned (the simulator places
+/// orders with the buyer directly, see submit_order in buyer.hpp).
+result<installed_roles> install_roles_with_handles(node& n, const config_file& file);
 
 /// Registers the order and contract routes of the admin API on `r` (done by
 /// install_roles; exposed for tests and embedders). `buyer` is the buyer actor,

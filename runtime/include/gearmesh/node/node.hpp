@@ -64,6 +64,17 @@ struct peers_update {
   std::vector<std::string> policy_changed;  // receive/send lists only
 };
 
+/// How a node runs its actors and store writes.
+enum class execution {
+  /// Production: CAF worker threads, a group-commit writer thread.
+  threaded,
+  /// Simulation: no thread of the node's own. Actor jobs run only inside
+  /// run_ready(), timers fire only through advance_time_us(), store writes
+  /// are applied inline when a step commits. With a deterministic transport
+  /// and clock the node's behaviour is a function of its inputs.
+  deterministic,
+};
+
 class node {
  public:
   /// Opens the store at cfg.data_dir and starts the actor system. Errors name
@@ -73,9 +84,12 @@ class node {
   /// (listen endpoint, [security] keys): the simulator's network and the
   /// fuzz target use this seam. The node still applies every check of its
   /// own to what `net` delivers (sender binding, authorization, limits).
+  ///
+  /// `mode` = execution::deterministic is the simulator's (see run_ready).
   static result<std::unique_ptr<node>> open(node_config cfg,
                                             const gearmesh::clock& clk = system_clock(),
-                                            std::unique_ptr<transport::transport> net = nullptr);
+                                            std::unique_ptr<transport::transport> net = nullptr,
+                                            execution mode = execution::threaded);
 
   ~node();  // stop()
 
@@ -123,6 +137,21 @@ class node {
 
   /// The failure that stopped the node; ok while it is healthy.
   status failure() const;
+
+  // -- execution::deterministic only ---------------------------------------
+
+  /// Runs every actor job that is ready, including those the jobs make
+  /// ready, in a fixed order; returns how many ran.
+  std::size_t run_ready();
+
+  /// Microseconds from the actor clock's now to its earliest pending timer
+  /// (0 if one is due), or -1 if none is pending.
+  std::int64_t next_timer_in_us() const;
+
+  /// Moves the actor clock forward by `us`; timers due by then fire (their
+  /// jobs become ready for run_ready()). The node's gearmesh::clock is the
+  /// caller's and must be moved in step.
+  void advance_time_us(std::int64_t us);
 
   /// Stops admin API and transport, lets actors finish, commits and syncs
   /// everything queued, closes the store. Idempotent.

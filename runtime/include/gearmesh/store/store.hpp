@@ -185,6 +185,23 @@ class commit_queue {
   }
 };
 
+/// Applies each batch at once, on the caller's thread, in a transaction of
+/// its own, then runs its completion: no writer thread. For deterministic
+/// simulation, where every step must happen in an order the simulator
+/// controls. With `fail_stop`, every batch after the first failure fails
+/// with it, as group_commit_writer's option. Not thread-safe: one caller at
+/// a time (the simulator runs everything on one thread).
+class inline_writer final : public commit_queue {
+ public:
+  inline_writer(environment& env, bool fail_stop) : env_(env), fail_stop_(fail_stop) {}
+  void submit(write_batch batch, completion done) override;
+
+ private:
+  environment& env_;
+  bool fail_stop_;
+  status stopped_by_;
+};
+
 /// Counters of a group_commit_writer.
 struct writer_stats {
   std::uint64_t batches = 0;       // batches applied
