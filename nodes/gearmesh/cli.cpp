@@ -6,12 +6,15 @@
 #include "cli.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -19,8 +22,10 @@
 
 #include "gearmesh/actors/verify.hpp"
 #include "gearmesh/node/admin.hpp"
+#include "gearmesh/sim/generate.hpp"
 #include "gearmesh/store/store.hpp"
 #include "keys_cmd.hpp"
+#include "sim_cmd.hpp"
 #include "verify_cmd.hpp"
 
 namespace gearmesh::cli {
@@ -533,6 +538,57 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
       "show", "Print the public key of a node.key (secret) or node.pub file");
   keys_show->add_option("--key", key_file, "node.key or node.pub")->required();
 
+  sim_command_options sim_opts;
+  std::string sim_seed;
+  auto* sim_cmd = app.add_subcommand(
+      "sim",
+      "Simulate a supply network deterministically (same scenario and seed, same run): the "
+      "production actors on a simulated clock and network with seeded faults, invariants "
+      "checked throughout. Exit 0 every invariant held, 1 a violation (its seed is printed)");
+  sim_cmd->add_option("SCENARIO", sim_opts.scenario, "Scenario file (examples/scenarios/)")
+      ->required();
+  auto* sim_seed_opt = sim_cmd->add_option("--seed", sim_seed, "Run one seed; default 1");
+  sim_cmd->add_option("--seeds", sim_opts.seeds, "Sweep seeds A..B and list the failing ones")
+      ->excludes(sim_seed_opt);
+  sim_cmd->add_option("--jobs", sim_opts.jobs, "Sweep workers; default one per core");
+  sim_cmd->add_option("--report", sim_opts.report_dir,
+                      "One run: write an HTML report (Gantt chart, order timelines, KPIs) to DIR");
+  sim_cmd->add_option(
+      "--work-dir", sim_opts.work_dir,
+      "One run: keep the nodes' stores in DIR (for gearmesh verify / store inspect)");
+  sim_cmd
+      ->add_option("--check-every", sim_opts.check_every_s,
+                   "Simulated seconds between mid-run invariant checks (the full check runs at "
+                   "the end)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  std::string sim_log_level = "error";
+  sim_cmd->add_option("--log-level", sim_log_level, "Log level of the simulated nodes")
+      ->capture_default_str();
+
+  auto* scenario_cmd = app.add_subcommand("scenario", "Make scenario files for `gearmesh sim`");
+  scenario_cmd->require_subcommand(1);
+  sim::generator_options gen;
+  std::string gen_out;
+  auto* generate = scenario_cmd->add_subcommand(
+      "generate",
+      "Write a generated supply network: buyers, competing factories and suppliers, demand, and "
+      "a supplier disruption (the same options give the same file)");
+  generate->add_option("--out", gen_out, "Scenario file to write; - for stdout")->required();
+  generate->add_option("--seed", gen.seed, "Seed of the network's shape")->capture_default_str();
+  generate->add_option("--buyers", gen.buyers)->capture_default_str();
+  generate->add_option("--factories", gen.factories)->capture_default_str();
+  generate->add_option("--suppliers", gen.suppliers)->capture_default_str();
+  generate->add_option("--items", gen.items, "Factory-made item kinds")->capture_default_str();
+  generate->add_option("--orders", gen.orders, "Orders in total")->capture_default_str();
+  generate->add_option("--demand-hours", gen.demand_hours)->capture_default_str();
+  generate->add_option("--max-hours", gen.max_hours)->capture_default_str();
+  generate->add_option("--crashes-per-node-day", gen.crashes_per_node_day)->capture_default_str();
+  generate->add_option("--loss", gen.loss)->capture_default_str();
+  generate->add_option("--duplicate", gen.duplicate)->capture_default_str();
+  bool no_disruption = false;
+  generate->add_flag("--no-disruption", no_disruption, "No supplier disruption");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -579,6 +635,30 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   if (backup->parsed()) return store_backup(data_dir, backup_dir, raw_json, out, err);
   if (restore->parsed()) return store_restore(backup_dir, data_dir, force, raw_json, out, err);
   if (verify->parsed()) return verify_command(verify_dirs, verify_now, raw_json, out, err);
+  if (generate->parsed()) {
+    gen.disruption = !no_disruption;
+    if (gen.buyers == 0 || gen.factories + gen.suppliers == 0 || gen.orders == 0)
+      return usage_error(err, "a network needs a buyer, a seller and an order");
+    const std::string text = sim::generate_scenario(gen);
+    if (gen_out == "-") {
+      out << text;
+      return exit_ok;
+    }
+    std::ofstream file(gen_out, std::ios::binary | std::ios::trunc);
+    if (!(file << text) || !file.flush()) {
+      err << "gearmesh scenario generate: cannot write " << gen_out << '\n';
+      return exit_unreachable;
+    }
+    out << "wrote " << gen_out << ": " << gen.buyers + gen.factories + gen.suppliers << " nodes, "
+        << gen.orders << " orders\n";
+    return exit_ok;
+  }
+  if (sim_cmd->parsed()) {
+    if (!sim_seed.empty()) sim_opts.seeds = sim_seed;
+    sim_opts.json = raw_json;
+    spdlog::set_level(spdlog::level::from_str(sim_log_level));
+    return sim_command(sim_opts, out, err);
+  }
   if (keys_generate->parsed()) {
     return keys_generate_command(keys_dir, keys_force, raw_json, out, err);
   }

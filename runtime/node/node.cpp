@@ -492,6 +492,9 @@ struct gateway_state {
   std::unordered_map<std::string, peer_state*> in_flight;
   /// Outbox messages waiting for their Ack, by message id.
   std::map<std::uint64_t, pending_frame> pending;
+  /// (next_send_us, message id) of every pending message: a tick touches
+  /// only what is due. Entries of acknowledged messages are dropped lazily.
+  std::set<std::pair<timestamp_us, std::uint64_t>> due;
   /// The tick scheduled next: when it is due, and its generation (a tick
   /// whose generation is not the latest was superseded by an earlier one).
   timestamp_us tick_due_us = std::numeric_limits<timestamp_us>::max();
@@ -551,7 +554,9 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
     p.frame.assign(body.begin(), body.end());
     p.next_send_us = now;
     p.backoff_us = host->cfg.retry_initial_ms * us_per_ms;
-    st.pending.emplace(std::stoull(std::string(k)), std::move(p));
+    const auto id = std::stoull(std::string(k));
+    st.due.emplace(p.next_send_us, id);
+    st.pending.emplace(id, std::move(p));
     return true;
   });
   if (!s) spdlog::error("{}: reading outbox: {}", host->cfg.node_id, s.to_string());
@@ -658,6 +663,7 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
                           host->cfg.retry_initial_ms * us_per_ms};
           p.next_send_us = host->serving ? now + p.backoff_us : now;
           schedule_tick(self, p.next_send_us);
+          st.due.emplace(p.next_send_us, f.message_id);
           st.pending.emplace(f.message_id, std::move(p));
         }
         host->outbox_pending = st.pending.size();
@@ -677,17 +683,23 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
         auto now = host->clk.now();
         if (now >= st.next_prune_us) prune_inbox(st, now);
         auto max_backoff = host->cfg.retry_max_ms * us_per_ms;
-        timestamp_us next = st.next_prune_us;
-        for (auto& [id, p] : st.pending) {
-          if (p.next_send_us <= now) {
-            host->retransmits.fetch_add(1, std::memory_order_relaxed);
-            host->transmit(p.receiver, p.frame);
-            p.next_send_us = now + p.backoff_us;
-            p.backoff_us = std::min(p.backoff_us * 2, max_backoff);
-          }
-          next = std::min(next, p.next_send_us);
+        while (!st.due.empty() && st.due.begin()->first <= now) {
+          const auto [at, id] = *st.due.begin();
+          st.due.erase(st.due.begin());
+          auto it = st.pending.find(id);
+          if (it == st.pending.end() || it->second.next_send_us != at) continue;  // acked
+          auto& p = it->second;
+          host->retransmits.fetch_add(1, std::memory_order_relaxed);
+          host->transmit(p.receiver, p.frame);
+          p.next_send_us = now + p.backoff_us;
+          p.backoff_us = std::min(p.backoff_us * 2, max_backoff);
+          st.due.emplace(p.next_send_us, id);
         }
-        schedule_tick(self, next);
+        // Drop what acknowledged messages left at the front.
+        while (!st.due.empty() && !st.pending.contains(st.due.begin()->second))
+          st.due.erase(st.due.begin());
+        schedule_tick(self, st.due.empty() ? st.next_prune_us
+                                           : std::min(st.next_prune_us, st.due.begin()->first));
       },
   };
 }

@@ -1,0 +1,214 @@
+// `gearmesh sim` (see sim_cmd.hpp).
+#include "sim_cmd.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <ostream>
+#include <thread>
+#include <vector>
+
+#include "cli.hpp"
+#include "gearmesh/sim/report.hpp"
+#include "gearmesh/sim/scenario.hpp"
+#include "gearmesh/sim/simulator.hpp"
+
+namespace gearmesh::cli {
+namespace {
+
+using nlohmann::json;
+
+bool parse_u64(std::string_view s, std::uint64_t& v) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc{} && p == s.data() + s.size();
+}
+
+std::string hex(std::uint64_t v) {
+  return fmt::format("{:016x}", v);
+}
+
+json to_json(const sim::sim_result& r) {
+  json util = json::object();
+  for (const auto& [m, u] : r.k.utilization) util[m] = u;
+  return json{{"scenario", r.scenario},
+              {"seed", r.seed},
+              {"ok", r.ok},
+              {"quiesced", r.quiesced},
+              {"failure", r.failure},
+              {"trace_hash", hex(r.trace_hash)},
+              {"state_hash", hex(r.state_hash)},
+              {"simulated_s", static_cast<double>(r.end_us - r.start_us) / us_per_s},
+              {"wall_s", r.wall_seconds},
+              {"frames",
+               {{"sent", r.frames_sent},
+                {"delivered", r.frames_delivered},
+                {"lost", r.frames_lost},
+                {"duplicated", r.frames_duplicated}}},
+              {"crashes", r.crashes},
+              {"partitions", r.partitions},
+              {"invariant_checks", r.invariant_checks},
+              {"actor_jobs", r.actor_jobs},
+              {"kpis",
+               {{"orders_placed", r.k.orders_placed},
+                {"orders_refused", r.k.orders_refused},
+                {"contracted", r.k.contracted},
+                {"failed", r.k.failed},
+                {"open", r.k.open},
+                {"on_time_pct", r.k.on_time_pct},
+                {"lead_time_mean_h", r.k.lead_time_mean_h},
+                {"lead_time_p95_h", r.k.lead_time_p95_h},
+                {"negotiation_ms_mean", r.k.negotiation_ms_mean},
+                {"negotiation_ms_p95", r.k.negotiation_ms_p95},
+                {"messages_per_order", r.k.messages_per_order},
+                {"utilization", util}}}};
+}
+
+void print_one(const sim::sim_result& r, std::ostream& out) {
+  const double sim_s = static_cast<double>(r.end_us - r.start_us) / us_per_s;
+  out << fmt::format("scenario   {}\nseed       {}\nresult     {}\n", r.scenario, r.seed,
+                     r.ok ? "ok: every invariant held" : "VIOLATION");
+  out << fmt::format("trace      {}\nstate      {}\n", hex(r.trace_hash), hex(r.state_hash));
+  out << fmt::format("simulated  {:.0f} s in {:.2f} s wall ({:.0f}x), {} actor jobs\n", sim_s,
+                     r.wall_seconds, r.wall_seconds > 0 ? sim_s / r.wall_seconds : 0.0,
+                     r.actor_jobs);
+  out << fmt::format(
+      "network    {} frames sent, {} delivered ({:.0f}/s wall), {} lost, {} duplicated\n",
+      r.frames_sent, r.frames_delivered,
+      r.wall_seconds > 0 ? static_cast<double>(r.frames_delivered) / r.wall_seconds : 0.0,
+      r.frames_lost, r.frames_duplicated);
+  out << fmt::format("faults     {} crashes, {} partitions; {} invariant checks\n", r.crashes,
+                     r.partitions, r.invariant_checks);
+  const auto& k = r.k;
+  out << fmt::format(
+      "orders     {} placed, {} contracted, {} failed, {} open, {} refused\n"
+      "on time    {:.1f}% of contracted\n"
+      "lead time  mean {:.1f} h, p95 {:.1f} h (placed -> promised due)\n"
+      "negotiate  mean {:.0f} ms, p95 {:.0f} ms (placed -> Confirm at the buyer)\n"
+      "messages   {:.1f} per order\n",
+      k.orders_placed, k.contracted, k.failed, k.open, k.orders_refused, k.on_time_pct,
+      k.lead_time_mean_h, k.lead_time_p95_h, k.negotiation_ms_mean, k.negotiation_ms_p95,
+      k.messages_per_order);
+  if (!k.utilization.empty()) {
+    out << "utilization\n";
+    for (const auto& [m, u] : k.utilization) out << fmt::format("  {:<28} {:5.1f}%\n", m, 100 * u);
+  }
+  if (!r.ok) out << "\n" << r.failure;
+}
+
+}  // namespace
+
+int sim_command(const sim_command_options& o, std::ostream& out, std::ostream& err) {
+  auto s = sim::load_scenario(o.scenario);
+  if (!s) {
+    err << "gearmesh sim: " << s.error().message() << '\n';
+    return exit_usage;
+  }
+  std::uint64_t first = 0, last = 0;
+  const auto dots = o.seeds.find("..");
+  const bool sweep = dots != std::string::npos;
+  if (sweep ? !parse_u64(std::string_view(o.seeds).substr(0, dots), first) ||
+                  !parse_u64(std::string_view(o.seeds).substr(dots + 2), last) || last < first
+            : !parse_u64(o.seeds, first)) {
+    err << "gearmesh sim: --seeds: expected N or A..B with A <= B, got \"" << o.seeds << "\"\n";
+    return exit_usage;
+  }
+  if (!sweep) {
+    sim::sim_options so;
+    so.seed = first;
+    so.work_dir = o.work_dir;
+    so.check_every_us = static_cast<timestamp_us>(o.check_every_s * us_per_s);
+    auto r = sim::run_simulation(*s, so);
+    if (!r) {
+      err << "gearmesh sim: " << r.error().message() << '\n';
+      return exit_usage;
+    }
+    if (o.json)
+      out << to_json(*r).dump(2) << '\n';
+    else
+      print_one(*r, out);
+    if (!o.report_dir.empty()) {
+      if (auto st = sim::write_report(*r, o.report_dir); !st) {
+        err << "gearmesh sim: " << st.message() << '\n';
+        return exit_unreachable;
+      }
+      if (!o.json) out << "report     " << o.report_dir << "/index.html\n";
+    }
+    return r->ok ? exit_ok : exit_api_error;
+  }
+
+  // A sweep: seeds handed out to workers; each run is independent and
+  // single-threaded, so results do not depend on which worker ran them.
+  const std::uint64_t count = last - first + 1;
+  unsigned jobs = o.jobs ? o.jobs : std::max(1U, std::thread::hardware_concurrency());
+  jobs = static_cast<unsigned>(std::min<std::uint64_t>(jobs, count));
+  std::atomic<std::uint64_t> next{first};
+  std::mutex mx;
+  std::map<std::uint64_t, sim::sim_result> results;
+  std::map<std::uint64_t, std::string> errors;
+  const auto wall_start = std::chrono::steady_clock::now();
+  std::vector<std::thread> workers;
+  for (unsigned w = 0; w < jobs; ++w) {
+    workers.emplace_back([&] {
+      for (std::uint64_t seed; (seed = next.fetch_add(1)) <= last;) {
+        sim::sim_options so;
+        so.seed = seed;
+        so.check_every_us = static_cast<timestamp_us>(o.check_every_s * us_per_s);
+        auto r = sim::run_simulation(*s, so);
+        std::lock_guard<std::mutex> g{mx};
+        if (!r) {
+          errors[seed] = r.error().message();
+          continue;
+        }
+        if (!o.json)
+          out << fmt::format(
+                     "seed {:>6}  {}  trace {}  {} orders, {} contracted, {} crashes, "
+                     "{:.2f} s\n",
+                     seed, r->ok ? "ok       " : "VIOLATION", hex(r->trace_hash),
+                     r->k.orders_placed, r->k.contracted, r->crashes, r->wall_seconds)
+              << std::flush;
+        results.emplace(seed, std::move(*r));
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  std::vector<std::uint64_t> failing;
+  for (const auto& [seed, r] : results)
+    if (!r.ok) failing.push_back(seed);
+  for (const auto& [seed, e] : errors) failing.push_back(seed);
+  std::sort(failing.begin(), failing.end());
+  if (o.json) {
+    json runs = json::array();
+    for (const auto& [seed, r] : results) runs.push_back(to_json(r));
+    out << json{{"scenario", s->name.empty() ? s->path : s->name},
+                {"seeds", count},
+                {"failing", failing},
+                {"errors", errors},
+                {"wall_s", wall},
+                {"runs", runs}}
+               .dump(2)
+        << '\n';
+  } else {
+    out << fmt::format("\n{} seeds in {:.1f} s on {} workers: {} failing{}\n", count, wall, jobs,
+                       failing.size(), failing.empty() ? "" : ":");
+    for (auto seed : failing) {
+      out << "  seed " << seed << ": replay with gearmesh sim " << o.scenario << " --seed " << seed
+          << '\n';
+    }
+    if (!failing.empty()) {
+      auto it = results.find(failing.front());
+      out << '\n' << (it != results.end() ? it->second.failure : errors[failing.front()]) << '\n';
+    }
+  }
+  return failing.empty() ? exit_ok : exit_api_error;
+}
+
+}  // namespace gearmesh::cli

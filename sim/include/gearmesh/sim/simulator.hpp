@@ -1,0 +1,125 @@
+// Deterministic simulation of a supply network (`gearmesh sim`).
+//
+// Every node of a scenario is a real Gearmesh node -- the same role actors,
+// node host, codec and LMDB store as gearmesh-node -- opened with
+// execution::deterministic in this process. The simulator owns the clock and
+// the network: frames are the real encoded bytes, delivered after a seeded
+// latency, lost, duplicated or cut by partitions; nodes crash (their actors
+// stop between two steps) and restart from their own store. Everything runs
+// on one thread in an order that depends only on the scenario and the seed,
+// so a run replays exactly: the trace hash (every delivery, crash and
+// restart with its time and bytes) and the state hash (every store's
+// content at the end) are the same for the same scenario and seed.
+//
+// Invariants (DESIGN.md, checked by actors::verify_stores on the live
+// stores): no over-commitment and no corrupt record after every simulated
+// minute; at the end, once the network has quiesced (every order terminal,
+// every outbox empty, nothing in flight), all of them -- contract agreement,
+// no expired hold, no orphan or missing booking, every order terminal. A
+// violation stops the run with the seed, the simulated time, the invariant
+// and the last events of the nodes involved.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gearmesh/clock.hpp"
+#include "gearmesh/sim/scenario.hpp"
+#include "gearmesh/status.hpp"
+
+namespace gearmesh {
+class node;
+}
+
+namespace gearmesh::sim {
+
+struct sim_options {
+  std::uint64_t seed = 1;
+  /// Where the nodes' stores go; empty = a fresh temporary directory that
+  /// is removed afterwards.
+  std::string work_dir;
+  /// Simulated time between two mid-run invariant checks.
+  timestamp_us check_every_us = us_per_min;
+  /// Events of each node kept for a violation report.
+  std::size_t trace_tail = 12;
+  /// Tests only: called before every mid-run check for each live node, to
+  /// break a store on purpose and see the violation reported.
+  std::function<void(timestamp_us now, const std::string& node_id, node& n)> inject;
+};
+
+/// One booked interval of a machine (for the Gantt chart).
+struct booking_span {
+  std::string node;
+  std::string resource;
+  timestamp_us start_us = 0;
+  timestamp_us end_us = 0;
+};
+
+/// One order as the buyer ended it (for the order timeline).
+struct order_span {
+  std::string order_id;
+  std::string buyer;
+  std::string seller;  // empty unless contracted
+  std::string state;   // contracted, failed, cancelled, negotiating, awarded
+  timestamp_us created_us = 0;
+  timestamp_us contracted_us = 0;  // when the Confirm reached the buyer (0 if none)
+  timestamp_us due_us = 0;
+  timestamp_us promised_due_us = 0;
+};
+
+struct kpis {
+  std::uint64_t orders_placed = 0;   // accepted by a buyer (201)
+  std::uint64_t orders_refused = 0;  // a buyer was down or refused the order
+  std::uint64_t contracted = 0;
+  std::uint64_t failed = 0;     // failed or cancelled
+  std::uint64_t open = 0;       // still negotiating at the end (only if not quiesced)
+  double on_time_pct = 0;       // contracted with promised due <= due, of contracted
+  double lead_time_mean_h = 0;  // order placed -> promised due, contracted orders
+  double lead_time_p95_h = 0;
+  double negotiation_ms_mean = 0;  // order placed -> Confirm at the buyer
+  double negotiation_ms_p95 = 0;
+  double messages_per_order = 0;  // frames delivered (acks included) / orders placed
+  /// Booked share of each machine's capacity from the start to the last
+  /// booking's end, by "node/resource".
+  std::map<std::string, double> utilization;
+};
+
+struct sim_result {
+  std::string scenario;
+  std::uint64_t seed = 0;
+  bool ok = true;         // no violation, quiesced
+  bool quiesced = false;  // ended with every order terminal, nothing in flight
+  std::string failure;    // the violation report (empty if ok)
+  std::uint64_t trace_hash = 0;
+  std::uint64_t state_hash = 0;
+  timestamp_us start_us = 0;
+  timestamp_us end_us = 0;  // simulated time at the end
+  std::uint64_t frames_sent = 0;
+  std::uint64_t frames_delivered = 0;
+  std::uint64_t frames_lost = 0;  // loss, partitions, node down
+  std::uint64_t frames_duplicated = 0;
+  std::uint64_t crashes = 0;
+  std::uint64_t partitions = 0;
+  std::uint64_t disruptions = 0;  // scheduled outages ([[disruptions]])
+  std::uint64_t invariant_checks = 0;
+  std::uint64_t actor_jobs = 0;
+  double wall_seconds = 0;
+  kpis k;
+  std::vector<booking_span> bookings;
+  std::vector<order_span> orders;
+};
+
+/// Runs `s` with `opts.seed`. Errors (no result): the scenario's nodes do not
+/// start (bad role sections: errc::bad_config naming the node), the work
+/// directory cannot be created. A violated invariant is a result with ok =
+/// false and `failure` set.
+result<sim_result> run_simulation(const scenario& s, const sim_options& opts);
+
+/// 64-bit FNV-1a, the hash of traces and states (stable across platforms).
+std::uint64_t fnv1a(std::uint64_t h, const void* data, std::size_t n);
+inline constexpr std::uint64_t fnv1a_init = 14695981039346656037ULL;
+
+}  // namespace gearmesh::sim

@@ -1,0 +1,167 @@
+// The simulator: scenario parsing, determinism, invariants under faults.
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include <string>
+
+#include "gearmesh/actors/records.hpp"
+#include "gearmesh/node/node.hpp"
+#include "gearmesh/sim/scenario.hpp"
+#include "gearmesh/sim/simulator.hpp"
+
+namespace gearmesh::sim {
+namespace {
+
+const std::string two_tier = std::string(GEARMESH_SCENARIOS) + "/two_tier.toml";
+
+class quiet : public ::testing::Environment {
+ public:
+  void SetUp() override { spdlog::set_level(spdlog::level::err); }
+};
+const auto* const quiet_env = ::testing::AddGlobalTestEnvironment(new quiet);
+
+TEST(scenario, the_example_parses_with_derived_peers) {
+  auto s = load_scenario(two_tier);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->name, "two-tier demo");
+  ASSERT_EQ(s->nodes.size(), 4u);
+  EXPECT_EQ(s->nodes[0].id, "velo");
+  EXPECT_EQ(s->nodes[0].peers, (std::vector<std::string>{"alloyframe", "cellpack", "framecraft"}));
+  EXPECT_EQ(s->nodes[1].peers, std::vector<std::string>{"velo"});
+  EXPECT_NE(s->nodes[1].roles_toml.find("[factory]"), std::string::npos);
+  ASSERT_EQ(s->demand.size(), 2u);
+  EXPECT_EQ(s->demand[0].orders, 60u);
+  EXPECT_EQ(s->demand[0].gap_us.lo, 2 * us_per_min);
+  EXPECT_EQ(s->network.latency_us.hi, 40 * us_per_ms);
+  EXPECT_DOUBLE_EQ(s->faults.crashes_per_node_day, 3);
+  EXPECT_EQ(s->max_us, 24 * us_per_hour);
+}
+
+TEST(scenario, errors_name_the_line_and_field) {
+  auto err = [](std::string text) {
+    auto s = parse_scenario(text, "s.toml");
+    return s ? std::string("ok") : s.error().message();
+  };
+  EXPECT_EQ(err("[sim]\nname = 1\n"), "s.toml:2: sim.name: expected a string, got an integer");
+  EXPECT_EQ(err("[[nodes]]\nid = \"a\"\n"), "s.toml:1: nodes[0].id: node 'a' has no role section");
+  EXPECT_EQ(err("[network]\nloss = 2\n[[nodes]]\nid = \"a\"\n[nodes.supplier]\n"),
+            "s.toml:2: network.loss: expected a probability in 0..1");
+  EXPECT_EQ(err("[[nodes]]\nid = \"a\"\n[nodes.buyer]\n[[nodes.buyer.sources]]\nitem = \"X\"\n"
+                "sellers = [\"zz\"]\n"),
+            "s.toml: node 'a' buys from 'zz', which is not a node of the scenario");
+  EXPECT_EQ(err("[[nodes]]\nid = \"a\"\n[nodes.supplier]\n[[demand]]\nbuyer = \"b\"\nitem = "
+                "\"X\"\norders = 1\n"),
+            "s.toml:5: demand[0].buyer: no node \"b\"");
+  EXPECT_EQ(err("[network]\nlatency_ms = [5, 1]\n[[nodes]]\nid = \"a\"\n[nodes.supplier]\n"),
+            "s.toml:2: network.latency_ms: expected [low, high] with 0 <= low <= high, or one "
+            "number >= 0");
+}
+
+/// The example with its demand cut down, for quick runs.
+scenario small(double crashes_per_day = 3, double partitions_per_day = 6) {
+  auto s = load_scenario(two_tier);
+  EXPECT_TRUE(s) << s.error().to_string();
+  s->demand_us = 3 * us_per_hour;
+  s->max_us = 12 * us_per_hour;
+  s->demand[0].orders = 15;
+  s->demand[1].orders = 5;
+  s->faults.crashes_per_node_day = crashes_per_day;
+  s->faults.partitions_per_day = partitions_per_day;
+  return *s;
+}
+
+TEST(simulator, a_clean_network_contracts_orders_and_keeps_every_invariant) {
+  auto s = small(0, 0);
+  s.network.loss = 0;
+  s.network.duplicate = 0;
+  sim_options o;
+  o.seed = 7;
+  auto r = run_simulation(s, o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_TRUE(r->ok) << r->failure;
+  EXPECT_TRUE(r->quiesced);
+  EXPECT_GT(r->k.orders_placed, 10u);
+  EXPECT_EQ(r->k.contracted + r->k.failed, r->k.orders_placed);
+  EXPECT_GT(r->k.contracted, 0u);
+  EXPECT_EQ(r->k.open, 0u);
+  EXPECT_EQ(r->crashes, 0u);
+  EXPECT_EQ(r->frames_lost, 0u);
+  EXPECT_GT(r->k.messages_per_order, 4);
+  EXPECT_GT(r->k.negotiation_ms_mean, 0);
+  EXPECT_FALSE(r->k.utilization.empty());
+  EXPECT_GE(r->invariant_checks, 10u);
+}
+
+TEST(simulator, the_same_seed_replays_exactly_and_another_seed_differs) {
+  auto s = small();
+  sim_options o;
+  o.seed = 42;
+  auto a = run_simulation(s, o);
+  auto b = run_simulation(s, o);
+  ASSERT_TRUE(a && b);
+  EXPECT_TRUE(a->ok) << a->failure;
+  EXPECT_EQ(a->trace_hash, b->trace_hash);
+  EXPECT_EQ(a->state_hash, b->state_hash);
+  EXPECT_EQ(a->frames_delivered, b->frames_delivered);
+  EXPECT_EQ(a->crashes, b->crashes);
+  EXPECT_EQ(a->end_us, b->end_us);
+  o.seed = 43;
+  auto c = run_simulation(s, o);
+  ASSERT_TRUE(c);
+  EXPECT_NE(a->trace_hash, c->trace_hash);
+}
+
+TEST(simulator, faults_are_injected_and_no_invariant_breaks) {
+  auto s = small(12, 24);
+  s.network.loss = 0.1;
+  s.network.duplicate = 0.1;
+  sim_options o;
+  o.seed = 3;
+  auto r = run_simulation(s, o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_TRUE(r->ok) << r->failure;
+  EXPECT_GT(r->crashes, 0u);
+  EXPECT_GT(r->partitions, 0u);
+  EXPECT_GT(r->frames_lost, 0u);
+  EXPECT_GT(r->frames_duplicated, 0u);
+  EXPECT_EQ(r->k.open, 0u);
+}
+
+// The checker is live: a store broken mid-run (a booking far beyond a
+// machine's capacity, written behind the actors' back) stops the run with
+// the seed, the simulated time, the invariant and the node's last events.
+TEST(simulator, a_broken_invariant_stops_the_run_with_seed_time_and_events) {
+  auto s = small(0, 0);
+  sim_options o;
+  o.seed = 5;
+  bool done = false;
+  o.inject = [&](timestamp_us now, const std::string& id, node& n) {
+    if (done || id != "framecraft" || now < s.start_us + us_per_hour) return;
+    done = true;
+    actors::reservation_record b;
+    b.resource = "weld1";
+    b.reservation_id = "sabotage";
+    b.kind = actors::reservation_kind::booking;
+    b.start_us = now;
+    b.end_us = now + us_per_hour;
+    b.allocations = {{now / us_per_hour, 1'000'000}};
+    effects fx;
+    actors::tables::bookings.put(fx.writes, actors::reservation_key("weld1", "sabotage"), b);
+    n.context().commit(std::move(fx));
+  };
+  auto r = run_simulation(s, o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  ASSERT_TRUE(done);
+  EXPECT_FALSE(r->ok);
+  EXPECT_NE(
+      r->failure.find("VIOLATION in two-tier demo with seed 5 at simulated time 2026-01-05T07:0"),
+      std::string::npos)
+      << r->failure;
+  EXPECT_NE(r->failure.find("over_commitment (invariant 1"), std::string::npos) << r->failure;
+  EXPECT_NE(r->failure.find("at node framecraft"), std::string::npos) << r->failure;
+  EXPECT_NE(r->failure.find("last events of framecraft:"), std::string::npos) << r->failure;
+  EXPECT_LT(r->end_us, s.start_us + 2 * us_per_hour);  // stopped at once, not at the end
+}
+
+}  // namespace
+}  // namespace gearmesh::sim

@@ -1,0 +1,726 @@
+// The deterministic simulator (see simulator.hpp).
+//
+// One thread does everything, in this loop:
+//   1. settle: run every ready actor job of every live node, node by node in
+//      scenario order, until none is left (jobs make other jobs ready);
+//   2. check: invariants each check_every_us of simulated time; quiescence
+//      once the demand window is over;
+//   3. advance: to the earliest of the next network/fault/demand event and
+//      the next actor timer of any node; move the clock and every node's
+//      actor clock there (due timers make jobs ready);
+//   4. fire the events due at that instant, in the order they were created.
+// Randomness comes from one seeded generator, drawn in that same order.
+#include "gearmesh/sim/simulator.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <memory>
+#include <queue>
+#include <set>
+#include <unordered_map>
+
+#include "gearmesh/actors/buyer.hpp"
+#include "gearmesh/actors/install.hpp"
+#include "gearmesh/actors/records.hpp"
+#include "gearmesh/actors/verify.hpp"
+#include "gearmesh/node/config.hpp"
+#include "gearmesh/node/node.hpp"
+#include "gearmesh/wire/codec.hpp"
+
+namespace gearmesh::sim {
+
+std::uint64_t fnv1a(std::uint64_t h, const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::uint64_t hash_u64(std::uint64_t h, std::uint64_t v) {
+  return fnv1a(h, &v, sizeof v);
+}
+std::uint64_t hash_str(std::uint64_t h, std::string_view s) {
+  h = hash_u64(h, s.size());
+  return fnv1a(h, s.data(), s.size());
+}
+
+/// splitmix64: small, fast, and the same everywhere (unlike std:: distributions).
+class random {
+ public:
+  explicit random(std::uint64_t seed) : s_(seed) {}
+  std::uint64_t next() {
+    std::uint64_t z = (s_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  /// Uniform in [0, 1).
+  double unit() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  std::int64_t in(const range& r) {
+    if (r.hi <= r.lo) return r.lo;
+    return r.lo + static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(r.hi - r.lo + 1));
+  }
+  std::size_t index(std::size_t n) { return static_cast<std::size_t>(next() % n); }
+  /// Time to the next event of a Poisson process with `per_day` events a day.
+  timestamp_us exponential(double per_day) {
+    if (per_day <= 0) return std::numeric_limits<timestamp_us>::max() / 2;  // never
+    const double mean_us = static_cast<double>(us_per_day) / per_day;
+    return static_cast<timestamp_us>(-std::log(1.0 - unit()) * mean_us) + 1;
+  }
+
+ private:
+  std::uint64_t s_;
+};
+
+std::string iso(timestamp_us t) {
+  auto secs = std::chrono::sys_seconds(std::chrono::seconds(t / us_per_s));
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", secs, (t % us_per_s) / us_per_ms);
+}
+
+class world;
+
+/// A node's network: hands frames to the world, which delivers them later.
+class sim_transport final : public transport::transport {
+ public:
+  sim_transport(world& w, std::size_t index) : world_(w), index_(index) {}
+  void on_receive(receive_fn fn) override { fn_ = std::move(fn); }
+  status start() override {
+    up_ = true;
+    return status::ok();
+  }
+  void stop() override { up_ = false; }
+  void add_peer(const gearmesh::transport::peer&) override {}
+  void remove_peer(const std::string&) override {}
+  void send(const std::string& peer_id, std::vector<std::uint8_t> frame) override;
+  gearmesh::transport::transport_stats stats() const override { return {}; }
+  std::string listen_endpoint() const override { return "sim"; }
+
+  void deliver(const std::string& from, const wire::bytes& frame) {
+    if (up_ && fn_) fn_(from, std::span<const std::uint8_t>(frame.data(), frame.size()));
+  }
+
+ private:
+  world& world_;
+  std::size_t index_;
+  receive_fn fn_;
+  bool up_ = false;
+};
+
+struct sim_node {
+  node_spec spec;
+  std::string data_dir;
+  std::unique_ptr<config_file> file;
+  std::unique_ptr<node> n;
+  sim_transport* net = nullptr;  // owned by n
+  caf::actor buyer;
+  bool is_buyer = false;
+  std::deque<std::string> tail;  // last events, for violation reports
+  timestamp_us down_until = 0;   // a disruption: no restart before this
+  std::set<std::size_t> peers;   // indices
+};
+
+struct event {
+  enum class kind : std::uint8_t { deliver, order, crash, restart, partition, heal, disrupt };
+  timestamp_us at = 0;
+  std::uint64_t seq = 0;
+  kind what = kind::deliver;
+  std::size_t a = 0;  // from / node / demand index
+  std::size_t b = 0;  // to / peer / order number
+  wire::bytes frame;
+};
+
+struct later {
+  bool operator()(const event& x, const event& y) const {
+    return x.at != y.at ? x.at > y.at : x.seq > y.seq;
+  }
+};
+
+bool terminal(actors::order_state s) {
+  return s == actors::order_state::contracted || s == actors::order_state::failed ||
+         s == actors::order_state::cancelled;
+}
+
+class world {
+ public:
+  world(const scenario& s, const sim_options& o)
+      : s_(s), o_(o), rng_(o.seed ^ 0x6765617268ULL), clock_(s.start_us) {}
+
+  ~world() {
+    for (auto& n : nodes_) stop_node(n, false);
+    if (owns_dir_) {
+      std::error_code ec;
+      fs::remove_all(dir_, ec);
+    }
+  }
+
+  result<sim_result> run();
+  void send(std::size_t from, const std::string& to, wire::bytes frame);
+
+ private:
+  status start_node(std::size_t i);
+  void stop_node(sim_node& n, bool crashed);
+  void push(event e) {
+    e.seq = next_seq_++;
+    if (e.what == event::kind::deliver) ++in_flight_;
+    queue_.push(std::move(e));
+  }
+  void fire(event& e);
+  void note(std::size_t i, std::string what) {
+    auto& t = nodes_[i].tail;
+    t.push_back(iso(now_) + " " + std::move(what));
+    while (t.size() > o_.trace_tail) t.pop_front();
+  }
+  void trace(std::string_view kind, std::size_t a, std::size_t b, const wire::bytes* frame) {
+    trace_ = hash_u64(trace_, static_cast<std::uint64_t>(now_));
+    trace_ = hash_str(trace_, kind);
+    trace_ = hash_u64(trace_, a);
+    trace_ = hash_u64(trace_, b);
+    if (frame) trace_ = fnv1a(trace_, frame->data(), frame->size());
+  }
+  void place_order(std::size_t demand, std::size_t number);
+  std::size_t settle();
+  bool quiesced();
+  /// Runs verify over the live stores; `all` = every invariant, else only
+  /// those that hold at every instant. Empty if clean.
+  std::string check(bool all);
+  void collect(sim_result& r);
+  std::uint64_t state_hash();
+
+  const scenario& s_;
+  const sim_options& o_;
+  random rng_;
+  manual_clock clock_;
+  timestamp_us now_ = 0;
+  std::string dir_;
+  bool owns_dir_ = false;
+  std::vector<sim_node> nodes_;
+  std::unordered_map<std::string, std::size_t> index_;
+  std::priority_queue<event, std::vector<event>, later> queue_;
+  std::uint64_t next_seq_ = 0;
+  std::uint64_t in_flight_ = 0;
+  std::set<std::pair<std::size_t, std::size_t>> cut_;  // partitioned links (lo, hi)
+  std::uint64_t trace_ = fnv1a_init;
+  std::map<std::string, timestamp_us> placed_at_;     // order id -> placed
+  std::map<std::string, timestamp_us> confirmed_at_;  // order id -> Confirm at the buyer
+  sim_result r_;
+};
+
+void sim_transport::send(const std::string& peer_id, std::vector<std::uint8_t> frame) {
+  if (up_) world_.send(index_, peer_id, std::move(frame));
+}
+
+void world::send(std::size_t from, const std::string& to, wire::bytes frame) {
+  ++r_.frames_sent;
+  auto it = index_.find(to);
+  if (it == index_.end() || rng_.unit() < s_.network.loss) {
+    ++r_.frames_lost;
+    return;
+  }
+  const bool twice = rng_.unit() < s_.network.duplicate;
+  if (twice) {
+    ++r_.frames_duplicated;
+    push(event{now_ + rng_.in(s_.network.latency_us), 0, event::kind::deliver, from, it->second,
+               frame});
+  }
+  push(event{now_ + rng_.in(s_.network.latency_us), 0, event::kind::deliver, from, it->second,
+             std::move(frame)});
+}
+
+status world::start_node(std::size_t i) {
+  auto& sn = nodes_[i];
+  std::string text = fmt::format(
+      "[node]\nid = \"{}\"\nlisten = \"inproc://sim-{}\"\ndata_dir = \"{}\"\nlog_level = "
+      "\"warn\"\n\n[store]\nsync = false\n\n[security]\ninsecure = true\n\n"
+      "[transport]\npeer_burst = 1000000000\n\n",
+      sn.spec.id, sn.spec.id, sn.data_dir);
+  for (const auto& p : sn.spec.peers)
+    text += fmt::format("[[peers]]\nid = \"{}\"\nendpoint = \"inproc://sim-{}\"\n\n", p, p);
+  text += sn.spec.roles_toml;
+  auto file = config_file::parse(text, s_.path + " (node " + sn.spec.id + ")");
+  if (!file) return file.error();
+  auto cfg = parse_node_config(*file);
+  if (!cfg) return cfg.error();
+  auto net = std::make_unique<sim_transport>(*this, i);
+  auto* raw = net.get();
+  auto n = node::open(std::move(*cfg), clock_, std::move(net), execution::deterministic);
+  if (!n) return n.error();
+  auto roles = actors::install_roles_with_handles(**n, *file);
+  if (!roles) return roles.error();
+  if (auto st = (*n)->serve(); !st) return st;
+  sn.file = std::make_unique<config_file>(std::move(*file));
+  sn.n = std::move(*n);
+  sn.net = raw;
+  sn.buyer = roles->buyer;
+  sn.is_buyer = static_cast<bool>(roles->buyer);
+  return status::ok();
+}
+
+void world::stop_node(sim_node& sn, bool crashed) {
+  if (!sn.n) return;
+  // Deterministic execution applies every commit inline: what a step
+  // committed is in the store; jobs not run yet never happen (a crash).
+  sn.n->stop();
+  sn.n.reset();
+  sn.net = nullptr;
+  sn.buyer = nullptr;
+  if (crashed) ++r_.crashes;
+}
+
+void world::place_order(std::size_t d, std::size_t number) {
+  const auto& spec = s_.demand[d];
+  auto& sn = nodes_[index_.at(spec.buyer)];
+  actors::order_request req;
+  req.item = spec.item;
+  req.quantity = static_cast<std::uint32_t>(rng_.in(spec.quantity));
+  req.due_us = now_ + rng_.in(spec.due_after_us);
+  if (number + 1 < spec.orders) {
+    const auto next = now_ + std::max<timestamp_us>(rng_.in(spec.gap_us), 1);
+    if (next <= s_.start_us + s_.demand_us)
+      push(event{next, 0, event::kind::order, d, number + 1, {}});
+  }
+  if (!sn.n || !sn.is_buyer) {
+    ++r_.k.orders_refused;
+    return;
+  }
+  const auto placed = now_;
+  actors::submit_order(sn.n->system(), sn.buyer, std::move(req), std::chrono::seconds(30),
+                       [this, placed](actors::order_reply reply) {
+                         if (reply.http_status == 201) {
+                           ++r_.k.orders_placed;
+                           placed_at_.emplace(reply.order_id, placed);
+                         } else {
+                           ++r_.k.orders_refused;
+                         }
+                       });
+}
+
+void world::fire(event& e) {
+  switch (e.what) {
+    case event::kind::deliver: {
+      --in_flight_;
+      auto& to = nodes_[e.b];
+      const auto link = std::minmax(e.a, e.b);
+      if (!to.n || cut_.contains({link.first, link.second})) {
+        ++r_.frames_lost;
+        return;
+      }
+      ++r_.frames_delivered;
+      trace("deliver", e.a, e.b, &e.frame);
+      if (auto env = wire::decode(e.frame)) {
+        const auto type = wire::type_of(env->payload);
+        note(e.b, fmt::format("<- {} {} #{} {}", nodes_[e.a].spec.id, wire::to_string(type),
+                              env->header.message_id, env->header.conversation_id));
+        if (const auto* c = std::get_if<wire::confirm>(&env->payload); c && to.is_buyer)
+          confirmed_at_.emplace(c->order_id, now_);
+      }
+      to.net->deliver(nodes_[e.a].spec.id, e.frame);
+      return;
+    }
+    case event::kind::order:
+      place_order(e.a, e.b);
+      return;
+    case event::kind::crash: {
+      auto& sn = nodes_[e.a];
+      if (!sn.n) return;
+      trace("crash", e.a, 0, nullptr);
+      note(e.a, "CRASH");
+      stop_node(sn, true);
+      push(event{now_ + rng_.in(s_.faults.restart_after_us), 0, event::kind::restart, e.a, 0, {}});
+      return;
+    }
+    case event::kind::restart: {
+      if (nodes_[e.a].n) return;            // already up
+      if (now_ < nodes_[e.a].down_until) {  // a disruption holds it down longer
+        push(event{nodes_[e.a].down_until, 0, event::kind::restart, e.a, 0, {}});
+        return;
+      }
+      trace("restart", e.a, 0, nullptr);
+      note(e.a, "RESTART from its store");
+      if (auto st = start_node(e.a); !st) {
+        r_.ok = false;
+        r_.failure = "node " + nodes_[e.a].spec.id + " did not restart: " + st.to_string();
+        return;
+      }
+      if (s_.faults.crashes_per_node_day > 0) {
+        const auto next = now_ + rng_.exponential(s_.faults.crashes_per_node_day);
+        if (next <= s_.start_us + s_.demand_us)
+          push(event{next, 0, event::kind::crash, e.a, 0, {}});
+      }
+      return;
+    }
+    case event::kind::partition: {
+      // A random link of a random node that has peers.
+      const auto i = rng_.index(nodes_.size());
+      if (!nodes_[i].peers.empty()) {
+        auto it = nodes_[i].peers.begin();
+        std::advance(it, static_cast<long>(rng_.index(nodes_[i].peers.size())));
+        const auto link = std::minmax(i, *it);
+        if (cut_.insert({link.first, link.second}).second) {
+          ++r_.partitions;
+          trace("partition", link.first, link.second, nullptr);
+          note(link.first, "PARTITION from " + nodes_[link.second].spec.id);
+          note(link.second, "PARTITION from " + nodes_[link.first].spec.id);
+          push(event{now_ + rng_.in(s_.faults.partition_us),
+                     0,
+                     event::kind::heal,
+                     link.first,
+                     link.second,
+                     {}});
+        }
+      }
+      const auto next = now_ + rng_.exponential(s_.faults.partitions_per_day);
+      if (next <= s_.start_us + s_.demand_us)
+        push(event{next, 0, event::kind::partition, 0, 0, {}});
+      return;
+    }
+    case event::kind::disrupt: {
+      auto& sn = nodes_[e.a];
+      const auto& d = s_.disruptions[e.b];
+      sn.down_until = std::max(sn.down_until, now_ + d.for_us);
+      trace("disrupt", e.a, e.b, nullptr);
+      note(e.a, fmt::format("DISRUPTION: down for {:.1f} h",
+                            static_cast<double>(d.for_us) / us_per_hour));
+      if (sn.n) {
+        stop_node(sn, false);
+        ++r_.disruptions;
+      }
+      push(event{sn.down_until, 0, event::kind::restart, e.a, 0, {}});
+      return;
+    }
+    case event::kind::heal:
+      cut_.erase({e.a, e.b});
+      trace("heal", e.a, e.b, nullptr);
+      note(e.a, "HEAL link to " + nodes_[e.b].spec.id);
+      note(e.b, "HEAL link to " + nodes_[e.a].spec.id);
+      return;
+  }
+}
+
+std::size_t world::settle() {
+  std::size_t total = 0;
+  for (;;) {
+    std::size_t ran = 0;
+    for (auto& sn : nodes_)
+      if (sn.n) ran += sn.n->run_ready();
+    if (ran == 0) return total;
+    total += ran;
+  }
+}
+
+bool world::quiesced() {
+  if (in_flight_ != 0 || !cut_.empty()) return false;
+  for (auto& sn : nodes_) {
+    if (!sn.n || sn.n->stats().outbox_pending != 0) return false;
+    if (!sn.is_buyer) continue;
+    bool open = false;
+    auto st = actors::tables::orders.for_each(sn.n->context().store(),
+                                              [&](std::string_view, actors::order_record&& o) {
+                                                open = !terminal(o.state);
+                                                return !open;
+                                              });
+    if (!st || open) return false;
+  }
+  return true;
+}
+
+std::string world::check(bool all) {
+  ++r_.invariant_checks;
+  std::vector<actors::store_ref> stores;
+  std::string report;
+  auto run_chunk = [&] {
+    if (stores.empty()) return;
+    actors::verify_options vo;
+    vo.now_us = now_;
+    vo.violations_max = 20;
+    auto rep = actors::verify_stores(stores, vo);
+    stores.clear();
+    if (!rep) {
+      report += "verify failed: " + rep.error().to_string() + "\n";
+      return;
+    }
+    for (const auto& v : rep->violations) {
+      if (!all && v.kind != actors::violation_kind::over_commitment &&
+          v.kind != actors::violation_kind::corrupt_record)
+        continue;
+      report += fmt::format("  {} ({}) at node {}: {} {}: {}\n", actors::to_string(v.kind),
+                            actors::invariant_of(v.kind), v.node, v.table, v.key, v.message);
+      std::set<std::string> involved{v.node};
+      for (const auto& sn : nodes_)
+        if (v.message.find(sn.spec.id) != std::string::npos) involved.insert(sn.spec.id);
+      for (const auto& id : involved) {
+        report += fmt::format("    last events of {}:\n", id);
+        for (const auto& line : nodes_[index_.at(id)].tail) report += "      " + line + "\n";
+      }
+    }
+  };
+  for (auto& sn : nodes_) {
+    if (!sn.n) continue;
+    stores.push_back({sn.data_dir, &sn.n->context().store()});
+    if (stores.size() == actors::verify_stores_max) run_chunk();
+  }
+  run_chunk();
+  return report;
+}
+
+std::uint64_t world::state_hash() {
+  static constexpr std::string_view tables[] = {"meta",       "inbox",  "outbox",   "orders",
+                                                "contracts",  "offers", "holds",    "bookings",
+                                                "tombstones", "seq",    "resources"};
+  std::uint64_t h = fnv1a_init;
+  for (auto& sn : nodes_) {
+    h = hash_str(h, sn.spec.id);
+    if (!sn.n) continue;
+    for (auto t : tables) {
+      h = hash_str(h, t);
+      (void)sn.n->context().store().for_each(t, [&](std::string_view k, std::string_view v) {
+        h = hash_str(hash_str(h, k), v);
+        return true;
+      });
+    }
+  }
+  return h;
+}
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1,
+                    static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5))];
+}
+
+double mean(const std::vector<double>& v) {
+  if (v.empty()) return 0;
+  double s = 0;
+  for (double x : v) s += x;
+  return s / static_cast<double>(v.size());
+}
+
+void world::collect(sim_result& r) {
+  auto& k = r.k;
+  std::vector<double> lead_h, negotiation_ms;
+  std::uint64_t on_time = 0;
+  timestamp_us horizon_end = now_;
+  struct capacity {
+    std::int64_t per_bucket = 0;
+    timestamp_us bucket_us = 0;
+    std::int64_t booked = 0;
+  };
+  std::map<std::string, capacity> machines;
+  for (auto& sn : nodes_) {
+    if (!sn.n) continue;
+    const auto& env = sn.n->context().store();
+    (void)actors::tables::orders.for_each(env, [&](std::string_view, actors::order_record&& o) {
+      order_span span{o.order_id, sn.spec.id, {}, {}, o.created_us, 0, o.due_us, 0};
+      switch (o.state) {
+        case actors::order_state::contracted:
+          span.state = "contracted";
+          break;
+        case actors::order_state::failed:
+          span.state = "failed";
+          break;
+        case actors::order_state::cancelled:
+          span.state = "cancelled";
+          break;
+        case actors::order_state::negotiating:
+          span.state = "negotiating";
+          break;
+        case actors::order_state::awarded:
+          span.state = "awarded";
+          break;
+      }
+      if (o.state == actors::order_state::contracted) {
+        ++k.contracted;
+        if (auto c = actors::tables::contracts.get(env, o.contract_id); c && *c) {
+          span.seller = (*c)->seller;
+          span.promised_due_us = (*c)->promised_due_us;
+          if ((*c)->promised_due_us <= o.due_us) ++on_time;
+          lead_h.push_back(static_cast<double>((*c)->promised_due_us - o.created_us) / us_per_hour);
+        }
+        if (auto it = confirmed_at_.find(o.order_id); it != confirmed_at_.end()) {
+          span.contracted_us = it->second;
+          negotiation_ms.push_back(static_cast<double>(it->second - o.created_us) / us_per_ms);
+        }
+      } else if (terminal(o.state)) {
+        ++k.failed;
+      } else {
+        ++k.open;
+      }
+      r.orders.push_back(std::move(span));
+      return true;
+    });
+    (void)actors::tables::resources.for_each(env,
+                                             [&](std::string_view, actors::resource_record&& res) {
+                                               auto& m = machines[sn.spec.id + "/" + res.id];
+                                               m.per_bucket = res.capacity;
+                                               m.bucket_us = res.bucket_us;
+                                               return true;
+                                             });
+    (void)actors::tables::bookings.for_each(
+        env, [&](std::string_view, actors::reservation_record&& b) {
+          auto& m = machines[sn.spec.id + "/" + b.resource];
+          for (const auto& a : b.allocations) m.booked += a.units;
+          horizon_end = std::max(horizon_end, b.end_us);
+          r.bookings.push_back({sn.spec.id, b.resource, b.start_us, b.end_us});
+          return true;
+        });
+  }
+  for (const auto& [id, m] : machines) {
+    if (m.per_bucket <= 0 || m.bucket_us <= 0) continue;
+    const double buckets =
+        std::ceil(static_cast<double>(horizon_end - r.start_us) / static_cast<double>(m.bucket_us));
+    k.utilization[id] =
+        buckets > 0 ? static_cast<double>(m.booked) / (buckets * static_cast<double>(m.per_bucket))
+                    : 0;
+  }
+  k.on_time_pct =
+      k.contracted ? 100.0 * static_cast<double>(on_time) / static_cast<double>(k.contracted) : 0;
+  k.lead_time_mean_h = mean(lead_h);
+  k.lead_time_p95_h = percentile(lead_h, 0.95);
+  k.negotiation_ms_mean = mean(negotiation_ms);
+  k.negotiation_ms_p95 = percentile(negotiation_ms, 0.95);
+  k.messages_per_order = k.orders_placed ? static_cast<double>(r.frames_delivered) /
+                                               static_cast<double>(k.orders_placed)
+                                         : 0;
+}
+
+result<sim_result> world::run() {
+  const auto wall_start = std::chrono::steady_clock::now();
+  r_.scenario = s_.name.empty() ? s_.path : s_.name;
+  r_.seed = o_.seed;
+  r_.start_us = s_.start_us;
+  now_ = s_.start_us;
+  if (o_.work_dir.empty()) {
+    std::string tmpl = (fs::temp_directory_path() / "gearmesh-sim-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data()))
+      return status(errc::storage, "cannot create a temporary directory: " + tmpl);
+    dir_ = tmpl;
+    owns_dir_ = true;
+  } else {
+    dir_ = o_.work_dir;
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    if (ec) return status(errc::storage, dir_ + ": " + ec.message());
+  }
+  nodes_.resize(s_.nodes.size());
+  for (std::size_t i = 0; i < s_.nodes.size(); ++i) {
+    nodes_[i].spec = s_.nodes[i];
+    nodes_[i].data_dir = (fs::path(dir_) / s_.nodes[i].id).string();
+    index_.emplace(s_.nodes[i].id, i);
+  }
+  for (auto& sn : nodes_)
+    for (const auto& p : sn.spec.peers) sn.peers.insert(index_.at(p));
+  for (std::size_t i = 0; i < nodes_.size(); ++i)
+    if (auto st = start_node(i); !st) return st;
+
+  const timestamp_us demand_end = s_.start_us + s_.demand_us;
+  const timestamp_us hard_end = s_.start_us + s_.max_us;
+  for (std::size_t d = 0; d < s_.demand.size(); ++d)
+    push(event{s_.start_us + rng_.in(s_.demand[d].gap_us), 0, event::kind::order, d, 0, {}});
+  if (s_.faults.crashes_per_node_day > 0)
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      const auto at = s_.start_us + rng_.exponential(s_.faults.crashes_per_node_day);
+      if (at <= demand_end) push(event{at, 0, event::kind::crash, i, 0, {}});
+    }
+  for (std::size_t d = 0; d < s_.disruptions.size(); ++d)
+    push(event{s_.start_us + s_.disruptions[d].at_us,
+               0,
+               event::kind::disrupt,
+               index_.at(s_.disruptions[d].node),
+               d,
+               {}});
+  if (s_.faults.partitions_per_day > 0) {
+    const auto at = s_.start_us + rng_.exponential(s_.faults.partitions_per_day);
+    if (at <= demand_end) push(event{at, 0, event::kind::partition, 0, 0, {}});
+  }
+
+  timestamp_us next_check = s_.start_us + o_.check_every_us;
+  for (;;) {
+    r_.actor_jobs += settle();
+    if (!r_.failure.empty()) break;
+    if (now_ >= next_check) {
+      next_check += o_.check_every_us;
+      if (o_.inject) {
+        for (auto& sn : nodes_)
+          if (sn.n) o_.inject(now_, sn.spec.id, *sn.n);
+        r_.actor_jobs += settle();
+      }
+      if (auto report = check(false); !report.empty()) {
+        r_.ok = false;
+        r_.failure = report;
+        break;
+      }
+      if (now_ >= demand_end && quiesced()) {
+        r_.quiesced = true;
+        break;
+      }
+    }
+    timestamp_us t = queue_.empty() ? hard_end + 1 : queue_.top().at;
+    for (auto& sn : nodes_) {
+      if (!sn.n) continue;
+      const auto d = sn.n->next_timer_in_us();
+      if (d >= 0) t = std::min(t, now_ + d);
+    }
+    t = std::min(t, next_check);
+    if (t > hard_end) break;
+    if (t > now_) {
+      const auto delta = t - now_;
+      now_ = t;
+      clock_.set(t);
+      for (auto& sn : nodes_)
+        if (sn.n) sn.n->advance_time_us(delta);
+    }
+    while (!queue_.empty() && queue_.top().at <= now_) {
+      event e = queue_.top();
+      queue_.pop();
+      fire(e);
+    }
+  }
+  if (r_.failure.empty() && !r_.quiesced) {
+    r_.ok = false;
+    r_.failure = fmt::format(
+        "  the network did not quiesce by max_hours ({}): {} frames in flight, {} links cut\n",
+        iso(hard_end), in_flight_, cut_.size());
+  }
+  if (r_.failure.empty()) {
+    if (auto report = check(true); !report.empty()) {
+      r_.ok = false;
+      r_.failure = report;
+    }
+  }
+  if (!r_.ok) {
+    r_.failure = fmt::format("VIOLATION in {} with seed {} at simulated time {}:\n{}", r_.scenario,
+                             o_.seed, iso(now_), r_.failure);
+  }
+  r_.end_us = now_;
+  r_.trace_hash = trace_;
+  r_.state_hash = state_hash();
+  collect(r_);
+  r_.wall_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  return r_;
+}
+
+}  // namespace
+
+result<sim_result> run_simulation(const scenario& s, const sim_options& opts) {
+  world w(s, opts);
+  return w.run();
+}
+
+}  // namespace gearmesh::sim
