@@ -327,21 +327,31 @@ order_reply place_order(caf::actor_system& sys, const caf::actor& buyer, order_r
   return out;
 }
 
+namespace {
+
+/// One order request on behalf of a non-actor caller (submit_order).
+void order_requester(caf::event_based_actor* self, const caf::actor& buyer, order_request req,
+                     std::chrono::milliseconds timeout,
+                     const std::function<void(order_reply)>& done) {
+  self->request(buyer, timeout, order_atom::value, std::move(req))
+      .then([done](order_reply& r) { done(std::move(r)); },
+            [done](caf::error& e) {
+              order_reply r{504, {}, {}, "no answer from the buyer in time"};
+              if (e != caf::sec::request_timeout) {
+                r.http_status = 503;
+                r.error = "buyer unavailable: " + to_string(e);
+              }
+              done(std::move(r));
+            });
+}
+
+}  // namespace
+
 void submit_order(caf::actor_system& sys, const caf::actor& buyer, order_request req,
                   std::chrono::milliseconds timeout, std::function<void(order_reply)> done) {
-  sys.spawn([buyer, req = std::move(req), timeout,
-             done = std::move(done)](caf::event_based_actor* self) mutable {
-    self->request(buyer, timeout, order_atom::value, std::move(req))
-        .then([done](order_reply& r) { done(std::move(r)); },
-              [done](caf::error& e) {
-                order_reply r{504, {}, {}, "no answer from the buyer in time"};
-                if (e != caf::sec::request_timeout) {
-                  r.http_status = 503;
-                  r.error = "buyer unavailable: " + to_string(e);
-                }
-                done(std::move(r));
-              });
-  });
+  // A function with arguments: CAF 0.17 spawns an argument-less one through
+  // a null tuple pointer (undefined behaviour that UBSan reports).
+  sys.spawn(order_requester, buyer, std::move(req), timeout, std::move(done));
 }
 
 }  // namespace gearmesh::actors
