@@ -1,13 +1,14 @@
 // The deterministic simulator (see simulator.hpp).
 //
 // One thread does everything, in this loop:
-//   1. settle: run every ready actor job of every live node, node by node in
-//      scenario order, until none is left (jobs make other jobs ready);
+//   1. settle: run every ready actor job of every node woken since the last
+//      settle, in scenario order, until none is left (a node's clock is
+//      brought to now only when it is woken: by a frame, an order or its
+//      own earliest timer, kept in one ordered set for all nodes);
 //   2. check: invariants each check_every_us of simulated time; quiescence
 //      once the demand window is over;
 //   3. advance: to the earliest of the next network/fault/demand event and
-//      the next actor timer of any node; move the clock and every node's
-//      actor clock there (due timers make jobs ready);
+//      the next actor timer of any node; wake the nodes whose timers are due;
 //   4. fire the events due at that instant, in the order they were created.
 // Randomness comes from one seeded generator, drawn in that same order.
 #include "gearmesh/sim/simulator.hpp"
@@ -27,6 +28,7 @@
 #include <memory>
 #include <queue>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "gearmesh/actors/buyer.hpp"
@@ -132,6 +134,8 @@ struct sim_node {
   bool is_buyer = false;
   std::deque<std::string> tail;  // last events, for violation reports
   timestamp_us down_until = 0;   // a disruption: no restart before this
+  timestamp_us clock_at = 0;     // simulated time the node's actor clock shows
+  std::uint64_t timer_gen = 0;   // the latest entry of this node in the timer heap
   std::set<std::size_t> peers;   // indices
 };
 
@@ -195,6 +199,14 @@ class world {
   }
   void place_order(std::size_t demand, std::size_t number);
   std::size_t settle();
+  /// Brings node i's actor clock to now (due timers fire) and marks it active.
+  void wake(std::size_t i) {
+    auto& sn = nodes_[i];
+    if (!sn.n) return;
+    if (sn.clock_at < now_) sn.n->advance_time_us(now_ - sn.clock_at);
+    sn.clock_at = now_;
+    active_.insert(i);
+  }
   bool quiesced();
   /// Runs verify over the live stores; `all` = every invariant, else only
   /// those that hold at every instant. Empty if clean.
@@ -216,6 +228,10 @@ class world {
   std::uint64_t in_flight_ = 0;
   std::set<std::pair<std::size_t, std::size_t>> cut_;  // partitioned links (lo, hi)
   std::uint64_t trace_ = fnv1a_init;
+  /// Nodes that may have ready jobs (woken since the last settle).
+  std::set<std::size_t> active_;
+  /// (due, node, generation): each live node's earliest actor timer.
+  std::set<std::tuple<timestamp_us, std::size_t, std::uint64_t>> timers_;
   std::map<std::string, timestamp_us> placed_at_;     // order id -> placed
   std::map<std::string, timestamp_us> confirmed_at_;  // order id -> Confirm at the buyer
   sim_result r_;
@@ -268,11 +284,15 @@ status world::start_node(std::size_t i) {
   sn.net = raw;
   sn.buyer = roles->buyer;
   sn.is_buyer = static_cast<bool>(roles->buyer);
+  sn.clock_at = now_;
+  active_.insert(i);
   return status::ok();
 }
 
 void world::stop_node(sim_node& sn, bool crashed) {
   if (!sn.n) return;
+  if (sn.clock_at < now_) sn.n->advance_time_us(now_ - sn.clock_at);
+  ++sn.timer_gen;  // its timers die with it
   // Deterministic execution applies every commit inline: what a step
   // committed is in the store; jobs not run yet never happen (a crash).
   sn.n->stop();
@@ -299,6 +319,7 @@ void world::place_order(std::size_t d, std::size_t number) {
     return;
   }
   const auto placed = now_;
+  wake(index_.at(spec.buyer));
   actors::submit_order(sn.n->system(), sn.buyer, std::move(req), std::chrono::seconds(30),
                        [this, placed](actors::order_reply reply) {
                          if (reply.http_status == 201) {
@@ -329,6 +350,7 @@ void world::fire(event& e) {
         if (const auto* c = std::get_if<wire::confirm>(&env->payload); c && to.is_buyer)
           confirmed_at_.emplace(c->order_id, now_);
       }
+      wake(e.b);
       to.net->deliver(nodes_[e.a].spec.id, e.frame);
       return;
     }
@@ -414,13 +436,18 @@ void world::fire(event& e) {
 
 std::size_t world::settle() {
   std::size_t total = 0;
-  for (;;) {
-    std::size_t ran = 0;
-    for (auto& sn : nodes_)
-      if (sn.n) ran += sn.n->run_ready();
-    if (ran == 0) return total;
-    total += ran;
+  while (!active_.empty()) {
+    const auto i = *active_.begin();
+    active_.erase(active_.begin());
+    auto& sn = nodes_[i];
+    if (!sn.n) continue;
+    total += sn.n->run_ready();
+    // Its timers changed only if it ran: re-register its earliest one.
+    const auto d = sn.n->next_timer_in_us();
+    ++sn.timer_gen;
+    if (d >= 0) timers_.emplace(now_ + d, i, sn.timer_gen);
   }
+  return total;
 }
 
 bool world::quiesced() {
@@ -656,8 +683,11 @@ result<sim_result> world::run() {
     if (now_ >= next_check) {
       next_check += o_.check_every_us;
       if (o_.inject) {
-        for (auto& sn : nodes_)
-          if (sn.n) o_.inject(now_, sn.spec.id, *sn.n);
+        for (std::size_t i = 0; i < nodes_.size(); ++i) {
+          if (!nodes_[i].n) continue;
+          wake(i);
+          o_.inject(now_, nodes_[i].spec.id, *nodes_[i].n);
+        }
         r_.actor_jobs += settle();
       }
       if (auto report = check(false); !report.empty()) {
@@ -670,20 +700,25 @@ result<sim_result> world::run() {
         break;
       }
     }
-    timestamp_us t = queue_.empty() ? hard_end + 1 : queue_.top().at;
-    for (auto& sn : nodes_) {
-      if (!sn.n) continue;
-      const auto d = sn.n->next_timer_in_us();
-      if (d >= 0) t = std::min(t, now_ + d);
+    // Stale timer entries (superseded or of a stopped node) go first.
+    while (!timers_.empty()) {
+      const auto& [due, i, gen] = *timers_.begin();
+      if (nodes_[i].n && nodes_[i].timer_gen == gen) break;
+      timers_.erase(timers_.begin());
     }
+    timestamp_us t = queue_.empty() ? hard_end + 1 : queue_.top().at;
+    if (!timers_.empty()) t = std::min(t, std::get<0>(*timers_.begin()));
     t = std::min(t, next_check);
     if (t > hard_end) break;
     if (t > now_) {
-      const auto delta = t - now_;
       now_ = t;
       clock_.set(t);
-      for (auto& sn : nodes_)
-        if (sn.n) sn.n->advance_time_us(delta);
+    }
+    // Timers first (node order for equal times), then the events due now.
+    while (!timers_.empty() && std::get<0>(*timers_.begin()) <= now_) {
+      const auto [due, i, gen] = *timers_.begin();
+      timers_.erase(timers_.begin());
+      if (nodes_[i].n && nodes_[i].timer_gen == gen) wake(i);
     }
     while (!queue_.empty() && queue_.top().at <= now_) {
       event e = queue_.top();
