@@ -1,4 +1,4 @@
-// Generated supply networks for the simulator (`gearmesh sim generate`).
+// Generated supply networks for the simulator (`gearmesh scenario generate`).
 //
 // A two-tier market of the roles the actors implement today: buyers (OEMs)
 // place orders for items; each item is made by several competing factories
