@@ -96,8 +96,17 @@ void print_one(const sim::sim_result& r, std::ostream& out) {
       k.lead_time_mean_h, k.lead_time_p95_h, k.negotiation_ms_mean, k.negotiation_ms_p95,
       k.messages_per_order);
   if (!k.utilization.empty()) {
-    out << "utilization\n";
-    for (const auto& [m, u] : k.utilization) out << fmt::format("  {:<28} {:5.1f}%\n", m, 100 * u);
+    // The busiest machines; --json and the report list all of them.
+    constexpr std::size_t shown_max = 20;
+    std::vector<std::pair<std::string, double>> busiest(k.utilization.begin(), k.utilization.end());
+    std::stable_sort(busiest.begin(), busiest.end(),
+                     [](const auto& a, const auto& b) { return a.second > b.second; });
+    out << (busiest.size() > shown_max
+                ? fmt::format("utilization (the {} busiest of {} machines)\n", shown_max,
+                              busiest.size())
+                : std::string("utilization\n"));
+    for (std::size_t i = 0; i < busiest.size() && i < shown_max; ++i)
+      out << fmt::format("  {:<28} {:5.1f}%\n", busiest[i].first, 100 * busiest[i].second);
   }
   if (!r.ok) out << "\n" << r.failure;
 }
