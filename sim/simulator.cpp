@@ -38,6 +38,7 @@
 #include "gearmesh/node/config.hpp"
 #include "gearmesh/node/node.hpp"
 #include "gearmesh/wire/codec.hpp"
+#include "random.hpp"
 
 namespace gearmesh::sim {
 
@@ -61,34 +62,6 @@ std::uint64_t hash_str(std::uint64_t h, std::string_view s) {
   h = hash_u64(h, s.size());
   return fnv1a(h, s.data(), s.size());
 }
-
-/// splitmix64: small, fast, and the same everywhere (unlike std:: distributions).
-class random {
- public:
-  explicit random(std::uint64_t seed) : s_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (s_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [0, 1).
-  double unit() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-  std::int64_t in(const range& r) {
-    if (r.hi <= r.lo) return r.lo;
-    return r.lo + static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(r.hi - r.lo + 1));
-  }
-  std::size_t index(std::size_t n) { return static_cast<std::size_t>(next() % n); }
-  /// Time to the next event of a Poisson process with `per_day` events a day.
-  timestamp_us exponential(double per_day) {
-    if (per_day <= 0) return std::numeric_limits<timestamp_us>::max() / 2;  // never
-    const double mean_us = static_cast<double>(us_per_day) / per_day;
-    return static_cast<timestamp_us>(-std::log(1.0 - unit()) * mean_us) + 1;
-  }
-
- private:
-  std::uint64_t s_;
-};
 
 std::string iso(timestamp_us t) {
   auto secs = std::chrono::sys_seconds(std::chrono::seconds(t / us_per_s));
@@ -388,10 +361,10 @@ void world::fire(event& e) {
     }
     case event::kind::partition: {
       // A random link of a random node that has peers.
-      const auto i = rng_.index(nodes_.size());
+      const auto i = rng_.below(nodes_.size());
       if (!nodes_[i].peers.empty()) {
         auto it = nodes_[i].peers.begin();
-        std::advance(it, static_cast<long>(rng_.index(nodes_[i].peers.size())));
+        std::advance(it, static_cast<long>(rng_.below(nodes_[i].peers.size())));
         const auto link = std::minmax(i, *it);
         if (cut_.insert({link.first, link.second}).second) {
           ++r_.partitions;
