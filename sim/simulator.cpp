@@ -108,8 +108,12 @@ struct sim_node {
   std::deque<std::string> tail;  // last events, for violation reports
   timestamp_us down_until = 0;   // a disruption: no restart before this
   timestamp_us clock_at = 0;     // simulated time the node's actor clock shows
-  std::uint64_t timer_gen = 0;   // the latest entry of this node in the timer heap
-  std::set<std::size_t> peers;   // indices
+  /// A crash waiting for the node's next jobs: it happens after this many
+  /// more (0 = none armed) -- between any two actor jobs, so also between a
+  /// commit and the sends that follow it.
+  std::size_t crash_in_jobs = 0;
+  std::uint64_t timer_gen = 0;  // the latest entry of this node in the timer heap
+  std::set<std::size_t> peers;  // indices
 };
 
 struct event {
@@ -172,6 +176,8 @@ class world {
   }
   void place_order(std::size_t demand, std::size_t number);
   std::size_t settle();
+  /// Crashes node i now and schedules its restart.
+  void crash(std::size_t i, std::string_view why);
   /// Brings node i's actor clock to now (due timers fire) and marks it active.
   void wake(std::size_t i) {
     auto& sn = nodes_[i];
@@ -304,6 +310,16 @@ void world::place_order(std::size_t d, std::size_t number) {
                        });
 }
 
+void world::crash(std::size_t i, std::string_view why) {
+  auto& sn = nodes_[i];
+  sn.crash_in_jobs = 0;
+  if (!sn.n) return;
+  trace("crash", i, 0, nullptr);
+  note(i, std::string(why));
+  stop_node(sn, true);
+  push(event{now_ + rng_.in(s_.faults.restart_after_us), 0, event::kind::restart, i, 0, {}});
+}
+
 void world::fire(event& e) {
   switch (e.what) {
     case event::kind::deliver: {
@@ -333,10 +349,14 @@ void world::fire(event& e) {
     case event::kind::crash: {
       auto& sn = nodes_[e.a];
       if (!sn.n) return;
-      trace("crash", e.a, 0, nullptr);
-      note(e.a, "CRASH");
-      stop_node(sn, true);
-      push(event{now_ + rng_.in(s_.faults.restart_after_us), 0, event::kind::restart, e.a, 0, {}});
+      // Half the crashes strike at once (the node is idle between steps),
+      // half in the middle of its next activity, after 1..6 actor jobs.
+      if (rng_.unit() < 0.5) {
+        sn.crash_in_jobs = 1 + rng_.below(6);
+        note(e.a, fmt::format("crash armed: after {} more jobs", sn.crash_in_jobs));
+      } else {
+        crash(e.a, "CRASH");
+      }
       return;
     }
     case event::kind::restart: {
@@ -414,7 +434,18 @@ std::size_t world::settle() {
     active_.erase(active_.begin());
     auto& sn = nodes_[i];
     if (!sn.n) continue;
-    total += sn.n->run_ready();
+    if (sn.crash_in_jobs > 0) {
+      const auto ran = sn.n->run_ready(sn.crash_in_jobs);
+      total += ran;
+      sn.crash_in_jobs -= ran;
+      if (sn.crash_in_jobs == 0) {
+        ++r_.mid_step_crashes;
+        crash(i, fmt::format("CRASH in the middle of a step ({} jobs after it was armed)", ran));
+        continue;
+      }
+    } else {
+      total += sn.n->run_ready();
+    }
     // Its timers changed only if it ran: re-register its earliest one.
     const auto d = sn.n->next_timer_in_us();
     ++sn.timer_gen;

@@ -52,6 +52,8 @@ json to_json(const sim::sim_result& r) {
                 {"lost", r.frames_lost},
                 {"duplicated", r.frames_duplicated}}},
               {"crashes", r.crashes},
+              {"mid_step_crashes", r.mid_step_crashes},
+              {"disruptions", r.disruptions},
               {"partitions", r.partitions},
               {"invariant_checks", r.invariant_checks},
               {"actor_jobs", r.actor_jobs},
@@ -83,8 +85,10 @@ void print_one(const sim::sim_result& r, std::ostream& out) {
       r.frames_sent, r.frames_delivered,
       r.wall_seconds > 0 ? static_cast<double>(r.frames_delivered) / r.wall_seconds : 0.0,
       r.frames_lost, r.frames_duplicated);
-  out << fmt::format("faults     {} crashes, {} partitions; {} invariant checks\n", r.crashes,
-                     r.partitions, r.invariant_checks);
+  out << fmt::format(
+      "faults     {} crashes ({} in the middle of a step), {} partitions, {} disruptions; {} "
+      "invariant checks\n",
+      r.crashes, r.mid_step_crashes, r.partitions, r.disruptions, r.invariant_checks);
   const auto& k = r.k;
   out << fmt::format(
       "orders     {} placed, {} contracted, {} failed, {} open, {} refused\n"

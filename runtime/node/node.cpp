@@ -975,8 +975,8 @@ node_stats node::stats() const {
   return s;
 }
 
-std::size_t node::run_ready() {
-  return impl_->sched ? impl_->sched->run() : 0;
+std::size_t node::run_ready(std::size_t max_jobs) {
+  return impl_->sched ? impl_->sched->run(max_jobs) : 0;
 }
 
 std::int64_t node::next_timer_in_us() const {
@@ -1019,7 +1019,13 @@ void node::stop() {
   p.gateway = nullptr;
   // Role actors link their children; wait until every actor is gone, then
   // flush every queued commit to disk.
-  if (p.sched) p.sched->run();  // deterministic: the exits run here
+  if (p.sched) {
+    // Deterministic: the exits run here. An actor may still wait for a
+    // timer (a request's timeout): fire pending timers until none is left
+    // alive, as time would go on for them.
+    p.sched->run();
+    while (p.sys->registry().running() > 0 && p.sched->trigger_timeouts() > 0) p.sched->run();
+  }
   p.sys->await_all_actors_done();
   if (auto* g = dynamic_cast<store::group_commit_writer*>(p.writer.get())) g->stop();
   p.sys.reset();

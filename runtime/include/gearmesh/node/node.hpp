@@ -140,9 +140,11 @@ class node {
 
   // -- execution::deterministic only ---------------------------------------
 
-  /// Runs every actor job that is ready, including those the jobs make
-  /// ready, in a fixed order; returns how many ran.
-  std::size_t run_ready();
+  /// Runs actor jobs that are ready, including those the jobs make ready,
+  /// in a fixed order, until none is left or `max_jobs` ran; returns how
+  /// many ran. (Stopping after a few jobs is how the simulator crashes a
+  /// node in the middle of a step, e.g. after a commit and before its sends.)
+  std::size_t run_ready(std::size_t max_jobs = static_cast<std::size_t>(-1));
 
   /// Microseconds from the actor clock's now to its earliest pending timer
   /// (0 if one is due), or -1 if none is pending.

@@ -102,6 +102,7 @@ struct sim_result {
   std::uint64_t frames_lost = 0;  // loss, partitions, node down
   std::uint64_t frames_duplicated = 0;
   std::uint64_t crashes = 0;
+  std::uint64_t mid_step_crashes = 0;  // of those, struck between two jobs of one step
   std::uint64_t partitions = 0;
   std::uint64_t disruptions = 0;  // scheduled outages ([[disruptions]])
   std::uint64_t invariant_checks = 0;
