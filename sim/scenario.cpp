@@ -240,7 +240,14 @@ result<scenario> parse_scenario(std::string_view text, const std::string& name) 
     r.interval("restart_after_s", us_per_s, s.faults.restart_after_us);
     r.number("partitions_per_day", 1, s.faults.partitions_per_day);
     r.interval("partition_s", us_per_s, s.faults.partition_us);
-    r.only({"crashes_per_node_day", "restart_after_s", "partitions_per_day", "partition_s"});
+    if (const toml::node* b = t->get("buggify")) {
+      if (b->is_boolean())
+        s.faults.buggify = b->as_boolean()->get();
+      else
+        r.fail(b, "buggify", std::string("expected a boolean, got ") + toml_type_name(*b));
+    }
+    r.only({"crashes_per_node_day", "restart_after_s", "partitions_per_day", "partition_s",
+            "buggify"});
     if (!r.state()) return r.state();
   }
   const auto* nodes = root["nodes"].as_array();

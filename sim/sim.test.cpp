@@ -74,6 +74,7 @@ TEST(simulator, a_clean_network_contracts_orders_and_keeps_every_invariant) {
   auto s = small(0, 0);
   s.network.loss = 0;
   s.network.duplicate = 0;
+  s.faults.buggify = false;
   sim_options o;
   o.seed = 7;
   auto r = run_simulation(s, o);
@@ -126,6 +127,27 @@ TEST(simulator, faults_are_injected_and_no_invariant_breaks) {
   EXPECT_GT(r->frames_lost, 0u);
   EXPECT_GT(r->frames_duplicated, 0u);
   EXPECT_EQ(r->k.open, 0u);
+}
+
+// BUGGIFY: runs arm seeded subsets of the runtime's fault points; crash
+// points kill a node at that exact place of its step (a commit durable, its
+// messages not sent, ...), and no invariant breaks.
+TEST(simulator, runtime_fault_points_strike_and_no_invariant_breaks) {
+  auto s = small(0, 0);
+  ASSERT_TRUE(s.faults.buggify);  // on in the example
+  std::uint64_t crash_points = 0, armed_runs = 0;
+  for (std::uint64_t seed = 1; seed <= 12; ++seed) {
+    sim_options o;
+    o.seed = seed;
+    auto r = run_simulation(s, o);
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_TRUE(r->ok) << r->failure;
+    crash_points += r->crash_point_crashes;
+    armed_runs += r->fault_points.empty() ? 0 : 1;
+    EXPECT_EQ(r->crashes, r->crash_point_crashes);  // the only crashes in this profile
+  }
+  EXPECT_GT(armed_runs, 6u);
+  EXPECT_GT(crash_points, 0u);
 }
 
 // The checker is live: a store broken mid-run (a booking far beyond a

@@ -35,6 +35,7 @@
 #include "gearmesh/actors/install.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/actors/verify.hpp"
+#include "gearmesh/fault.hpp"
 #include "gearmesh/node/config.hpp"
 #include "gearmesh/node/node.hpp"
 #include "gearmesh/wire/codec.hpp"
@@ -209,6 +210,12 @@ class world {
   std::uint64_t trace_ = fnv1a_init;
   /// Nodes that may have ready jobs (woken since the last settle).
   std::set<std::size_t> active_;
+  /// buggify: the runtime's fault points, armed for this thread and run.
+  std::unique_ptr<fault::scope> faults_;
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  std::size_t running_ = none;        // the node whose jobs are running
+  std::size_t crash_pending_ = none;  // killed by a crash point in its current job
+  std::string crash_point_;
   /// (due, node, generation): each live node's earliest actor timer.
   std::set<std::tuple<timestamp_us, std::size_t, std::uint64_t>> timers_;
   std::map<std::string, timestamp_us> placed_at_;     // order id -> placed
@@ -434,17 +441,30 @@ std::size_t world::settle() {
     active_.erase(active_.begin());
     auto& sn = nodes_[i];
     if (!sn.n) continue;
+    // One job at a time while a crash may strike between two of them.
+    std::size_t ran = 0;
+    running_ = i;
+    if (!faults_ && sn.crash_in_jobs == 0) {
+      ran = sn.n->run_ready();
+    } else {
+      const std::size_t budget = sn.crash_in_jobs > 0 ? sn.crash_in_jobs : none;
+      while (ran < budget && crash_pending_ != i && sn.n->run_ready(1) == 1) ++ran;
+    }
+    running_ = none;
+    total += ran;
+    if (crash_pending_ == i) {
+      crash_pending_ = none;
+      ++r_.crash_point_crashes;
+      crash(i, "CRASH at fault point " + crash_point_);
+      continue;
+    }
     if (sn.crash_in_jobs > 0) {
-      const auto ran = sn.n->run_ready(sn.crash_in_jobs);
-      total += ran;
-      sn.crash_in_jobs -= ran;
+      sn.crash_in_jobs -= std::min(ran, sn.crash_in_jobs);
       if (sn.crash_in_jobs == 0) {
         ++r_.mid_step_crashes;
         crash(i, fmt::format("CRASH in the middle of a step ({} jobs after it was armed)", ran));
         continue;
       }
-    } else {
-      total += sn.n->run_ready();
     }
     // Its timers changed only if it ran: re-register its earliest one.
     const auto d = sn.n->next_timer_in_us();
@@ -656,6 +676,26 @@ result<sim_result> world::run() {
   }
   for (auto& sn : nodes_)
     for (const auto& p : sn.spec.peers) sn.peers.insert(index_.at(p));
+  if (s_.faults.buggify) {
+    // Each point armed with probability 1/4 in this run, with a small rate:
+    // seeds explore different combinations of rarely taken paths.
+    static constexpr std::string_view crash_points[] = {
+        "commit.before_submit", "commit.after_durable", "send.after_frames", "ack.before_erase"};
+    static constexpr std::string_view net_points[] = {"net.drop", "net.duplicate", "net.drop_ack"};
+    std::map<std::string, double, std::less<>> armed;
+    for (auto p : crash_points)
+      if (rng_.unit() < 0.25) armed.emplace(p, 0.0005 + 0.004 * rng_.unit());
+    for (auto p : net_points)
+      if (rng_.unit() < 0.25) armed.emplace(p, 0.005 + 0.05 * rng_.unit());
+    for (const auto& [name, p] : armed) r_.fault_points.emplace(name, 0);
+    faults_ = std::make_unique<fault::scope>(std::move(armed), rng_.next(),
+                                             [this](std::string_view name) {
+                                               if (running_ == none || !nodes_[running_].n) return;
+                                               crash_pending_ = running_;
+                                               crash_point_ = std::string(name);
+                                               nodes_[running_].n->kill_now();
+                                             });
+  }
   for (std::size_t i = 0; i < nodes_.size(); ++i)
     if (auto st = start_node(i); !st) return st;
 
@@ -746,6 +786,8 @@ result<sim_result> world::run() {
     r_.failure = fmt::format("VIOLATION in {} with seed {} at simulated time {}:\n{}", r_.scenario,
                              o_.seed, iso(now_), r_.failure);
   }
+  if (faults_)
+    for (const auto& [name, n] : faults_->fired()) r_.fault_points[name] = n;
   r_.end_us = now_;
   r_.trace_hash = trace_;
   r_.state_hash = state_hash();

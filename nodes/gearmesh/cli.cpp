@@ -562,7 +562,8 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
                    "the end)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  std::string sim_log_level = "error";
+  // Killed nodes log failed commits on purpose; the nodes' own logs are for debugging a seed.
+  std::string sim_log_level = "critical";
   sim_cmd->add_option("--log-level", sim_log_level, "Log level of the simulated nodes")
       ->capture_default_str();
 

@@ -53,6 +53,8 @@ json to_json(const sim::sim_result& r) {
                 {"duplicated", r.frames_duplicated}}},
               {"crashes", r.crashes},
               {"mid_step_crashes", r.mid_step_crashes},
+              {"crash_point_crashes", r.crash_point_crashes},
+              {"fault_points", r.fault_points},
               {"disruptions", r.disruptions},
               {"partitions", r.partitions},
               {"invariant_checks", r.invariant_checks},
@@ -86,9 +88,15 @@ void print_one(const sim::sim_result& r, std::ostream& out) {
       r.wall_seconds > 0 ? static_cast<double>(r.frames_delivered) / r.wall_seconds : 0.0,
       r.frames_lost, r.frames_duplicated);
   out << fmt::format(
-      "faults     {} crashes ({} in the middle of a step), {} partitions, {} disruptions; {} "
-      "invariant checks\n",
-      r.crashes, r.mid_step_crashes, r.partitions, r.disruptions, r.invariant_checks);
+      "faults     {} crashes ({} in the middle of a step, {} at fault points), {} partitions, {} "
+      "disruptions; {} invariant checks\n",
+      r.crashes, r.mid_step_crashes, r.crash_point_crashes, r.partitions, r.disruptions,
+      r.invariant_checks);
+  if (!r.fault_points.empty()) {
+    std::string armed;
+    for (const auto& [name, n] : r.fault_points) armed += fmt::format(" {} ({}x)", name, n);
+    out << "buggify   " << armed << '\n';
+  }
   const auto& k = r.k;
   out << fmt::format(
       "orders     {} placed, {} contracted, {} failed, {} open, {} refused\n"

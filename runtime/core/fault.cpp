@@ -51,6 +51,8 @@ registry& reg() {
   return r;
 }
 
+thread_local scope* current_scope = nullptr;
+
 }  // namespace
 
 bool parse(std::string_view text, std::map<std::string, double, std::less<>>& out,
@@ -77,7 +79,31 @@ bool parse(std::string_view text, std::map<std::string, double, std::less<>>& ou
   return true;
 }
 
+scope::scope(std::map<std::string, double, std::less<>> probabilities, std::uint64_t seed,
+             std::function<void(std::string_view)> on_crash)
+    : points_(std::move(probabilities)), state_(seed), on_crash_(std::move(on_crash)) {
+  current_scope = this;
+}
+
+scope::~scope() {
+  current_scope = nullptr;
+}
+
+bool scope::fires(std::string_view name) noexcept {
+  auto it = points_.find(name);
+  if (it == points_.end()) return false;
+  // splitmix64: the same draws on every platform.
+  std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  if (static_cast<double>(z >> 11) * 0x1.0p-53 >= it->second) return false;
+  ++fired_[it->first];
+  return true;
+}
+
 bool fires(std::string_view name) noexcept {
+  if (current_scope) return current_scope->fires(name);
   auto& r = reg();
   if (!r.armed.load(std::memory_order_relaxed)) return false;
   std::lock_guard<std::mutex> guard{r.mx};
@@ -88,6 +114,10 @@ bool fires(std::string_view name) noexcept {
 
 void crash_point(std::string_view name) noexcept {
   if (!fires(name)) return;
+  if (current_scope) {
+    current_scope->crashed(name);
+    return;
+  }
   std::fprintf(stderr, "gearmesh: crash point %.*s fired, SIGKILL\n", static_cast<int>(name.size()),
                name.data());
   ::kill(::getpid(), SIGKILL);

@@ -993,6 +993,12 @@ void node::advance_time_us(std::int64_t us) {
   if (impl_->sched && us > 0) impl_->sched->advance_time(std::chrono::microseconds(us));
 }
 
+void node::kill_now() {
+  auto& p = *impl_;
+  if (auto* w = dynamic_cast<store::inline_writer*>(p.writer.get())) w->kill();
+  if (p.net) p.net->stop();
+}
+
 void node::on_fatal(std::function<void(const status&)> handler) {
   impl_->fatal_handler = std::move(handler);
 }

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -42,6 +43,35 @@ void crash_point(std::string_view name) noexcept;
 /// replacing what the environment armed. Seeded: the same seed and the same
 /// sequence of calls give the same outcomes.
 void configure(const std::map<std::string, double, std::less<>>& probabilities, std::uint64_t seed);
+
+/// Fault points for the calling thread only, while the scope lives -- how
+/// the simulator arms them: one run per thread, each from its own seed, so
+/// parallel runs stay deterministic. Inside a scope, fires() and
+/// crash_point() on this thread use the scope's points and generator and
+/// never the process's; a crash point that fires calls `on_crash(name)` and
+/// returns instead of killing the process (the simulator kills the node
+/// whose step is running). Scopes do not nest.
+class scope {
+ public:
+  scope(std::map<std::string, double, std::less<>> probabilities, std::uint64_t seed,
+        std::function<void(std::string_view)> on_crash);
+  ~scope();
+  scope(const scope&) = delete;
+  scope& operator=(const scope&) = delete;
+
+  /// Internal: fires() for this scope.
+  bool fires(std::string_view name) noexcept;
+  void crashed(std::string_view name) { on_crash_(name); }
+
+  /// How often each armed point fired so far.
+  const std::map<std::string, std::uint64_t, std::less<>>& fired() const { return fired_; }
+
+ private:
+  std::map<std::string, double, std::less<>> points_;
+  std::map<std::string, std::uint64_t, std::less<>> fired_;
+  std::uint64_t state_;
+  std::function<void(std::string_view)> on_crash_;
+};
 
 /// Parses "name:p,name:p". Errors name the bad entry; empty text is no points.
 bool parse(std::string_view text, std::map<std::string, double, std::less<>>& out,

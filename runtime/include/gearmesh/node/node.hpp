@@ -155,6 +155,11 @@ class node {
   /// caller's and must be moved in step.
   void advance_time_us(std::int64_t us);
 
+  /// A simulated kill -9 at this instant: nothing more is committed (later
+  /// steps fail unapplied) and nothing more is sent. The caller then stops
+  /// and discards the node, and may open its store again.
+  void kill_now();
+
   /// Stops admin API and transport, lets actors finish, commits and syncs
   /// everything queued, closes the store. Idempotent.
   void stop();

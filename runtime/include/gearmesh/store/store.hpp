@@ -195,6 +195,9 @@ class inline_writer final : public commit_queue {
  public:
   inline_writer(environment& env, bool fail_stop) : env_(env), fail_stop_(fail_stop) {}
   void submit(write_batch batch, completion done) override;
+  /// From now on every batch fails with errc::shutting_down, unapplied (a
+  /// simulated process death).
+  void kill() { stopped_by_ = status(errc::shutting_down, "the process was killed"); }
 
  private:
   environment& env_;

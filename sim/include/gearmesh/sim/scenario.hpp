@@ -16,6 +16,7 @@
 //   restart_after_s = [5, 120]
 //   partitions_per_day = 1.0       # a link between two peers cut both ways for a while
 //   partition_s = [10, 300]
+//   buggify = true                 # arm a seeded quarter of the runtime's fault points
 //
 //   [[nodes]]                      # one gearmesh node each, with the role
 //   id = "velo"                    # sections of a node config under it
@@ -66,6 +67,11 @@ struct fault_profile {
   range restart_after_us{5 * us_per_s, 120 * us_per_s};
   double partitions_per_day = 0;
   range partition_us{10 * us_per_s, 300 * us_per_s};
+  /// BUGGIFY: each run arms a seeded quarter of the runtime's fault points
+  /// (gearmesh/fault.hpp) with small probabilities. A crash point kills the
+  /// node at that exact place in its step; network points drop or
+  /// duplicate what the node sends.
+  bool buggify = false;
 };
 
 struct node_spec {

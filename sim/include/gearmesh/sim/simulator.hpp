@@ -103,6 +103,9 @@ struct sim_result {
   std::uint64_t frames_duplicated = 0;
   std::uint64_t crashes = 0;
   std::uint64_t mid_step_crashes = 0;  // of those, struck between two jobs of one step
+  std::uint64_t crash_point_crashes = 0;  // of those, by a runtime crash point (buggify)
+  /// buggify: the fault points this run armed, and how often each fired.
+  std::map<std::string, std::uint64_t> fault_points;
   std::uint64_t partitions = 0;
   std::uint64_t disruptions = 0;  // scheduled outages ([[disruptions]])
   std::uint64_t invariant_checks = 0;
