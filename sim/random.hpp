@@ -1,6 +1,4 @@
-// The simulator's random numbers: splitmix64, small, fast and the same on
-// every platform (std:: distributions are not), so a seed means the same run
-// everywhere. Internal to sim/.
+// The simulator's random numbers (see gearmesh/splitmix64.hpp). Internal to sim/.
 #pragma once
 
 #include <cmath>
@@ -9,20 +7,14 @@
 
 #include "gearmesh/clock.hpp"
 #include "gearmesh/sim/scenario.hpp"
+#include "gearmesh/splitmix64.hpp"
 
 namespace gearmesh::sim {
 
-class random {
+/// The simulator's draws, on the platform-independent splitmix64.
+class random : public splitmix64 {
  public:
-  explicit random(std::uint64_t seed) : s_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (s_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [0, 1).
-  double unit() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  using splitmix64::splitmix64;
   /// Uniform in [lo, hi] (lo when hi <= lo).
   std::int64_t in(std::int64_t lo, std::int64_t hi) {
     if (hi <= lo) return lo;
@@ -38,9 +30,6 @@ class random {
     const double mean_us = static_cast<double>(us_per_day) / per_day;
     return static_cast<timestamp_us>(-std::log(1.0 - unit()) * mean_us) + 1;
   }
-
- private:
-  std::uint64_t s_;
 };
 
 }  // namespace gearmesh::sim

@@ -106,9 +106,17 @@ struct sim_node {
   sim_transport* net = nullptr;  // owned by n
   caf::actor buyer;
   bool is_buyer = false;
-  std::deque<std::string> tail;  // last events, for violation reports
-  timestamp_us down_until = 0;   // a disruption: no restart before this
-  timestamp_us clock_at = 0;     // simulated time the node's actor clock shows
+  /// Last events, for violation reports: a line, or a frame delivered here
+  /// (kept as bytes and decoded only if a report is printed).
+  struct tail_entry {
+    timestamp_us at = 0;
+    std::string line;
+    std::size_t from = 0;
+    wire::bytes frame;
+  };
+  std::deque<tail_entry> tail;
+  timestamp_us down_until = 0;  // a disruption: no restart before this
+  timestamp_us clock_at = 0;    // simulated time the node's actor clock shows
   /// A crash waiting for the node's next jobs: it happens after this many
   /// more (0 = none armed) -- between any two actor jobs, so also between a
   /// commit and the sends that follow it.
@@ -163,10 +171,23 @@ class world {
     queue_.push(std::move(e));
   }
   void fire(event& e);
-  void note(std::size_t i, std::string what) {
+  void note(std::size_t i, std::string what, std::size_t from = 0, wire::bytes frame = {}) {
     auto& t = nodes_[i].tail;
-    t.push_back(iso(now_) + " " + std::move(what));
+    t.push_back({now_, std::move(what), from, std::move(frame)});
     while (t.size() > o_.trace_tail) t.pop_front();
+  }
+  /// A tail entry as a report line.
+  std::string describe(const sim_node::tail_entry& e) const {
+    std::string what = e.line;
+    if (what.empty()) {
+      auto env = wire::decode(e.frame);
+      what = env ? fmt::format("<- {} {} #{} {}", nodes_[e.from].spec.id,
+                               wire::to_string(wire::type_of(env->payload)), env->header.message_id,
+                               env->header.conversation_id)
+                 : fmt::format("<- {} undecodable frame: {}", nodes_[e.from].spec.id,
+                               env.error().message());
+    }
+    return iso(e.at) + " " + what;
   }
   void trace(std::string_view kind, std::size_t a, std::size_t b, const wire::bytes* frame) {
     trace_ = hash_u64(trace_, static_cast<std::uint64_t>(now_));
@@ -339,15 +360,15 @@ void world::fire(event& e) {
       }
       ++r_.frames_delivered;
       trace("deliver", e.a, e.b, &e.frame);
-      if (auto env = wire::decode(e.frame)) {
-        const auto type = wire::type_of(env->payload);
-        note(e.b, fmt::format("<- {} {} #{} {}", nodes_[e.a].spec.id, wire::to_string(type),
-                              env->header.message_id, env->header.conversation_id));
-        if (const auto* c = std::get_if<wire::confirm>(&env->payload); c && to.is_buyer)
-          confirmed_at_.emplace(c->order_id, now_);
+      // Only a buyer's frames are read here (a Confirm times its negotiation).
+      if (to.is_buyer) {
+        if (auto env = wire::decode(e.frame))
+          if (const auto* c = std::get_if<wire::confirm>(&env->payload))
+            confirmed_at_.emplace(c->order_id, now_);
       }
       wake(e.b);
       to.net->deliver(nodes_[e.a].spec.id, e.frame);
+      note(e.b, {}, e.a, std::move(e.frame));
       return;
     }
     case event::kind::order:
@@ -516,7 +537,8 @@ std::string world::check(bool all) {
         if (v.message.find(sn.spec.id) != std::string::npos) involved.insert(sn.spec.id);
       for (const auto& id : involved) {
         report += fmt::format("    last events of {}:\n", id);
-        for (const auto& line : nodes_[index_.at(id)].tail) report += "      " + line + "\n";
+        for (const auto& entry : nodes_[index_.at(id)].tail)
+          report += "      " + describe(entry) + "\n";
       }
     }
   };

@@ -81,7 +81,7 @@ bool parse(std::string_view text, std::map<std::string, double, std::less<>>& ou
 
 scope::scope(std::map<std::string, double, std::less<>> probabilities, std::uint64_t seed,
              std::function<void(std::string_view)> on_crash)
-    : points_(std::move(probabilities)), state_(seed), on_crash_(std::move(on_crash)) {
+    : points_(std::move(probabilities)), rng_(seed), on_crash_(std::move(on_crash)) {
   current_scope = this;
 }
 
@@ -92,12 +92,7 @@ scope::~scope() {
 bool scope::fires(std::string_view name) noexcept {
   auto it = points_.find(name);
   if (it == points_.end()) return false;
-  // splitmix64: the same draws on every platform.
-  std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  z ^= z >> 31;
-  if (static_cast<double>(z >> 11) * 0x1.0p-53 >= it->second) return false;
+  if (rng_.unit() >= it->second) return false;
   ++fired_[it->first];
   return true;
 }

@@ -930,11 +930,8 @@ result<peers_update> node::update_peers(std::vector<peer_config> peers) {
   u.removed = p.apply_peers(peers);
   if (p.serving) {
     for (const auto& id : u.removed) p.net->remove_peer(id);
-    for (const auto& peer : peers) {
-      if (std::find(u.added.begin(), u.added.end(), peer.id) != u.added.end() ||
-          std::find(u.changed.begin(), u.changed.end(), peer.id) != u.changed.end())
-        p.net->add_peer(peer);
-    }
+    // Re-adding an unchanged peer changes nothing (transport::add_peer).
+    for (const auto& peer : peers) p.net->add_peer(peer);
   }
   p.cfg.peers = std::move(peers);
   spdlog::info(
@@ -1033,7 +1030,7 @@ void node::stop() {
     while (p.sys->registry().running() > 0 && p.sched->trigger_timeouts() > 0) p.sched->run();
   }
   p.sys->await_all_actors_done();
-  if (auto* g = dynamic_cast<store::group_commit_writer*>(p.writer.get())) g->stop();
+  p.writer->stop();
   p.sys.reset();
   p.writer.reset();
   p.env.reset();

@@ -30,6 +30,8 @@
 #include <string>
 #include <string_view>
 
+#include "gearmesh/splitmix64.hpp"
+
 namespace gearmesh::fault {
 
 /// True with the probability armed for `name`; false when it is not armed.
@@ -69,7 +71,7 @@ class scope {
  private:
   std::map<std::string, double, std::less<>> points_;
   std::map<std::string, std::uint64_t, std::less<>> fired_;
-  std::uint64_t state_;
+  splitmix64 rng_;
   std::function<void(std::string_view)> on_crash_;
 };
 

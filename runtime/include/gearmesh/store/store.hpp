@@ -183,6 +183,11 @@ class commit_queue {
   virtual void submit_deferred(write_batch batch, completion done) {
     submit(std::move(batch), std::move(done));
   }
+
+  /// Commits everything queued and runs its completions; batches submitted
+  /// afterwards complete with errc::shutting_down. Idempotent. By default
+  /// nothing (a queue that applies at once has nothing queued).
+  virtual void stop() {}
 };
 
 /// Applies each batch at once, on the caller's thread, in a transaction of
@@ -249,7 +254,7 @@ class group_commit_writer final : public commit_queue {
 
   /// Commits everything queued, runs completions, joins the thread. Batches
   /// submitted afterwards complete with errc::shutting_down. Idempotent.
-  void stop();
+  void stop() override;
 
   writer_stats stats() const;
 

@@ -78,7 +78,8 @@ class transport {
   virtual void stop() = 0;
 
   /// Adds a peer and connects to it; adding a peer id again with another
-  /// endpoint or key replaces it (as remove_peer, then add). Thread-safe.
+  /// endpoint or key replaces it (as remove_peer, then add), and with the
+  /// same ones changes nothing. Thread-safe.
   virtual void add_peer(const peer& p) = 0;
 
   /// Forgets a peer (revocation): frames for it are dropped (counted as
