@@ -314,6 +314,8 @@ void write_kpi_table(std::string& out, const kpis& k) {
   kpi_row(out, "Contracted", fmt::format("{}", k.contracted));
   kpi_row(out, "Failed / cancelled", fmt::format("{}", k.failed));
   kpi_row(out, "Open at the end", fmt::format("{}", k.open));
+  kpi_row(out, "Component orders (contracted)",
+          fmt::format("{} ({})", k.component_orders, k.component_contracted));
   out += "</table><table>\n";
   kpi_row(out, "On time", fmt::format("{:.1f} %", k.on_time_pct));
   kpi_row(out, "Lead time mean / p95",

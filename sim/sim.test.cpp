@@ -2,9 +2,16 @@
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
 #include <string>
 
+#include <unistd.h>
+
 #include "gearmesh/actors/records.hpp"
+#include "gearmesh/actors/verify.hpp"
 #include "gearmesh/node/node.hpp"
 #include "gearmesh/sim/scenario.hpp"
 #include "gearmesh/sim/simulator.hpp"
@@ -184,6 +191,85 @@ TEST(simulator, a_broken_invariant_stops_the_run_with_seed_time_and_events) {
   EXPECT_NE(r->failure.find("at node framecraft"), std::string::npos) << r->failure;
   EXPECT_NE(r->failure.find("last events of framecraft:"), std::string::npos) << r->failure;
   EXPECT_LT(r->end_us, s.start_us + 2 * us_per_hour);  // stopped at once, not at the end
+}
+
+// Nested negotiation over every tier: each contracted e-bike has a contract
+// at Velo backed by contracted component orders (frame, motor, battery),
+// each frame and motor contract backed in turn by a contracted tier-2 order,
+// and the stores agree at every tier (the run's own checks include
+// component_mismatch).
+TEST(simulator, multi_tier_orders_cascade_contracts_down_every_tier) {
+  auto s = load_scenario(std::string(GEARMESH_SCENARIOS) + "/multi_tier.toml");
+  ASSERT_TRUE(s) << s.error().to_string();
+  s->network.loss = 0;
+  s->network.duplicate = 0;
+  s->faults.crashes_per_node_day = 0;
+  s->faults.partitions_per_day = 0;
+  s->demand[0].orders = 10;
+  sim_options o;
+  o.seed = 11;
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gearmesh-mt-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  o.work_dir = dir.string();
+  auto r = run_simulation(*s, o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_TRUE(r->ok) << r->failure;
+  EXPECT_EQ(r->k.orders_placed, 10u);
+  EXPECT_EQ(r->k.contracted, 10u);
+  // Velo: 3 per e-bike; framecraft and alloyframe both quote every frame (1
+  // tube-set order each), motorworks every motor.
+  EXPECT_EQ(r->k.component_orders, 10u * 3 + 10u * 2 + 10u);
+  EXPECT_EQ(r->k.component_contracted, 10u * 3 + 10u + 10u);
+
+  std::map<std::string, std::unique_ptr<store::environment>> stores;
+  for (const auto& n : s->nodes) {
+    auto env = actors::open_existing_store((dir / n.id).string());
+    ASSERT_TRUE(env) << env.error().to_string();
+    stores[n.id] = std::move(*env);
+  }
+  auto contract_at = [&](const std::string& node, const std::string& id) {
+    auto c = actors::tables::contracts.get(*stores.at(node), id);
+    EXPECT_TRUE(c && *c) << node << " " << id;
+    return c && *c ? **c : actors::contract_record{};
+  };
+  // Follows one seller contract down: its offer's component orders must be
+  // contracted, and each of their contracts recorded at the seller below.
+  std::function<int(const actors::contract_record&)> depth =
+      [&](const actors::contract_record& c) -> int {
+    auto offer = actors::tables::offers.get(*stores.at(c.seller), c.proposal_id);
+    EXPECT_TRUE(offer && *offer) << c.seller << " " << c.proposal_id;
+    if (!offer || !*offer) return 0;
+    EXPECT_EQ((*offer)->state, actors::offer_state::contracted);
+    int deepest = 0;
+    for (const auto& sub : (*offer)->sub_orders) {
+      auto order = actors::tables::orders.get(*stores.at(c.seller), sub);
+      EXPECT_TRUE(order && *order) << sub;
+      if (!order || !*order) continue;
+      EXPECT_EQ((*order)->parent_buyer, c.buyer);
+      EXPECT_EQ((*order)->parent_order_id, c.order_id);
+      EXPECT_EQ((*order)->state, actors::order_state::contracted) << sub;
+      auto at_buyer = contract_at(c.seller, (*order)->contract_id);
+      auto at_seller = contract_at(at_buyer.seller, (*order)->contract_id);
+      EXPECT_TRUE(at_buyer.same_terms(at_seller)) << (*order)->contract_id;
+      // The component arrives before the work that needs it starts.
+      EXPECT_LE(at_buyer.promised_due_us, c.promised_start_us) << (*order)->contract_id;
+      deepest = std::max(deepest, depth(at_seller));
+    }
+    return deepest + 1;
+  };
+  std::size_t bikes = 0;
+  (void)actors::tables::orders.for_each(
+      *stores.at("dealer"), [&](std::string_view, actors::order_record&& order) {
+        EXPECT_EQ(order.state, actors::order_state::contracted) << order.order_id;
+        auto c = contract_at("velo", order.contract_id);
+        EXPECT_EQ(depth(c), 3) << order.order_id;  // velo -> frame/motor factory -> supplier
+        ++bikes;
+        return true;
+      });
+  EXPECT_EQ(bikes, 10u);
+  stores.clear();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -600,22 +600,12 @@ void world::collect(sim_result& r) {
     const auto& env = sn.n->context().store();
     (void)actors::tables::orders.for_each(env, [&](std::string_view, actors::order_record&& o) {
       order_span span{o.order_id, sn.spec.id, {}, {}, o.created_us, 0, o.due_us, 0};
-      switch (o.state) {
-        case actors::order_state::contracted:
-          span.state = "contracted";
-          break;
-        case actors::order_state::failed:
-          span.state = "failed";
-          break;
-        case actors::order_state::cancelled:
-          span.state = "cancelled";
-          break;
-        case actors::order_state::negotiating:
-          span.state = "negotiating";
-          break;
-        case actors::order_state::awarded:
-          span.state = "awarded";
-          break;
+      span.state = actors::to_string(o.state);
+      if (!o.parent_order_id.empty()) {  // a component order: not customer demand
+        ++k.component_orders;
+        if (o.state == actors::order_state::contracted) ++k.component_contracted;
+        r.orders.push_back(std::move(span));
+        return true;
       }
       if (o.state == actors::order_state::contracted) {
         ++k.contracted;

@@ -252,7 +252,7 @@ class world {
       actors_.push_back(*b);
     }
     std::optional<result<caf::actor>> p;
-    if (roles.factory) p.emplace(spawn_factory(*sys_, *n, *roles.factory));
+    if (roles.factory) p.emplace(spawn_factory(*sys_, *n, *roles.factory, caf::actor{}));
     if (roles.supplier) p.emplace(spawn_supplier(*sys_, *n, *roles.supplier));
     if (p) {
       EXPECT_TRUE(p->has_value()) << p->error().to_string();
@@ -398,7 +398,7 @@ TEST(policies, factory_and_supplier_pricing) {
                                  {"weld1", "p#1", {0, 0, {{0, 55}}}},
                                  {"paint1", "p#2", {0, 0, {{0, 40}}}}};
   // (30*3000 + 55*5000 + 40*4000) / 60 * 1.15 = 525000 / 60 * 1.15 = 10062.5 -> 10063
-  EXPECT_EQ(fp->price(c, steps), 10063);
+  EXPECT_EQ(fp->price(c, steps, 0), 10063);
   c.item = "NOPE";
   EXPECT_FALSE(fp->plan(c, 0).has_value());
 
@@ -409,8 +409,110 @@ TEST(policies, factory_and_supplier_pricing) {
   auto sp_plan = sp->plan(c, 1000 * us_per_day);
   ASSERT_TRUE(sp_plan.has_value());
   EXPECT_EQ(sp_plan->from_us, 1003 * us_per_day);
-  EXPECT_EQ(sp->price(c, {}), 180000);
+  EXPECT_EQ(sp->price(c, {}, 0), 180000);
   EXPECT_EQ(sp->resources().at(0).capacity, 40);
+}
+
+TEST(policies, factory_bill_of_materials) {
+  // BIKE: a FRAME made here (its operations first), 2 WHEELs and a SADDLE bought.
+  auto f = roles_of(R"(
+[buyer]
+[[buyer.sources]]
+item = "WHEEL"
+sellers = ["wheelco"]
+[[buyer.sources]]
+item = "SADDLE"
+sellers = ["saddleco"]
+[factory]
+margin_pct = 10
+component_window_ms = 250
+[[factory.machines]]
+id = "m1"
+capabilities = ["welding", "assembly"]
+rate_cents_per_hour = 6000
+[[factory.items]]
+id = "FRAME"
+[[factory.items.operations]]
+capability = "welding"
+minutes_per_unit = 10
+[[factory.items.components]]
+item = "WHEEL"
+quantity = 1
+[[factory.items]]
+id = "BIKE"
+[[factory.items.operations]]
+capability = "assembly"
+minutes_per_unit = 5
+setup_minutes = 3
+[[factory.items.components]]
+item = "FRAME"
+[[factory.items.components]]
+item = "WHEEL"
+quantity = 2
+[[factory.items.components]]
+item = "SADDLE"
+)",
+                    "bom.toml");
+  ASSERT_TRUE(f.factory);
+  EXPECT_EQ(f.factory->component_window_ms, 250);
+  auto fp = make_factory_policy(*f.factory);
+  EXPECT_EQ(fp->component_window_us(), 250 * us_per_ms);
+  wire::cfp c;
+  c.item = "BIKE";
+  c.quantity = 4;
+  auto plan = fp->plan(c, 1000 * us_per_day);
+  ASSERT_TRUE(plan.has_value()) << plan.error().to_string();
+  ASSERT_EQ(plan->operations.size(), 2u);
+  EXPECT_EQ(plan->operations[0].units, 40);  // the frames, welded first
+  EXPECT_EQ(plan->operations[1].units, 23);  // then the bikes assembled
+  // Wheels: 1 per frame + 2 per bike = 12; one saddle per bike.
+  EXPECT_EQ(plan->components, (std::vector<component_need>{{"SADDLE", 4}, {"WHEEL", 12}}));
+  EXPECT_EQ(plan->min_lead_us, 63 * us_per_min);
+  std::vector<chosen_step> steps{{"m1", "p#0", {0, 0, {{0, 60}}}}};
+  // (60 min * 6000 / 60 + 5000 components) * 1.10 = (6000 + 5000) * 1.1 = 12100
+  EXPECT_EQ(fp->price(c, steps, 5000), 12100);
+  c.quantity = 600'000;  // 1.2 M wheels: more than one order may ask for
+  EXPECT_FALSE(fp->plan(c, 0).has_value());
+}
+
+TEST(roles_config, components_must_be_made_or_bought_and_not_cycle) {
+  auto parse = [](const std::string& text) {
+    auto f = config_file::parse(text, "x.toml");
+    EXPECT_TRUE(f.has_value());
+    return parse_roles(*f);
+  };
+  const std::string head =
+      "[factory]\n[[factory.machines]]\nid=\"m1\"\ncapabilities=[\"a\"]\n"
+      "rate_cents_per_hour=1\n";
+  auto r = parse(head +
+                 "[[factory.items]]\nid=\"X\"\n[[factory.items.operations]]\ncapability=\"a\"\n"
+                 "minutes_per_unit=1\n[[factory.items.components]]\nitem=\"TUBE\"\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("x.toml:12: factory.items[0].components[0].item: \"TUBE\" "
+                                     "is neither made here"),
+            std::string::npos)
+      << r.error().message();
+  r = parse(head +
+            "[[factory.items]]\nid=\"X\"\n[[factory.items.operations]]\ncapability=\"a\"\n"
+            "minutes_per_unit=1\n[[factory.items.components]]\nitem=\"Y\"\n"
+            "[[factory.items]]\nid=\"Y\"\n[[factory.items.operations]]\ncapability=\"a\"\n"
+            "minutes_per_unit=1\n[[factory.items.components]]\nitem=\"X\"\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("is its own component"), std::string::npos)
+      << r.error().message();
+  r = parse(head +
+            "[[factory.items]]\nid=\"X\"\n[[factory.items.operations]]\ncapability=\"a\"\n"
+            "minutes_per_unit=1\n[[factory.items.components]]\nitem=\"X\"\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("cannot be its own component"), std::string::npos)
+      << r.error().message();
+  r = parse(head +
+            "[[factory.items]]\nid=\"X\"\n[[factory.items.operations]]\ncapability=\"a\"\n"
+            "minutes_per_unit=1\n[[factory.items.components]]\nitem=\"T\"\nquantity=0\n"
+            "[buyer]\n[[buyer.sources]]\nitem=\"T\"\nsellers=[\"s\"]\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("components[0].quantity"), std::string::npos)
+      << r.error().message();
 }
 
 TEST(roles_config, errors_name_file_line_and_field) {

@@ -39,6 +39,10 @@ struct buyer_state {
   std::uint64_t commit_seq = 0;
   /// POST replies waiting for their commit to be durable, by commit number.
   std::map<std::uint64_t, std::pair<caf::response_promise, order_reply>> replies;
+  /// Component orders (nested negotiation): the participant's requests
+  /// waiting for the decision, and its awards waiting for the contract.
+  std::map<std::string, caf::response_promise, std::less<>> quotes;
+  std::multimap<std::string, caf::response_promise, std::less<>> awards;
   std::size_t open() const { return orders.size() - closing.size(); }
   static inline const char* name = "gearmesh.buyer";
 };
@@ -134,6 +138,10 @@ initiator* find_order(buyer_actor* self, const std::string& order_id) {
   return &st.orders.emplace(order_id, initiator(std::move(**rec), st.ctx->node_id())).first->second;
 }
 
+void settle(buyer_actor* self, const initiator& ini);
+std::pair<initiator*, std::uint64_t> open_order(buyer_actor* self, order_record o,
+                                                bool notify_durable);
+
 std::string order_id_of(const wire::payload& p) {
   return std::visit(
       [](const auto& m) -> std::string {
@@ -174,6 +182,7 @@ void on_inbound(buyer_actor* self, const wire::envelope& env) {
       env.payload);
   commit_step(self, *ini, step, &env);
   arm(self, *ini);
+  settle(self, *ini);
 }
 
 std::optional<std::string> validate(const buyer_config& cfg, const order_request& r,
@@ -206,30 +215,19 @@ caf::response_promise on_new_order(buyer_actor* self, order_request& req) {
     rp.deliver(order_reply{503, {}, {}, "too many open orders"});
     return rp;
   }
-  const auto n = st.next_order++;
   order_record o;
-  o.order_id = st.ctx->node_id() + "/order/" + std::to_string(n);
   o.item = req.item;
   o.quantity = req.quantity;
   o.due_us = req.due_us;
   o.earliest_start_us = req.earliest_start_us != 0 ? req.earliest_start_us : now;
   o.max_price_cents = req.max_price_cents;
-  o.currency = st.cfg.currency;
   o.attributes = std::move(req.attributes);
-  o.created_us = now;
   o.reply_by_us = now + st.cfg.proposal_window_ms * us_per_ms;
-  o.confirm_timeout_us = st.cfg.confirm_timeout_ms * us_per_ms;
-  o.sellers = st.cfg.source(req.item)->sellers;
-  initiator_step step;
-  auto ini = initiator::start(std::move(o), st.ctx->node_id(), step);
-  const auto id = ini.order().order_id;
-  store::write_batch counter;
-  tables::seq.put(counter, "order", counter_record{n});
-  auto& placed = st.orders.emplace(id, std::move(ini)).first->second;
-  const auto seq = commit_step(self, placed, step, nullptr, std::move(counter), true);
-  st.replies.emplace(seq,
-                     std::make_pair(rp, order_reply{201, id, to_string(placed.order().state), {}}));
-  arm(self, placed);
+  auto [placed, seq] = open_order(self, std::move(o), true);
+  st.replies.emplace(
+      seq,
+      std::make_pair(
+          rp, order_reply{201, placed->order().order_id, to_string(placed->order().state), {}}));
   return rp;
 }
 
@@ -249,8 +247,146 @@ void on_deadline(buyer_actor* self, timestamp_us at) {
     auto step = it->second.on_time(st.ctx->clock().now());
     commit_step(self, it->second, step, nullptr);
     arm(self, it->second);
+    settle(self, it->second);
   }
   schedule_wake(self);
+}
+
+/// Answers the participant's requests that order `ini` is now able to answer.
+void settle(buyer_actor* self, const initiator& ini) {
+  auto& st = self->state;
+  const auto& o = ini.order();
+  if (auto it = st.quotes.find(o.order_id); it != st.quotes.end()) {
+    component_quote q;
+    q.order_id = o.order_id;
+    if (o.state == order_state::negotiating) return;
+    const auto* best = o.state == order_state::ready ? ini.best(st.ctx->clock().now()) : nullptr;
+    if (best) {
+      q.ok = true;
+      q.seller = best->seller;
+      q.price_cents = best->price_cents;
+      q.promised_start_us = best->promised_start_us;
+      q.promised_due_us = best->promised_due_us;
+      q.valid_until_us = best->valid_until_us;
+    } else {
+      q.reason = o.reason.empty() ? std::string("no acceptable proposal") : o.reason;
+    }
+    it->second.deliver(std::move(q));
+    st.quotes.erase(it);
+  }
+  auto [from, to] = st.awards.equal_range(o.order_id);
+  if (from == to) return;
+  component_award a;
+  a.order_id = o.order_id;
+  if (o.state == order_state::contracted) {
+    for (const auto& p : o.proposals) {
+      if (p.contract_id != o.contract_id || p.state != proposal_state::accepted) continue;
+      a.ok = true;
+      a.contract_id = p.contract_id;
+      a.seller = p.seller;
+      a.price_cents = p.price_cents;
+      a.promised_due_us = p.promised_due_us;
+    }
+    if (!a.ok) a.reason = "contract not found in order " + o.order_id;
+  } else if (o.state == order_state::failed || o.state == order_state::cancelled) {
+    a.reason = o.reason.empty() ? std::string("component order ended") : o.reason;
+  } else if (o.state == order_state::negotiating) {
+    a.reason = "component order not decided yet";
+  } else {
+    return;  // ready or awarded: the answer comes with the Confirm (or Failure)
+  }
+  for (auto it = from; it != to; ++it) it->second.deliver(a);
+  st.awards.erase(from, to);
+}
+
+/// Opens order `o` (id, item, quantity, dates, sellers set here), commits it
+/// with its CFPs and counter, and arms its deadline. Returns the commit number.
+std::pair<initiator*, std::uint64_t> open_order(buyer_actor* self, order_record o,
+                                                bool notify_durable) {
+  auto& st = self->state;
+  const auto now = st.ctx->clock().now();
+  const auto n = st.next_order++;
+  o.order_id = st.ctx->node_id() + "/order/" + std::to_string(n);
+  o.currency = st.cfg.currency;
+  o.created_us = now;
+  o.confirm_timeout_us = st.cfg.confirm_timeout_ms * us_per_ms;
+  o.sellers = st.cfg.source(o.item)->sellers;
+  initiator_step step;
+  auto ini = initiator::start(std::move(o), st.ctx->node_id(), step);
+  const auto id = ini.order().order_id;
+  store::write_batch counter;
+  tables::seq.put(counter, "order", counter_record{n});
+  auto& placed = st.orders.emplace(id, std::move(ini)).first->second;
+  const auto seq = commit_step(self, placed, step, nullptr, std::move(counter), notify_durable);
+  arm(self, placed);
+  return {&placed, seq};
+}
+
+caf::response_promise on_component(buyer_actor* self, component_request& req) {
+  auto& st = self->state;
+  auto rp = self->make_response_promise();
+  const auto now = st.ctx->clock().now();
+  auto refuse = [&](std::string why) {
+    component_quote q;
+    q.reason = std::move(why);
+    rp.deliver(std::move(q));
+    return rp;
+  };
+  if (!st.cfg.source(req.item)) return refuse("no sources configured for " + req.item);
+  if (req.quantity == 0 || req.quantity > quantity_max) return refuse("bad component quantity");
+  if (st.open() >= open_orders_max) return refuse("too many open orders");
+  order_record o;
+  o.item = req.item;
+  o.quantity = req.quantity;
+  o.due_us = std::max(req.due_us, now + 1);
+  o.earliest_start_us = std::min(std::max<timestamp_us>(req.earliest_start_us, 0), o.due_us - 1);
+  o.reply_by_us = std::max(req.reply_by_us, now);
+  o.award_by_us = std::max(req.award_by_us, o.reply_by_us + 1);
+  o.parent_buyer = std::move(req.parent_buyer);
+  o.parent_order_id = std::move(req.parent_order_id);
+  auto [ini, seq] = open_order(self, std::move(o), false);
+  (void)seq;
+  st.quotes.emplace(ini->order().order_id, rp);
+  settle(self, *ini);  // no sellers: failed at once
+  return rp;
+}
+
+caf::response_promise on_award(buyer_actor* self, const std::string& order_id,
+                               timestamp_us need_by_us) {
+  auto& st = self->state;
+  auto rp = self->make_response_promise();
+  auto* ini = find_order(self, order_id);
+  if (!ini) {
+    component_award a;
+    a.order_id = order_id;
+    a.reason = "unknown component order " + order_id;
+    rp.deliver(std::move(a));
+    return rp;
+  }
+  if (ini->order().state == order_state::ready) {
+    auto step = ini->award(need_by_us, st.ctx->clock().now());
+    commit_step(self, *ini, step, nullptr);
+    arm(self, *ini);
+  }
+  st.awards.emplace(order_id, rp);
+  settle(self, *ini);
+  return rp;
+}
+
+void on_withdraw(buyer_actor* self, const std::string& order_id, const std::string& reason) {
+  auto& st = self->state;
+  auto* ini = find_order(self, order_id);
+  if (!ini) return;
+  const auto state = ini->order().state;
+  if (state == order_state::failed || state == order_state::cancelled) {
+    settle(self, *ini);
+    if (!st.closing.contains(order_id)) st.orders.erase(order_id);  // loaded just for this
+    return;
+  }
+  auto step = ini->cancel(reason, st.ctx->clock().now());
+  commit_step(self, *ini, step, nullptr);
+  arm(self, *ini);
+  settle(self, *ini);
 }
 
 void on_durable(buyer_actor* self, std::uint64_t seq, bool ok) {
@@ -292,6 +428,13 @@ caf::behavior buyer(buyer_actor* self, node_context* ctx, buyer_config cfg,
       [=](order_atom, order_request& req) { return on_new_order(self, req); },
       [=](deadline_atom, timestamp_us at) { on_deadline(self, at); },
       [=](durable_atom, std::uint64_t seq, bool ok) { on_durable(self, seq, ok); },
+      [=](component_atom, component_request& req) { return on_component(self, req); },
+      [=](award_atom, const std::string& id, timestamp_us need_by) {
+        return on_award(self, id, need_by);
+      },
+      [=](withdraw_atom, const std::string& id, const std::string& reason) {
+        on_withdraw(self, id, reason);
+      },
   };
 }
 
@@ -301,7 +444,8 @@ result<caf::actor> spawn_buyer(caf::actor_system& sys, node_context& ctx, buyer_
   // Reading the store here (not in the actor) lets install_roles report errors.
   std::vector<order_record> open;
   auto st = tables::orders.for_each(ctx.store(), [&](std::string_view, order_record&& o) {
-    if (o.state == order_state::negotiating || o.state == order_state::awarded)
+    if (o.state == order_state::negotiating || o.state == order_state::awarded ||
+        o.state == order_state::ready)
       open.push_back(std::move(o));
     return true;
   });

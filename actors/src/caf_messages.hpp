@@ -21,6 +21,13 @@ using order_atom = caf::atom_constant<caf::atom("order")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
 /// (durable_atom, commit_seq, ok): every commit up to commit_seq completed.
 using durable_atom = caf::atom_constant<caf::atom("durable")>;
+/// (component_atom, component_request) -> component_quote, once decided.
+using component_atom = caf::atom_constant<caf::atom("component")>;
+/// (award_atom, order_id, need_by_us) -> component_award, once contracted
+/// (or at once if it already was) or failed.
+using award_atom = caf::atom_constant<caf::atom("award")>;
+/// (withdraw_atom, order_id, reason): cancels a component order (no answer).
+using withdraw_atom = caf::atom_constant<caf::atom("withdraw")>;
 
 // Resource (machine or item calendar) actors, asked by their participant.
 // They change the calendar in memory; the participant commits the hold and
@@ -50,3 +57,6 @@ struct probe_result {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::order_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::order_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::probe_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::component_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::component_quote)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::component_award)

@@ -63,6 +63,8 @@ json order_json(const order_record& o, const store::environment& env) {
               {"max_price_cents", o.max_price_cents},
               {"state", to_string(o.state)},
               {"reason", o.reason},
+              {"parent_buyer", o.parent_buyer},
+              {"parent_order_id", o.parent_order_id},
               {"contract", std::move(contract)},
               {"proposals", std::move(proposals)}};
 }
@@ -229,7 +231,7 @@ result<installed_roles> install_roles_with_handles(node& n, const config_file& f
   std::vector<resource_spec> resources;  // machines of a factory, items of a supplier
   if (roles->factory) {
     resources = make_factory_policy(*roles->factory)->resources();
-    auto p = spawn_factory(sys, ctx, *roles->factory);
+    auto p = spawn_factory(sys, ctx, *roles->factory, buyer ? *buyer : caf::actor{});
     if (!p) return p.error();
     participant = *p;
   } else if (roles->supplier) {

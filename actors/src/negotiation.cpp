@@ -77,6 +77,8 @@ std::optional<timestamp_us> initiator::next_deadline() const {
       return order_.reply_by_us;
     case order_state::awarded:
       return order_.confirm_deadline_us;
+    case order_state::ready:
+      return order_.award_by_us;
     default:
       return std::nullopt;
   }
@@ -140,6 +142,10 @@ void initiator::fail(std::string reason, initiator_step& out) {
 
 void initiator::award_next(timestamp_us now, initiator_step& out) {
   auto ranked = rank(order_, now);
+  if (order_.need_by_us > 0)
+    std::erase_if(ranked, [&](std::size_t i) {
+      return order_.proposals[i].promised_due_us > order_.need_by_us;
+    });
   if (ranked.empty()) {
     std::size_t refused = 0, unusable = 0, failed = 0;
     for (const auto& p : order_.proposals) {
@@ -175,12 +181,35 @@ void initiator::award_next(timestamp_us now, initiator_step& out) {
 
 void initiator::decide(timestamp_us now, initiator_step& out) {
   if (order_.state != order_state::negotiating) return;
+  if (order_.award_by_us > 0 && !rank(order_, now).empty()) {
+    order_.state = order_state::ready;  // the award waits for award()
+    out.changed = true;
+    return;
+  }
   award_next(now, out);
 }
 
+const proposal_record* initiator::best(timestamp_us now) const {
+  auto ranked = rank(order_, now);
+  return ranked.empty() ? nullptr : &order_.proposals[ranked.front()];
+}
+
+initiator_step initiator::award(timestamp_us need_by_us, timestamp_us now) {
+  initiator_step out;
+  time_passes(now, out);
+  if (order_.state != order_state::ready) return out;
+  order_.need_by_us = need_by_us;
+  award_next(now, out);
+  return out;
+}
+
 void initiator::time_passes(timestamp_us now, initiator_step& out) {
-  if (order_.state == order_state::negotiating && now >= order_.reply_by_us) {
-    decide(now, out);
+  if (order_.state == order_state::negotiating && now >= order_.reply_by_us) decide(now, out);
+  if (order_.state == order_state::ready && now >= order_.award_by_us) {
+    reject_remaining("not awarded upstream in time", out);
+    order_.state = order_state::cancelled;
+    order_.reason = "the upstream proposal it backed was not accepted in time";
+    out.changed = true;
     return;
   }
   if (order_.state == order_state::awarded && now >= order_.confirm_deadline_us) {

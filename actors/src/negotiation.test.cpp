@@ -405,5 +405,101 @@ TEST(participant, hold_validity_and_contract_terms) {
   EXPECT_TRUE(s.contracts[0].same_terms(sc)) << s.contracts[0].contract_id;
 }
 
+// --- component orders (nested negotiation) -----------------------------------
+
+order_record component_order(std::vector<std::string> sellers) {
+  auto o = make_order(std::move(sellers));
+  o.parent_buyer = "velo";
+  o.parent_order_id = "dealer/order/7";
+  o.award_by_us = t0 + 6 * us_per_s;
+  return o;
+}
+
+TEST(negotiation, component_order_waits_ready_for_the_award) {
+  initiator_step s;
+  auto ini = initiator::start(component_order({"a", "b"}), "framecraft", s);
+  ini.on_propose("a", proposal("a/p1", 900, t0 + 3 * us_per_day), t0 + 10 * ms);
+  auto step = ini.on_propose("b", proposal("b/p1", 800, t0 + 4 * us_per_day), t0 + 20 * ms);
+  // All answered: decided, but nothing accepted yet.
+  EXPECT_EQ(ini.order().state, order_state::ready);
+  EXPECT_TRUE(step.changed);
+  EXPECT_TRUE(sent<wire::accept>(step).empty());
+  EXPECT_TRUE(sent<wire::reject>(step).empty());
+  EXPECT_EQ(ini.next_deadline(), t0 + 6 * us_per_s);
+  ASSERT_NE(ini.best(t0 + 30 * ms), nullptr);
+  EXPECT_EQ(ini.best(t0 + 30 * ms)->seller, "b");
+  EXPECT_FALSE(ini.terminal());
+  // A late proposal is rejected as for any decided order.
+  auto late = ini.on_propose("a", proposal("a/p2", 100, t0 + us_per_day), t0 + 40 * ms);
+  EXPECT_EQ(sent<wire::reject>(late).size(), 1u);
+
+  auto award = ini.award(t0 + 5 * us_per_day, t0 + 50 * ms);
+  EXPECT_EQ(ini.order().state, order_state::awarded);
+  auto accepts = sent<wire::accept>(award);
+  ASSERT_EQ(accepts.size(), 1u);
+  EXPECT_EQ(accepts[0].first, "b");
+  auto done = ini.on_confirm("b", confirm_of(ini, "b/p1"), t0 + 60 * ms);
+  EXPECT_EQ(ini.order().state, order_state::contracted);
+  ASSERT_EQ(done.contracts.size(), 1u);
+  EXPECT_EQ(done.contracts[0].seller, "b");
+  // The loser's hold is released once the contract stands.
+  auto rejects = sent<wire::reject>(done);
+  ASSERT_EQ(rejects.size(), 1u);
+  EXPECT_EQ(rejects[0].first, "a");
+}
+
+TEST(negotiation, component_award_skips_proposals_later_than_needed) {
+  initiator_step s;
+  auto ini = initiator::start(component_order({"a", "b"}), "framecraft", s);
+  ini.on_propose("a", proposal("a/p1", 900, t0 + 3 * us_per_day), t0 + 10 * ms);
+  ini.on_propose("b", proposal("b/p1", 800, t0 + 4 * us_per_day), t0 + 20 * ms);
+  // The upstream proposal was planned on delivery within 3 days: only "a" fits.
+  auto award = ini.award(t0 + 3 * us_per_day, t0 + 50 * ms);
+  auto accepts = sent<wire::accept>(award);
+  ASSERT_EQ(accepts.size(), 1u);
+  EXPECT_EQ(accepts[0].first, "a");
+  // "a" fails: "b" is too late, so the order fails instead of breaking the promise.
+  auto f =
+      ini.on_failure("a", {"velo/order/1", "a/p1", ini.order().contract_id, "gone"}, t0 + 60 * ms);
+  EXPECT_EQ(ini.order().state, order_state::failed);
+  EXPECT_EQ(sent<wire::reject>(f).size(), 1u);
+}
+
+TEST(negotiation, component_order_not_awarded_in_time_is_cancelled) {
+  initiator_step s;
+  auto ini = initiator::start(component_order({"a"}), "framecraft", s);
+  ini.on_propose("a", proposal("a/p1", 900, t0 + 3 * us_per_day), t0 + 10 * ms);
+  ASSERT_EQ(ini.order().state, order_state::ready);
+  EXPECT_TRUE(ini.on_time(t0 + 5 * us_per_s).messages.empty());
+  auto step = ini.on_time(t0 + 6 * us_per_s);
+  EXPECT_EQ(ini.order().state, order_state::cancelled);
+  EXPECT_TRUE(ini.terminal());
+  auto rejects = sent<wire::reject>(step);
+  ASSERT_EQ(rejects.size(), 1u);
+  EXPECT_EQ(rejects[0].second.proposal_id, "a/p1");
+  // An award after that changes nothing.
+  EXPECT_TRUE(ini.award(t0 + 9 * us_per_day, t0 + 7 * us_per_s).messages.empty());
+  EXPECT_EQ(ini.order().state, order_state::cancelled);
+}
+
+TEST(negotiation, component_order_without_proposals_fails_at_the_decision) {
+  initiator_step s;
+  auto ini = initiator::start(component_order({"a"}), "framecraft", s);
+  ini.on_refuse("a", {"velo/order/1", "no stock"}, t0 + 10 * ms);
+  EXPECT_EQ(ini.order().state, order_state::failed);
+  EXPECT_EQ(ini.best(t0 + 20 * ms), nullptr);
+}
+
+TEST(negotiation, withdrawn_ready_order_rejects_its_proposals) {
+  initiator_step s;
+  auto ini = initiator::start(component_order({"a", "b"}), "framecraft", s);
+  ini.on_propose("a", proposal("a/p1", 900, t0 + 3 * us_per_day), t0 + 10 * ms);
+  ini.on_propose("b", proposal("b/p1", 800, t0 + 4 * us_per_day), t0 + 20 * ms);
+  auto step = ini.cancel("upstream rejected", t0 + 30 * ms);
+  EXPECT_EQ(ini.order().state, order_state::cancelled);
+  EXPECT_EQ(sent<wire::reject>(step).size(), 2u);
+  EXPECT_TRUE(sent<wire::cancel>(step).empty());
+}
+
 }  // namespace
 }  // namespace gearmesh::actors

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 
@@ -129,9 +130,12 @@ struct participant_state {
   pending_writes pending;
   std::uint64_t commit_seq = 0;
   /// Held proposals by (buyer, order id): answers a repeated CFP and a Cancel
-  /// without contract id. Entries leave when the offer leaves `held` or expires.
+  /// without contract id. Entries leave when the offer leaves `held` or expires
+  /// (offers with component orders: only when they leave `held`).
   std::map<std::pair<std::string, std::string>, std::pair<std::string, timestamp_us>> held;
   std::multimap<timestamp_us, std::pair<std::string, std::string>> held_expiry;
+  /// The node's buyer: sources bought components (nested negotiation).
+  caf::actor buyer;
   static inline const char* name = "gearmesh.participant";
 };
 
@@ -196,7 +200,11 @@ void forget_held(participant_actor* self, const std::string& buyer, const std::s
 void remember_held(participant_actor* self, const offer_record& o) {
   auto& st = self->state;
   st.held[{o.buyer, o.order_id}] = {o.proposal_id, o.valid_until_us};
-  st.held_expiry.emplace(o.valid_until_us, std::make_pair(o.buyer, o.order_id));
+  // An offer with component orders stays until it leaves `held`, past its
+  // deadline too: a Cancel for it must still withdraw them (they may have
+  // been contracted by an award the node crashed in the middle of).
+  if (o.sub_orders.empty())
+    st.held_expiry.emplace(o.valid_until_us, std::make_pair(o.buyer, o.order_id));
 }
 
 void sweep_held(participant_actor* self, timestamp_us now) {
@@ -412,6 +420,156 @@ void refuse(participant_actor* self, const wire::envelope& env, const wire::cfp&
          c.order_id);
 }
 
+/// Asks the buyer to withdraw component orders (their proposals are rejected,
+/// a contract is cancelled). No answer; a crash before the buyer commits is
+/// covered at restart (spawn_participant) and by the orders' award deadline.
+void withdraw(participant_actor* self, const std::vector<std::string>& orders,
+              const std::string& reason) {
+  for (const auto& id : orders) self->send(self->state.buyer, withdraw_atom::value, id, reason);
+}
+
+/// What the bought components of a proposal add (nested negotiation).
+struct sourced_components {
+  std::vector<std::string> orders;  // the component orders, ready to award
+  std::int64_t cents = 0;           // their best prices
+  timestamp_us arrival_us = 0;      // the latest promised delivery
+  timestamp_us valid_until_us = std::numeric_limits<timestamp_us>::max();
+};
+
+/// Places `plan` with holds and proposes (or refuses); commits with `env` as
+/// cause. The proposal number is taken here, synchronously, and every step up
+/// to the commit awaits its answers, so commits carry increasing numbers.
+void place_and_propose(participant_actor* self, const wire::envelope& env, const wire::cfp& c,
+                       work_plan plan, sourced_components comps) {
+  auto& st = self->state;
+  const auto now = st.ctx->clock().now();
+  plan.from_us = std::max(plan.from_us, comps.arrival_us);
+  const auto n = st.next_proposal++;
+  auto proposal_id = st.ctx->node_id() + "/proposal/" + std::to_string(n);
+  const auto deadline =
+      std::min(hold_deadline(now, st.policy->hold_ttl_us()), comps.valid_until_us);
+  place(self, std::move(plan), proposal_id, deadline,
+        [=](bool fit, std::vector<chosen_step> chosen) {
+          auto& st = self->state;
+          store::write_batch b;
+          tables::seq.put(b, "proposal", counter_record{n});
+          auto refuse_with = [&](std::string reason) {
+            release_all(self, refs_of(chosen));
+            withdraw(self, comps.orders, "the proposal it was for was not made");
+            commit(self, std::move(b), &env,
+                   {{env.header.sender, wire::refuse{c.order_id, std::move(reason)}}}, c.order_id);
+          };
+          if (!fit) return refuse_with("no capacity within the horizon");
+          if (deadline <= now) return refuse_with("component proposals lapsed");
+          const auto price = st.policy->price(c, chosen, comps.cents);
+          if (c.max_price_cents > 0 && price > c.max_price_cents)
+            return refuse_with("price " + std::to_string(price) + " above the ceiling " +
+                               std::to_string(c.max_price_cents));
+          offer_record o;
+          o.proposal_id = proposal_id;
+          o.order_id = c.order_id;
+          o.buyer = env.header.sender;
+          o.item = c.item;
+          o.quantity = c.quantity;
+          o.currency = c.currency;
+          o.earliest_start_us = c.earliest_start_us;
+          o.due_us = c.due_us;
+          o.price_cents = price;
+          o.promised_start_us = chosen.front().where.start_us;
+          o.promised_due_us = chosen.back().where.end_us;
+          o.valid_until_us = deadline;
+          o.state = offer_state::held;
+          o.reservations = refs_of(chosen);
+          o.sub_orders = comps.orders;
+          tables::offers.put(b, o.proposal_id, o);
+          store::write_batch holds;
+          for (const auto& s : chosen)
+            tables::holds.put(holds, reservation_key(s.resource, s.reservation_id),
+                              reservation_of(s.resource, s.reservation_id, reservation_kind::hold,
+                                             deadline, s.where));
+          wire::propose p{o.order_id,          o.proposal_id,     o.price_cents,
+                          o.promised_start_us, o.promised_due_us, o.valid_until_us};
+          remember_held(self, o);
+          commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id, std::move(holds));
+        });
+}
+
+/// Nested negotiation: the CFP needs bought components. The buyer runs one
+/// component order per item (to the decision, not the award); once every one
+/// has a best proposal the work is placed after the latest promised delivery
+/// and proposed, the component prices included. The CFP stays uncommitted
+/// meanwhile (the runtime drops its duplicates as in flight; after a crash it
+/// is re-sent and sourced anew, the old component orders lapse by themselves).
+void source_components(participant_actor* self, const wire::envelope& env, const wire::cfp& c,
+                       work_plan plan) {
+  auto& st = self->state;
+  if (!st.buyer)
+    return refuse(
+        self, env, c,
+        "cannot source " + plan.components.front().item + ": this node has no buyer role");
+  const auto now = st.ctx->clock().now();
+  auto reply_by = now + st.policy->component_window_us();
+  // Leave the upstream buyer half of its remaining window for our proposal.
+  if (c.reply_by_us > now) reply_by = std::min(reply_by, now + (c.reply_by_us - now) / 2);
+  struct job {
+    wire::envelope env;
+    wire::cfp cfp;
+    work_plan plan;
+    std::vector<component_quote> quotes;
+    std::size_t answers = 0;
+  };
+  auto j = std::make_shared<job>();
+  j->env = env;
+  j->cfp = c;
+  j->quotes.resize(plan.components.size());
+  j->plan = std::move(plan);
+  const auto count = j->quotes.size();
+  auto answered = [self, j, count] {
+    if (++j->answers < count) return;
+    sourced_components comps;
+    std::string failed;
+    for (std::size_t k = 0; k < count; ++k) {
+      const auto& q = j->quotes[k];
+      if (!q.order_id.empty()) comps.orders.push_back(q.order_id);
+      if (!q.ok) {
+        if (failed.empty()) failed = j->plan.components[k].item + ": " + q.reason;
+        continue;
+      }
+      comps.cents += q.price_cents;
+      comps.arrival_us = std::max(comps.arrival_us, q.promised_due_us);
+      comps.valid_until_us = std::min(comps.valid_until_us, q.valid_until_us);
+    }
+    if (!failed.empty()) {
+      withdraw(self, comps.orders, "another component could not be sourced");
+      return refuse(self, j->env, j->cfp, "cannot source component " + failed);
+    }
+    place_and_propose(self, j->env, j->cfp, std::move(j->plan), std::move(comps));
+  };
+  for (std::size_t k = 0; k < count; ++k) {
+    const auto& need = j->plan.components[k];
+    component_request r;
+    r.parent_buyer = env.header.sender;
+    r.parent_order_id = c.order_id;
+    r.item = need.item;
+    r.quantity = need.quantity;
+    r.earliest_start_us = c.earliest_start_us;
+    r.due_us = std::max(now + 1, c.due_us - j->plan.min_lead_us);
+    r.reply_by_us = reply_by;
+    // Ready component orders wait as long as a proposal made from them can.
+    r.award_by_us = reply_by + st.policy->hold_ttl_us() + us_per_s;
+    self->request(st.buyer, caf::infinite, component_atom::value, std::move(r))
+        .then(
+            [j, k, answered](component_quote& q) {
+              j->quotes[k] = std::move(q);
+              answered();
+            },
+            [j, k, answered](caf::error& e) {
+              j->quotes[k].reason = "buyer unavailable: " + to_string(e);
+              answered();
+            });
+  }
+}
+
 void on_cfp(participant_actor* self, const wire::envelope& env, const wire::cfp& c) {
   auto& st = self->state;
   const auto now = st.ctx->clock().now();
@@ -434,52 +592,8 @@ void on_cfp(participant_actor* self, const wire::envelope& env, const wire::cfp&
                       std::string(st.policy->currency()));
   auto plan = st.policy->plan(c, now);
   if (!plan) return refuse(self, env, c, plan.error().message());
-  // The proposal number is written with whatever this step commits, so no
-  // durable record ever names a number the counter does not cover.
-  const auto n = st.next_proposal++;
-  auto proposal_id = st.ctx->node_id() + "/proposal/" + std::to_string(n);
-  const auto deadline = hold_deadline(now, st.policy->hold_ttl_us());
-  place(self, std::move(*plan), proposal_id, deadline,
-        [=](bool fit, std::vector<chosen_step> chosen) {
-          auto& st = self->state;
-          store::write_batch b;
-          tables::seq.put(b, "proposal", counter_record{n});
-          auto refuse_with = [&](std::string reason) {
-            release_all(self, refs_of(chosen));
-            commit(self, std::move(b), &env,
-                   {{env.header.sender, wire::refuse{c.order_id, std::move(reason)}}}, c.order_id);
-          };
-          if (!fit) return refuse_with("no capacity within the horizon");
-          const auto price = st.policy->price(c, chosen);
-          if (c.max_price_cents > 0 && price > c.max_price_cents)
-            return refuse_with("price " + std::to_string(price) + " above the ceiling " +
-                               std::to_string(c.max_price_cents));
-          offer_record o;
-          o.proposal_id = proposal_id;
-          o.order_id = c.order_id;
-          o.buyer = env.header.sender;
-          o.item = c.item;
-          o.quantity = c.quantity;
-          o.currency = c.currency;
-          o.earliest_start_us = c.earliest_start_us;
-          o.due_us = c.due_us;
-          o.price_cents = price;
-          o.promised_start_us = chosen.front().where.start_us;
-          o.promised_due_us = chosen.back().where.end_us;
-          o.valid_until_us = deadline;
-          o.state = offer_state::held;
-          o.reservations = refs_of(chosen);
-          tables::offers.put(b, o.proposal_id, o);
-          store::write_batch holds;
-          for (const auto& s : chosen)
-            tables::holds.put(holds, reservation_key(s.resource, s.reservation_id),
-                              reservation_of(s.resource, s.reservation_id, reservation_kind::hold,
-                                             deadline, s.where));
-          wire::propose p{o.order_id,          o.proposal_id,     o.price_cents,
-                          o.promised_start_us, o.promised_due_us, o.valid_until_us};
-          remember_held(self, o);
-          commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id, std::move(holds));
-        });
+  if (!plan->components.empty()) return source_components(self, env, c, std::move(*plan));
+  place_and_propose(self, env, c, std::move(*plan), {});
 }
 
 void send_failure(participant_actor* self, const wire::envelope& env, const wire::accept& a,
@@ -516,23 +630,32 @@ store::write_batch bookings_of(const std::vector<reservation_record>& records) {
   return b;
 }
 
+/// Ends offer `o` as failed: releases its reservations, withdraws its
+/// component orders and answers Accept `a` with Failure.
+void fail_offer(participant_actor* self, const wire::envelope& env, const wire::accept& a,
+                offer_record o, std::string why) {
+  release_all(self, o.reservations);
+  withdraw(self, o.sub_orders, "the proposal it backed failed: " + why);
+  o.state = offer_state::failed;
+  o.reason = why;
+  store::write_batch b;
+  tables::offers.put(b, o.proposal_id, o);
+  store::write_batch released;
+  erase_reservations(released, o.reservations);
+  forget_held(self, o.buyer, o.order_id);
+  send_failure(self, env, a, why, std::move(b), std::move(released));
+}
+
 /// The holds lapsed: reserve the same terms again, or fail.
 void replace(participant_actor* self, const wire::envelope& env, const wire::accept& a,
              offer_record o) {
   auto& st = self->state;
   const auto now = st.ctx->clock().now();
+  // Component proposals lapsed with the holds: nothing to rebuild them from.
+  if (!o.sub_orders.empty())
+    return fail_offer(self, env, a, std::move(o), "hold expired with its component proposals");
   release_all(self, o.reservations);
-  auto fail = [=](std::string why) {
-    auto f = o;
-    f.state = offer_state::failed;
-    f.reason = why;
-    store::write_batch b;
-    tables::offers.put(b, f.proposal_id, f);
-    store::write_batch released;
-    erase_reservations(released, f.reservations);
-    forget_held(self, f.buyer, f.order_id);
-    send_failure(self, env, a, why, std::move(b), std::move(released));
-  };
+  auto fail = [=](std::string why) { fail_offer(self, env, a, o, std::move(why)); };
   auto c = cfp_of(o);
   auto plan = st.policy->plan(c, now);
   if (!plan) return fail(plan.error().message());
@@ -560,6 +683,50 @@ void replace(participant_actor* self, const wire::envelope& env, const wire::acc
         });
 }
 
+/// Nested negotiation, on Accept: the own holds are booked (in memory); now
+/// every component order is awarded, and once all are contracted the
+/// contract is recorded and confirmed. The Accept stays uncommitted meanwhile
+/// (its duplicates are dropped as in flight; after a crash it is re-sent, and
+/// awarding an order that is already contracted answers at once).
+void award_components(participant_actor* self, const wire::envelope& env, const wire::accept& a,
+                      offer_record o, std::vector<reservation_record> records) {
+  struct job {
+    std::vector<component_award> awards;
+    std::size_t answers = 0;
+  };
+  auto j = std::make_shared<job>();
+  j->awards.resize(o.sub_orders.size());
+  auto answered = [=] {
+    if (++j->answers < j->awards.size()) return;
+    // Whatever happened meanwhile (a Cancel) is in the offer and tombstones.
+    auto now_o = read(self, tables::offers, o.proposal_id);
+    const bool tombstoned = read(self, tables::tombstones, a.contract_id).has_value();
+    std::string why;
+    if (!now_o || now_o->state != offer_state::held || tombstoned)
+      why = "contract was cancelled while its components were awarded";
+    for (std::size_t k = 0; k < j->awards.size() && why.empty(); ++k)
+      if (!j->awards[k].ok) why = "component order " + o.sub_orders[k] + ": " + j->awards[k].reason;
+    if (why.empty()) return contract(self, env, a, o, bookings_of(records));
+    if (now_o && now_o->state == offer_state::held) return fail_offer(self, env, a, o, why);
+    // The offer already ended (and released what it held): just answer.
+    withdraw(self, o.sub_orders, why);
+    send_failure(self, env, a, why);
+  };
+  // Components must arrive by the start the proposal promised.
+  const auto need_by = o.promised_start_us;
+  for (std::size_t k = 0; k < o.sub_orders.size(); ++k)
+    self->request(self->state.buyer, caf::infinite, award_atom::value, o.sub_orders[k], need_by)
+        .then(
+            [j, k, answered](component_award& w) {
+              j->awards[k] = std::move(w);
+              answered();
+            },
+            [j, k, answered](caf::error& e) {
+              j->awards[k].reason = "buyer unavailable: " + to_string(e);
+              answered();
+            });
+}
+
 void on_accept(participant_actor* self, const wire::envelope& env, const wire::accept& a) {
   const auto now = self->state.ctx->clock().now();
   auto o = read(self, tables::offers, a.proposal_id);
@@ -567,6 +734,10 @@ void on_accept(participant_actor* self, const wire::envelope& env, const wire::a
   auto d = decide_accept(o ? &*o : nullptr, tombstoned, env.header.sender, a, now);
   switch (d.verdict) {
     case accept_verdict::fail:
+      // A held offer (e.g. its contract was cancelled first) ends with it.
+      if (tombstoned && o && o->state == offer_state::held && o->buyer == env.header.sender &&
+          o->order_id == a.order_id)
+        return fail_offer(self, env, a, std::move(*o), d.reason);
       return send_failure(self, env, a, d.reason);
     case accept_verdict::resend_confirm:
       return commit(self, {}, &env, {{env.header.sender, confirm_for(*o)}}, a.order_id);
@@ -576,6 +747,8 @@ void on_accept(participant_actor* self, const wire::envelope& env, const wire::a
       auto refs = o->reservations;
       book_all(self, std::move(refs),
                [=, o = std::move(*o)](bool ok, std::vector<reservation_record> records) mutable {
+                 if (ok && !o.sub_orders.empty())
+                   return award_components(self, env, a, std::move(o), std::move(records));
                  if (ok) return contract(self, env, a, std::move(o), bookings_of(records));
                  replace(self, env, a, std::move(o));
                });
@@ -592,6 +765,7 @@ void on_reject(participant_actor* self, const wire::envelope& env, const wire::r
       o->state == offer_state::held) {
     release_all(self, o->reservations);
     erase_reservations(released, o->reservations);
+    withdraw(self, o->sub_orders, "the proposal it backed was rejected: " + r.reason);
     o->state = offer_state::rejected;
     o->reason = r.reason;
     tables::offers.put(b, o->proposal_id, *o);
@@ -608,6 +782,7 @@ void on_cancel(participant_actor* self, const wire::envelope& env, const wire::c
   auto cancel_offer = [&](offer_record o) {
     release_all(self, o.reservations);
     erase_reservations(released, o.reservations);
+    withdraw(self, o.sub_orders, "the order it served was cancelled: " + c.reason);
     o.state = offer_state::cancelled;
     o.reason = c.reason;
     tables::offers.put(b, o.proposal_id, o);
@@ -642,9 +817,14 @@ void on_cancel(participant_actor* self, const wire::envelope& env, const wire::c
 caf::behavior participant(participant_actor* self, node_context* ctx,
                           std::shared_ptr<const participant_policy> policy,
                           std::map<std::string, caf::actor, std::less<>> resources,
-                          std::uint64_t next_proposal, std::vector<offer_record> held) {
+                          std::uint64_t next_proposal, std::vector<offer_record> held,
+                          caf::actor buyer, std::vector<std::string> withdrawn) {
   auto& st = self->state;
   st.ctx = ctx;
+  st.buyer = std::move(buyer);
+  // Component orders of offers that ended: withdrawn again, in case the node
+  // stopped before the buyer committed the first withdrawal (no-op otherwise).
+  if (st.buyer) withdraw(self, withdrawn, "the proposal it backed ended");
   st.policy = std::move(policy);
   st.resources = std::move(resources);
   st.next_proposal = next_proposal;
@@ -727,7 +907,8 @@ result<std::vector<std::string>> orphans(const store::environment& env,
 }
 
 result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
-                                     std::shared_ptr<const participant_policy> policy) {
+                                     std::shared_ptr<const participant_policy> policy,
+                                     const caf::actor& buyer) {
   const auto& env = ctx.store();
   const auto now = ctx.clock().now();
   std::map<std::string, caf::actor, std::less<>> resources;
@@ -758,13 +939,23 @@ result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
   if (!counter) return counter.error();
   const std::uint64_t next = *counter ? (*counter)->value + 1 : 1;
   std::vector<offer_record> held;
+  std::vector<std::string> withdrawn;
+  // Ended offers whose component orders may still be open: those of the last
+  // week (a component order lapses by itself unless it was contracted).
+  const auto recent = now - 7 * us_per_day;
   auto st = tables::offers.for_each(env, [&](std::string_view, offer_record&& o) {
-    if (hold_valid(o, now)) held.push_back(std::move(o));
+    const bool ended = o.state == offer_state::rejected || o.state == offer_state::cancelled ||
+                       o.state == offer_state::failed;
+    if (ended && o.valid_until_us >= recent)
+      withdrawn.insert(withdrawn.end(), o.sub_orders.begin(), o.sub_orders.end());
+    if (hold_valid(o, now) ||
+        (o.state == offer_state::held && !o.sub_orders.empty() && o.valid_until_us >= recent))
+      held.push_back(std::move(o));
     return true;
   });
   if (!st) return st;
   return sys.spawn(participant, &ctx, std::move(policy), std::move(resources), next,
-                   std::move(held));
+                   std::move(held), buyer, std::move(withdrawn));
 }
 
 }  // namespace gearmesh::actors

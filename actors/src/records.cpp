@@ -24,6 +24,8 @@ const char* to_string(order_state s) noexcept {
       return "failed";
     case order_state::cancelled:
       return "cancelled";
+    case order_state::ready:
+      return "ready";
   }
   return "unknown";
 }
@@ -179,6 +181,10 @@ std::string codec<order_record>::encode(const order_record& v) {
   t.awarded_proposal_id = v.awarded_proposal_id;
   t.confirm_deadline_us = v.confirm_deadline_us;
   t.accepts_sent = v.accepts_sent;
+  t.parent_buyer = v.parent_buyer;
+  t.parent_order_id = v.parent_order_id;
+  t.award_by_us = v.award_by_us;
+  t.need_by_us = v.need_by_us;
   flatbuffers::FlatBufferBuilder fbb(256);
   fbb.Finish(fb::Order::Pack(fbb, &t), fb::OrderIdentifier());
   return finish(fbb);
@@ -186,7 +192,7 @@ std::string codec<order_record>::encode(const order_record& v) {
 
 result<order_record> codec<order_record>::decode(std::string_view bytes) {
   return verified<fb::Order>(bytes, "order", [](const fb::Order& r) -> result<order_record> {
-    if (!enum_in_range(r.state(), fb::OrderState::Cancelled)) return corrupt("order");
+    if (!enum_in_range(r.state(), fb::OrderState::Ready)) return corrupt("order");
     order_record v;
     v.order_id = str(r.order_id());
     v.item = str(r.item());
@@ -226,6 +232,10 @@ result<order_record> codec<order_record>::decode(std::string_view bytes) {
     v.awarded_proposal_id = str(r.awarded_proposal_id());
     v.confirm_deadline_us = r.confirm_deadline_us();
     v.accepts_sent = r.accepts_sent();
+    v.parent_buyer = str(r.parent_buyer());
+    v.parent_order_id = str(r.parent_order_id());
+    v.award_by_us = r.award_by_us();
+    v.need_by_us = r.need_by_us();
     return v;
   });
 }
@@ -301,6 +311,7 @@ std::string codec<offer_record>::encode(const offer_record& v) {
     rt->reservation_id = r.reservation_id;
     t.reservations.push_back(std::move(rt));
   }
+  t.sub_orders = v.sub_orders;
   flatbuffers::FlatBufferBuilder fbb(256);
   fbb.Finish(fb::Offer::Pack(fbb, &t), fb::OrderIdentifier());
   return finish(fbb);
@@ -328,6 +339,8 @@ result<offer_record> codec<offer_record>::decode(std::string_view bytes) {
     if (r.reservations())
       for (const auto* x : *r.reservations())
         v.reservations.push_back({str(x->resource()), str(x->reservation_id())});
+    if (r.sub_orders())
+      for (const auto* s : *r.sub_orders()) v.sub_orders.push_back(str(s));
     return v;
   });
 }

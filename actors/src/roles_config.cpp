@@ -4,6 +4,8 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <set>
 
 namespace gearmesh::actors {
@@ -113,9 +115,10 @@ class reader {
   }
 
   /// The tables of array-of-tables `key`, each with its field prefix.
-  std::vector<std::pair<const toml::table*, std::string>> tables(std::string_view key) {
+  std::vector<std::pair<const toml::table*, std::string>> tables(std::string_view key,
+                                                                 bool required = true) {
     std::vector<std::pair<const toml::table*, std::string>> out;
-    const toml::node* n = get(key, true);
+    const toml::node* n = get(key, required);
     if (!n || !ok()) return out;
     const auto* a = n->as_array();
     if (!a || a->empty() || a->size() > list_length_max) {
@@ -187,6 +190,7 @@ factory_config parse_factory(const config_file& file, const toml::table& t, stat
   r.integer("bucket_minutes", false, 1, 7 * 24 * 60, c.bucket_minutes);
   r.integer("margin_pct", false, 0, 1000, c.margin_pct);
   r.integer("horizon_days", false, 1, 3650, c.horizon_days);
+  r.integer("component_window_ms", false, 1, 3600 * 1000, c.component_window_ms);
   std::set<std::string> capabilities;
   for (const auto& [tt, name] : r.tables("machines")) {
     reader m(file, *tt, name, st);
@@ -229,6 +233,19 @@ factory_config parse_factory(const config_file& file, const toml::table& t, stat
       }
       ic.operations.push_back(std::move(oc));
     }
+    for (const auto& [ct, cname] : i.tables("components", false)) {
+      reader k(file, *ct, cname, st);
+      component_config cc;
+      k.id("item", cc.item);
+      k.integer("quantity", false, 1, 10'000, cc.quantity);
+      k.finish();
+      if (!st.is_ok()) break;
+      if (cc.item == ic.id) {
+        k.fail(ct->get("item"), cname + ".item", "an item cannot be its own component");
+        break;
+      }
+      ic.components.push_back(std::move(cc));
+    }
     i.finish();
     if (!st.is_ok()) break;
     if (c.item(ic.id)) {
@@ -266,6 +283,48 @@ supplier_config parse_supplier(const config_file& file, const toml::table& t, st
   return c;
 }
 
+/// Every component is made here or bought, and nothing is (indirectly) its
+/// own component.
+status check_bill_of_materials(const config_file& file, const factory_config& f,
+                               const std::optional<buyer_config>& buyer) {
+  const auto* items = file.root().get("factory")->as_table()->get("items")->as_array();
+  for (std::size_t i = 0; i < f.items.size(); ++i) {
+    const auto* it = (*items)[i].as_table();
+    for (std::size_t k = 0; k < f.items[i].components.size(); ++k) {
+      const auto& c = f.items[i].components[k];
+      if (f.item(c.item) || (buyer && buyer->source(c.item))) continue;
+      const auto* node = (*it->get("components")->as_array())[k].as_table()->get("item");
+      return file.error(
+          node,
+          "factory.items[" + std::to_string(i) + "].components[" + std::to_string(k) + "].item",
+          "\"" + c.item +
+              "\" is neither made here ([[factory.items]]) nor bought "
+              "([[buyer.sources]])");
+    }
+  }
+  // Cycles among the items made here: depth-first, 0 new, 1 on the path, 2 done.
+  std::map<std::string, int> mark;
+  std::function<std::optional<std::string>(const factory_item_config&)> visit =
+      [&](const factory_item_config& item) -> std::optional<std::string> {
+    auto& m = mark[item.id];
+    if (m == 1) return item.id;
+    if (m == 2) return std::nullopt;
+    m = 1;
+    for (const auto& c : item.components)
+      if (const auto* sub = f.item(c.item))
+        if (auto cycle = visit(*sub)) return cycle;
+    mark[item.id] = 2;
+    return std::nullopt;
+  };
+  for (const auto& item : f.items)
+    if (auto cycle = visit(item))
+      return file.error(file.root().get("factory"), "factory.items",
+                        "item \"" + *cycle +
+                            "\" is its own component (a cycle in the bill of "
+                            "materials)");
+  return status::ok();
+}
+
 }  // namespace
 
 result<roles_config> parse_roles(const config_file& file) {
@@ -285,6 +344,9 @@ result<roles_config> parse_roles(const config_file& file) {
   if (roles.factory && roles.supplier)
     return file.error(file.root().get("supplier"), "supplier",
                       "a node hosts at most one participant role: [factory] or [supplier]");
+  if (roles.factory) {
+    if (auto s = check_bill_of_materials(file, *roles.factory, roles.buyer); !s) return s;
+  }
   return roles;
 }
 

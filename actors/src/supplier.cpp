@@ -33,7 +33,8 @@ class supplier_policy final : public participant_policy {
     return p;
   }
 
-  std::int64_t price(const wire::cfp& c, const std::vector<chosen_step>&) const override {
+  std::int64_t price(const wire::cfp& c, const std::vector<chosen_step>&,
+                     std::int64_t) const override {
     const auto* item = cfg_.item(c.item);
     return item ? item->unit_price_cents * static_cast<std::int64_t>(c.quantity) : 0;
   }
@@ -49,7 +50,7 @@ std::shared_ptr<const participant_policy> make_supplier_policy(supplier_config c
 }
 
 result<caf::actor> spawn_supplier(caf::actor_system& sys, node_context& ctx, supplier_config cfg) {
-  return spawn_participant(sys, ctx, make_supplier_policy(std::move(cfg)));
+  return spawn_participant(sys, ctx, make_supplier_policy(std::move(cfg)), caf::actor{});
 }
 
 }  // namespace gearmesh::actors

@@ -140,11 +140,14 @@ class checker {
     node_ = in.summary.node_id;
     env_ = in.ref.env;
     resources_.clear();
+    component_orders_.clear();
+    backing_.clear();
     loads_.clear();
     reservation_counts_.clear();
     if (auto st = check_resources(in.summary); !st) return st;
     if (auto st = check_orders(in.summary); !st) return st;
     if (auto st = check_offers(in.summary); !st) return st;
+    check_components();
     if (auto st = check_contracts(in.summary); !st) return st;
     if (auto st = check_reservations(tables::holds, reservation_kind::hold, in.summary.holds); !st)
       return st;
@@ -271,7 +274,12 @@ class checker {
         add(violation_kind::order_not_terminal, node_, tables::orders.name(), key,
             "still awarded to " + o.awarded_proposal_id + " (contract " + o.contract_id +
                 ", confirm due " + iso_minute(o.confirm_deadline_us) + ")");
+      } else if (o.state == order_state::ready) {
+        add(violation_kind::order_not_terminal, node_, tables::orders.name(), key,
+            "component order still waiting for its award (until " + iso_minute(o.award_by_us) +
+                ")");
       }
+      if (!o.parent_order_id.empty()) component_orders_.emplace(o.order_id, o.state);
       return status::ok();
     });
   }
@@ -281,8 +289,35 @@ class checker {
       ++s.offers;
       if (key != o.proposal_id)
         key_mismatch(tables::offers.name(), key, "proposal_id", o.proposal_id);
+      else
+        for (const auto& sub : o.sub_orders)
+          backing_.emplace(sub, std::make_pair(o.proposal_id, o.state));
       return status::ok();
     });
+  }
+
+  /// Nested negotiation within this store: component orders against the
+  /// offers they back (after check_orders and check_offers).
+  void check_components() {
+    for (const auto& [sub, offer] : backing_) {
+      if (offer.second != offer_state::contracted) continue;
+      auto it = component_orders_.find(sub);
+      if (it == component_orders_.end() || it->second != order_state::contracted)
+        add(violation_kind::component_mismatch, node_, tables::offers.name(), offer.first,
+            "contracted, but its component order " + sub + " is " +
+                (it == component_orders_.end() ? std::string("missing") : to_string(it->second)));
+    }
+    for (const auto& [id, state] : component_orders_) {
+      if (state != order_state::contracted) continue;
+      auto it = backing_.find(id);
+      if (it == backing_.end() || it->second.second != offer_state::contracted)
+        add(violation_kind::component_mismatch, node_, tables::orders.name(), id,
+            "contracted component order, but " +
+                (it == backing_.end() ? std::string("no offer names it")
+                                      : "the offer it backs (" + it->second.first + ") is " +
+                                            to_string(it->second.second)) +
+                ": a leaked sub-contract");
+    }
   }
 
   /// Counts contracts; an active seller contract must have every booking its
@@ -451,6 +486,9 @@ class checker {
   std::string node_;
   const store::environment* env_ = nullptr;
   std::map<std::string, resource_record, std::less<>> resources_;
+  /// Component orders of the current store, and the offer naming each one.
+  std::map<std::string, order_state, std::less<>> component_orders_;
+  std::map<std::string, std::pair<std::string, offer_state>, std::less<>> backing_;
   std::map<std::string, std::map<std::int64_t, load>, std::less<>> loads_;
   std::map<std::string, std::uint64_t, std::less<>> reservation_counts_;
 };
@@ -503,6 +541,8 @@ const char* to_string(violation_kind k) noexcept {
       return "missing_booking";
     case violation_kind::corrupt_record:
       return "corrupt_record";
+    case violation_kind::component_mismatch:
+      return "component_mismatch";
   }
   return "unknown";
 }
@@ -514,6 +554,8 @@ const char* invariant_of(violation_kind k) noexcept {
     case violation_kind::contract_missing:
     case violation_kind::contract_mismatch:
       return "invariant 2 (agreement)";
+    case violation_kind::component_mismatch:
+      return "invariant 2 (agreement across tiers)";
     case violation_kind::order_not_terminal:
       return "invariant 3 (no lost orders)";
     case violation_kind::expired_hold:

@@ -524,6 +524,69 @@ TEST_F(verify_test, verifies_environments_that_are_already_open) {
   EXPECT_FALSE(verify_stores({{"null", nullptr}}, vo));
 }
 
+// Nested negotiation at one node (framecraft buys tube sets for its frames):
+// a contracted offer needs contracted component orders, and a contracted
+// component order needs the contracted offer it backs.
+TEST_F(verify_test, component_orders_disagreeing_with_their_offers_are_found) {
+  write_buyer();
+  write_seller();
+  write("framecraft", [](store::write_batch& b) {
+    auto component = [&](const std::string& id, order_state st) {
+      order_record c;
+      c.order_id = id;
+      c.item = "TUBE-SET";
+      c.quantity = 5;
+      c.state = st;
+      c.parent_buyer = "velo";
+      c.parent_order_id = "velo/order/1";
+      c.award_by_us = t0;
+      tables::orders.put(b, id, c);
+    };
+    component("framecraft/order/1", order_state::contracted);  // backs the contract: fine
+    component("framecraft/order/2", order_state::cancelled);   // backs it too: not contracted
+    component("framecraft/order/3", order_state::contracted);  // backs the held offer: leaked
+    component("framecraft/order/4", order_state::contracted);  // backs nothing: leaked
+    component("framecraft/order/5", order_state::ready);       // still waiting
+    offer_record contracted;
+    contracted.proposal_id = "framecraft/proposal/1";
+    contracted.order_id = "velo/order/1";
+    contracted.buyer = "velo";
+    contracted.item = "FRAME";
+    contracted.quantity = 5;
+    contracted.state = offer_state::contracted;
+    contracted.contract_id = "velo/order/1/c1";
+    contracted.reservations = {{"saw1", "framecraft/proposal/1#0"},
+                               {"weld1", "framecraft/proposal/1#1"}};
+    contracted.sub_orders = {"framecraft/order/1", "framecraft/order/2"};
+    tables::offers.put(b, contracted.proposal_id, contracted);
+    offer_record held;
+    held.proposal_id = "framecraft/proposal/2";
+    held.order_id = "alpha/order/9";
+    held.buyer = "alpha";
+    held.state = offer_state::held;
+    held.valid_until_us = t0 + 5 * us_per_min;
+    held.reservations = {{"saw1", "framecraft/proposal/2#0"}};
+    held.sub_orders = {"framecraft/order/3", "framecraft/order/5"};
+    tables::offers.put(b, held.proposal_id, held);
+  });
+  auto r = verify({"velo", "framecraft"});
+  auto v = of_kind(r, violation_kind::component_mismatch);
+  ASSERT_EQ(v.size(), 3u) << dump(r);
+  EXPECT_EQ(v[0].table, "offers");
+  EXPECT_EQ(v[0].key, "framecraft/proposal/1");
+  EXPECT_NE(v[0].message.find("framecraft/order/2 is cancelled"), std::string::npos)
+      << v[0].message;
+  EXPECT_EQ(v[1].key, "framecraft/order/3");
+  EXPECT_NE(v[1].message.find("(framecraft/proposal/2) is held"), std::string::npos)
+      << v[1].message;
+  EXPECT_EQ(v[2].key, "framecraft/order/4");
+  EXPECT_NE(v[2].message.find("no offer names it"), std::string::npos) << v[2].message;
+  auto waiting = of_kind(r, violation_kind::order_not_terminal);
+  ASSERT_EQ(waiting.size(), 1u) << dump(r);
+  EXPECT_EQ(waiting[0].key, "framecraft/order/5");
+  EXPECT_NE(waiting[0].message.find("waiting for its award"), std::string::npos);
+}
+
 TEST(verify_names, kinds_have_stable_names) {
   EXPECT_STREQ(to_string(violation_kind::over_commitment), "over_commitment");
   EXPECT_STREQ(to_string(violation_kind::contract_missing), "contract_missing");
@@ -533,6 +596,9 @@ TEST(verify_names, kinds_have_stable_names) {
   EXPECT_STREQ(to_string(violation_kind::orphan_booking), "orphan_booking");
   EXPECT_STREQ(to_string(violation_kind::missing_booking), "missing_booking");
   EXPECT_STREQ(to_string(violation_kind::corrupt_record), "corrupt_record");
+  EXPECT_STREQ(to_string(violation_kind::component_mismatch), "component_mismatch");
+  EXPECT_STREQ(invariant_of(violation_kind::component_mismatch),
+               "invariant 2 (agreement across tiers)");
   EXPECT_STREQ(invariant_of(violation_kind::over_commitment), "invariant 1 (no over-commitment)");
   EXPECT_STREQ(to_string(node_id_source::directory), "directory");
 }

@@ -65,6 +65,8 @@ json to_json(const sim::sim_result& r) {
                 {"contracted", r.k.contracted},
                 {"failed", r.k.failed},
                 {"open", r.k.open},
+                {"component_orders", r.k.component_orders},
+                {"component_contracted", r.k.component_contracted},
                 {"on_time_pct", r.k.on_time_pct},
                 {"lead_time_mean_h", r.k.lead_time_mean_h},
                 {"lead_time_p95_h", r.k.lead_time_p95_h},
@@ -103,10 +105,11 @@ void print_one(const sim::sim_result& r, std::ostream& out) {
       "on time    {:.1f}% of contracted\n"
       "lead time  mean {:.1f} h, p95 {:.1f} h (placed -> promised due)\n"
       "negotiate  mean {:.0f} ms, p95 {:.0f} ms (placed -> Confirm at the buyer)\n"
-      "messages   {:.1f} per order\n",
+      "messages   {:.1f} per order\n"
+      "components {} orders for bought components, {} contracted\n",
       k.orders_placed, k.contracted, k.failed, k.open, k.orders_refused, k.on_time_pct,
       k.lead_time_mean_h, k.lead_time_p95_h, k.negotiation_ms_mean, k.negotiation_ms_p95,
-      k.messages_per_order);
+      k.messages_per_order, k.component_orders, k.component_contracted);
   if (!k.utilization.empty()) {
     // The busiest machines; --json and the report list all of them.
     constexpr std::size_t shown_max = 20;

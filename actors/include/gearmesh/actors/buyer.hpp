@@ -43,6 +43,44 @@ struct order_reply {
   std::string error;  // otherwise
 };
 
+/// A component order a participant of the same node asks for (nested
+/// negotiation: a factory's CFP needs an item it buys). The buyer runs a
+/// contract-net for it like for any order, but stops at the decision (state
+/// `ready`) and awards only when the participant says so (component_award).
+struct component_request {
+  std::string parent_buyer;     // whose CFP the participant is answering
+  std::string parent_order_id;  // that buyer's order id
+  std::string item;
+  std::uint32_t quantity = 0;
+  timestamp_us earliest_start_us = 0;
+  timestamp_us due_us = 0;       // when the participant would like it
+  timestamp_us reply_by_us = 0;  // the decision, at the latest
+  timestamp_us award_by_us = 0;  // cancelled if not awarded by then
+};
+
+/// The buyer's answer once a component order is decided.
+struct component_quote {
+  bool ok = false;
+  std::string order_id;  // also set when !ok, if the order was opened
+  std::string seller;    // the best proposal
+  std::int64_t price_cents = 0;
+  timestamp_us promised_start_us = 0;
+  timestamp_us promised_due_us = 0;
+  timestamp_us valid_until_us = 0;
+  std::string reason;  // when !ok
+};
+
+/// The buyer's answer to an award of a component order: contracted or not.
+struct component_award {
+  bool ok = false;
+  std::string order_id;
+  std::string contract_id;
+  std::string seller;
+  std::int64_t price_cents = 0;
+  timestamp_us promised_due_us = 0;
+  std::string reason;  // when !ok
+};
+
 /// Most orders a buyer negotiates at once; further orders get 503.
 constexpr std::size_t open_orders_max = 100'000;
 

@@ -11,6 +11,13 @@
 //   awarded --(Failure, or no Confirm by confirm_deadline)--> awarded (next best) | failed
 //   negotiating | awarded --cancel()--> cancelled;  contracted --cancel()--> cancelled
 //
+// A component order (award_by_us > 0, nested negotiation: a factory buying
+// what its own proposal needs) does not award at the decision:
+//   negotiating --(decision, some proposal acceptable)--> ready
+//   ready --award(need_by)--> awarded (best proposal promising by need_by) | failed
+//   ready --(now >= award_by_us)--> cancelled (its proposals rejected)
+//   ready --cancel()--> cancelled
+//
 // Ranking rule (the best proposal is accepted first):
 //   1. Only proposals in state `received` take part; a proposal is discarded
 //      if its valid_until_us has passed (now > valid_until_us) or, when the
@@ -96,6 +103,11 @@ class initiator {
   initiator_step on_time(timestamp_us now);
   /// Cancels the order (and its contract, if any). No-op when failed/cancelled.
   initiator_step cancel(std::string_view reason, timestamp_us now);
+  /// A ready component order awards its best proposal that promises delivery
+  /// by `need_by_us`. No-op in other states.
+  initiator_step award(timestamp_us need_by_us, timestamp_us now);
+  /// The proposal a ready order would award first at `now`, if any.
+  const proposal_record* best(timestamp_us now) const;
 
   /// The buyer's contract record for proposal `p` of this order.
   contract_record contract_for(const proposal_record& p, contract_state st) const;

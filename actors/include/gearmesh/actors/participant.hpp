@@ -57,11 +57,24 @@ struct operation_plan {
   std::int64_t units = 0;               // capacity units it takes
 };
 
+/// A component the work needs that this node buys (nested negotiation).
+struct component_need {
+  std::string item;
+  std::uint32_t quantity = 0;  // for the whole order
+  bool operator==(const component_need&) const = default;
+};
+
 /// The work a CFP needs, operation after operation.
 struct work_plan {
   timestamp_us from_us = 0;     // the first operation may not start earlier
   timestamp_us horizon_us = 0;  // everything must end by then
   std::vector<operation_plan> operations;
+  /// Bought components: sourced from this node's buyer before the proposal;
+  /// the first operation starts once the last of them is promised.
+  std::vector<component_need> components;
+  /// The operations' own duration without waiting (components are asked to
+  /// arrive by the CFP's due date minus this).
+  timestamp_us min_lead_us = 0;
 };
 
 /// Where one operation went.
@@ -84,16 +97,23 @@ class participant_policy {
   /// The work CFP `c` needs at `now`, or errc::invalid_argument with the reason
   /// to refuse (e.g. "unknown item FRAME2").
   virtual result<work_plan> plan(const wire::cfp& c, timestamp_us now) const = 0;
-  /// The price for the whole quantity, given where the work went.
-  virtual std::int64_t price(const wire::cfp& c, const std::vector<chosen_step>& steps) const = 0;
+  /// The price for the whole quantity, given where the work went and what
+  /// the bought components cost (0 without components).
+  virtual std::int64_t price(const wire::cfp& c, const std::vector<chosen_step>& steps,
+                             std::int64_t components_cents) const = 0;
+  /// How long a CFP waits for component proposals (nested negotiation).
+  virtual timestamp_us component_window_us() const { return 300 * us_per_ms; }
 };
 
 /// Spawns the participant and its resource actors, rebuilding the calendars
-/// from the store (expired holds are released). `ctx` must outlive them.
-/// Errors: errc::storage if stored state cannot be read or no longer fits the
-/// configured capacity.
+/// from the store (expired holds are released). `buyer` is the node's buyer
+/// actor, which sources bought components (nested negotiation); without one
+/// (an invalid handle) CFPs needing bought components are refused. `ctx` must
+/// outlive them. Errors: errc::storage if stored state cannot be read or no
+/// longer fits the configured capacity.
 result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
-                                     std::shared_ptr<const participant_policy> policy);
+                                     std::shared_ptr<const participant_policy> policy,
+                                     const caf::actor& buyer);
 
 /// Loads a resource's calendar from the committed "holds" and "bookings"
 /// tables (also used by tests and checkers).

@@ -38,7 +38,16 @@
 namespace gearmesh::actors {
 
 /// Buyer-side state of an order (the initiator's negotiation).
-enum class order_state : std::uint8_t { negotiating, awarded, contracted, failed, cancelled };
+/// `ready`: a component order (nested negotiation) whose proposals are in and
+/// ranked; it awards only when told (initiator::award) and gives up at award_by_us.
+enum class order_state : std::uint8_t {
+  negotiating,
+  awarded,
+  contracted,
+  failed,
+  cancelled,
+  ready
+};
 /// Buyer-side state of one seller's answer.
 enum class proposal_state : std::uint8_t { received, accepted, rejected, failed, refused };
 enum class contract_role : std::uint8_t { buyer, seller };
@@ -92,6 +101,15 @@ struct order_record {
   std::string awarded_proposal_id;
   timestamp_us confirm_deadline_us = 0;
   std::uint32_t accepts_sent = 0;
+  /// Nested negotiation: the upstream buyer and order this component order
+  /// serves (empty for a top-level order), and until when it waits for the
+  /// award in state `ready` (0: it awards the best proposal at once).
+  std::string parent_buyer;
+  std::string parent_order_id;
+  timestamp_us award_by_us = 0;
+  /// Set by initiator::award: a proposal promising delivery later than this
+  /// is not accepted (the upstream proposal was planned on that arrival).
+  timestamp_us need_by_us = 0;
   bool operator==(const order_record&) const = default;
 };
 
@@ -141,6 +159,9 @@ struct offer_record {
   std::string contract_id;
   std::string reason;
   std::vector<reservation_ref> reservations;
+  /// Component orders of this node's buyer that back the proposal (nested
+  /// negotiation): awarded with it, cancelled when it ends otherwise.
+  std::vector<std::string> sub_orders;
   bool operator==(const offer_record&) const = default;
 };
 

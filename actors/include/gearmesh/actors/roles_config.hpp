@@ -31,6 +31,14 @@
 //   capability = "sawing"          # some machine must offer it
 //   minutes_per_unit = 6
 //   setup_minutes = 0              # once per order                       (default 0)
+//   [[factory.items.components]]   # the bill of materials; optional
+//   item = "TUBE-SET"              # made here if listed in [[factory.items]] (its
+//                                  # operations run first), else bought: needs a
+//                                  # [[buyer.sources]] entry for it
+//   quantity = 1                   # per unit of the item                 (default 1)
+//
+//   [factory] component_window_ms = 300  # how long a CFP waits for component
+//                                  # proposals (nested negotiation)       (default 300)
 //
 //   [supplier]                     # this node sells items from stock
 //   currency = "EUR"               #                                      (default "EUR")
@@ -81,9 +89,16 @@ struct operation_config {
   std::int64_t setup_minutes = 0;
 };
 
+/// One line of an item's bill of materials.
+struct component_config {
+  std::string item;
+  std::int64_t quantity = 1;  // per unit of the parent item
+};
+
 struct factory_item_config {
   std::string id;
   std::vector<operation_config> operations;
+  std::vector<component_config> components;
 };
 
 struct factory_config {
@@ -92,6 +107,7 @@ struct factory_config {
   std::int64_t bucket_minutes = 60;
   std::int64_t margin_pct = 15;
   std::int64_t horizon_days = 60;
+  std::int64_t component_window_ms = 300;
   std::vector<machine_config> machines;
   std::vector<factory_item_config> items;
   const factory_item_config* item(std::string_view id) const;

@@ -8,7 +8,10 @@
 //   contract_missing,   every contract at a buyer exists at the seller with
 //   contract_mismatch   the same terms (contract_record::same_terms), and vice
 //                       versa, when both stores are among the inputs (invariant 2)
-//   order_not_terminal  no order is still negotiating or awarded (invariant 3)
+//   order_not_terminal  no order is still negotiating, awarded or ready (invariant 3)
+//   component_mismatch  across tiers, within one store: a contracted offer's
+//                       component orders are all contracted, and a contracted
+//                       component order backs a contracted offer (invariant 2)
 //   expired_hold        no hold is past its deadline at `now` (invariant 5)
 //   orphan_booking      every booking backs an active seller contract through
 //                       its contracted offer; otherwise capacity has leaked
@@ -72,6 +75,11 @@ enum class violation_kind : std::uint8_t {
   /// "corrupt_record": a value fails to decode (errc::storage from its codec),
   /// or contradicts its key or table (e.g. a booking in "holds").
   corrupt_record,
+  /// "component_mismatch": nested negotiation left the tiers disagreeing at
+  /// one node: a contracted offer whose component order is not contracted
+  /// (table "offers"), or a contracted component order that no contracted
+  /// offer names (table "orders"; a leaked sub-contract).
+  component_mismatch,
 };
 
 /// Stable lower-case name, e.g. "over_commitment".

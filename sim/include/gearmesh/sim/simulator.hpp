@@ -82,6 +82,10 @@ struct kpis {
   double negotiation_ms_mean = 0;  // order placed -> Confirm at the buyer
   double negotiation_ms_p95 = 0;
   double messages_per_order = 0;  // frames delivered (acks included) / orders placed
+  /// Orders factories placed for bought components (nested negotiation);
+  /// not counted above.
+  std::uint64_t component_orders = 0;
+  std::uint64_t component_contracted = 0;
   /// Booked share of each machine's capacity from the start to the last
   /// booking's end, by "node/resource".
   std::map<std::string, double> utilization;
@@ -102,7 +106,7 @@ struct sim_result {
   std::uint64_t frames_lost = 0;  // loss, partitions, node down
   std::uint64_t frames_duplicated = 0;
   std::uint64_t crashes = 0;
-  std::uint64_t mid_step_crashes = 0;  // of those, struck between two jobs of one step
+  std::uint64_t mid_step_crashes = 0;     // of those, struck between two jobs of one step
   std::uint64_t crash_point_crashes = 0;  // of those, by a runtime crash point (buggify)
   /// buggify: the fault points this run armed, and how often each fired.
   std::map<std::string, std::uint64_t> fault_points;
