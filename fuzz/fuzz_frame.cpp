@@ -112,6 +112,26 @@ struct payload_reader {
     use(m.reason);
   }
   void operator()(const wire::ack& m) const { use(m.acked_message_id); }
+  void operator()(const wire::resolve& m) const {
+    use(m.query_id);
+    use(m.identifier);
+    use(m.capability);
+  }
+  void operator()(const wire::resolution& m) const {
+    use(m.query_id);
+    use(static_cast<std::uint64_t>(m.status));
+    use(m.identifier);
+    use(m.capability);
+    for (const auto& e : m.entries) {
+      use(e.node_id);
+      use(e.endpoint);
+      use(e.public_key);
+      for (const auto& c : e.capabilities) use(c);
+      use(e.referral);
+    }
+    use(m.ttl_s);
+    use(m.reason);
+  }
 };
 
 /// What the gateway does with a verified envelope before an actor sees it.

@@ -90,6 +90,21 @@ std::vector<std::pair<std::string, wire::bytes>> valid_seeds() {
   ack.header.conversation_id.clear();
   add("ack", ack);
   add("empty-fields", envelope(1, "", "", wire::cfp{}));
+  add("resolve", envelope(12, "velo", "registry", wire::resolve{3, "acme.plant1/machine/m7", ""}));
+  add("resolve-capability", envelope(13, "velo", "registry", wire::resolve{4, "", "welding"}));
+  add("resolution", envelope(14, "registry", "velo",
+                             wire::resolution{3,
+                                              wire::resolution_status::referral,
+                                              "acme.plant1/machine/m7",
+                                              "",
+                                              {{"acme-dir",
+                                                "tcp://127.0.0.1:7300",
+                                                "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
+                                                {"welding", "FRAME"},
+                                                true}},
+                                              300,
+                                              ""},
+                             12));
 
   // At the limits: 32 attributes, 1024-byte strings.
   wire::cfp full = sample_cfp();

@@ -17,6 +17,7 @@
 
 #include "caf_messages.hpp"
 #include "gearmesh/actors/buyer.hpp"
+#include "gearmesh/actors/directory.hpp"
 #include "gearmesh/actors/factory.hpp"
 #include "gearmesh/actors/install.hpp"
 #include "gearmesh/actors/records.hpp"
@@ -264,6 +265,21 @@ class world {
     }
     roles_[id] = roles;
     return *n;
+  }
+
+  /// Spawns `id`'s directory (as install_roles does) and routes to it.
+  caf::actor add_directory(const std::string& id, directory_config cfg,
+                           std::vector<transport::peer> peers) {
+    node_config nc;
+    nc.node_id = id;
+    nc.listen = "tcp://" + id + ":7100";
+    nc.insecure = true;
+    auto self = make_directory_self(nc, cfg, roles_.at(id));
+    EXPECT_TRUE(self.has_value()) << self.error().to_string();
+    auto a = spawn_directory(*sys_, node(id), std::move(*self), std::move(cfg), std::move(peers));
+    net_.route(id, {wire::message_type::resolve, wire::message_type::resolution}, a);
+    actors_.push_back(a);
+    return a;
   }
 
   test_node& node(const std::string& id) { return *nodes_.at(id); }
@@ -883,6 +899,74 @@ TEST_F(actors_test, restart_releases_reservations_no_offer_backs) {
   ASSERT_TRUE(eventually(
       [&] { return all(fc, tables::bookings).empty() && all(fc, tables::holds).empty(); }));
   expect_calendars_ok(w, "framecraft");
+}
+
+}  // namespace
+}  // namespace gearmesh::actors
+
+namespace gearmesh::actors {
+namespace {
+
+TEST_F(actors_test, directory_resolves_the_ids_nodes_mint) {
+  world w(dir_);
+  w.add_node("velo", velo_toml);
+  w.add_node("framecraft", factory_toml(3000, 5000, 4000, 5000));
+  w.add_node("alloyframe", factory_toml(4000, 6000, 5000, 5000));
+  w.add_node("cellpack", cellpack_toml);
+  directory_config velo_dir;
+  velo_dir.delegations = {{"framecraft", "framecraft", {"welding"}}};
+  auto velo = w.add_directory("velo", velo_dir, {{"framecraft", "tcp://framecraft:7100", ""}});
+  w.add_directory("framecraft", {}, {{"velo", "tcp://velo:7100", ""}});
+
+  auto api = w.admin("velo");
+  const auto due = system_clock().now() + 30 * us_per_day;
+  const auto order = post_order(api, "FRAME", 5, due);
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(w.node("velo").store(), order);
+    return o && *o && (*o)->state == order_state::contracted;
+  }));
+  auto o = tables::orders.get(w.node("velo").store(), order);
+  const std::string contract = (*o)->contract_id;
+  std::string proposal;
+  for (const auto& p : (*o)->proposals)
+    if (p.seller == "framecraft") proposal = p.proposal_id;
+  ASSERT_FALSE(proposal.empty());
+
+  auto resolve = [&](const std::string& id) {
+    wire::resolve q;
+    q.identifier = id;
+    auto r = directory_lookup(w.system(), velo, q, 5s);
+    EXPECT_TRUE(r.has_value()) << id;
+    return r ? *r : lookup_result{};
+  };
+  // Velo's own order and contract, from its store.
+  for (const auto& id : {order, contract}) {
+    auto r = resolve(id);
+    EXPECT_EQ(r.answer.status, wire::resolution_status::found) << id << ": " << r.answer.reason;
+    EXPECT_TRUE(r.local);
+    ASSERT_EQ(r.answer.entries.size(), 1u);
+    EXPECT_EQ(r.answer.entries[0].node_id, "velo");
+    EXPECT_EQ(r.answer.entries[0].endpoint, "tcp://velo:7100");
+  }
+  EXPECT_EQ(resolve("velo/order/99").answer.status, wire::resolution_status::not_found);
+  // Framecraft's proposal and machine, over the (test) wire.
+  auto r = resolve(proposal);
+  EXPECT_EQ(r.answer.status, wire::resolution_status::found) << r.answer.reason;
+  EXPECT_FALSE(r.local);
+  ASSERT_EQ(r.answer.entries.size(), 1u);
+  EXPECT_EQ(r.answer.entries[0].node_id, "framecraft");
+  EXPECT_NE(std::find(r.answer.entries[0].capabilities.begin(),
+                      r.answer.entries[0].capabilities.end(), "welding"),
+            r.answer.entries[0].capabilities.end());
+  EXPECT_TRUE(resolve(proposal).cached);
+  auto none = resolve("framecraft/machine/nope");
+  EXPECT_EQ(none.answer.status, wire::resolution_status::not_found);
+  EXPECT_EQ(none.answer.reason, "no machine nope at framecraft");
+  auto stats = directory_counters(w.system(), velo, 5s);
+  ASSERT_TRUE(stats.has_value());
+  EXPECT_EQ(stats->cache_hits, 1u);
+  EXPECT_EQ(stats->forwarded, 2u);
+  EXPECT_EQ(stats->resolutions_in, 2u);
 }
 
 }  // namespace

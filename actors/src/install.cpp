@@ -1,6 +1,7 @@
 // Wiring of the role actors into a node: spawn, route, admin API.
 #include "gearmesh/actors/install.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 
@@ -9,10 +10,12 @@
 #include <nlohmann/json.hpp>
 
 #include "gearmesh/actors/buyer.hpp"
+#include "gearmesh/actors/directory.hpp"
 #include "gearmesh/actors/factory.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/actors/roles_config.hpp"
 #include "gearmesh/actors/supplier.hpp"
+#include "gearmesh/ident.hpp"
 #include "gearmesh/node/node.hpp"
 
 namespace gearmesh::actors {
@@ -157,7 +160,82 @@ void record_identity(node_context& ctx, const std::vector<resource_spec>& specs)
   ctx.commit(std::move(fx));
 }
 
+json resolution_json(const lookup_result& r) {
+  json entries = json::array();
+  for (const auto& e : r.answer.entries)
+    entries.push_back(json{{"node_id", e.node_id},
+                           {"endpoint", e.endpoint},
+                           {"public_key", e.public_key},
+                           {"capabilities", e.capabilities},
+                           {"referral", e.referral}});
+  json j{{"status", wire::to_string(r.answer.status)},
+         {"entries", std::move(entries)},
+         {"ttl_s", r.answer.ttl_s},
+         {"reason", r.answer.reason},
+         {"cached", r.cached},
+         {"local", r.local}};
+  if (!r.answer.identifier.empty()) j["identifier"] = r.answer.identifier;
+  if (!r.answer.capability.empty()) j["capability"] = r.answer.capability;
+  if (r.answer.status == wire::resolution_status::not_found) j["error"] = r.answer.reason;
+  return j;
+}
+
+/// Asks the directory and answers 200 (found, referral), 404 (not_found,
+/// with the same body plus "error"), 504 or 503.
+admin::response resolve_response(caf::actor_system& sys, const caf::actor& dir, wire::resolve q,
+                                 int timeout_ms) {
+  auto r = directory_lookup(sys, dir, std::move(q), std::chrono::milliseconds(timeout_ms));
+  if (!r) {
+    return admin::error_response(r.error().code() == errc::timeout ? 504 : 503,
+                                 r.error().message());
+  }
+  const unsigned code = r->answer.status == wire::resolution_status::not_found ? 404 : 200;
+  return json_response(code, resolution_json(*r));
+}
+
 }  // namespace
+
+void add_directory_routes(admin::router& r, caf::actor_system& sys, const caf::actor& directory,
+                          int lookup_timeout_ms) {
+  r.add("GET", "/v1/resolve/", [&sys, directory, lookup_timeout_ms](const admin::request& req) {
+    const std::string prefix = "/v1/resolve/";
+    const auto id = req.path.substr(prefix.size());
+    if (id.empty()) return admin::error_response(400, "no identifier: GET /v1/resolve/<id>");
+    auto parsed = ident::parse(id);
+    if (!parsed) return admin::error_response(400, parsed.error().message());
+    wire::resolve q;
+    q.identifier = id;
+    return resolve_response(sys, directory, std::move(q), lookup_timeout_ms);
+  });
+  r.add("GET", "/v1/partners", [&sys, directory, lookup_timeout_ms](const admin::request& req) {
+    if (req.path != "/v1/partners" && req.path != "/v1/partners/")
+      return admin::error_response(404, "no such resource");
+    auto it = req.query.find("capability");
+    if (it == req.query.end() || it->second.empty() || it->second.size() > 128)
+      return admin::error_response(400, "capability is required: GET /v1/partners?capability=X");
+    wire::resolve q;
+    q.capability = it->second;
+    return resolve_response(sys, directory, std::move(q), lookup_timeout_ms);
+  });
+  r.add("GET", "/v1/directory", [&sys, directory](const admin::request& req) {
+    if (req.path != "/v1/directory" && req.path != "/v1/directory/")
+      return admin::error_response(404, "no such resource");
+    auto s = directory_counters(sys, directory, std::chrono::milliseconds(2000));
+    if (!s) return admin::error_response(503, s.error().message());
+    return json_response(200, json{{"queries_local", s->queries_local},
+                                   {"queries_remote", s->queries_remote},
+                                   {"answered_authoritative", s->answered_authoritative},
+                                   {"cache_hits", s->cache_hits},
+                                   {"cache_misses", s->cache_misses},
+                                   {"forwarded", s->forwarded},
+                                   {"resolutions_in", s->resolutions_in},
+                                   {"stale_resolutions", s->stale_resolutions},
+                                   {"timeouts", s->timeouts},
+                                   {"busy", s->busy},
+                                   {"cache_entries", s->cache_entries},
+                                   {"pending", s->pending}});
+  });
+}
 
 void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sys,
                       const caf::actor* buyer, int order_timeout_ms) {
@@ -246,8 +324,22 @@ result<installed_roles> install_roles_with_handles(node& n, const config_file& f
     n.route({wire::message_type::cfp, wire::message_type::accept, wire::message_type::reject,
              wire::message_type::cancel},
             *participant);
+  // Every node runs a directory: it answers for its own identifiers.
+  auto dir_cfg = parse_directory(file, n.config());
+  if (!dir_cfg) return dir_cfg.error();
+  auto self = make_directory_self(n.config(), *dir_cfg, *roles);
+  if (!self) return self.error();
+  std::vector<transport::peer> peers(n.config().peers.begin(), n.config().peers.end());
+  // A lookup waits for every hop's timeout at most, plus a margin.
+  const int lookup_timeout_ms =
+      static_cast<int>(std::min<std::int64_t>(dir_cfg->query_timeout_ms + 1000, 600'000));
+  auto directory = spawn_directory(sys, ctx, std::move(*self), *dir_cfg, std::move(peers));
+  n.route({wire::message_type::resolve, wire::message_type::resolution}, directory);
+  add_directory_routes(n.admin_routes(), sys, directory, lookup_timeout_ms);
+
   add_admin_routes(n.admin_routes(), ctx, sys, buyer ? &*buyer : nullptr);
   installed_roles out;
+  out.directory = directory;
   if (buyer) out.buyer = *buyer;
   if (participant) out.participant = *participant;
   return out;

@@ -8,6 +8,9 @@
 #include <map>
 #include <set>
 
+#include "gearmesh/actors/directory.hpp"
+#include "gearmesh/ident.hpp"
+
 namespace gearmesh::actors {
 
 const source_config* buyer_config::source(std::string_view item) const {
@@ -42,6 +45,10 @@ bool is_valid_id(std::string_view s) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
            c == '.' || c == '-';
   });
+}
+
+bool contains_str(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
 }
 
 /// Reads one TOML table of a role section. The first error sticks; keys no
@@ -325,7 +332,104 @@ status check_bill_of_materials(const config_file& file, const factory_config& f,
   return status::ok();
 }
 
+/// Optional array of capability names (may be empty).
+void capability_list(reader& r, std::string_view key, std::vector<std::string>& out) {
+  const toml::node* n = r.get(key, false);
+  if (!n || !r.ok()) return;
+  const auto* a = n->as_array();
+  if (!a || a->size() > entry_capabilities_max)
+    return r.fail(n, r.field(key),
+                  "expected an array of at most " + std::to_string(entry_capabilities_max) +
+                      " capability names");
+  for (const auto& e : *a) {
+    const auto* s = e.as_string();
+    if (!s || !is_valid_id(s->get()))
+      return r.fail(&e, r.field(key),
+                    "expected capability names of 1 to 128 characters from [A-Za-z0-9_.-]");
+    if (!contains_str(out, s->get())) out.push_back(s->get());
+  }
+}
+
 }  // namespace
+
+result<directory_config> parse_directory(const config_file& file, const node_config& node) {
+  directory_config c;
+  const toml::node* n = file.root().get("directory");
+  if (!n) return c;
+  const auto* t = n->as_table();
+  if (!t)
+    return file.error(n, "directory", std::string("expected a table, got ") + toml_type_name(*n));
+  status st;
+  reader r(file, *t, "directory", st);
+  auto is_peer = [&](const std::string& id) {
+    return std::any_of(node.peers.begin(), node.peers.end(),
+                       [&](const peer_config& p) { return p.id == id; });
+  };
+  if (const toml::node* root = r.get("root", false); root && r.ok()) {
+    const auto* s = root->as_string();
+    if (!s || !ident::is_valid_authority(s->get()))
+      r.fail(root, "directory.root", "expected the node id of a directory, e.g. \"registry\"");
+    else if (s->get() != node.node_id && !is_peer(s->get()))
+      r.fail(root, "directory.root", "\"" + s->get() + "\" is not a configured [[peers]] id");
+    else
+      c.root = s->get();
+  }
+  if (const toml::node* e = r.get("endpoint", false); e && r.ok()) {
+    const auto* s = e->as_string();
+    if (!s || s->get().empty() || s->get().size() > 255 ||
+        s->get().find("://") == std::string::npos)
+      r.fail(e, "directory.endpoint", "expected a ZeroMQ endpoint like \"tcp://10.0.0.7:7100\"");
+    else
+      c.endpoint = s->get();
+  }
+  std::int64_t v = c.ttl_s;
+  r.integer("ttl_s", false, 0, 7 * 24 * 3600, v);
+  c.ttl_s = static_cast<std::uint32_t>(v);
+  v = static_cast<std::int64_t>(c.cache_entries_max);
+  r.integer("cache_entries_max", false, 0, 1'000'000, v);
+  c.cache_entries_max = static_cast<std::size_t>(v);
+  r.integer("query_timeout_ms", false, 1, 600'000, c.query_timeout_ms);
+  v = c.hops_max;
+  r.integer("hops_max", false, 0, 16, v);
+  c.hops_max = static_cast<std::uint32_t>(v);
+  capability_list(r, "capabilities", c.capabilities);
+  if (t->get("delegations") && r.ok()) {
+    for (const auto& [tt, name] : r.tables("delegations")) {
+      reader d(file, *tt, name, st);
+      delegation_config dc;
+      if (const toml::node* p = d.get("prefix", true); p && d.ok()) {
+        const auto* s = p->as_string();
+        if (!s || !ident::is_valid_authority(s->get()))
+          d.fail(p, name + ".prefix",
+                 "expected an authority prefix like \"acme\" or \"acme.plant1\"");
+        else
+          dc.prefix = s->get();
+      }
+      if (const toml::node* p = d.get("node", true); p && d.ok()) {
+        const auto* s = p->as_string();
+        if (!s || !ident::is_valid_authority(s->get()))
+          d.fail(p, name + ".node", "expected a node id");
+        else if (s->get() != node.node_id && !is_peer(s->get()))
+          d.fail(p, name + ".node", "\"" + s->get() + "\" is not a configured [[peers]] id");
+        else
+          dc.node = s->get();
+      }
+      capability_list(d, "capabilities", dc.capabilities);
+      d.finish();
+      if (!st.is_ok()) break;
+      if (std::any_of(c.delegations.begin(), c.delegations.end(),
+                      [&](const delegation_config& x) { return x.prefix == dc.prefix; })) {
+        d.fail(tt->get("prefix"), name + ".prefix",
+               "prefix \"" + dc.prefix + "\" is delegated twice");
+        break;
+      }
+      c.delegations.push_back(std::move(dc));
+    }
+  }
+  r.finish();
+  if (!st.is_ok()) return st;
+  return c;
+}
 
 result<roles_config> parse_roles(const config_file& file) {
   roles_config roles;

@@ -122,6 +122,14 @@ jq -r '
 ' < <("$cli" "${velo[@]}" --json order list)
 echo "agreement:   $agree contracts identical at buyer and seller, $disagree differ"
 
+bold "Identifiers: Velo's directory resolves them to the owning node"
+first_contract=$(jq -r '[.contracts[] | .contract_id][0] // "velo/order/1/c1"' <<<"$buyer_json")
+resolved=0
+for id in framecraft/machine/weld2 "$first_contract"; do
+  "$cli" "${velo[@]}" resolve "$id" || resolved=1
+done
+"$cli" "${velo[@]}" resolve --capability welding || resolved=1
+
 contracted=$("$cli" "${velo[@]}" --json order list | jq '[.orders[] | select(.state == "contracted")] | length')
 bold "Stopping nodes"
 stop_nodes
@@ -131,8 +139,8 @@ bold "Verifying the four stores offline (gearmesh verify)"
 verified=0
 "$cli" verify "$work/data/velo" "$work/data/framecraft" "$work/data/alloyframe" \
   "$work/data/cellpack" | tail -1 || verified=$?
-if [ "$contracted" -lt 10 ] || [ "$disagree" -ne 0 ] || [ "$verified" -ne 0 ]; then
-  echo "demo: FAILED ($contracted contracted, $disagree disagreeing, verify exit $verified); logs in $work/logs" >&2
+if [ "$contracted" -lt 10 ] || [ "$disagree" -ne 0 ] || [ "$verified" -ne 0 ] || [ "$resolved" -ne 0 ]; then
+  echo "demo: FAILED ($contracted contracted, $disagree disagreeing, verify exit $verified, resolve exit $resolved); logs in $work/logs" >&2
   exit 1
 fi
 echo "demo: ok"

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "gearmesh/actors/verify.hpp"
+#include "gearmesh/ident.hpp"
 #include "gearmesh/node/admin.hpp"
 #include "gearmesh/sim/generate.hpp"
 #include "gearmesh/store/store.hpp"
@@ -223,6 +224,35 @@ void print_contracts(std::ostream& out, const json& body) {
                      std::to_string(num(c, "quantity")),
                      format_price(num(c, "price_cents"), str(c, "currency")),
                      time_field(c, "promised_due_us"), str(c, "state")});
+  }
+  print_table(out, table);
+}
+
+/// An answer of GET /v1/resolve/<id> or /v1/partners: one row per node.
+void print_resolution(std::ostream& out, const json& body) {
+  std::string what = str(body, "identifier");
+  if (what.empty()) what = "capability " + str(body, "capability");
+  std::string how = str(body, "status");
+  if (body.value("cached", false)) how += ", from this node's cache";
+  if (body.value("local", false)) how += ", answered by this node";
+  out << what << ": " << how << " (ttl " << num(body, "ttl_s") << " s)\n";
+  if (auto reason = str(body, "reason"); !reason.empty()) out << "reason: " << reason << '\n';
+  auto it = body.find("entries");
+  if (it == body.end() || !it->is_array() || it->empty()) return;
+  bool any_referral = false;
+  for (const auto& e : *it) any_referral = any_referral || e.value("referral", false);
+  std::vector<std::vector<std::string>> table;
+  table.push_back({"NODE", "ENDPOINT", "PUBLIC KEY", "CAPABILITIES"});
+  if (any_referral) table.back().push_back("");
+  for (const auto& e : *it) {
+    std::string caps;
+    if (auto c = e.find("capabilities"); c != e.end() && c->is_array())
+      for (const auto& x : *c) caps += (caps.empty() ? "" : ",") + scalar(x);
+    table.push_back({str(e, "node_id"), str(e, "endpoint"),
+                     str(e, "public_key").empty() ? "-" : str(e, "public_key"),
+                     caps.empty() ? "-" : caps});
+    if (any_referral)
+      table.back().push_back(e.value("referral", false) ? "(directory to ask)" : "");
   }
   print_table(out, table);
 }
@@ -489,6 +519,16 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   order_status->add_option("ORDER_ID", order_id, "Order id, e.g. velo/order/1")->required();
   auto* order_list = order->add_subcommand("list", "List orders");
 
+  std::string resolve_id, capability;
+  auto* resolve = app.add_subcommand(
+      "resolve",
+      "Resolve an identifier (e.g. acme.plant1/machine/m7, velo/order/17) to the owning node's "
+      "endpoint, public key and capabilities, through the directory; or, with --capability, "
+      "find the nodes that offer a capability");
+  resolve->add_option("ID", resolve_id, "Identifier: enterprise[.node]/kind/id or a node id");
+  resolve->add_option("--capability", capability, "Find partners offering this, e.g. welding");
+  auto* directory_cmd =
+      app.add_subcommand("directory", "Print the node's directory counters (cache hits, ...)");
   auto* contracts = app.add_subcommand("contracts", "List contracts, as buyer and as seller");
   auto* health = app.add_subcommand("health", "Check that the node answers");
   auto* metrics = app.add_subcommand("metrics", "Print the node's counters");
@@ -673,6 +713,18 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   } else if (order_list->parsed()) {
     target = "/v1/orders";
     print = print_order_list;
+  } else if (resolve->parsed()) {
+    if (resolve_id.empty() == capability.empty())
+      return usage_error(err, "resolve: give an identifier or --capability NAME, not both");
+    if (!resolve_id.empty()) {
+      if (auto id = ident::parse(resolve_id); !id) return usage_error(err, id.error().message());
+      target = "/v1/resolve/" + percent_encode(resolve_id);
+    } else {
+      target = "/v1/partners?capability=" + percent_encode(capability);
+    }
+    print = print_resolution;
+  } else if (directory_cmd->parsed()) {
+    target = "/v1/directory";
   } else if (contracts->parsed()) {
     target = "/v1/contracts";
     print = print_contracts;

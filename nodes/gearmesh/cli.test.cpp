@@ -131,6 +131,28 @@ class cli_e2e : public ::testing::Test {
          "currency":"","promised_start_us":0,"promised_due_us":1795996800000000,
          "state":"cancelled"}]})");
     });
+    r->add("GET", "/v1/resolve/", [](const admin::request& req) {
+      if (req.path == "/v1/resolve/acme.plant1/machine/weld1")
+        return json_response(R"({"identifier":"acme.plant1/machine/weld1","status":"found",
+          "entries":[{"node_id":"acme.plant1","endpoint":"tcp://10.0.0.7:7100",
+          "public_key":"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
+          "capabilities":["welding","FRAME"],"referral":false}],
+          "ttl_s":120,"reason":"","cached":true,"local":false})");
+      return json_response(R"({"identifier":"acme.plant1/machine/m99","status":"not_found",
+          "entries":[],"ttl_s":120,"reason":"no machine m99 at acme.plant1",
+          "error":"no machine m99 at acme.plant1","cached":false,"local":false})",
+                           404);
+    });
+    r->add("GET", "/v1/partners", [](const admin::request& req) {
+      auto it = req.query.find("capability");
+      std::string cap = it == req.query.end() ? "" : it->second;
+      return json_response(R"({"capability":")" + cap + R"(","status":"found",
+          "entries":[{"node_id":"acme.plant1","endpoint":"tcp://10.0.0.7:7100",
+          "public_key":"","capabilities":["welding"],"referral":false},
+          {"node_id":"bolt-dir","endpoint":"tcp://10.0.0.9:7100","public_key":"",
+          "capabilities":["welding"],"referral":true}],
+          "ttl_s":300,"reason":"","cached":false,"local":false})");
+    });
     r->add("GET", "/v1/broken", [](const admin::request&) { return json_response("not json"); });
     auto s = admin::server::start("127.0.0.1", 0, r);
     ASSERT_TRUE(s) << s.error().to_string();
@@ -236,6 +258,38 @@ TEST_F(cli_e2e, order_status_human_output) {
             "  2026-11-24T01:00Z  accepted  \n"
             "alloyframe  alloyframe/proposal/3  1300.00 EUR  2026-11-24T08:00Z  2026-11-30T01:00Z"
             "  2026-11-24T01:00Z  rejected  higher price\n");
+}
+
+TEST_F(cli_e2e, resolve_prints_the_owner) {
+  ASSERT_EQ(cli({"resolve", "acme.plant1/machine/weld1"}), exit_ok) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "acme.plant1/machine/weld1: found, from this node's cache (ttl 120 s)\n"
+            "NODE         ENDPOINT             PUBLIC KEY                                "
+            "CAPABILITIES\n"
+            "acme.plant1  tcp://10.0.0.7:7100  rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7  "
+            "welding,FRAME\n");
+  ASSERT_EQ(cli({"resolve", "acme.plant1/machine/weld1", "--json"}), exit_ok);
+  EXPECT_NE(out_.str().find("\"public_key\": \"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\""),
+            std::string::npos)
+      << out_.str();
+}
+
+TEST_F(cli_e2e, resolve_not_found_is_exit_1_and_bad_ids_exit_2) {
+  EXPECT_EQ(cli({"resolve", "acme.plant1/machine/m99"}), exit_api_error);
+  EXPECT_EQ(err_.str(), "gearmesh: no machine m99 at acme.plant1 (HTTP 404)\n");
+  EXPECT_EQ(cli({"resolve", "acme//m7"}), exit_usage);
+  EXPECT_NE(err_.str().find("unknown kind"), std::string::npos) << err_.str();
+  EXPECT_EQ(cli({"resolve"}), exit_usage);
+  EXPECT_EQ(cli({"resolve", "velo", "--capability", "welding"}), exit_usage);
+}
+
+TEST_F(cli_e2e, resolve_capability_lists_partners) {
+  ASSERT_EQ(cli({"resolve", "--capability", "welding"}), exit_ok) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "capability welding: found (ttl 300 s)\n"
+            "NODE         ENDPOINT             PUBLIC KEY  CAPABILITIES  \n"
+            "acme.plant1  tcp://10.0.0.7:7100  -           welding       \n"
+            "bolt-dir     tcp://10.0.0.9:7100  -           welding       (directory to ask)\n");
 }
 
 TEST_F(cli_e2e, order_status_unknown_is_exit_1) {

@@ -370,13 +370,25 @@ TEST(config, peer_message_type_lists) {
       std::string(minimal_node) + "[[peers]]\nid = \"a\"\nendpoint = \"tcp://h:1\"\n";
   EXPECT_EQ(config_error(base + "receive = [\"cfp\", \"proposal\"]\n"),
             "velo.toml:8: peers[0].receive: expected message type names (cfp, propose, refuse, "
-            "accept, reject, confirm, failure, cancel, ack), got \"proposal\"");
+            "accept, reject, confirm, failure, cancel, ack, resolve, resolution), got "
+            "\"proposal\"");
   EXPECT_EQ(config_error(base + "send = \"cfp\"\n"),
             "velo.toml:8: peers[0].send: expected an array of message types like [\"cfp\", "
             "\"accept\"], got a string");
   EXPECT_EQ(config_error(base + "send = [1]\n"),
             "velo.toml:8: peers[0].send: expected message type names (cfp, propose, refuse, "
-            "accept, reject, confirm, failure, cancel, ack), got an integer");
+            "accept, reject, confirm, failure, cancel, ack, resolve, resolution), got an "
+            "integer");
+  // The directory messages are names like any other.
+  auto lists = config_file::parse(
+      with_security(base + "receive = [\"resolve\"]\nsend = [\"resolution\"]\n"), "velo.toml");
+  ASSERT_TRUE(lists);
+  auto parsed = parse_node_config(*lists);
+  ASSERT_TRUE(parsed) << parsed.error().to_string();
+  EXPECT_TRUE(parsed->peers[0].receive &
+              (message_type_set{1} << static_cast<unsigned>(wire::message_type::resolve)));
+  EXPECT_TRUE(parsed->peers[0].send &
+              (message_type_set{1} << static_cast<unsigned>(wire::message_type::resolution)));
   // An empty list still lets acknowledgements through.
   auto file = config_file::parse(with_security(base + "receive = []\n"), "velo.toml");
   ASSERT_TRUE(file);

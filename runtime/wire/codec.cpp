@@ -104,6 +104,39 @@ struct payload_encoder {
   fb::Offset<void> operator()(const ack& m) const {
     return CreateAck(b, m.acked_message_id).Union();
   }
+  fb::Offset<void> operator()(const resolve& m) const {
+    auto identifier = put(b, m.identifier);
+    auto capability = put(b, m.capability);
+    return CreateResolve(b, m.query_id, identifier, capability, m.hops).Union();
+  }
+  fb::Offset<void> operator()(const resolution& m) const {
+    fb::Offset<fb::Vector<fb::Offset<DirectoryEntry>>> entries = 0;
+    if (!m.entries.empty()) {
+      std::vector<fb::Offset<DirectoryEntry>> offsets;
+      offsets.reserve(m.entries.size());
+      for (const auto& e : m.entries) {
+        fb::Offset<fb::Vector<fb::Offset<fb::String>>> caps = 0;
+        if (!e.capabilities.empty()) {
+          std::vector<fb::Offset<fb::String>> c;
+          c.reserve(e.capabilities.size());
+          // Elements of a string vector must be present: empty ones are written.
+          for (const auto& x : e.capabilities) c.push_back(b.CreateString(x.data(), x.size()));
+          caps = b.CreateVector(c);
+        }
+        auto node_id = put(b, e.node_id);
+        auto endpoint = put(b, e.endpoint);
+        auto public_key = put(b, e.public_key);
+        offsets.push_back(CreateDirectoryEntry(b, node_id, endpoint, public_key, caps, e.referral));
+      }
+      entries = b.CreateVector(offsets);
+    }
+    auto identifier = put(b, m.identifier);
+    auto capability = put(b, m.capability);
+    auto reason = put(b, m.reason);
+    return CreateResolution(b, m.query_id, static_cast<ResolutionStatus>(m.status), identifier,
+                            capability, entries, m.ttl_s, reason)
+        .Union();
+  }
 };
 
 /// Schema union tag of a payload: variant index + 1 (0 is NONE).
@@ -123,6 +156,12 @@ std::size_t size_hint(const envelope& env) {
         if constexpr (std::is_same_v<T, cfp>) {
           n += m.order_id.size() + m.item.size() + m.currency.size() + 48;
           for (const auto& a : m.attributes) n += a.key.size() + a.value.size() + 32;
+        } else if constexpr (std::is_same_v<T, resolution>) {
+          n += m.identifier.size() + m.capability.size() + m.reason.size() + 64;
+          for (const auto& e : m.entries) {
+            n += e.node_id.size() + e.endpoint.size() + e.public_key.size() + 48;
+            for (const auto& c : e.capabilities) n += c.size() + 8;
+          }
         } else {
           n += 128;
         }
@@ -176,6 +215,37 @@ class field_reader {
     for (const Attribute* a : *v) {
       // Vector elements are offsets, which the verifier checked; never null.
       out.push_back(attribute{str(a->key(), "attribute.key"), str(a->value(), "attribute.value")});
+    }
+    return out;
+  }
+
+  /// A directory answer's entries: at most entries_max, each with at most
+  /// capabilities_max capability names (identifiers).
+  std::vector<directory_entry> entries(const fb::Vector<fb::Offset<DirectoryEntry>>* v) {
+    std::vector<directory_entry> out;
+    if (v == nullptr || !ok_) return out;
+    if (v->size() > lim_.entries_max) {
+      fail("resolution has " + std::to_string(v->size()) + " entries, more than " +
+           std::to_string(lim_.entries_max));
+      return out;
+    }
+    out.reserve(v->size());
+    for (const DirectoryEntry* e : *v) {
+      directory_entry d;
+      d.node_id = id(e->node_id(), "entries.node_id");
+      d.endpoint = id(e->endpoint(), "entries.endpoint");
+      d.public_key = id(e->public_key(), "entries.public_key");
+      d.referral = e->referral();
+      if (const auto* caps = e->capabilities(); caps != nullptr && ok_) {
+        if (caps->size() > lim_.capabilities_max) {
+          fail("directory entry has " + std::to_string(caps->size()) + " capabilities, more than " +
+               std::to_string(lim_.capabilities_max));
+          return {};
+        }
+        d.capabilities.reserve(caps->size());
+        for (const fb::String* c : *caps) d.capabilities.push_back(id(c, "entries.capabilities"));
+      }
+      out.push_back(std::move(d));
     }
     return out;
   }
@@ -277,6 +347,32 @@ payload read(const Ack& t, field_reader&) {
   return ack{t.acked_message_id()};
 }
 
+payload read(const Resolve& t, field_reader& r) {
+  resolve m;
+  m.query_id = t.query_id();
+  m.identifier = r.id(t.identifier(), "identifier");
+  m.capability = r.id(t.capability(), "capability");
+  m.hops = t.hops();
+  return m;
+}
+
+payload read(const Resolution& t, field_reader& r) {
+  resolution m;
+  m.query_id = t.query_id();
+  const auto st = static_cast<std::uint8_t>(t.status());
+  // An enum value this build does not know (a newer peer) is a malformed frame,
+  // never silently read as one of ours.
+  if (st > static_cast<std::uint8_t>(resolution_status::referral))
+    r.fail("resolution status " + std::to_string(st) + " is unknown");
+  m.status = static_cast<resolution_status>(st);
+  m.identifier = r.id(t.identifier(), "identifier");
+  m.capability = r.id(t.capability(), "capability");
+  m.entries = r.entries(t.entries());
+  m.ttl_s = t.ttl_s();
+  m.reason = r.str(t.reason(), "reason");
+  return m;
+}
+
 /// Smallest frame that can hold a root offset and the file identifier.
 constexpr std::size_t frame_bytes_min = sizeof(fb::uoffset_t) + fb::kFileIdentifierLength;
 
@@ -345,6 +441,12 @@ result<envelope> decode_aligned(const std::uint8_t* data, std::size_t size, cons
       break;
     case Payload::Ack:
       env.payload = read(*e->payload_as_Ack(), r);
+      break;
+    case Payload::Resolve:
+      env.payload = read(*e->payload_as_Resolve(), r);
+      break;
+    case Payload::Resolution:
+      env.payload = read(*e->payload_as_Resolution(), r);
       break;
     case Payload::NONE:
       break;  // rejected above

@@ -40,6 +40,24 @@ cfp sample_cfp() {
   return m;
 }
 
+resolution sample_resolution() {
+  resolution m;
+  m.query_id = 7;
+  m.status = resolution_status::found;
+  m.identifier = "acme.plant1/machine/m7";
+  m.entries = {
+      {"acme.plant1",
+       "tcp://10.0.0.7:7100",
+       "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
+       {"welding", "", "FRAME"},
+       false},
+      {"acme-dir", "tcp://10.0.0.2:7100", "", {}, true},
+  };
+  m.ttl_s = 300;
+  m.reason = "";
+  return m;
+}
+
 /// One sample of every message type, in variant order.
 std::vector<payload> every_payload() {
   return {
@@ -54,6 +72,8 @@ std::vector<payload> every_payload() {
       failure{"velo/order/17", "fc/hold/9", "velo/contract/3", "hold expired"},
       cancel{"velo/order/17", "", "customer withdrew"},
       ack{0xFFFFFFFFFFFFFFFFULL},
+      resolve{7, "acme.plant1/machine/m7", "", 3},
+      sample_resolution(),
   };
 }
 
@@ -77,6 +97,9 @@ TEST(message_type, names) {
   EXPECT_STREQ(to_string(message_type::cfp), "cfp");
   EXPECT_STREQ(to_string(message_type::confirm), "confirm");
   EXPECT_STREQ(to_string(message_type::ack), "ack");
+  EXPECT_STREQ(to_string(message_type::resolve), "resolve");
+  EXPECT_STREQ(to_string(message_type::resolution), "resolution");
+  EXPECT_STREQ(to_string(resolution_status::referral), "referral");
   EXPECT_STREQ(to_string(static_cast<message_type>(200)), "unknown");
   const auto all = every_payload();
   ASSERT_EQ(all.size(), message_type_count);
@@ -358,6 +381,48 @@ TEST(codec, bounds_every_identifier_field) {
   rejects(sample_envelope(confirm{"o", "p", "c", 1, 2, 3, 4, id}), "item");
   rejects(sample_envelope(failure{"o", "p", id, "r"}), "contract_id");
   rejects(sample_envelope(cancel{id, "c", "r"}), "order_id");
+}
+
+TEST(codec, bounds_directory_fields) {
+  limits lim;
+  lim.id_bytes_max = 40;
+  const std::string id(41, 'i');
+  auto rejects = [&](const payload& p, const std::string& field) {
+    SCOPED_TRACE(field);
+    expect_error(decode(encode(sample_envelope(p)), lim), errc::malformed_frame,
+                 "identifier field " + field + " of 41 bytes exceeds 40");
+  };
+  rejects(resolve{1, id, ""}, "identifier");
+  rejects(resolve{1, "", id}, "capability");
+  auto r = sample_resolution();
+  r.entries[0].node_id = id;
+  rejects(r, "entries.node_id");
+  r = sample_resolution();
+  r.entries[1].endpoint = id;
+  rejects(r, "entries.endpoint");
+  r = sample_resolution();
+  r.entries[0].public_key = id;
+  rejects(r, "entries.public_key");
+  r = sample_resolution();
+  r.entries[0].capabilities.push_back(id);
+  rejects(r, "entries.capabilities");
+
+  r = sample_resolution();
+  r.entries.assign(65, r.entries[0]);
+  expect_error(decode(encode(sample_envelope(r))), errc::malformed_frame,
+               "resolution has 65 entries, more than 64");
+  r = sample_resolution();
+  r.entries[0].capabilities.assign(65, "welding");
+  expect_error(decode(encode(sample_envelope(r))), errc::malformed_frame,
+               "65 capabilities, more than 64");
+}
+
+TEST(codec, rejects_unknown_resolution_status) {
+  flatbuffers::FlatBufferBuilder b;
+  auto m = CreateResolution(b, 1, static_cast<ResolutionStatus>(9)).Union();
+  const bytes frame =
+      finish(b, CreateEnvelope(b, protocol_version, 1, 0, 0, 0, 0, 0, Payload::Resolution, m));
+  expect_error(decode(frame), errc::malformed_frame, "resolution status 9 is unknown");
 }
 
 TEST(codec, rejects_too_many_attributes) {

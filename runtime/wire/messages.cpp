@@ -22,6 +22,22 @@ const char* to_string(message_type t) noexcept {
       return "cancel";
     case message_type::ack:
       return "ack";
+    case message_type::resolve:
+      return "resolve";
+    case message_type::resolution:
+      return "resolution";
+  }
+  return "unknown";
+}
+
+const char* to_string(resolution_status s) noexcept {
+  switch (s) {
+    case resolution_status::not_found:
+      return "not_found";
+    case resolution_status::found:
+      return "found";
+    case resolution_status::referral:
+      return "referral";
   }
   return "unknown";
 }

@@ -15,7 +15,8 @@ class node;
 
 namespace gearmesh::actors {
 
-/// Reads the role sections of `file` ([buyer], [factory], [supplier]), spawns
+/// Reads the role sections of `file` ([buyer], [factory], [supplier],
+/// [directory]), spawns
 /// the role actors in `n`'s actor system (rebuilding their state from the
 /// store), routes inbound message types to them and registers their admin
 /// routes. Once the roles started, it also commits (asynchronously, only what
@@ -29,6 +30,7 @@ status install_roles(node& n, const config_file& file);
 struct installed_roles {
   caf::actor buyer;
   caf::actor participant;  // the factory or supplier
+  caf::actor directory;    // every node has one (directory.hpp)
 };
 
 /// install_roles, returning the actors it spawned (the simulator places
@@ -48,5 +50,17 @@ result<installed_roles> install_roles_with_handles(node& n, const config_file& f
 /// `sys`, `ctx` and the actor must outlive the router.
 void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sys,
                       const caf::actor* buyer, int order_timeout_ms = 5000);
+
+/// Registers the directory routes (done by install_roles), each waiting at
+/// most `lookup_timeout_ms` for `directory` (docs/operations.md):
+///   GET /v1/resolve/<identifier>       -> 200 RESOLUTION (found, referral);
+///        404 RESOLUTION + "error" (not_found); 400 {"error"} malformed id
+///   GET /v1/partners?capability=<name> -> the same, for a capability search
+///   GET /v1/directory                  -> the directory's counters
+/// RESOLUTION = {"identifier"|"capability", "status", "entries":[{"node_id",
+///   "endpoint","public_key","capabilities","referral"}], "ttl_s", "reason",
+///   "cached", "local"}. `sys` and the actor must outlive the router.
+void add_directory_routes(admin::router& r, caf::actor_system& sys, const caf::actor& directory,
+                          int lookup_timeout_ms);
 
 }  // namespace gearmesh::actors

@@ -27,10 +27,15 @@ struct limits {
   /// Longest string field accepted (reasons, attribute values).
   std::size_t string_bytes_max = 1024;
   /// Longest identifier field accepted: sender, receiver, conversation_id,
-  /// order_id, proposal_id, contract_id, item, currency.
+  /// order_id, proposal_id, contract_id, item, currency; and in directory
+  /// messages identifier, capability, node_id, endpoint, public_key.
   std::size_t id_bytes_max = 255;
   /// Most personalisation attributes in one CFP.
   std::size_t attributes_max = 32;
+  /// Most entries in one Resolution.
+  std::size_t entries_max = 64;
+  /// Most capability names in one Resolution entry.
+  std::size_t capabilities_max = 64;
 };
 
 /// A contiguous encoded frame.

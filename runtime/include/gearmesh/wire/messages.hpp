@@ -98,14 +98,63 @@ struct ack {
   bool operator==(const ack&) const = default;
 };
 
+/// Directory query (docs/protocol.md section 7): exactly one of `identifier`
+/// and `capability` is set.
+struct resolve {
+  std::uint64_t query_id = 0;  // asker-chosen, non-zero; echoed by the answer
+  std::string identifier;      // e.g. "acme.plant1/machine/m7"
+  std::string capability;      // e.g. "welding": which nodes offer it
+  std::uint8_t hops = 0;       // forwards the receiver may still make; 0 = answer itself
+  bool operator==(const resolve&) const = default;
+};
+
+/// Outcome of a resolve; the values are those of the schema's enum.
+enum class resolution_status : std::uint8_t { not_found = 0, found = 1, referral = 2 };
+
+/// "found", "not_found" or "referral".
+const char* to_string(resolution_status s) noexcept;
+
+/// A node and how to reach it, as a directory knows it.
+struct directory_entry {
+  std::string node_id;
+  std::string endpoint;                   // ZeroMQ endpoint
+  std::string public_key;                 // CURVE public key, Z85; empty on plain links
+  std::vector<std::string> capabilities;  // process kinds and item ids it offers
+  bool referral = false;                  // a directory to ask next, not an answer
+  bool operator==(const directory_entry&) const = default;
+};
+
+/// Directory answer to a resolve.
+struct resolution {
+  std::uint64_t query_id = 0;
+  resolution_status status = resolution_status::not_found;
+  std::string identifier;  // echoes the resolve
+  std::string capability;  // echoes the resolve
+  std::vector<directory_entry> entries;
+  std::uint32_t ttl_s = 0;  // the asker may reuse the answer this long
+  std::string reason;       // why not found
+  bool operator==(const resolution&) const = default;
+};
+
 /// One protocol message. The alternative order matches the schema's union.
-using payload = std::variant<cfp, propose, refuse, accept, reject, confirm, failure, cancel, ack>;
+using payload = std::variant<cfp, propose, refuse, accept, reject, confirm, failure, cancel, ack,
+                             resolve, resolution>;
 
 /// Message types, numbered as the alternatives of `payload` (variant index).
 enum class message_type : std::uint8_t {
-  cfp = 0, propose, refuse, accept, reject, confirm, failure, cancel, ack
+  cfp = 0,
+  propose,
+  refuse,
+  accept,
+  reject,
+  confirm,
+  failure,
+  cancel,
+  ack,
+  resolve,
+  resolution
 };
-constexpr std::size_t message_type_count = 9;
+constexpr std::size_t message_type_count = 11;
 
 inline message_type type_of(const payload& p) noexcept {
   return static_cast<message_type>(p.index());
