@@ -112,6 +112,41 @@ struct payload_reader {
     use(m.reason);
   }
   void operator()(const wire::ack& m) const { use(m.acked_message_id); }
+  void operator()(const wire::capacity_offer& m) const {
+    use(m.offer_id);
+    use(m.capability);
+    use(static_cast<std::uint64_t>(m.window_start_us));
+    use(static_cast<std::uint64_t>(m.window_end_us));
+    use(m.units);
+    use(m.remaining);
+    use(static_cast<std::uint64_t>(m.unit_price_cents));
+    use(m.currency);
+    use(static_cast<std::uint64_t>(m.valid_until_us));
+    use(m.revision);
+    use(m.withdrawn);
+  }
+  void operator()(const wire::book_capacity& m) const {
+    use(m.offer_id);
+    use(m.booking_id);
+    use(m.units);
+  }
+  void operator()(const wire::capacity_booked& m) const {
+    use(m.offer_id);
+    use(m.booking_id);
+    use(m.units);
+    use(static_cast<std::uint64_t>(m.price_cents));
+    use(m.currency);
+    use(m.capability);
+    use(static_cast<std::uint64_t>(m.window_start_us));
+    use(static_cast<std::uint64_t>(m.window_end_us));
+    use(m.remaining);
+  }
+  void operator()(const wire::capacity_refused& m) const {
+    use(m.offer_id);
+    use(m.booking_id);
+    use(m.reason);
+    use(m.remaining);
+  }
   void operator()(const wire::resolve& m) const {
     use(m.query_id);
     use(m.identifier);

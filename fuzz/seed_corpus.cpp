@@ -89,6 +89,22 @@ std::vector<std::pair<std::string, wire::bytes>> valid_seeds() {
   wire::envelope ack = envelope(0, "framecraft", "velo", wire::ack{4}, 4);
   ack.header.conversation_id.clear();
   add("ack", ack);
+  add("capacity_offer",
+      envelope(11, "framecraft", "velo",
+               wire::capacity_offer{"framecraft/capacity/1", "coating", start, due, 480, 480, 125,
+                                    "EUR", t0_us + day_us, 1, false}));
+  add("book_capacity",
+      envelope(12, "velo", "framecraft",
+               wire::book_capacity{"framecraft/capacity/1", "velo/booking/1", 120}, 11));
+  add("capacity_booked",
+      envelope(13, "framecraft", "velo",
+               wire::capacity_booked{"framecraft/capacity/1", "velo/booking/1", 120, 15'000, "EUR",
+                                     "coating", start, due, 360},
+               12));
+  add("capacity_refused", envelope(14, "framecraft", "velo",
+                                   wire::capacity_refused{"framecraft/capacity/1", "velo/booking/2",
+                                                          "only 360 units remain", 360},
+                                   12));
   add("empty-fields", envelope(1, "", "", wire::cfp{}));
   add("resolve", envelope(12, "velo", "registry", wire::resolve{3, "acme.plant1/machine/m7", ""}));
   add("resolve-capability", envelope(13, "velo", "registry", wire::resolve{4, "", "welding"}));

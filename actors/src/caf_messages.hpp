@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include <caf/allowed_unsafe_message_type.hpp>
@@ -10,6 +11,7 @@
 
 #include "gearmesh/actors/buyer.hpp"
 #include "gearmesh/actors/calendar.hpp"
+#include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/node/caf_types.hpp"
 
 namespace gearmesh::actors {
@@ -52,6 +54,26 @@ struct probe_result {
   placement where;
 };
 
+// Capacity broker (capacity.cpp).
+/// (split_atom, hold_id, booking_id, units) -> offer_split: asked of a resource
+/// actor; split_offer_hold on its calendar (in memory, like hold and book).
+using split_atom = caf::atom_constant<caf::atom("split")>;
+/// (resources_atom) -> resource_handles: asked of the participant once.
+using resources_atom = caf::atom_constant<caf::atom("resources")>;
+/// (publish_atom, publish_request) -> publish_reply
+using publish_atom = caf::atom_constant<caf::atom("publish")>;
+/// (reserve_atom, book_request) -> book_reply
+using reserve_atom = caf::atom_constant<caf::atom("reserve")>;
+/// (withdraw_atom, offer_id) -> publish_reply
+using withdraw_atom = caf::atom_constant<caf::atom("withdraw")>;
+/// (sweep_atom): the broker's timer; erases received offers that expired.
+using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
+
+/// The participant's resource actors by resource id.
+struct resource_handles {
+  std::map<std::string, caf::actor, std::less<>> actors;
+};
+
 }  // namespace gearmesh::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::order_request)
@@ -60,3 +82,9 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::probe_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::component_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::component_quote)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::component_award)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::offer_split)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::resource_handles)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::publish_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::publish_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::book_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::book_reply)

@@ -11,6 +11,7 @@
 
 #include "gearmesh/actors/buyer.hpp"
 #include "gearmesh/actors/directory.hpp"
+#include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/factory.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/actors/roles_config.hpp"
@@ -131,6 +132,104 @@ result<order_request> parse_order(const std::string& body) {
       r.attributes.push_back({k, v.get<std::string>()});
     }
   }
+  return r;
+}
+
+json capacity_offer_json(const capacity_offer_record& o, timestamp_us now) {
+  const bool expired = now > o.valid_until_us;
+  return json{
+      {"offer_id", o.offer_id},
+      {"publisher", o.publisher},
+      {"capability", o.capability},
+      {"window_start_us", o.window_start_us},
+      {"window_end_us", o.window_end_us},
+      {"units", o.units},
+      {"remaining", expired ? 0u : o.remaining},
+      {"unit_price_cents", o.unit_price_cents},
+      {"currency", o.currency},
+      {"valid_until_us", o.valid_until_us},
+      {"revision", o.revision},
+      {"state", o.state == capacity_offer_state::open && expired ? std::string("expired")
+                                                                 : std::string(to_string(o.state))},
+      {"booked_units", o.units - o.remaining}};
+}
+
+json capacity_booking_json(const capacity_booking_record& b, const char* role) {
+  return json{{"booking_id", b.booking_id},
+              {"offer_id", b.offer_id},
+              {"publisher", b.publisher},
+              {"booker", b.booker},
+              {"role", role},
+              {"state", to_string(b.state)},
+              {"reason", b.reason},
+              {"capability", b.capability},
+              {"units", b.units},
+              {"price_cents", b.price_cents},
+              {"currency", b.currency},
+              {"window_start_us", b.window_start_us},
+              {"window_end_us", b.window_end_us},
+              {"remaining", b.remaining}};
+}
+
+/// Reads an integer field of `j` into `out` (>= min); an error status, or
+/// nullopt when fine (absent and not required leaves `out` as it is).
+std::optional<status> json_integer(const json& j, const char* key, bool required, std::int64_t min,
+                                   std::int64_t max, std::int64_t& out) {
+  auto bad = [](std::string what) { return status(errc::invalid_argument, std::move(what)); };
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (required) return bad(std::string(key) + " is required");
+    return std::nullopt;
+  }
+  if (!it->is_number_integer()) return bad(std::string(key) + " must be an integer");
+  if (it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(max))
+    return bad(std::string(key) + " is too large");
+  out = it->get<std::int64_t>();
+  if (out < min) return bad(std::string(key) + " must be >= " + std::to_string(min));
+  if (out > max) return bad(std::string(key) + " is too large");
+  return std::nullopt;
+}
+
+/// Parses the body of POST /v1/capacity/offers.
+result<publish_request> parse_publish(const std::string& body) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return status(errc::invalid_argument, "body must be a JSON object");
+  publish_request r;
+  auto cap = j.find("capability");
+  if (cap == j.end() || !cap->is_string() || cap->get<std::string>().empty())
+    return status(errc::invalid_argument, "capability is required (a string)");
+  r.capability = cap->get<std::string>();
+  if (auto m = j.find("machine"); m != j.end() && !m->is_null()) {
+    if (!m->is_string()) return status(errc::invalid_argument, "machine must be a string");
+    r.resource = m->get<std::string>();
+  }
+  constexpr auto i64_max = std::numeric_limits<std::int64_t>::max();
+  std::int64_t units = 0;
+  if (auto e = json_integer(j, "units", true, 1, std::numeric_limits<std::uint32_t>::max(), units))
+    return *e;
+  r.units = static_cast<std::uint32_t>(units);
+  if (auto e = json_integer(j, "unit_price_cents", true, 0, i64_max, r.unit_price_cents)) return *e;
+  if (auto e = json_integer(j, "window_start_us", true, 0, i64_max, r.window_start_us)) return *e;
+  if (auto e = json_integer(j, "window_end_us", true, 0, i64_max, r.window_end_us)) return *e;
+  if (auto e = json_integer(j, "valid_until_us", false, 0, i64_max, r.valid_until_us)) return *e;
+  return r;
+}
+
+/// Parses the body of POST /v1/capacity/bookings.
+result<book_request> parse_booking(const std::string& body) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return status(errc::invalid_argument, "body must be a JSON object");
+  book_request r;
+  auto id = j.find("offer_id");
+  if (id == j.end() || !id->is_string() || id->get<std::string>().empty())
+    return status(errc::invalid_argument, "offer_id is required (a string)");
+  r.offer_id = id->get<std::string>();
+  std::int64_t units = 0;
+  if (auto e = json_integer(j, "units", true, 1, std::numeric_limits<std::uint32_t>::max(), units))
+    return *e;
+  r.units = static_cast<std::uint32_t>(units);
   return r;
 }
 
@@ -286,6 +385,85 @@ void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sy
   });
 }
 
+void add_capacity_routes(admin::router& r, node_context& ctx, caf::actor_system& sys,
+                         const caf::actor& broker, int timeout_ms) {
+  r.add("POST", "/v1/capacity/offers", [&sys, broker, timeout_ms](const admin::request& req) {
+    if (req.path != "/v1/capacity/offers") return admin::error_response(404, "no such resource");
+    auto parsed = parse_publish(req.body);
+    if (!parsed) return admin::error_response(400, parsed.error().message());
+    auto reply =
+        publish_offer(sys, broker, std::move(*parsed), std::chrono::milliseconds(timeout_ms));
+    if (reply.http_status != 201) return admin::error_response(reply.http_status, reply.error);
+    return json_response(201, capacity_offer_json(reply.offer, 0));
+  });
+  r.add("DELETE", "/v1/capacity/offers/", [&sys, broker, timeout_ms](const admin::request& req) {
+    const std::string prefix = "/v1/capacity/offers/";
+    const auto id = req.path.substr(prefix.size());
+    if (id.empty()) return admin::error_response(404, "no offer id");
+    auto reply = withdraw_offer(sys, broker, id, std::chrono::milliseconds(timeout_ms));
+    if (reply.http_status != 200) return admin::error_response(reply.http_status, reply.error);
+    return json_response(200, capacity_offer_json(reply.offer, 0));
+  });
+  r.add("GET", "/v1/capacity/offers", [&ctx](const admin::request& req) {
+    if (req.path != "/v1/capacity/offers" && req.path != "/v1/capacity/offers/")
+      return admin::error_response(404, "no such resource");
+    const auto now = ctx.clock().now();
+    const auto limit = limit_of(req);
+    json published = json::array(), received = json::array();
+    auto st = tables::capacity_offers.for_each(ctx.store(),
+                                               [&](std::string_view, capacity_offer_record&& o) {
+                                                 published.push_back(capacity_offer_json(o, now));
+                                                 return published.size() < limit;
+                                               });
+    if (!st) return admin::error_response(500, st.to_string());
+    st = tables::capacity_received.for_each(ctx.store(),
+                                            [&](std::string_view, capacity_offer_record&& o) {
+                                              // Expired offers vanish (the broker erases them;
+                                              // until then, hidden).
+                                              if (now <= o.valid_until_us)
+                                                received.push_back(capacity_offer_json(o, now));
+                                              return received.size() < limit;
+                                            });
+    if (!st) return admin::error_response(500, st.to_string());
+    return json_response(
+        200, json{{"published", std::move(published)}, {"received", std::move(received)}});
+  });
+  r.add("POST", "/v1/capacity/bookings", [&sys, broker, timeout_ms](const admin::request& req) {
+    if (req.path != "/v1/capacity/bookings") return admin::error_response(404, "no such resource");
+    auto parsed = parse_booking(req.body);
+    if (!parsed) return admin::error_response(400, parsed.error().message());
+    auto reply = book_offer(sys, broker, std::move(*parsed), std::chrono::milliseconds(timeout_ms));
+    if (reply.http_status == 201)
+      return json_response(201, capacity_booking_json(reply.booking, "booker"));
+    if (reply.http_status == 409 && !reply.booking.booking_id.empty()) {
+      auto body = capacity_booking_json(reply.booking, "booker");
+      body["error"] = "refused: " + reply.error;
+      return json_response(409, body);
+    }
+    return admin::error_response(reply.http_status, reply.error);
+  });
+  r.add("GET", "/v1/capacity/bookings", [&ctx](const admin::request& req) {
+    if (req.path != "/v1/capacity/bookings" && req.path != "/v1/capacity/bookings/")
+      return admin::error_response(404, "no such resource");
+    const auto limit = limit_of(req);
+    json list = json::array();
+    auto st = tables::capacity_bookings.for_each(
+        ctx.store(), [&](std::string_view, capacity_booking_record&& b) {
+          list.push_back(capacity_booking_json(b, "booker"));
+          return list.size() < limit;
+        });
+    if (!st) return admin::error_response(500, st.to_string());
+    std::size_t sold = 0;
+    st = tables::capacity_sold.for_each(ctx.store(),
+                                        [&](std::string_view, capacity_booking_record&& b) {
+                                          list.push_back(capacity_booking_json(b, "publisher"));
+                                          return ++sold < limit;
+                                        });
+    if (!st) return admin::error_response(500, st.to_string());
+    return json_response(200, json{{"bookings", std::move(list)}});
+  });
+}
+
 status install_roles(node& n, const config_file& file) {
   auto installed = install_roles_with_handles(n, file);
   return installed ? status::ok() : installed.error();
@@ -338,10 +516,29 @@ result<installed_roles> install_roles_with_handles(node& n, const config_file& f
   add_directory_routes(n.admin_routes(), sys, directory, lookup_timeout_ms);
 
   add_admin_routes(n.admin_routes(), ctx, sys, buyer ? &*buyer : nullptr);
+  // Capacity sharing: every node can receive and book offers; a factory
+  // also publishes them, on its machines' calendars.
+  capacity_config cap;
+  if (roles->factory) {
+    cap.currency = roles->factory->currency;
+    for (const auto& m : roles->factory->machines) cap.resources.push_back({m.id, m.capabilities});
+    if (participant) cap.participant = *participant;
+  }
+  const auto offer_bit = message_type_set{1}
+                         << static_cast<unsigned>(wire::message_type::capacity_offer);
+  for (const auto& p : n.config().peers)
+    if (p.send & offer_bit) cap.audience.push_back(p.id);
+  auto broker = spawn_capacity_broker(sys, ctx, std::move(cap));
+  if (!broker) return broker.error();
+  n.route({wire::message_type::capacity_offer, wire::message_type::book_capacity,
+           wire::message_type::capacity_booked, wire::message_type::capacity_refused},
+          *broker);
+  add_capacity_routes(n.admin_routes(), ctx, sys, *broker);
   installed_roles out;
   out.directory = directory;
   if (buyer) out.buyer = *buyer;
   if (participant) out.participant = *participant;
+  out.capacity = *broker;
   return out;
 }
 

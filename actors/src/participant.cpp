@@ -27,6 +27,7 @@
 #include <caf/all.hpp>
 
 #include "caf_messages.hpp"
+#include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/negotiation.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "pending_writes.hpp"
@@ -116,6 +117,12 @@ caf::behavior resource(resource_actor* self, node_context* ctx, std::string id,
       [=](check_atom) {
         auto s = self->state.cal->check();
         return s ? std::string{} : s.message();
+      },
+      // Capacity offers (capacity.cpp): part of an offer's hold becomes a booking.
+      [=](split_atom, const std::string& hold_id, const std::string& booking_id,
+          std::int64_t units) {
+        resource_expire(self);
+        return split_offer_hold(*self->state.cal, hold_id, booking_id, units);
       },
   };
 }
@@ -849,6 +856,8 @@ caf::behavior participant(participant_actor* self, node_context* ctx,
             env.payload);
       },
       [=](durable_atom, std::uint64_t seq, bool) { self->state.pending.durable(seq); },
+      // The capacity broker (capacity.cpp) reserves offers on the same calendars.
+      [=](resources_atom) { return resource_handles{self->state.resources}; },
   };
 }
 
@@ -890,6 +899,12 @@ result<std::vector<std::string>> orphans(const store::environment& env,
                                          const capacity_calendar& cal) {
   std::vector<std::string> out;
   for (const auto& [rid, e] : cal.entries()) {
+    if (is_capacity_reservation(rid)) {  // a capacity offer's (capacity.hpp)
+      auto backed = capacity_reservation_backed(env, rid, e.kind);
+      if (!backed) return backed.error();
+      if (!*backed) out.push_back(rid);
+      continue;
+    }
     auto proposal_id = std::string_view(rid).substr(0, rid.rfind('#'));
     auto o = tables::offers.get(env, proposal_id);
     if (!o) return o.error();

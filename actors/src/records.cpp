@@ -74,6 +74,22 @@ const char* to_string(reservation_kind k) noexcept {
   return k == reservation_kind::hold ? "hold" : "booking";
 }
 
+const char* to_string(capacity_offer_state s) noexcept {
+  return s == capacity_offer_state::open ? "open" : "withdrawn";
+}
+
+const char* to_string(capacity_booking_state s) noexcept {
+  switch (s) {
+    case capacity_booking_state::requested:
+      return "requested";
+    case capacity_booking_state::booked:
+      return "booked";
+    case capacity_booking_state::refused:
+      return "refused";
+  }
+  return "unknown";
+}
+
 bool contract_record::same_terms(const contract_record& o) const {
   auto a = *this;
   a.role = o.role;
@@ -429,6 +445,108 @@ result<resource_record> codec<resource_record>::decode(std::string_view bytes) {
                                 [](const fb::Resource& r) -> result<resource_record> {
                                   return resource_record{str(r.id()), r.capacity(), r.bucket_us()};
                                 });
+}
+
+// --- capacity offer, capacity booking ------------------------------------
+
+std::string codec<capacity_offer_record>::encode(const capacity_offer_record& v) {
+  fb::CapacityOfferT t;
+  t.offer_id = v.offer_id;
+  t.publisher = v.publisher;
+  t.capability = v.capability;
+  t.window_start_us = v.window_start_us;
+  t.window_end_us = v.window_end_us;
+  t.units = v.units;
+  t.remaining = v.remaining;
+  t.unit_price_cents = v.unit_price_cents;
+  t.currency = v.currency;
+  t.valid_until_us = v.valid_until_us;
+  t.revision = v.revision;
+  t.state = static_cast<fb::CapacityOfferState>(v.state);
+  t.resource = v.resource;
+  t.bookings = v.bookings;
+  t.audience = v.audience;
+  t.updated_us = v.updated_us;
+  flatbuffers::FlatBufferBuilder fbb(256);
+  fbb.Finish(fb::CapacityOffer::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<capacity_offer_record> codec<capacity_offer_record>::decode(std::string_view bytes) {
+  return verified<fb::CapacityOffer>(
+      bytes, "capacity offer", [](const fb::CapacityOffer& r) -> result<capacity_offer_record> {
+        if (!enum_in_range(r.state(), fb::CapacityOfferState::Withdrawn))
+          return corrupt("capacity offer");
+        capacity_offer_record v;
+        v.offer_id = str(r.offer_id());
+        v.publisher = str(r.publisher());
+        v.capability = str(r.capability());
+        v.window_start_us = r.window_start_us();
+        v.window_end_us = r.window_end_us();
+        v.units = r.units();
+        v.remaining = r.remaining();
+        v.unit_price_cents = r.unit_price_cents();
+        v.currency = str(r.currency());
+        v.valid_until_us = r.valid_until_us();
+        v.revision = r.revision();
+        v.state = static_cast<capacity_offer_state>(r.state());
+        v.resource = str(r.resource());
+        v.bookings = r.bookings();
+        if (r.audience())
+          for (const auto* a : *r.audience()) v.audience.push_back(str(a));
+        v.updated_us = r.updated_us();
+        return v;
+      });
+}
+
+std::string codec<capacity_booking_record>::encode(const capacity_booking_record& v) {
+  fb::CapacityBookingT t;
+  t.booking_id = v.booking_id;
+  t.offer_id = v.offer_id;
+  t.publisher = v.publisher;
+  t.booker = v.booker;
+  t.state = static_cast<fb::CapacityBookingState>(v.state);
+  t.reason = v.reason;
+  t.capability = v.capability;
+  t.units = v.units;
+  t.price_cents = v.price_cents;
+  t.currency = v.currency;
+  t.window_start_us = v.window_start_us;
+  t.window_end_us = v.window_end_us;
+  t.remaining = v.remaining;
+  t.resource = v.resource;
+  t.reservation_id = v.reservation_id;
+  t.created_us = v.created_us;
+  flatbuffers::FlatBufferBuilder fbb(256);
+  fbb.Finish(fb::CapacityBooking::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<capacity_booking_record> codec<capacity_booking_record>::decode(std::string_view bytes) {
+  return verified<fb::CapacityBooking>(
+      bytes, "capacity booking",
+      [](const fb::CapacityBooking& r) -> result<capacity_booking_record> {
+        if (!enum_in_range(r.state(), fb::CapacityBookingState::Refused))
+          return corrupt("capacity booking");
+        capacity_booking_record v;
+        v.booking_id = str(r.booking_id());
+        v.offer_id = str(r.offer_id());
+        v.publisher = str(r.publisher());
+        v.booker = str(r.booker());
+        v.state = static_cast<capacity_booking_state>(r.state());
+        v.reason = str(r.reason());
+        v.capability = str(r.capability());
+        v.units = r.units();
+        v.price_cents = r.price_cents();
+        v.currency = str(r.currency());
+        v.window_start_us = r.window_start_us();
+        v.window_end_us = r.window_end_us();
+        v.remaining = r.remaining();
+        v.resource = str(r.resource());
+        v.reservation_id = str(r.reservation_id());
+        v.created_us = r.created_us();
+        return v;
+      });
 }
 
 }  // namespace gearmesh::store

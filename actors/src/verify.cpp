@@ -8,8 +8,10 @@
 #include <map>
 #include <set>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 
+#include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/records.hpp"
 
 namespace gearmesh::actors {
@@ -157,6 +159,9 @@ class checker {
       return st;
     if (auto st = decode_all(tables::tombstones); !st) return st;
     if (auto st = decode_all(tables::seq); !st) return st;
+    if (auto st = check_capacity_offers(); !st) return st;
+    if (auto st = decode_all(tables::capacity_received); !st) return st;
+    if (auto st = decode_all(tables::capacity_bookings); !st) return st;
     check_capacity();
     return status::ok();
   }
@@ -200,6 +205,69 @@ class checker {
             }
             add(violation_kind::contract_mismatch, node, tables::contracts.name(), key,
                 "terms differ between " + node + " and " + other + ": " + diff);
+            return status::ok();
+          },
+          /*report_corrupt=*/false);
+      if (!st) return st;
+    }
+    return status::ok();
+  }
+
+  /// Capacity bookings (capacity.hpp): booked at the publisher <=> booked at
+  /// the booker, with the same terms.
+  status check_capacity_agreement(const std::vector<input>& inputs,
+                                  const std::map<std::string, const input*, std::less<>>& by_node) {
+    auto terms = [](const capacity_booking_record& b) {
+      return std::tie(b.offer_id, b.publisher, b.booker, b.units, b.price_cents, b.currency,
+                      b.capability, b.window_start_us, b.window_end_us);
+    };
+    for (const auto& in : inputs) {
+      const auto& node = in.summary.node_id;
+      // As publisher.
+      auto st = for_each_decoded(
+          *in.ref.env, tables::capacity_sold,
+          [&](std::string_view key, capacity_booking_record&& b) {
+            if (b.state != capacity_booking_state::booked) return status::ok();
+            auto it = by_node.find(b.booker);
+            if (b.booker == node || it == by_node.end()) return status::ok();
+            capacity_booking_record t;
+            found f;
+            if (auto st =
+                    lookup(*it->second->ref.env, tables::capacity_bookings, b.booking_id, f, t);
+                !st)
+              return st;
+            if (f == found::undecodable) return status::ok();
+            if (f == found::no || t.state != capacity_booking_state::booked)
+              add(violation_kind::capacity_booking_mismatch, node, tables::capacity_sold.name(),
+                  key,
+                  "booked at " + node + ", " +
+                      (f == found::no ? std::string("missing") : std::string(to_string(t.state))) +
+                      " at " + b.booker);
+            else if (terms(t) != terms(b))
+              add(violation_kind::capacity_booking_mismatch, node, tables::capacity_sold.name(),
+                  key, "terms differ between " + node + " and " + b.booker);
+            return status::ok();
+          },
+          /*report_corrupt=*/false);
+      if (!st) return st;
+      // As booker: what the publisher does not record as booked.
+      st = for_each_decoded(
+          *in.ref.env, tables::capacity_bookings,
+          [&](std::string_view key, capacity_booking_record&& b) {
+            if (b.state != capacity_booking_state::booked) return status::ok();
+            auto it = by_node.find(b.publisher);
+            if (b.publisher == node || it == by_node.end()) return status::ok();
+            capacity_booking_record t;
+            found f;
+            std::string sold_key = node + "/" + b.booking_id;
+            if (auto st = lookup(*it->second->ref.env, tables::capacity_sold, sold_key, f, t); !st)
+              return st;
+            if (f == found::no || (f == found::yes && t.state != capacity_booking_state::booked))
+              add(violation_kind::capacity_booking_mismatch, node, tables::capacity_bookings.name(),
+                  key,
+                  "booked at " + node + ", " +
+                      (f == found::no ? std::string("missing") : std::string(to_string(t.state))) +
+                      " at " + b.publisher);
             return status::ok();
           },
           /*report_corrupt=*/false);
@@ -416,12 +484,50 @@ class checker {
     return true;
   }
 
+  /// No capacity offer is over-sold: its booked bookings add up to
+  /// units - remaining <= units.
+  status check_capacity_offers() {
+    std::map<std::string, std::uint64_t, std::less<>> sold;
+    auto st = for_each_decoded(*env_, tables::capacity_sold,
+                               [&](std::string_view, capacity_booking_record&& b) {
+                                 if (b.state == capacity_booking_state::booked)
+                                   sold[b.offer_id] += b.units;
+                                 return status::ok();
+                               });
+    if (!st) return st;
+    return for_each_decoded(
+        *env_, tables::capacity_offers, [&](std::string_view key, capacity_offer_record&& o) {
+          if (key != o.offer_id) {
+            key_mismatch(tables::capacity_offers.name(), key, "offer_id", o.offer_id);
+            return status::ok();
+          }
+          auto it = sold.find(key);
+          const std::uint64_t booked = it == sold.end() ? 0 : it->second;
+          if (o.remaining > o.units || booked > o.units || booked != o.units - o.remaining)
+            add(violation_kind::capacity_oversold, node_, tables::capacity_offers.name(), key,
+                "offered " + std::to_string(o.units) + " units, " + std::to_string(o.remaining) +
+                    " remaining, bookings granted for " + std::to_string(booked));
+          return status::ok();
+        });
+  }
+
   /// A booking must back an active seller contract through its contracted
-  /// offer ("<proposal id>#<operation>" names the offer).
+  /// offer ("<proposal id>#<operation>" names the offer), or be a booking
+  /// granted on a capacity offer ("<offer id>#b<n>", capacity.hpp).
   status check_booking(std::string_view key, const reservation_record& r) {
     auto orphan = [&](std::string why) {
       add(violation_kind::orphan_booking, node_, tables::bookings.name(), key, std::move(why));
     };
+    if (is_capacity_reservation(r.reservation_id)) {
+      auto backed = capacity_reservation_backed(*env_, r.reservation_id, reservation_kind::booking);
+      if (!backed) {
+        // An undecodable offer record is reported by check_capacity_offers.
+        if (backed.error().code() == errc::storage) return status::ok();
+        return backed.error();
+      }
+      if (!*backed) orphan("no capacity offer in capacity_offers granted it");
+      return status::ok();
+    }
     const auto hash = r.reservation_id.rfind('#');
     if (hash == std::string::npos || hash == 0) {
       orphan("reservation id names no proposal (\"<proposal id>#<operation>\")");
@@ -543,6 +649,10 @@ const char* to_string(violation_kind k) noexcept {
       return "corrupt_record";
     case violation_kind::component_mismatch:
       return "component_mismatch";
+    case violation_kind::capacity_oversold:
+      return "capacity_oversold";
+    case violation_kind::capacity_booking_mismatch:
+      return "capacity_booking_mismatch";
   }
   return "unknown";
 }
@@ -565,6 +675,10 @@ const char* invariant_of(violation_kind k) noexcept {
       return "invariant 6 (crash safety)";
     case violation_kind::corrupt_record:
       return "store integrity";
+    case violation_kind::capacity_oversold:
+      return "invariant 1 (no over-commitment: capacity offers)";
+    case violation_kind::capacity_booking_mismatch:
+      return "invariant 2 (agreement: capacity bookings)";
   }
   return "unknown";
 }
@@ -613,6 +727,7 @@ result<verify_report> verify_stores(const std::vector<store_ref>& stores,
   for (auto& in : inputs)
     if (auto st = c.check_store(in); !st) return st;
   if (auto st = c.check_agreement(inputs, by_node); !st) return st;
+  if (auto st = c.check_capacity_agreement(inputs, by_node); !st) return st;
   for (auto& in : inputs) report.stores.push_back(std::move(in.summary));
   return report;
 }

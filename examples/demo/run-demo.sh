@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# The Gearmesh demo: four enterprises on 127.0.0.1 negotiate real orders.
+# The Gearmesh demo: five enterprises on 127.0.0.1 negotiate real orders.
 #
 #   velo        OEM buyer              tcp 7100, admin 8100
 #   framecraft  frame factory          tcp 7101, admin 8101
 #   alloyframe  competing factory      tcp 7102, admin 8102
 #   cellpack    battery supplier       tcp 7103, admin 8103
+#   tubeco      tube-set supplier      tcp 7104, admin 8104 (tier 2)
 #
 # Each node is its own gearmesh-node process with its own LMDB store. Velo
 # submits orders through the admin API (the `gearmesh` CLI); each order runs
 # a contract-net negotiation (CFP -> proposals backed by capacity holds ->
 # award -> confirm) and ends as a contract recorded at buyer and seller.
+# Frame orders span three tiers: a frame factory buys the tube sets from
+# Tubeco before it proposes, and Velo's award cascades down to Tubeco.
+# Then Framecraft publishes spare coating capacity and Velo books some.
 #
 # Usage: examples/demo/run-demo.sh [BUILD_DIR]   (make demo does this)
 set -euo pipefail
@@ -20,8 +24,8 @@ build=$(cd "${1:-$root/build}" && pwd)
 node_bin="$build/nodes/gearmesh-node"
 cli="$build/nodes/gearmesh"
 work="$build/demo"
-nodes=(velo framecraft alloyframe cellpack)
-declare -A admin=([velo]=8100 [framecraft]=8101 [alloyframe]=8102 [cellpack]=8103)
+nodes=(velo framecraft alloyframe cellpack tubeco)
+declare -A admin=([velo]=8100 [framecraft]=8101 [alloyframe]=8102 [cellpack]=8103 [tubeco]=8104)
 pids=()
 
 bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
@@ -33,7 +37,7 @@ stop_nodes() {
 }
 trap stop_nodes EXIT
 
-for port in 7100 7101 7102 7103 8100 8101 8102 8103; do
+for port in 7100 7101 7102 7103 7104 8100 8101 8102 8103 8104; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "demo: port $port on 127.0.0.1 is in use; stop whatever uses it and retry" >&2
     exit 1
@@ -50,7 +54,7 @@ for n in "${nodes[@]}"; do
   printf '  %-11s public key %s\n' "$n" "$("$cli" keys generate --out "$work/keys/$n" 2>>"$work/logs/keys.log")"
 done
 
-bold "Starting 4 nodes (configs from examples/demo/, data, keys and logs in $work)"
+bold "Starting ${#nodes[@]} nodes (configs from examples/demo/, data, keys and logs in $work)"
 for n in "${nodes[@]}"; do
   "$node_bin" --config "$work/$n.toml" --data-dir "$work/data/$n" >"$work/logs/$n.log" 2>&1 &
   pids+=($!)
@@ -122,6 +126,36 @@ jq -r '
 ' < <("$cli" "${velo[@]}" --json order list)
 echo "agreement:   $agree contracts identical at buyer and seller, $disagree differ"
 
+bold "Tier 2: the frame factories' tube-set orders (nested negotiation)"
+tier2=0
+for factory in framecraft alloyframe; do
+  fj=$("$cli" --node "127.0.0.1:${admin[$factory]}" --json order list)
+  jq -r --arg f "$factory" '.orders[] | select(.state == "contracted")
+    | "  \($f) \(.order_id): \(.quantity) \(.item) from \(.contract.seller) for Velo order \(.parent_order_id)"' <<<"$fj"
+  # Each tube-set contract is recorded identically at Tubeco.
+  a=$("$cli" --node "127.0.0.1:${admin[$factory]}" --json contracts |
+    jq -c '[.contracts[] | select(.role == "buyer") | del(.role)] | sort_by(.contract_id)')
+  b=$("$cli" --node 127.0.0.1:8104 --json contracts |
+    jq -c --arg f "$factory" '[.contracts[] | select(.buyer == $f) | del(.role)] | sort_by(.contract_id)')
+  n=$(jq length <<<"$a")
+  if [ "$a" = "$b" ]; then agree=$((agree + n)); tier2=$((tier2 + n)); else disagree=$((disagree + n)); fi
+done
+echo "tier 2:      $tier2 tube-set contracts, identical at the frame factory and at Tubeco"
+
+bold "Capacity sharing: Framecraft offers spare coating time, Velo books some"
+cap_ok=0
+offer=$("$cli" --node 127.0.0.1:8101 capacity publish --capability coating --units 240 \
+  --unit-price 150 --start +20d --end +21d --valid-until +1h) || cap_ok=1
+echo "  framecraft published $offer"
+for _ in $(seq 50); do
+  "$cli" "${velo[@]}" --json capacity offers | jq -e --arg o "$offer" \
+    '.received[] | select(.offer_id == $o)' >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$cli" "${velo[@]}" capacity offers || cap_ok=1
+"$cli" "${velo[@]}" capacity book "$offer" --units 60 || cap_ok=1
+"$cli" --node 127.0.0.1:8101 capacity bookings || cap_ok=1
+
 bold "Identifiers: Velo's directory resolves them to the owning node"
 first_contract=$(jq -r '[.contracts[] | .contract_id][0] // "velo/order/1/c1"' <<<"$buyer_json")
 resolved=0
@@ -135,12 +169,13 @@ bold "Stopping nodes"
 stop_nodes
 trap - EXIT
 
-bold "Verifying the four stores offline (gearmesh verify)"
+bold "Verifying the ${#nodes[@]} stores offline (gearmesh verify)"
 verified=0
 "$cli" verify "$work/data/velo" "$work/data/framecraft" "$work/data/alloyframe" \
-  "$work/data/cellpack" | tail -1 || verified=$?
-if [ "$contracted" -lt 10 ] || [ "$disagree" -ne 0 ] || [ "$verified" -ne 0 ] || [ "$resolved" -ne 0 ]; then
-  echo "demo: FAILED ($contracted contracted, $disagree disagreeing, verify exit $verified, resolve exit $resolved); logs in $work/logs" >&2
+  "$work/data/cellpack" "$work/data/tubeco" | tail -1 || verified=$?
+if [ "$contracted" -lt 10 ] || [ "$disagree" -ne 0 ] || [ "$verified" -ne 0 ] ||
+  [ "$resolved" -ne 0 ] || [ "$tier2" -lt 1 ] || [ "$cap_ok" -ne 0 ]; then
+  echo "demo: FAILED ($contracted contracted, $disagree disagreeing, $tier2 tier-2 contracts, verify exit $verified, resolve exit $resolved, capacity exit $cap_ok); logs in $work/logs" >&2
   exit 1
 fi
 echo "demo: ok"

@@ -257,6 +257,49 @@ void print_resolution(std::ostream& out, const json& body) {
   print_table(out, table);
 }
 
+void print_capacity_offers(std::ostream& out, const json& body) {
+  bool any = false;
+  for (const char* side : {"published", "received"}) {
+    auto it = body.find(side);
+    if (it == body.end() || !it->is_array() || it->empty()) continue;
+    if (any) out << '\n';
+    any = true;
+    out << side << '\n';
+    std::vector<std::vector<std::string>> table;
+    table.push_back({"OFFER", "PUBLISHER", "CAPABILITY", "WINDOW START", "WINDOW END", "UNITS",
+                     "REMAINING", "UNIT PRICE", "VALID UNTIL", "STATE"});
+    for (const auto& o : *it) {
+      table.push_back({str(o, "offer_id"), str(o, "publisher"), str(o, "capability"),
+                       time_field(o, "window_start_us"), time_field(o, "window_end_us"),
+                       std::to_string(num(o, "units")), std::to_string(num(o, "remaining")),
+                       format_price(num(o, "unit_price_cents"), str(o, "currency")),
+                       time_field(o, "valid_until_us"), str(o, "state")});
+    }
+    print_table(out, table);
+  }
+  if (!any) out << "no capacity offers\n";
+}
+
+void print_capacity_bookings(std::ostream& out, const json& body) {
+  auto it = body.find("bookings");
+  if (it == body.end() || !it->is_array() || it->empty()) {
+    out << "no capacity bookings\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> table;
+  table.push_back({"BOOKING", "OFFER", "ROLE", "COUNTERPARTY", "CAPABILITY", "UNITS", "PRICE",
+                   "WINDOW START", "STATE", "REASON"});
+  for (const auto& b : *it) {
+    std::string role = str(b, "role");
+    table.push_back({str(b, "booking_id"), str(b, "offer_id"), role,
+                     role == "publisher" ? str(b, "booker") : str(b, "publisher"),
+                     str(b, "capability"), std::to_string(num(b, "units")),
+                     format_price(num(b, "price_cents"), str(b, "currency")),
+                     time_field(b, "window_start_us"), str(b, "state"), str(b, "reason")});
+  }
+  print_table(out, table);
+}
+
 void print_flat(std::ostream& out, const json& body) {
   if (!body.is_object()) {
     out << body.dump() << '\n';
@@ -529,6 +572,41 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   resolve->add_option("--capability", capability, "Find partners offering this, e.g. welding");
   auto* directory_cmd =
       app.add_subcommand("directory", "Print the node's directory counters (cache hits, ...)");
+
+  auto* capacity = app.add_subcommand("capacity", "Publish, list and book spare capacity");
+  capacity->require_subcommand(1);
+  std::string cap_start, cap_end, cap_valid, cap_machine, offer_id;
+  std::int64_t cap_units = 0, unit_price_cents = 0;
+  auto* cap_publish = capacity->add_subcommand(
+      "publish", "Offer spare capacity of this factory to its partners; prints the offer id");
+  cap_publish->add_option("--capability", capability, "Process kind, e.g. coating")->required();
+  cap_publish->add_option("--units", cap_units, "Capacity units offered (machine-minutes)")
+      ->required()
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1'000'000'000}));
+  cap_publish->add_option("--unit-price", unit_price_cents, "Price of one unit in cents")
+      ->required()
+      ->check(CLI::NonNegativeNumber);
+  cap_publish->add_option("--start", cap_start, "Window start (same forms as --due)")->required();
+  cap_publish->add_option("--end", cap_end, "Window end (same forms as --due)")->required();
+  cap_publish->add_option("--valid-until", cap_valid,
+                          "Bookable until then (same forms as --due); default: the window start");
+  cap_publish->add_option("--machine", cap_machine,
+                          "Reserve on this machine; default: any capable");
+  auto* cap_offers = capacity->add_subcommand(
+      "offers", "List offers this node published and offers partners sent it");
+  auto* cap_book = capacity->add_subcommand(
+      "book", "Book units of an offer a partner sent; waits for the publisher's answer");
+  cap_book->add_option("OFFER_ID", offer_id, "Offer id, e.g. framecraft/capacity/1")->required();
+  cap_book->add_option("--units", cap_units, "Units to book")
+      ->required()
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1'000'000'000}));
+  auto* cap_withdraw = capacity->add_subcommand(
+      "withdraw", "Withdraw an offer this node published (granted bookings stay)");
+  cap_withdraw->add_option("OFFER_ID", offer_id, "Offer id, e.g. framecraft/capacity/1")
+      ->required();
+  auto* cap_bookings =
+      capacity->add_subcommand("bookings", "List capacity bookings, as booker and as publisher");
+
   auto* contracts = app.add_subcommand("contracts", "List contracts, as buyer and as seller");
   auto* health = app.add_subcommand("health", "Check that the node answers");
   auto* metrics = app.add_subcommand("metrics", "Print the node's counters");
@@ -672,6 +750,58 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
     return exit_ok;
   }
 
+  if (cap_publish->parsed()) {
+    const std::int64_t now = now_us();
+    json body = {
+        {"capability", capability}, {"units", cap_units}, {"unit_price_cents", unit_price_cents}};
+    auto start_us = parse_time(cap_start, now);
+    if (!start_us) return usage_error(err, "--start: " + start_us.error().message());
+    auto end_us = parse_time(cap_end, now);
+    if (!end_us) return usage_error(err, "--end: " + end_us.error().message());
+    body["window_start_us"] = *start_us;
+    body["window_end_us"] = *end_us;
+    if (!cap_valid.empty()) {
+      auto valid_us = parse_time(cap_valid, now);
+      if (!valid_us) return usage_error(err, "--valid-until: " + valid_us.error().message());
+      body["valid_until_us"] = *valid_us;
+    }
+    if (!cap_machine.empty()) body["machine"] = cap_machine;
+    auto answer = request(node, "POST", "/v1/capacity/offers",
+                          body.dump(-1, ' ', false, json::error_handler_t::replace), err, rc);
+    if (!answer) return rc;
+    if (raw_json)
+      out << answer->dump(2) << '\n';
+    else
+      out << str(*answer, "offer_id") << '\n';
+    return exit_ok;
+  }
+  if (cap_withdraw->parsed()) {
+    auto answer =
+        request(node, "DELETE", "/v1/capacity/offers/" + percent_encode(offer_id), {}, err, rc);
+    if (!answer) return rc;
+    if (raw_json)
+      out << answer->dump(2) << '\n';
+    else
+      out << str(*answer, "offer_id") << " withdrawn; " << num(*answer, "booked_units")
+          << " units stay booked\n";
+    return exit_ok;
+  }
+  if (cap_book->parsed()) {
+    json body = {{"offer_id", offer_id}, {"units", cap_units}};
+    auto answer = request(node, "POST", "/v1/capacity/bookings",
+                          body.dump(-1, ' ', false, json::error_handler_t::replace), err, rc);
+    if (!answer) return rc;
+    if (raw_json) {
+      out << answer->dump(2) << '\n';
+    } else {
+      out << str(*answer, "booking_id") << ' ' << str(*answer, "state") << ": "
+          << num(*answer, "units") << " units of " << str(*answer, "capability") << " for "
+          << format_price(num(*answer, "price_cents"), str(*answer, "currency")) << ", "
+          << num(*answer, "remaining") << " units left\n";
+    }
+    return exit_ok;
+  }
+
   if (inspect->parsed()) return store_inspect(data_dir, raw_json, out, err);
   if (backup->parsed()) return store_backup(data_dir, backup_dir, raw_json, out, err);
   if (restore->parsed()) return store_restore(backup_dir, data_dir, force, raw_json, out, err);
@@ -728,6 +858,12 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   } else if (contracts->parsed()) {
     target = "/v1/contracts";
     print = print_contracts;
+  } else if (cap_offers->parsed()) {
+    target = "/v1/capacity/offers";
+    print = print_capacity_offers;
+  } else if (cap_bookings->parsed()) {
+    target = "/v1/capacity/bookings";
+    print = print_capacity_bookings;
   } else if (health->parsed()) {
     target = "/v1/health";
   } else if (metrics->parsed()) {

@@ -153,6 +153,45 @@ class cli_e2e : public ::testing::Test {
           "capabilities":["welding"],"referral":true}],
           "ttl_s":300,"reason":"","cached":false,"local":false})");
     });
+    r->add("POST", "/v1/capacity/offers", [this](const admin::request& req) {
+      std::lock_guard lock(mutex_);
+      posted_.push_back(req.body);
+      return json_response(R"({"offer_id":"framecraft/capacity/1","remaining":240})", 201);
+    });
+    r->add("GET", "/v1/capacity/offers", [](const admin::request&) {
+      return json_response(R"({"published":[
+        {"offer_id":"framecraft/capacity/1","publisher":"framecraft","capability":"coating",
+         "window_start_us":1796083200000000,"window_end_us":1796112000000000,"units":240,
+         "remaining":180,"unit_price_cents":150,"currency":"EUR",
+         "valid_until_us":1796083200000000,"revision":2,"state":"open","booked_units":60}],
+        "received":[]})");
+    });
+    r->add("POST", "/v1/capacity/bookings", [this](const admin::request& req) {
+      std::lock_guard lock(mutex_);
+      posted_.push_back(req.body);
+      if (req.body.find("\"units\":999") != std::string::npos)
+        return json_response(
+            R"({"booking_id":"velo/booking/2","state":"refused","error":"refused: only 180 units remain"})",
+            409);
+      return json_response(R"({"booking_id":"velo/booking/1","offer_id":"framecraft/capacity/1",
+        "publisher":"framecraft","booker":"velo","role":"booker","state":"booked","reason":"",
+        "capability":"coating","units":60,"price_cents":9000,"currency":"EUR",
+        "window_start_us":1796083200000000,"window_end_us":1796112000000000,"remaining":180})",
+                           201);
+    });
+    r->add("GET", "/v1/capacity/bookings", [](const admin::request&) {
+      return json_response(R"({"bookings":[
+        {"booking_id":"velo/booking/1","offer_id":"framecraft/capacity/1","publisher":"framecraft",
+         "booker":"velo","role":"booker","state":"booked","reason":"","capability":"coating",
+         "units":60,"price_cents":9000,"currency":"EUR","window_start_us":1796083200000000,
+         "window_end_us":1796112000000000,"remaining":180}]})");
+    });
+    r->add("DELETE", "/v1/capacity/offers/", [](const admin::request& req) {
+      if (req.path != "/v1/capacity/offers/framecraft/capacity/1")
+        return admin::error_response(404, "no offer " + req.path.substr(20));
+      return json_response(
+          R"({"offer_id":"framecraft/capacity/1","state":"withdrawn","booked_units":60})");
+    });
     r->add("GET", "/v1/broken", [](const admin::request&) { return json_response("not json"); });
     auto s = admin::server::start("127.0.0.1", 0, r);
     ASSERT_TRUE(s) << s.error().to_string();
@@ -318,6 +357,56 @@ TEST_F(cli_e2e, order_list_and_contracts_tables) {
             "EUR  2026-11-30T00:00Z  active\n"
             "tubeco/contract/9  framecraft/order/2  seller  framecraft    TUBE-SET  10   99.00   "
             "     2026-11-30T00:00Z  cancelled\n");
+}
+
+TEST_F(cli_e2e, capacity_publish_posts_json_and_prints_the_offer_id) {
+  ASSERT_EQ(cli({"capacity", "publish", "--capability", "coating", "--units", "240", "--unit-price",
+                 "150", "--start", "2026-12-01", "--end", "2026-12-01T08:00Z", "--valid-until",
+                 "2026-11-30T12:00Z", "--machine", "paint1"}),
+            exit_ok)
+      << err_.str();
+  EXPECT_EQ(out_.str(), "framecraft/capacity/1\n");
+  std::lock_guard lock(mutex_);
+  ASSERT_EQ(posted_.size(), 1u);
+  EXPECT_EQ(posted_[0],
+            R"({"capability":"coating","machine":"paint1","unit_price_cents":150,"units":240,)"
+            R"("valid_until_us":1796040000000000,"window_end_us":1796112000000000,)"
+            R"("window_start_us":1796083200000000})");
+}
+
+TEST_F(cli_e2e, capacity_offers_book_and_bookings) {
+  ASSERT_EQ(cli({"capacity", "offers"}), exit_ok) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "published\n"
+            "OFFER                  PUBLISHER   CAPABILITY  WINDOW START       WINDOW END         "
+            "UNITS  REMAINING  UNIT PRICE  VALID UNTIL        STATE\n"
+            "framecraft/capacity/1  framecraft  coating     2026-12-01T00:00Z  2026-12-01T08:00Z  "
+            "240    180        1.50 EUR    2026-12-01T00:00Z  open\n");
+  ASSERT_EQ(cli({"capacity", "book", "framecraft/capacity/1", "--units", "60"}), exit_ok)
+      << err_.str();
+  EXPECT_EQ(out_.str(),
+            "velo/booking/1 booked: 60 units of coating for 90.00 EUR, 180 units left\n");
+  {
+    std::lock_guard lock(mutex_);
+    ASSERT_EQ(posted_.size(), 1u);
+    EXPECT_EQ(posted_[0], R"({"offer_id":"framecraft/capacity/1","units":60})");
+  }
+  EXPECT_EQ(cli({"capacity", "book", "framecraft/capacity/1", "--units", "999"}), exit_api_error);
+  EXPECT_EQ(err_.str(), "gearmesh: refused: only 180 units remain (HTTP 409)\n");
+  EXPECT_EQ(cli({"capacity", "book", "framecraft/capacity/1", "--units", "0"}), exit_usage);
+  EXPECT_EQ(cli({"capacity", "publish", "--capability", "coating", "--units", "1", "--unit-price",
+                 "1", "--start", "tomorrow", "--end", "+2d"}),
+            exit_usage);
+  ASSERT_EQ(cli({"capacity", "withdraw", "framecraft/capacity/1"}), exit_ok) << err_.str();
+  EXPECT_EQ(out_.str(), "framecraft/capacity/1 withdrawn; 60 units stay booked\n");
+  EXPECT_EQ(cli({"capacity", "withdraw", "framecraft/capacity/7"}), exit_api_error);
+  EXPECT_EQ(err_.str(), "gearmesh: no offer framecraft/capacity/7 (HTTP 404)\n");
+  ASSERT_EQ(cli({"capacity", "bookings"}), exit_ok) << err_.str();
+  EXPECT_EQ(out_.str(),
+            "BOOKING         OFFER                  ROLE    COUNTERPARTY  CAPABILITY  UNITS  "
+            "PRICE      WINDOW START       STATE   REASON\n"
+            "velo/booking/1  framecraft/capacity/1  booker  framecraft    coating     60     "
+            "90.00 EUR  2026-12-01T00:00Z  booked  \n");
 }
 
 TEST_F(cli_e2e, health_and_metrics_print_key_values) {

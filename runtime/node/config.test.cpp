@@ -370,15 +370,16 @@ TEST(config, peer_message_type_lists) {
       std::string(minimal_node) + "[[peers]]\nid = \"a\"\nendpoint = \"tcp://h:1\"\n";
   EXPECT_EQ(config_error(base + "receive = [\"cfp\", \"proposal\"]\n"),
             "velo.toml:8: peers[0].receive: expected message type names (cfp, propose, refuse, "
-            "accept, reject, confirm, failure, cancel, ack, resolve, resolution), got "
+            "accept, reject, confirm, failure, cancel, ack, capacity_offer, book_capacity, "
+            "capacity_booked, capacity_refused, resolve, resolution), got "
             "\"proposal\"");
   EXPECT_EQ(config_error(base + "send = \"cfp\"\n"),
             "velo.toml:8: peers[0].send: expected an array of message types like [\"cfp\", "
             "\"accept\"], got a string");
   EXPECT_EQ(config_error(base + "send = [1]\n"),
             "velo.toml:8: peers[0].send: expected message type names (cfp, propose, refuse, "
-            "accept, reject, confirm, failure, cancel, ack, resolve, resolution), got an "
-            "integer");
+            "accept, reject, confirm, failure, cancel, ack, capacity_offer, book_capacity, "
+            "capacity_booked, capacity_refused, resolve, resolution), got an integer");
   // The directory messages are names like any other.
   auto lists = config_file::parse(
       with_security(base + "receive = [\"resolve\"]\nsend = [\"resolution\"]\n"), "velo.toml");
@@ -396,6 +397,21 @@ TEST(config, peer_message_type_lists) {
   ASSERT_TRUE(cfg) << cfg.error().to_string();
   EXPECT_EQ(cfg->peers[0].receive,
             message_type_set{1} << static_cast<unsigned>(wire::message_type::ack));
+  // The capacity sharing types (docs/protocol.md section 6.5) have names too.
+  file = config_file::parse(
+      with_security(base + "send = [\"capacity_offer\", \"capacity_booked\"]\n"
+                           "receive = [\"book_capacity\", \"capacity_refused\"]\n"),
+      "velo.toml");
+  ASSERT_TRUE(file);
+  cfg = parse_node_config(*file);
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  auto bit = [](wire::message_type t) { return message_type_set{1} << static_cast<unsigned>(t); };
+  EXPECT_EQ(cfg->peers[0].send, bit(wire::message_type::capacity_offer) |
+                                    bit(wire::message_type::capacity_booked) |
+                                    bit(wire::message_type::ack));
+  EXPECT_EQ(cfg->peers[0].receive, bit(wire::message_type::book_capacity) |
+                                       bit(wire::message_type::capacity_refused) |
+                                       bit(wire::message_type::ack));
 }
 
 TEST(config, error_helper_uses_node_line) {

@@ -104,6 +104,35 @@ struct payload_encoder {
   fb::Offset<void> operator()(const ack& m) const {
     return CreateAck(b, m.acked_message_id).Union();
   }
+  fb::Offset<void> operator()(const capacity_offer& m) const {
+    auto offer_id = put(b, m.offer_id);
+    auto capability = put(b, m.capability);
+    auto currency = put(b, m.currency);
+    return CreateCapacityOffer(b, offer_id, capability, m.window_start_us, m.window_end_us, m.units,
+                               m.remaining, m.unit_price_cents, currency, m.valid_until_us,
+                               m.revision, m.withdrawn)
+        .Union();
+  }
+  fb::Offset<void> operator()(const book_capacity& m) const {
+    auto offer_id = put(b, m.offer_id);
+    auto booking_id = put(b, m.booking_id);
+    return CreateBookCapacity(b, offer_id, booking_id, m.units).Union();
+  }
+  fb::Offset<void> operator()(const capacity_booked& m) const {
+    auto offer_id = put(b, m.offer_id);
+    auto booking_id = put(b, m.booking_id);
+    auto currency = put(b, m.currency);
+    auto capability = put(b, m.capability);
+    return CreateCapacityBooked(b, offer_id, booking_id, m.units, m.price_cents, currency,
+                                capability, m.window_start_us, m.window_end_us, m.remaining)
+        .Union();
+  }
+  fb::Offset<void> operator()(const capacity_refused& m) const {
+    auto offer_id = put(b, m.offer_id);
+    auto booking_id = put(b, m.booking_id);
+    auto reason = put(b, m.reason);
+    return CreateCapacityRefused(b, offer_id, booking_id, reason, m.remaining).Union();
+  }
   fb::Offset<void> operator()(const resolve& m) const {
     auto identifier = put(b, m.identifier);
     auto capability = put(b, m.capability);
@@ -347,6 +376,53 @@ payload read(const Ack& t, field_reader&) {
   return ack{t.acked_message_id()};
 }
 
+payload read(const CapacityOffer& t, field_reader& r) {
+  capacity_offer m;
+  m.offer_id = r.id(t.offer_id(), "offer_id");
+  m.capability = r.id(t.capability(), "capability");
+  m.window_start_us = t.window_start_us();
+  m.window_end_us = t.window_end_us();
+  m.units = t.units();
+  m.remaining = t.remaining();
+  m.unit_price_cents = t.unit_price_cents();
+  m.currency = r.id(t.currency(), "currency");
+  m.valid_until_us = t.valid_until_us();
+  m.revision = t.revision();
+  m.withdrawn = t.withdrawn();
+  return m;
+}
+
+payload read(const BookCapacity& t, field_reader& r) {
+  book_capacity m;
+  m.offer_id = r.id(t.offer_id(), "offer_id");
+  m.booking_id = r.id(t.booking_id(), "booking_id");
+  m.units = t.units();
+  return m;
+}
+
+payload read(const CapacityBooked& t, field_reader& r) {
+  capacity_booked m;
+  m.offer_id = r.id(t.offer_id(), "offer_id");
+  m.booking_id = r.id(t.booking_id(), "booking_id");
+  m.units = t.units();
+  m.price_cents = t.price_cents();
+  m.currency = r.id(t.currency(), "currency");
+  m.capability = r.id(t.capability(), "capability");
+  m.window_start_us = t.window_start_us();
+  m.window_end_us = t.window_end_us();
+  m.remaining = t.remaining();
+  return m;
+}
+
+payload read(const CapacityRefused& t, field_reader& r) {
+  capacity_refused m;
+  m.offer_id = r.id(t.offer_id(), "offer_id");
+  m.booking_id = r.id(t.booking_id(), "booking_id");
+  m.reason = r.str(t.reason(), "reason");
+  m.remaining = t.remaining();
+  return m;
+}
+
 payload read(const Resolve& t, field_reader& r) {
   resolve m;
   m.query_id = t.query_id();
@@ -441,6 +517,18 @@ result<envelope> decode_aligned(const std::uint8_t* data, std::size_t size, cons
       break;
     case Payload::Ack:
       env.payload = read(*e->payload_as_Ack(), r);
+      break;
+    case Payload::CapacityOffer:
+      env.payload = read(*e->payload_as_CapacityOffer(), r);
+      break;
+    case Payload::BookCapacity:
+      env.payload = read(*e->payload_as_BookCapacity(), r);
+      break;
+    case Payload::CapacityBooked:
+      env.payload = read(*e->payload_as_CapacityBooked(), r);
+      break;
+    case Payload::CapacityRefused:
+      env.payload = read(*e->payload_as_CapacityRefused(), r);
       break;
     case Payload::Resolve:
       env.payload = read(*e->payload_as_Resolve(), r);

@@ -72,6 +72,12 @@ std::vector<payload> every_payload() {
       failure{"velo/order/17", "fc/hold/9", "velo/contract/3", "hold expired"},
       cancel{"velo/order/17", "", "customer withdrew"},
       ack{0xFFFFFFFFFFFFFFFFULL},
+      capacity_offer{"framecraft/capacity/3", "coating", 1'767'300'000'000'000,
+                     1'767'400'000'000'000, 480, 360, 125, "EUR", 1'767'250'000'000'000, 2, false},
+      book_capacity{"framecraft/capacity/3", "velo/booking/1", 120},
+      capacity_booked{"framecraft/capacity/3", "velo/booking/1", 120, 15'000, "EUR", "coating",
+                      1'767'300'000'000'000, 1'767'400'000'000'000, 240},
+      capacity_refused{"framecraft/capacity/3", "velo/booking/2", "only 240 units remain", 240},
       resolve{7, "acme.plant1/machine/m7", "", 3},
       sample_resolution(),
   };
@@ -381,6 +387,18 @@ TEST(codec, bounds_every_identifier_field) {
   rejects(sample_envelope(confirm{"o", "p", "c", 1, 2, 3, 4, id}), "item");
   rejects(sample_envelope(failure{"o", "p", id, "r"}), "contract_id");
   rejects(sample_envelope(cancel{id, "c", "r"}), "order_id");
+  rejects(sample_envelope(capacity_offer{id, "c", 1, 2, 3, 3, 4, "EUR", 5, 1, false}), "offer_id");
+  rejects(sample_envelope(capacity_offer{"o", id, 1, 2, 3, 3, 4, "EUR", 5, 1, false}),
+          "capability");
+  rejects(sample_envelope(capacity_offer{"o", "c", 1, 2, 3, 3, 4, id, 5, 1, false}), "currency");
+  rejects(sample_envelope(book_capacity{"o", id, 1}), "booking_id");
+  rejects(sample_envelope(capacity_booked{"o", "b", 1, 2, "EUR", id, 3, 4, 0}), "capability");
+  rejects(sample_envelope(capacity_refused{id, "b", "r", 0}), "offer_id");
+}
+
+TEST(codec, bounds_capacity_refused_reason) {
+  auto env = sample_envelope(capacity_refused{"o", "b", std::string(1025, 'r'), 0});
+  expect_error(decode(encode(env)), errc::malformed_frame, "reason of 1025 bytes exceeds 1024");
 }
 
 TEST(codec, bounds_directory_fields) {

@@ -22,6 +22,14 @@ const char* to_string(message_type t) noexcept {
       return "cancel";
     case message_type::ack:
       return "ack";
+    case message_type::capacity_offer:
+      return "capacity_offer";
+    case message_type::book_capacity:
+      return "book_capacity";
+    case message_type::capacity_booked:
+      return "capacity_booked";
+    case message_type::capacity_refused:
+      return "capacity_refused";
     case message_type::resolve:
       return "resolve";
     case message_type::resolution:

@@ -31,6 +31,7 @@ struct installed_roles {
   caf::actor buyer;
   caf::actor participant;  // the factory or supplier
   caf::actor directory;    // every node has one (directory.hpp)
+  caf::actor capacity;     // the capacity broker (capacity.hpp), on every node
 };
 
 /// install_roles, returning the actors it spawned (the simulator places
@@ -62,5 +63,21 @@ void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sy
 ///   "cached", "local"}. `sys` and the actor must outlive the router.
 void add_directory_routes(admin::router& r, caf::actor_system& sys, const caf::actor& directory,
                           int lookup_timeout_ms);
+
+/// Registers the capacity routes on `r` (done by install_roles). POSTs ask
+/// `broker` and wait up to `timeout_ms`; GETs read committed state:
+///   POST /v1/capacity/offers {"capability","units","unit_price_cents",
+///        "window_start_us","window_end_us","valid_until_us"?,"machine"?}
+///        -> 201 OFFER; 400 bad input; 404 no factory role; 409 no room
+///   DELETE /v1/capacity/offers/<offer id> -> 200 OFFER (withdrawn); 404 unknown
+///   GET  /v1/capacity/offers -> {"published":[OFFER...],"received":[OFFER...]}
+///   POST /v1/capacity/bookings {"offer_id","units"} -> 201 BOOKING once the
+///        publisher's CapacityBooked is durable here; 409 BOOKING+"error" if
+///        refused; 404 offer not received; 410 expired or withdrawn; 504 no
+///        answer in time (the booking stays "requested")
+///   GET  /v1/capacity/bookings -> {"bookings":[BOOKING...]} (as booker and publisher)
+/// Shapes: docs/protocol.md section 9. `sys`, `ctx` and `broker` must outlive the router.
+void add_capacity_routes(admin::router& r, node_context& ctx, caf::actor_system& sys,
+                         const caf::actor& broker, int timeout_ms = 5000);
 
 }  // namespace gearmesh::actors

@@ -12,7 +12,15 @@
 //   "tombstones" key = contract id                          value = tombstone_record (seller)
 //   "seq"        key = counter name ("order", "proposal")   value = counter_record
 //   "resources"  key = resource id ("saw1", "BATTERY")       value = resource_record (seller)
+//   "capacity_offers"   key = offer id ("framecraft/capacity/2")  value = capacity_offer_record
+//   (publisher) "capacity_received" key = offer id                        value =
+//   capacity_offer_record (partner) "capacity_bookings" key = booking id ("velo/booking/4")   value
+//   = capacity_booking_record (booker) "capacity_sold"     key = "<booker>/<booking id>" value =
+//   capacity_booking_record (publisher)
 //
+// Capacity offers (capacity.hpp) reserve their unbooked units as the hold
+// "<offer id>#open" and each granted booking n as the booking "<offer id>#b<n>"
+// in the calendars' "holds"/"bookings" tables.
 // "resources" holds each calendar's capacity and bucket length as configured
 // when the node last started, and the runtime's "meta" table holds the node's
 // id under key "node_id" (meta_node_id_key); install_roles writes both at
@@ -207,6 +215,57 @@ struct resource_record {
   bool operator==(const resource_record&) const = default;
 };
 
+/// A published capacity offer; a held offer past valid_until_us is expired
+/// (computed, not stored).
+enum class capacity_offer_state : std::uint8_t { open, withdrawn };
+/// A capacity booking: asked for (booker only), booked, or refused.
+enum class capacity_booking_state : std::uint8_t { requested, booked, refused };
+const char* to_string(capacity_offer_state s) noexcept;
+const char* to_string(capacity_booking_state s) noexcept;
+
+/// Tables "capacity_offers" and "capacity_received" (see the top of this file).
+struct capacity_offer_record {
+  std::string offer_id;
+  std::string publisher;
+  std::string capability;
+  timestamp_us window_start_us = 0;
+  timestamp_us window_end_us = 0;
+  std::uint32_t units = 0;
+  std::uint32_t remaining = 0;
+  std::int64_t unit_price_cents = 0;
+  std::string currency;
+  timestamp_us valid_until_us = 0;
+  std::uint32_t revision = 0;
+  capacity_offer_state state = capacity_offer_state::open;
+  std::string resource;               // publisher only
+  std::uint32_t bookings = 0;         // publisher only
+  std::vector<std::string> audience;  // publisher only
+  timestamp_us updated_us = 0;
+  bool operator==(const capacity_offer_record&) const = default;
+};
+
+/// Tables "capacity_bookings" and "capacity_sold" (see the top of this file).
+/// Booker and publisher store the same terms once booked (agreement).
+struct capacity_booking_record {
+  std::string booking_id;
+  std::string offer_id;
+  std::string publisher;
+  std::string booker;
+  capacity_booking_state state = capacity_booking_state::requested;
+  std::string reason;
+  std::string capability;
+  std::uint32_t units = 0;
+  std::int64_t price_cents = 0;
+  std::string currency;
+  timestamp_us window_start_us = 0;
+  timestamp_us window_end_us = 0;
+  std::uint32_t remaining = 0;
+  std::string resource;        // publisher only
+  std::string reservation_id;  // publisher only
+  timestamp_us created_us = 0;
+  bool operator==(const capacity_booking_record&) const = default;
+};
+
 /// Key of the node's id in the runtime's "meta" table.
 inline constexpr std::string_view meta_node_id_key = "node_id";
 
@@ -219,6 +278,10 @@ inline constexpr store::table<reservation_record> bookings{"bookings"};
 inline constexpr store::table<tombstone_record> tombstones{"tombstones"};
 inline constexpr store::table<counter_record> seq{"seq"};
 inline constexpr store::table<resource_record> resources{"resources"};
+inline constexpr store::table<capacity_offer_record> capacity_offers{"capacity_offers"};
+inline constexpr store::table<capacity_offer_record> capacity_received{"capacity_received"};
+inline constexpr store::table<capacity_booking_record> capacity_bookings{"capacity_bookings"};
+inline constexpr store::table<capacity_booking_record> capacity_sold{"capacity_sold"};
 }  // namespace tables
 
 /// Key of a reservation in "holds"/"bookings": "<resource>/<reservation id>".
@@ -264,6 +327,17 @@ template <>
 struct codec<actors::resource_record> {
   static std::string encode(const actors::resource_record& v);
   static result<actors::resource_record> decode(std::string_view bytes);
+};
+
+template <>
+struct codec<actors::capacity_offer_record> {
+  static std::string encode(const actors::capacity_offer_record& v);
+  static result<actors::capacity_offer_record> decode(std::string_view bytes);
+};
+template <>
+struct codec<actors::capacity_booking_record> {
+  static std::string encode(const actors::capacity_booking_record& v);
+  static result<actors::capacity_booking_record> decode(std::string_view bytes);
 };
 
 }  // namespace gearmesh::store

@@ -80,6 +80,15 @@ enum class violation_kind : std::uint8_t {
   /// (table "offers"), or a contracted component order that no contracted
   /// offer names (table "orders"; a leaked sub-contract).
   component_mismatch,
+  /// "capacity_oversold": a published capacity offer whose granted bookings
+  /// ("capacity_sold", booked) add up to more units than it offered, or to
+  /// other than units - remaining. table "capacity_offers", key = offer id.
+  capacity_oversold,
+  /// "capacity_booking_mismatch": a capacity booking booked at its publisher
+  /// ("capacity_sold") is missing or not booked at its booker
+  /// ("capacity_bookings"), or the other way round, or their terms differ.
+  /// node = where it is recorded booked; reported only when both stores are given.
+  capacity_booking_mismatch,
 };
 
 /// Stable lower-case name, e.g. "over_commitment".

@@ -98,6 +98,53 @@ struct ack {
   bool operator==(const ack&) const = default;
 };
 
+/// Capacity sharing (docs/protocol.md section 6.5): publisher -> partner.
+struct capacity_offer {
+  std::string offer_id;
+  std::string capability;
+  timestamp_us window_start_us = 0;
+  timestamp_us window_end_us = 0;
+  std::uint32_t units = 0;      // offered in total
+  std::uint32_t remaining = 0;  // still bookable at this revision
+  std::int64_t unit_price_cents = 0;
+  std::string currency;
+  timestamp_us valid_until_us = 0;
+  std::uint32_t revision = 0;
+  bool withdrawn = false;
+  bool operator==(const capacity_offer&) const = default;
+};
+
+/// Partner -> publisher: book `units` of an offer.
+struct book_capacity {
+  std::string offer_id;
+  std::string booking_id;  // booker-chosen
+  std::uint32_t units = 0;
+  bool operator==(const book_capacity&) const = default;
+};
+
+/// Publisher -> booker: the booking is durable.
+struct capacity_booked {
+  std::string offer_id;
+  std::string booking_id;
+  std::uint32_t units = 0;
+  std::int64_t price_cents = 0;  // for all units
+  std::string currency;
+  std::string capability;
+  timestamp_us window_start_us = 0;
+  timestamp_us window_end_us = 0;
+  std::uint32_t remaining = 0;
+  bool operator==(const capacity_booked&) const = default;
+};
+
+/// Publisher -> booker: nothing was booked.
+struct capacity_refused {
+  std::string offer_id;
+  std::string booking_id;
+  std::string reason;
+  std::uint32_t remaining = 0;
+  bool operator==(const capacity_refused&) const = default;
+};
+
 /// Directory query (docs/protocol.md section 7): exactly one of `identifier`
 /// and `capability` is set.
 struct resolve {
@@ -138,6 +185,7 @@ struct resolution {
 
 /// One protocol message. The alternative order matches the schema's union.
 using payload = std::variant<cfp, propose, refuse, accept, reject, confirm, failure, cancel, ack,
+                             capacity_offer, book_capacity, capacity_booked, capacity_refused,
                              resolve, resolution>;
 
 /// Message types, numbered as the alternatives of `payload` (variant index).
@@ -151,10 +199,14 @@ enum class message_type : std::uint8_t {
   failure,
   cancel,
   ack,
+  capacity_offer,
+  book_capacity,
+  capacity_booked,
+  capacity_refused,
   resolve,
   resolution
 };
-constexpr std::size_t message_type_count = 11;
+constexpr std::size_t message_type_count = 15;
 
 inline message_type type_of(const payload& p) noexcept {
   return static_cast<message_type>(p.index());
