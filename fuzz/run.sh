@@ -64,7 +64,8 @@ fi
 
 if [ "$mode" = seed ]; then
   cmake --build "$build" --target fuzz_seed_corpus -j "$jobs"
-  rm -rf fuzz/corpus/frame fuzz/corpus/dispatch
+  # Generated seeds are rewritten; reproducers of fixed bugs (repro-*) stay.
+  find fuzz/corpus/frame fuzz/corpus/dispatch -type f ! -name 'repro-*' -delete 2>/dev/null || true
   "$build/fuzz/fuzz_seed_corpus" fuzz/corpus/frame fuzz/corpus/dispatch
   exit 0
 fi

@@ -135,7 +135,7 @@ std::vector<std::pair<std::string, wire::bytes>> valid_seeds() {
   // Legal FlatBuffers the codec never writes: every string field is one
   // shared string, so re-encoding makes the frame larger.
   fb::FlatBufferBuilder b;
-  auto shared = b.CreateString(std::string(512, 's'));
+  auto shared = b.CreateString(std::string(200, 's'));  // identifiers are <= 255 bytes
   std::vector<fb::Offset<wire::Attribute>> attrs;
   for (int i = 0; i < 32; ++i) attrs.push_back(wire::CreateAttribute(b, shared, shared));
   auto cfp = wire::CreateCfp(b, shared, shared, 5, t0_us, t0_us + day_us, 0, t0_us, shared,
