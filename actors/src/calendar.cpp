@@ -204,19 +204,25 @@ status capacity_calendar::check() const {
   return status::ok();
 }
 
+reservation_record reservation_of(std::string_view resource, std::string_view id,
+                                  reservation_kind kind, timestamp_us deadline_us,
+                                  const placement& where) {
+  reservation_record r;
+  r.resource = std::string(resource);
+  r.reservation_id = std::string(id);
+  r.kind = kind;
+  r.deadline_us = kind == reservation_kind::hold ? deadline_us : 0;
+  r.start_us = where.start_us;
+  r.end_us = where.end_us;
+  r.allocations = where.allocations;
+  return r;
+}
+
 std::optional<reservation_record> capacity_calendar::to_record(std::string_view resource,
                                                                std::string_view id) const {
   const auto* e = find(id);
   if (!e) return std::nullopt;
-  reservation_record r;
-  r.resource = std::string(resource);
-  r.reservation_id = std::string(id);
-  r.kind = e->kind;
-  r.deadline_us = e->deadline_us;
-  r.start_us = e->where.start_us;
-  r.end_us = e->where.end_us;
-  r.allocations = e->where.allocations;
-  return r;
+  return reservation_of(resource, id, e->kind, e->deadline_us, e->where);
 }
 
 status capacity_calendar::restore(const reservation_record& r) {

@@ -216,20 +216,6 @@ void announce(const capacity_offer_record& o, std::vector<outbound>& msgs) {
   for (const auto& peer : o.audience) msgs.push_back(outbound{peer, o.offer_id, 0, wire_offer(o)});
 }
 
-reservation_record reservation_of(const std::string& resource, const std::string& rid,
-                                  reservation_kind kind, timestamp_us deadline_us,
-                                  const placement& where) {
-  reservation_record r;
-  r.resource = resource;
-  r.reservation_id = rid;
-  r.kind = kind;
-  r.deadline_us = kind == reservation_kind::hold ? deadline_us : 0;
-  r.start_us = where.start_us;
-  r.end_us = where.end_us;
-  r.allocations = where.allocations;
-  return r;
-}
-
 std::string sold_key(std::string_view booker, std::string_view booking_id) {
   std::string k(booker);
   k.push_back('/');

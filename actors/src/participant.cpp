@@ -176,21 +176,6 @@ void commit(participant_actor* self, store::write_batch writes, const wire::enve
   st.ctx->commit(std::move(fx));
 }
 
-/// The record of a reservation placed as `kind` (holds carry their deadline).
-reservation_record reservation_of(const std::string& resource, const std::string& reservation_id,
-                                  reservation_kind kind, timestamp_us deadline_us,
-                                  const placement& where) {
-  reservation_record r;
-  r.resource = resource;
-  r.reservation_id = reservation_id;
-  r.kind = kind;
-  r.deadline_us = kind == reservation_kind::hold ? deadline_us : 0;
-  r.start_us = where.start_us;
-  r.end_us = where.end_us;
-  r.allocations = where.allocations;
-  return r;
-}
-
 /// Erases the hold and booking records of `refs` (a release).
 void erase_reservations(store::write_batch& b, const std::vector<reservation_ref>& refs) {
   for (const auto& r : refs) {

@@ -57,6 +57,12 @@ struct calendar_entry {
   placement where;
 };
 
+/// The record of a reservation of `id` on `resource` placed at `where` as
+/// `kind`; holds carry `deadline_us`, bookings 0.
+reservation_record reservation_of(std::string_view resource, std::string_view id,
+                                  reservation_kind kind, timestamp_us deadline_us,
+                                  const placement& where);
+
 class capacity_calendar {
  public:
   /// Most buckets one search examines (bounds find_earliest).
