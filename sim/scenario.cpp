@@ -246,8 +246,11 @@ result<scenario> parse_scenario(std::string_view text, const std::string& name) 
       else
         r.fail(b, "buggify", std::string("expected a boolean, got ") + toml_type_name(*b));
     }
+    double skew_ms = 0;
+    r.number("clock_skew_ms", 1, skew_ms);
+    s.faults.clock_skew_us = static_cast<timestamp_us>(skew_ms * us_per_ms);
     r.only({"crashes_per_node_day", "restart_after_s", "partitions_per_day", "partition_s",
-            "buggify"});
+            "buggify", "clock_skew_ms"});
     if (!r.state()) return r.state();
   }
   const auto* nodes = root["nodes"].as_array();

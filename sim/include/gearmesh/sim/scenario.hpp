@@ -72,6 +72,10 @@ struct fault_profile {
   /// node at that exact place in its step; network points drop or
   /// duplicate what the node sends.
   bool buggify = false;
+  /// Clock skew: each node's clock is off the simulated time by its own
+  /// seeded offset in [-clock_skew_us, +clock_skew_us] (kept across restarts,
+  /// like a host's clock). 0: every node shows the simulated time.
+  timestamp_us clock_skew_us = 0;
 };
 
 struct node_spec {
