@@ -486,6 +486,10 @@ struct gateway_state {
   /// Entries older than the replay window plus the clock skew bound are
   /// pruned: their duplicates are stale by then and get no effect anyway.
   std::unordered_map<std::string, inbox_entry> committed;
+  /// The keys of `committed` by commit time, oldest first (pointers to the
+  /// map's own keys, stable until their entry is erased): a prune pops what
+  /// aged out instead of scanning every entry of the window.
+  std::deque<std::pair<timestamp_us, const std::string*>> committed_by_time;
   timestamp_us next_prune_us = 0;
   /// Delivered to an actor, commit not yet durable: drop duplicates (the ack
   /// follows). The sender's queued count is released when the commit is done.
@@ -509,13 +513,11 @@ void prune_inbox(gateway_state& st, timestamp_us now) {
   st.next_prune_us = now + std::clamp<timestamp_us>(window / 4, us_per_ms, 10 * us_per_min);
   const auto cutoff = now - window;
   store::write_batch b;
-  for (auto it = st.committed.begin(); it != st.committed.end();) {
-    if (it->second.at < cutoff) {
-      b.erase(inbox_table, it->first);
-      it = st.committed.erase(it);
-    } else {
-      ++it;
-    }
+  while (!st.committed_by_time.empty() && st.committed_by_time.front().first < cutoff) {
+    auto it = st.committed.find(*st.committed_by_time.front().second);
+    st.committed_by_time.pop_front();
+    b.erase(inbox_table, it->first);
+    st.committed.erase(it);
   }
   if (b.empty()) return;
   host->inbox_pruned.fetch_add(b.size(), std::memory_order_relaxed);
@@ -541,9 +543,11 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
   // Rebuild dedup and retry state from the store.
   auto now = host->clk.now();
   auto s = host->env->for_each(inbox_table, [&](std::string_view k, std::string_view v) {
-    st.committed.emplace(k, parse_inbox_value(v, now));
+    auto [it, added] = st.committed.emplace(k, parse_inbox_value(v, now));
+    if (added) st.committed_by_time.emplace_back(it->second.at, &it->first);
     return true;
   });
+  std::sort(st.committed_by_time.begin(), st.committed_by_time.end());
   if (!s) spdlog::error("{}: reading inbox: {}", host->cfg.node_id, s.to_string());
   s = host->env->for_each(outbox_table, [&](std::string_view k, std::string_view v) {
     auto sep = v.find('\0');
@@ -670,8 +674,11 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
         if (done.cause) {
           // After the replies are pending, so a duplicate finds them.
           fault::crash_point("send.after_frames");
-          st.committed.emplace(inbox_key(done.cause->sender, done.cause->message_id),
-                               inbox_entry{done.at, std::move(done.replies)});
+          auto [it, added] =
+              st.committed.emplace(inbox_key(done.cause->sender, done.cause->message_id),
+                                   inbox_entry{done.at, std::move(done.replies)});
+          // Commit times only grow (the clock is monotonic), so this stays sorted.
+          if (added) st.committed_by_time.emplace_back(it->second.at, &it->first);
           host->send_ack(done.cause->sender, done.cause->message_id);
         }
       },
