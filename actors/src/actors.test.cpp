@@ -60,6 +60,7 @@ margin_pct = 15
 [[factory.machines]]
 id = "saw1"
 capabilities = ["sawing"]
+energy_wh_per_hour = 6000
 rate_cents_per_hour = )" +
          std::to_string(saw) + R"(
 [[factory.machines]]
@@ -155,6 +156,11 @@ class world {
                  **p);
       actors_.push_back(**p);
     }
+    // As install_roles: the node id and calendars (with energy rates) for the KPIs.
+    std::vector<resource_spec> specs;
+    if (roles.factory) specs = make_factory_policy(*roles.factory)->resources();
+    if (roles.supplier) specs = make_supplier_policy(*roles.supplier)->resources();
+    record_identity(*n, specs);
     roles_[id] = roles;
     return *n;
   }
@@ -423,6 +429,46 @@ TEST(roles_config, components_must_be_made_or_bought_and_not_cycle) {
       << r.error().message();
 }
 
+TEST(roles_config, machines_carry_an_energy_rate) {
+  auto parse = [](const std::string& machine_keys) {
+    auto f = config_file::parse(
+        "[factory]\n[[factory.machines]]\nid=\"m1\"\ncapabilities=[\"a\"]\n"
+        "rate_cents_per_hour=1\n" +
+            machine_keys +
+            "[[factory.items]]\nid=\"X\"\n[[factory.items.operations]]\ncapability=\"a\"\n"
+            "minutes_per_unit=1\n",
+        "e.toml");
+    EXPECT_TRUE(f.has_value());
+    return parse_roles(*f);
+  };
+  auto r = parse("");
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->factory->machines.at(0).energy_wh_per_hour, 0);
+  r = parse("energy_wh_per_hour = 7500\n");
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->factory->machines.at(0).energy_wh_per_hour, 7500);
+  // The rate reaches the "resources" record through the calendar's spec.
+  auto spec = make_factory_policy(*r->factory)->resources();
+  EXPECT_EQ(spec.at(0).energy_wh_per_hour, 7500);
+  r = parse("energy_wh_per_hour = -1\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("e.toml:6: factory.machines[0].energy_wh_per_hour: expected "
+                                     "an integer in 0..1000000000, got -1"),
+            std::string::npos)
+      << r.error().message();
+  r = parse("energy_wh_per_hour = 7.5\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("e.toml:6: factory.machines[0].energy_wh_per_hour: expected "
+                                     "an integer"),
+            std::string::npos)
+      << r.error().message();
+  r = parse("energy_kwh = 7\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("factory.machines[0].energy_kwh: unknown key"),
+            std::string::npos)
+      << r.error().message();
+}
+
 TEST(roles_config, errors_name_file_line_and_field) {
   auto parse = [](const std::string& text) {
     auto f = config_file::parse(text, "x.toml");
@@ -552,6 +598,52 @@ TEST_F(actors_test, orders_contract_with_the_cheapest_feasible_seller) {
   ASSERT_EQ(sl.at("contracts").size(), 6u);
   EXPECT_EQ(sl.at("contracts").at(0).at("role"), "seller");
   EXPECT_EQ(call(seller_api, "POST", "/v1/orders", "{}").status, 404u);
+
+  // KPIs (kpis.hpp) on every node: the buyer's, and the two competing sellers'.
+  auto kpi = [](const admin::router& r) {
+    auto resp = call(r, "GET", "/v1/kpis");
+    EXPECT_EQ(resp.status, 200u) << resp.body;
+    return json::parse(resp.body);
+  };
+  auto vk = kpi(api);
+  EXPECT_EQ(vk.at("node_id"), "velo");
+  const auto& customer = vk.at("buyer").at("customer_orders");
+  EXPECT_EQ(customer.at("orders"), 8);
+  EXPECT_EQ(customer.at("contracted"), 8);
+  EXPECT_EQ(customer.at("on_time"), 8);
+  EXPECT_EQ(customer.at("on_time_pct"), 100.0);
+  EXPECT_EQ(customer.at("lead_time").at("count"), 8);
+  EXPECT_GT(customer.at("lead_time").at("p50_us").get<std::int64_t>(), 0);
+  EXPECT_EQ(vk.at("buyer").at("component_orders").at("orders"), 0);
+  std::int64_t spend = 0;
+  for (const auto& [id, c] : contracts) spend += c.price_cents;
+  EXPECT_EQ(customer.at("spend_cents").at("EUR"), spend);
+  auto fk = kpi(seller_api);
+  EXPECT_EQ(fk.at("seller").at("contracts"), 6);
+  EXPECT_EQ(fk.at("seller").at("units"), 5 + 6 + 7 + 8 + 9 + 10);
+  EXPECT_EQ(fk.at("seller").at("win_rate_pct"), 100.0);
+  // Only saw1 has an energy rate: 6 minutes per frame at 6000 Wh per hour.
+  EXPECT_EQ(fk.at("energy").at("wh_per_unit"), 600.0);
+  EXPECT_EQ(fk.at("energy").at("by_item").at("FRAME").at("units"), 45);
+  for (const auto& r : fk.at("utilization").at("resources"))
+    if (r.at("id") == "saw1") {
+      EXPECT_EQ(r.at("booked_units"), 6 * 45);
+      EXPECT_EQ(r.at("energy_wh_per_hour"), 6000);
+    }
+  auto ak = kpi(w.admin("alloyframe"));
+  EXPECT_EQ(ak.at("seller").at("offers_lost"), 6);
+  EXPECT_EQ(ak.at("seller").at("win_rate_pct"), 0.0);
+  EXPECT_TRUE(ak.at("energy").at("wh_per_unit").is_null());
+  admin::request bad;
+  bad.method = "GET";
+  bad.path = bad.target = "/v1/kpis";
+  bad.query = {{"from_us", "yesterday"}};
+  EXPECT_EQ(api.dispatch(bad).status, 400u);
+  bad.query = {{"from_us", "20"}, {"to_us", "10"}};
+  EXPECT_EQ(api.dispatch(bad).status, 400u);
+  bad.query = {{"from_us", "1"}, {"to_us", "2"}};
+  auto empty = json::parse(api.dispatch(bad).body);
+  EXPECT_EQ(empty.at("buyer").at("customer_orders").at("orders"), 0);
 
   // Bad input.
   EXPECT_EQ(call(api, "POST", "/v1/orders", "not json").status, 400u);

@@ -23,7 +23,8 @@ class factory_policy final : public participant_policy {
   std::vector<resource_spec> resources() const override {
     std::vector<resource_spec> out;
     for (const auto& m : cfg_.machines)
-      out.push_back({m.id, cfg_.bucket_minutes * us_per_min, m.capacity_per_bucket});
+      out.push_back(
+          {m.id, cfg_.bucket_minutes * us_per_min, m.capacity_per_bucket, m.energy_wh_per_hour});
     return out;
   }
 

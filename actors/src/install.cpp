@@ -2,6 +2,7 @@
 #include "gearmesh/actors/install.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <limits>
 
@@ -10,9 +11,10 @@
 #include <nlohmann/json.hpp>
 
 #include "gearmesh/actors/buyer.hpp"
-#include "gearmesh/actors/directory.hpp"
 #include "gearmesh/actors/capacity.hpp"
+#include "gearmesh/actors/directory.hpp"
 #include "gearmesh/actors/factory.hpp"
+#include "gearmesh/actors/kpis.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/actors/roles_config.hpp"
 #include "gearmesh/actors/supplier.hpp"
@@ -233,32 +235,6 @@ result<book_request> parse_booking(const std::string& body) {
   return r;
 }
 
-/// Records the node's id ("meta"/"node_id") and the definition of every
-/// configured calendar ("resources"), so that `gearmesh verify` can check a
-/// stopped node's store without its config. One commit, and only for what
-/// differs from the store; records of resources no longer configured stay, as
-/// their holds and bookings may still be in the store.
-void record_identity(node_context& ctx, const std::vector<resource_spec>& specs) {
-  const auto& env = ctx.store();
-  store::write_batch b;
-  auto id = env.get("meta", meta_node_id_key);
-  if (!id || !id->has_value() || **id != ctx.node_id())
-    b.put("meta", meta_node_id_key, ctx.node_id());
-  for (const auto& s : specs) {
-    const resource_record r{s.id, s.capacity, s.bucket_us};
-    // Unreadable (corrupt) records are overwritten too.
-    auto stored = tables::resources.get(env, s.id);
-    if (!stored || !stored->has_value() || **stored != r) tables::resources.put(b, s.id, r);
-  }
-  if (b.empty()) return;
-  effects fx;
-  fx.writes = std::move(b);
-  fx.on_durable = [node = ctx.node_id()](const status& st) {
-    if (!st) spdlog::error("{}: recording node id and resources failed: {}", node, st.to_string());
-  };
-  ctx.commit(std::move(fx));
-}
-
 json resolution_json(const lookup_result& r) {
   json entries = json::array();
   for (const auto& e : r.answer.entries)
@@ -293,6 +269,27 @@ admin::response resolve_response(caf::actor_system& sys, const caf::actor& dir, 
 }
 
 }  // namespace
+
+void record_identity(node_context& ctx, const std::vector<resource_spec>& specs) {
+  const auto& env = ctx.store();
+  store::write_batch b;
+  auto id = env.get("meta", meta_node_id_key);
+  if (!id || !id->has_value() || **id != ctx.node_id())
+    b.put("meta", meta_node_id_key, ctx.node_id());
+  for (const auto& s : specs) {
+    const resource_record r{s.id, s.capacity, s.bucket_us, s.energy_wh_per_hour};
+    // Unreadable (corrupt) records are overwritten too.
+    auto stored = tables::resources.get(env, s.id);
+    if (!stored || !stored->has_value() || **stored != r) tables::resources.put(b, s.id, r);
+  }
+  if (b.empty()) return;
+  effects fx;
+  fx.writes = std::move(b);
+  fx.on_durable = [node = ctx.node_id()](const status& st) {
+    if (!st) spdlog::error("{}: recording node id and resources failed: {}", node, st.to_string());
+  };
+  ctx.commit(std::move(fx));
+}
 
 void add_directory_routes(admin::router& r, caf::actor_system& sys, const caf::actor& directory,
                           int lookup_timeout_ms) {
@@ -370,6 +367,32 @@ void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sy
     if (!o) return admin::error_response(500, o.error().to_string());
     if (!*o) return admin::error_response(404, "no order " + id);
     return json_response(200, order_json(**o, ctx.store()));
+  });
+  r.add("GET", "/v1/kpis", [&ctx](const admin::request& req) {
+    if (req.path != "/v1/kpis" && req.path != "/v1/kpis/")
+      return admin::error_response(404, "no such resource");
+    kpi_options opts;
+    opts.now_us = ctx.clock().now();
+    for (auto [key, out] : {std::pair{"from_us", &opts.from_us}, std::pair{"to_us", &opts.to_us}}) {
+      auto it = req.query.find(key);
+      if (it == req.query.end()) continue;
+      const auto& text = it->second;
+      const auto* end = text.data() + text.size();
+      auto [ptr, ec] = std::from_chars(text.data(), end, *out);
+      if (ec != std::errc{} || ptr != end || text.empty() || *out <= 0)
+        return admin::error_response(400, std::string(key) +
+                                              ": expected microseconds since the epoch (> 0), "
+                                              "got \"" +
+                                              text + "\"");
+    }
+    auto k = compute_kpis(ctx.store(), opts);
+    if (!k)
+      return admin::error_response(k.error().code() == errc::invalid_argument ? 400 : 500,
+                                   k.error().message());
+    admin::response resp;
+    resp.status = 200;
+    resp.body = kpis_to_json(*k);
+    return resp;
   });
   r.add("GET", "/v1/contracts", [&ctx](const admin::request& req) {
     if (req.path != "/v1/contracts" && req.path != "/v1/contracts/")

@@ -435,16 +435,17 @@ std::string codec<resource_record>::encode(const resource_record& v) {
   t.id = v.id;
   t.capacity = v.capacity;
   t.bucket_us = v.bucket_us;
+  t.energy_wh_per_hour = v.energy_wh_per_hour;
   flatbuffers::FlatBufferBuilder fbb(64);
   fbb.Finish(fb::Resource::Pack(fbb, &t), fb::OrderIdentifier());
   return finish(fbb);
 }
 
 result<resource_record> codec<resource_record>::decode(std::string_view bytes) {
-  return verified<fb::Resource>(bytes, "resource",
-                                [](const fb::Resource& r) -> result<resource_record> {
-                                  return resource_record{str(r.id()), r.capacity(), r.bucket_us()};
-                                });
+  return verified<fb::Resource>(
+      bytes, "resource", [](const fb::Resource& r) -> result<resource_record> {
+        return resource_record{str(r.id()), r.capacity(), r.bucket_us(), r.energy_wh_per_hour()};
+      });
 }
 
 // --- capacity offer, capacity booking ------------------------------------

@@ -101,8 +101,10 @@ TEST(records, contract_offer_reservation_counter_tombstone_round_trip) {
 }
 
 TEST(records, resource_round_trips) {
-  resource_record r{"saw1", 60, 3'600'000'000};
+  resource_record r{"saw1", 60, 3'600'000'000, 7500};
   EXPECT_EQ(round_trip(r), r);
+  // Written before energy rates existed: the field reads as 0 (unknown).
+  EXPECT_EQ(round_trip(resource_record{"saw1", 60, 3'600'000'000}).energy_wh_per_hour, 0);
   EXPECT_EQ(round_trip(resource_record{}), resource_record{});
   EXPECT_EQ(tables::resources.name(), "resources");
   EXPECT_FALSE(store::codec<resource_record>::decode("not a flatbuffer"));

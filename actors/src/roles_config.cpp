@@ -207,6 +207,7 @@ factory_config parse_factory(const config_file& file, const toml::table& t, stat
     m.integer("rate_cents_per_hour", true, 0, std::int64_t{1} << 40, mc.rate_cents_per_hour);
     mc.capacity_per_bucket = c.bucket_minutes;
     m.integer("capacity_per_bucket", false, 1, 1'000'000, mc.capacity_per_bucket);
+    m.integer("energy_wh_per_hour", false, 0, 1'000'000'000, mc.energy_wh_per_hour);
     m.finish();
     if (!st.is_ok()) break;
     if (std::any_of(c.machines.begin(), c.machines.end(),

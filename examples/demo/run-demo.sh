@@ -142,6 +142,10 @@ for factory in framecraft alloyframe; do
 done
 echo "tier 2:      $tier2 tube-set contracts, identical at the frame factory and at Tubeco"
 
+bold "KPIs: Velo as buyer, Framecraft as seller (gearmesh kpis)"
+"$cli" "${velo[@]}" kpis
+"$cli" --node 127.0.0.1:8101 kpis
+
 bold "Capacity sharing: Framecraft offers spare coating time, Velo books some"
 cap_ok=0
 offer=$("$cli" --node 127.0.0.1:8101 capacity publish --capability coating --units 240 \

@@ -18,8 +18,10 @@
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <tuple>
 #include <vector>
 
+#include "gearmesh/actors/kpis.hpp"
 #include "gearmesh/actors/verify.hpp"
 #include "gearmesh/ident.hpp"
 #include "gearmesh/node/admin.hpp"
@@ -300,6 +302,120 @@ void print_capacity_bookings(std::ostream& out, const json& body) {
   print_table(out, table);
 }
 
+/// A duration for people: "45 s", "12 min", "5.5 h", "2.3 d".
+std::string format_duration(std::int64_t us) {
+  const double s = static_cast<double>(us) / 1e6;
+  if (s < 60) return fmt::format("{:.3g} s", s);
+  if (s < 3600) return fmt::format("{:.3g} min", s / 60);
+  if (s < 86400) return fmt::format("{:.3g} h", s / 3600);
+  return fmt::format("{:.3g} d", s / 86400);
+}
+
+/// A percentage field of the KPIs ("87.5 %"), "-" when null.
+std::string pct_field(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return "-";
+  return fmt::format("{:.1f} %", it->get<double>());
+}
+
+/// A number field with up to one decimal, "-" when null.
+std::string decimal_field(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return "-";
+  return fmt::format("{:.1f}", it->get<double>());
+}
+
+/// {"EUR": 1234, ...} as "12.34 EUR, ...", "-" when empty.
+std::string money_field(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_object() || it->empty()) return "-";
+  std::string out;
+  for (const auto& [currency, cents] : it->items())
+    out += (out.empty() ? "" : ", ") +
+           format_price(cents.is_number() ? cents.get<std::int64_t>() : 0, currency);
+  return out;
+}
+
+std::string duration_field(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_object() || num(*it, "count") == 0) return "-";
+  return fmt::format("mean {}, p50 {}, p95 {}, max {} ({} orders)",
+                     format_duration(num(*it, "mean_us")), format_duration(num(*it, "p50_us")),
+                     format_duration(num(*it, "p95_us")), format_duration(num(*it, "max_us")),
+                     num(*it, "count"));
+}
+
+/// The answer of GET /v1/kpis (or its offline twin).
+void print_kpis(std::ostream& out, const json& body) {
+  const auto from = num(body, "from_us"), to = num(body, "to_us");
+  std::string window = "all records";
+  if (from != 0 && to != 0)
+    window = format_time(from) + " .. " + format_time(to);
+  else if (from != 0)
+    window = "from " + format_time(from);
+  else if (to != 0)
+    window = "until " + format_time(to);
+  out << "KPIs of " << (str(body, "node_id").empty() ? "this node" : str(body, "node_id")) << " at "
+      << time_field(body, "now_us") << ", window: " << window
+      << ", deliveries: " << str(body, "delivery_basis") << "\n";
+  std::vector<std::vector<std::string>> rows;
+  auto buyer = body.value("buyer", json::object());
+  for (const char* kind : {"customer_orders", "component_orders"}) {
+    auto o = buyer.value(kind, json::object());
+    if (num(o, "orders") == 0) continue;
+    rows.push_back(
+        {kind == std::string("customer_orders") ? "customer orders" : "component orders",
+         fmt::format("{} placed: {} contracted, {} failed, {} cancelled, {} open", num(o, "orders"),
+                     num(o, "contracted"), num(o, "failed"), num(o, "cancelled"), num(o, "open"))});
+    rows.push_back(
+        {"  on-time delivery", fmt::format("{} ({} on time, {} late)", pct_field(o, "on_time_pct"),
+                                           num(o, "on_time"), num(o, "late"))});
+    rows.push_back({"  lead time", duration_field(o, "lead_time")});
+    rows.push_back({"  quote time", duration_field(o, "quote_time")});
+    rows.push_back({"  spend", money_field(o, "spend_cents")});
+  }
+  auto seller = body.value("seller", json::object());
+  if (num(seller, "offers") > 0 || num(seller, "contracts") > 0) {
+    rows.push_back(
+        {"seller", fmt::format("{} offers: {} contracted, {} lost, {} pending",
+                               num(seller, "offers"), num(seller, "offers_contracted"),
+                               num(seller, "offers_lost"), num(seller, "offers_pending"))});
+    rows.push_back({"  win rate", pct_field(seller, "win_rate_pct")});
+    rows.push_back({"  promised on time", pct_field(seller, "promised_on_time_pct")});
+    rows.push_back({"  contracts",
+                    fmt::format("{} ({} units)", num(seller, "contracts"), num(seller, "units"))});
+    rows.push_back({"  revenue", money_field(seller, "revenue_cents")});
+  }
+  auto energy = body.value("energy", json::object());
+  if (num(energy, "contracts") > 0) {
+    rows.push_back(
+        {"energy per unit",
+         fmt::format("{} Wh ({} Wh for {} units of {} contracts)",
+                     decimal_field(energy, "wh_per_unit"), decimal_field(energy, "energy_wh"),
+                     num(energy, "units"), num(energy, "contracts"))});
+    const auto by_item = energy.value("by_item", json::object());
+    for (const auto& [item, e] : by_item.items())
+      rows.push_back({"  " + item, fmt::format("{} Wh per unit ({} units)",
+                                               decimal_field(e, "wh_per_unit"), num(e, "units"))});
+  }
+  if (rows.empty()) rows.push_back({"orders", "none in the window"});
+  print_table(out, rows);
+  auto util = body.value("utilization", json::object());
+  auto resources = util.value("resources", json::array());
+  if (resources.empty()) return;
+  out << "\nutilization " << time_field(util, "from_us") << " .. " << time_field(util, "to_us")
+      << "\n";
+  std::vector<std::vector<std::string>> table;
+  table.push_back(
+      {"RESOURCE", "CAPACITY", "BOOKED", "HELD", "UTILIZATION", "HELD %", "WH/H", "ENERGY WH"});
+  for (const auto& r : resources)
+    table.push_back({str(r, "id"), std::to_string(num(r, "capacity_units")),
+                     std::to_string(num(r, "booked_units")), std::to_string(num(r, "held_units")),
+                     pct_field(r, "utilization_pct"), pct_field(r, "held_pct"),
+                     std::to_string(num(r, "energy_wh_per_hour")), decimal_field(r, "energy_wh")});
+  print_table(out, table);
+}
+
 void print_flat(std::ostream& out, const json& body) {
   if (!body.is_object()) {
     out << body.dump() << '\n';
@@ -383,6 +499,16 @@ std::int64_t now_us() {
   return std::chrono::duration_cast<microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+/// parse_time, and "-N" followed by w, d, h or m for times before now.
+result<std::int64_t> parse_kpi_time(const std::string& text, std::int64_t now) {
+  if (text.size() >= 3 && text.front() == '-') {
+    auto ahead = parse_time("+" + text.substr(1), now);
+    if (!ahead) return bad_time(text);
+    return now - (*ahead - now);
+  }
+  return parse_time(text, now);
 }
 
 int usage_error(std::ostream& err, const std::string& message) {
@@ -608,6 +734,16 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
       capacity->add_subcommand("bookings", "List capacity bookings, as booker and as publisher");
 
   auto* contracts = app.add_subcommand("contracts", "List contracts, as buyer and as seller");
+  std::string kpi_from, kpi_to, kpi_data_dir;
+  auto* kpis = app.add_subcommand(
+      "kpis",
+      "Print the node's KPIs: on-time delivery, lead time, win rate, utilization, energy per unit");
+  kpis->add_option("--from", kpi_from,
+                   "Window start: YYYY-MM-DD[THH:MM[:SS]Z] (UTC), or relative to now: +N or -N "
+                   "with w, d, h or m (write --from=-7d)");
+  kpis->add_option("--to", kpi_to, "Window end (exclusive); same forms");
+  kpis->add_option("--data-dir", kpi_data_dir,
+                   "Compute them offline from this data directory instead of asking the node");
   auto* health = app.add_subcommand("health", "Check that the node answers");
   auto* metrics = app.add_subcommand("metrics", "Print the node's counters");
 
@@ -799,6 +935,47 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
           << format_price(num(*answer, "price_cents"), str(*answer, "currency")) << ", "
           << num(*answer, "remaining") << " units left\n";
     }
+    return exit_ok;
+  }
+
+  if (kpis->parsed()) {
+    const std::int64_t now = now_us();
+    std::int64_t from_us = 0, to_us = 0;
+    for (auto [text, what, value] :
+         {std::tuple{&kpi_from, "--from", &from_us}, std::tuple{&kpi_to, "--to", &to_us}}) {
+      if (text->empty()) continue;
+      auto t = parse_kpi_time(*text, now);
+      if (!t) return usage_error(err, std::string(what) + ": " + t.error().message());
+      *value = *t;
+    }
+    if (from_us != 0 && to_us != 0 && from_us >= to_us)
+      return usage_error(err, "--from must be before --to");
+    std::optional<json> answer;
+    if (!kpi_data_dir.empty()) {
+      auto env = open_existing(kpi_data_dir);
+      if (!env) return fail(err, env.error().message());
+      actors::kpi_options opts;
+      opts.now_us = now;
+      opts.from_us = from_us;
+      opts.to_us = to_us;
+      auto k = actors::compute_kpis(**env, opts);
+      if (!k) return fail(err, k.error().message());
+      answer = json::parse(actors::kpis_to_json(*k));
+    } else {
+      std::string target = "/v1/kpis";
+      char sep = '?';
+      for (auto [name, value] : {std::pair{"from_us", from_us}, std::pair{"to_us", to_us}}) {
+        if (value == 0) continue;
+        target += sep + std::string(name) + "=" + std::to_string(value);
+        sep = '&';
+      }
+      answer = request(node, "GET", target, {}, err, rc);
+      if (!answer) return rc;
+    }
+    if (raw_json)
+      out << answer->dump(2) << '\n';
+    else
+      print_kpis(out, *answer);
     return exit_ok;
   }
 

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <vector>
 
+#include "gearmesh/actors/kpis.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/node/admin.hpp"
 #include "gearmesh/store/store.hpp"
@@ -192,6 +193,15 @@ class cli_e2e : public ::testing::Test {
       return json_response(
           R"({"offer_id":"framecraft/capacity/1","state":"withdrawn","booked_units":60})");
     });
+    r->add("GET", "/v1/kpis", [this](const admin::request& req) {
+      {
+        std::lock_guard lock(mutex_);
+        std::string q;
+        for (const auto& [k, v] : req.query) q += k + "=" + v + ";";
+        posted_.push_back(q);
+      }
+      return json_response(actors::kpis_to_json(sample_kpis()));
+    });
     r->add("GET", "/v1/broken", [](const admin::request&) { return json_response("not json"); });
     auto s = admin::server::start("127.0.0.1", 0, r);
     ASSERT_TRUE(s) << s.error().to_string();
@@ -200,6 +210,38 @@ class cli_e2e : public ::testing::Test {
   }
   void TearDown() override {
     if (server_) server_->stop();
+  }
+
+  /// What the fake node answers to GET /v1/kpis, in the real format.
+  static actors::kpi_report sample_kpis() {
+    actors::kpi_report k;
+    k.node_id = "velo";
+    k.now_us = dec1_us;
+    k.utilization_from_us = dec1_us - 7 * 24 * hour_us;
+    k.utilization_to_us = dec1_us + 7 * 24 * hour_us;
+    auto& c = k.customer_orders;
+    c.orders = 10;
+    c.contracted = 8;
+    c.failed = 1;
+    c.open = 1;
+    c.on_time = 7;
+    c.late = 1;
+    c.on_time_pct = 87.5;
+    c.lead_time = {8, 36 * hour_us, 24 * hour_us, 96 * hour_us, 96 * hour_us};
+    c.quote_time = {8, 800'000, 750'000, 2'000'000, 2'000'000};
+    c.spend_cents = {{"EUR", 123'456}};
+    k.seller.offers = 4;
+    k.seller.offers_contracted = 3;
+    k.seller.offers_lost = 1;
+    k.seller.win_rate_pct = 75;
+    k.seller.contracts = 3;
+    k.seller.units = 12;
+    k.seller.revenue_cents = {{"EUR", 99'00}};
+    k.energy = {3, 12, 7200, 600};
+    k.energy_by_item["FRAME"] = {3, 12, 7200, 600};
+    k.resources.push_back(
+        {"saw1", 20'160, 72, 6, 72.0 * 100 / 20'160, 6.0 * 100 / 20'160, 6000, 7200});
+    return k;
   }
 
   /// Runs the CLI with `--node <server>` prepended to `args`.
@@ -357,6 +399,49 @@ TEST_F(cli_e2e, order_list_and_contracts_tables) {
             "EUR  2026-11-30T00:00Z  active\n"
             "tubeco/contract/9  framecraft/order/2  seller  framecraft    TUBE-SET  10   99.00   "
             "     2026-11-30T00:00Z  cancelled\n");
+}
+
+TEST_F(cli_e2e, kpis_prints_each_figure_and_passes_the_window) {
+  ASSERT_EQ(cli({"kpis"}), exit_ok) << err_.str();
+  const auto text = out_.str();
+  for (const char* line :
+       {"KPIs of velo at 2026-12-01T00:00Z, window: all records, deliveries: promised\n",
+        "customer orders     10 placed: 8 contracted, 1 failed, 0 cancelled, 1 open\n",
+        "  on-time delivery  87.5 % (7 on time, 1 late)\n",
+        "  lead time         mean 1.5 d, p50 1 d, p95 4 d, max 4 d (8 orders)\n",
+        "  quote time        mean 0.8 s, p50 0.75 s, p95 2 s, max 2 s (8 orders)\n",
+        "  spend             1234.56 EUR\n",
+        "seller              4 offers: 3 contracted, 1 lost, 0 pending\n",
+        "  win rate          75.0 %\n", "  revenue           99.00 EUR\n",
+        "energy per unit     600.0 Wh (7200.0 Wh for 12 units of 3 contracts)\n",
+        "  FRAME             600.0 Wh per unit (12 units)\n",
+        "utilization 2026-11-24T00:00Z .. 2026-12-08T00:00Z\n",
+        "RESOURCE  CAPACITY  BOOKED  HELD  UTILIZATION  HELD %  WH/H  ENERGY WH\n",
+        "saw1      20160     72      6     0.4 %        0.0 %   6000  7200.0\n"})
+    EXPECT_NE(text.find(line), std::string::npos) << line << "in:\n" << text;
+  EXPECT_EQ(text.find("component orders"), std::string::npos) << text;  // none placed
+  {
+    std::lock_guard lock(mutex_);
+    ASSERT_EQ(posted_.size(), 1u);
+    EXPECT_EQ(posted_.back(), "");
+  }
+  ASSERT_EQ(cli({"kpis", "--from", "2026-12-01", "--to", "2026-12-02T12:00Z"}), exit_ok)
+      << err_.str();
+  {
+    std::lock_guard lock(mutex_);
+    EXPECT_EQ(posted_.back(), "from_us=" + std::to_string(dec1_us) +
+                                  ";to_us=" + std::to_string(dec1_us + 36 * hour_us) + ";");
+  }
+  // Relative times before now, and raw JSON.
+  ASSERT_EQ(cli({"kpis", "--from=-7d", "--json"}), exit_ok) << err_.str();
+  auto j = nlohmann::json::parse(out_.str());
+  EXPECT_EQ(j.at("buyer").at("customer_orders").at("on_time_pct"), 87.5);
+  {
+    std::lock_guard lock(mutex_);
+    EXPECT_EQ(posted_.back().rfind("from_us=", 0), 0u) << posted_.back();
+  }
+  EXPECT_EQ(cli({"kpis", "--from", "2026-12-02", "--to", "2026-12-01"}), exit_usage);
+  EXPECT_EQ(cli({"kpis", "--from", "yesterday"}), exit_usage);
 }
 
 TEST_F(cli_e2e, capacity_publish_posts_json_and_prints_the_offer_id) {
@@ -705,6 +790,28 @@ TEST_F(cli_verify, consistent_stores_are_exit_0) {
                 "verified 2 stores: 1 order, 2 contracts, 1 hold, 1 booking; no violations\n"),
             std::string::npos)
       << out_.str();
+}
+
+TEST_F(cli_verify, kpis_offline_from_a_data_directory) {
+  ASSERT_EQ(cli({"kpis", "--data-dir", framecraft_, "--json"}), exit_ok) << err_.str();
+  auto j = nlohmann::json::parse(out_.str());
+  EXPECT_EQ(j.at("node_id"), "framecraft");
+  EXPECT_EQ(j.at("seller").at("contracts"), 1);
+  EXPECT_EQ(j.at("seller").at("revenue_cents").at("EUR"), 5000);
+  // The first of December: saw1 booked 50 of 24 x 60 minutes.
+  ASSERT_EQ(cli({"kpis", "--data-dir", framecraft_, "--from", "2026-12-01", "--to", "2026-12-02",
+                 "--json"}),
+            exit_ok)
+      << err_.str();
+  j = nlohmann::json::parse(out_.str());
+  const auto& saw = j.at("utilization").at("resources").at(0);
+  EXPECT_EQ(saw.at("id"), "saw1");
+  EXPECT_EQ(saw.at("capacity_units"), 24 * 60);
+  EXPECT_EQ(saw.at("booked_units"), 50);
+  ASSERT_EQ(cli({"kpis", "--data-dir", velo_}), exit_ok) << err_.str();
+  EXPECT_NE(out_.str().find("KPIs of velo at "), std::string::npos) << out_.str();
+  EXPECT_EQ(cli({"kpis", "--data-dir", (root_ / "nothing").string()}), exit_api_error);
+  EXPECT_NE(err_.str().find("no such directory"), std::string::npos) << err_.str();
 }
 
 TEST_F(cli_verify, violations_are_exit_1_with_one_line_each) {

@@ -165,6 +165,30 @@ TEST_F(network, every_order_ends_with_a_contract_recorded_identically_at_buyer_a
   // The cheaper factory wins at least one FRAME order.
   EXPECT_GT(contracts(*framecraft).size(), 0u);
 
+  // Every node's KPIs (GET /v1/kpis) agree with the contracts above.
+  auto vk = velo->api("GET", "/v1/kpis");
+  ASSERT_EQ(vk["_http_status"], 200) << vk.dump();
+  const auto& customer = vk["buyer"]["customer_orders"];
+  EXPECT_EQ(customer["orders"], order_ids.size());
+  EXPECT_EQ(customer["contracted"], order_ids.size());
+  EXPECT_EQ(customer["on_time"], order_ids.size());  // promised by the due date
+  EXPECT_EQ(customer["on_time_pct"], 100.0);
+  EXPECT_EQ(customer["lead_time"]["count"], order_ids.size());
+  std::int64_t spend = 0, sold_cents = 0;
+  for (auto& [id, c] : at_buyer) spend += c["price_cents"].get<std::int64_t>();
+  EXPECT_EQ(customer["spend_cents"]["EUR"], spend);
+  std::uint64_t sold_contracts = 0;
+  for (auto* n : {framecraft.get(), alloyframe.get(), cellpack.get()}) {
+    auto k = n->api("GET", "/v1/kpis");
+    ASSERT_EQ(k["_http_status"], 200) << k.dump();
+    sold_contracts += k["seller"]["contracts"].get<std::uint64_t>();
+    if (k["seller"]["contracts"] != 0)
+      sold_cents += k["seller"]["revenue_cents"]["EUR"].get<std::int64_t>();
+    EXPECT_FALSE(k["utilization"]["resources"].empty()) << k.dump();
+  }
+  EXPECT_EQ(sold_contracts, order_ids.size());
+  EXPECT_EQ(sold_cents, spend);
+
   // Clean stop exits 0 and everything committed is there after a restart.
   for (auto* n : {velo.get(), framecraft.get(), alloyframe.get(), cellpack.get()}) {
     int st = n->stop();

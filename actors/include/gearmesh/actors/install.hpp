@@ -1,6 +1,8 @@
 // Wiring the domain actors into a node.
 #pragma once
 
+#include <vector>
+
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
@@ -38,7 +40,18 @@ struct installed_roles {
 /// orders with the buyer directly, see submit_order in buyer.hpp).
 result<installed_roles> install_roles_with_handles(node& n, const config_file& file);
 
-/// Registers the order and contract routes of the admin API on `r` (done by
+struct resource_spec;  // participant.hpp
+
+/// Records the node's id ("meta"/"node_id") and the definition of every
+/// configured calendar ("resources", with the machines' energy rates), so that
+/// `gearmesh verify` and the KPIs (kpis.hpp) work from the store alone (done by
+/// install_roles; exposed for tests). One asynchronous commit, only of what
+/// differs from the store (failures are logged); records of resources no
+/// longer configured stay, as their holds and bookings may still be stored.
+/// Call from the thread that owns `ctx`'s commits (before serving, or in an actor).
+void record_identity(node_context& ctx, const std::vector<resource_spec>& specs);
+
+/// Registers the order, contract and KPI routes of the admin API on `r` (done by
 /// install_roles; exposed for tests and embedders). `buyer` is the buyer actor,
 /// or nullptr if the node has no buyer role. GET handlers read committed state
 /// from `ctx.store()`; POST /v1/orders asks `buyer` and waits up to
@@ -48,6 +61,7 @@ result<installed_roles> install_roles_with_handles(node& n, const config_file& f
 ///        400 {"error"} on bad input; 404 {"error"} without a buyer role
 ///   GET  /v1/orders -> {"orders":[ORDER...]};  GET /v1/orders/<id> -> ORDER | 404
 ///   GET  /v1/contracts -> {"contracts":[CONTRACT...]}
+///   GET  /v1/kpis[?from_us=&to_us=] -> KPIS (kpis_to_json, kpis.hpp); 400 on a bad window
 /// `sys`, `ctx` and the actor must outlive the router.
 void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sys,
                       const caf::actor* buyer, int order_timeout_ms = 5000);

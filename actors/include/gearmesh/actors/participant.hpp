@@ -49,6 +49,7 @@ struct resource_spec {
   std::string id;  // no '/'
   timestamp_us bucket_us = us_per_hour;
   std::int64_t capacity = 60;  // units per bucket
+  std::int64_t energy_wh_per_hour = 0;  // recorded in "resources" for the KPIs
 };
 
 /// One operation of the work a CFP needs.

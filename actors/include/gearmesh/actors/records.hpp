@@ -24,8 +24,9 @@
 // "resources" holds each calendar's capacity and bucket length as configured
 // when the node last started, and the runtime's "meta" table holds the node's
 // id under key "node_id" (meta_node_id_key); install_roles writes both at
-// start, only when they changed. Nothing in the node reads them back: they
-// are for offline tools (`gearmesh verify`, actors/include/gearmesh/actors/verify.hpp).
+// start, only when they changed. The actors never read them back: they are
+// for `gearmesh verify` (verify.hpp) and the KPIs (kpis.hpp: capacities and
+// machines' energy rates), online (GET /v1/kpis) and offline.
 //
 // A resource is a machine id (factory) or an item id (supplier); resource ids
 // never contain '/', so "<resource>/" is the key prefix of one calendar.
@@ -212,6 +213,10 @@ struct resource_record {
   std::string id;
   std::int64_t capacity = 0;   // units per bucket
   timestamp_us bucket_us = 0;  // bucket length
+  /// Energy one hour of work on the resource takes (a factory machine's
+  /// energy_wh_per_hour; 0 = unknown, and always 0 for a supplier's items).
+  /// Read by the KPIs (kpis.hpp): a booked unit of a machine is one minute.
+  std::int64_t energy_wh_per_hour = 0;
   bool operator==(const resource_record&) const = default;
 };
 

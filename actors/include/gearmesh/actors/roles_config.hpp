@@ -25,6 +25,8 @@
 //   rate_cents_per_hour = 4000     # cost of one machine hour
 //   capacity_per_bucket = 60       # machine-minutes per bucket           (default =
 //   bucket_minutes)
+//   energy_wh_per_hour = 7500      # energy one machine hour takes, in Wh (default 0 =
+//                                  # unknown); feeds the energy-per-unit KPI (kpis.hpp)
 //   [[factory.items]]              # required, >= 1
 //   id = "FRAME"
 //   [[factory.items.operations]]   # the routing, in order; required, >= 1
@@ -81,6 +83,7 @@ struct machine_config {
   std::vector<std::string> capabilities;
   std::int64_t rate_cents_per_hour = 0;
   std::int64_t capacity_per_bucket = 0;
+  std::int64_t energy_wh_per_hour = 0;
 };
 
 struct operation_config {
