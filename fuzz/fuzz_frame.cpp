@@ -167,6 +167,27 @@ struct payload_reader {
     use(m.ttl_s);
     use(m.reason);
   }
+  void use_components(const std::vector<wire::component_status>& v) const {
+    for (const auto& c : v) {
+      use(c.contract_id);
+      use(c.seller);
+      use(c.item);
+      use(c.quantity);
+      use(static_cast<std::uint64_t>(c.state));
+      use(static_cast<std::uint64_t>(c.expected_due_us));
+      use_components(c.components);
+    }
+  }
+  void operator()(const wire::production_event& m) const {
+    use(m.contract_id);
+    use(m.order_id);
+    use(m.sequence);
+    use(static_cast<std::uint64_t>(m.kind));
+    use(static_cast<std::uint64_t>(m.state));
+    use(static_cast<std::uint64_t>(m.expected_due_us));
+    use(m.reason);
+    use_components(m.components);
+  }
 };
 
 /// What the gateway does with a verified envelope before an actor sees it.

@@ -18,6 +18,7 @@
 #include "caf_messages.hpp"
 #include "gearmesh/actors/buyer.hpp"
 #include "gearmesh/actors/directory.hpp"
+#include "gearmesh/actors/executor.hpp"
 #include "gearmesh/actors/factory.hpp"
 #include "gearmesh/actors/install.hpp"
 #include "gearmesh/actors/records.hpp"
@@ -124,6 +125,7 @@ class world {
     for (auto& a : actors_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     actors_.clear();
     buyers_.clear();
+    executors_.clear();
     sys_->await_all_actors_done();
     for (auto& [id, n] : nodes_) n->stop();
     nodes_.clear();
@@ -138,15 +140,19 @@ class world {
     if (roles.buyer) {
       auto b = spawn_buyer(*sys_, *n, *roles.buyer);
       EXPECT_TRUE(b.has_value()) << b.error().to_string();
-      net_.route(id,
-                 {wire::message_type::propose, wire::message_type::refuse,
-                  wire::message_type::confirm, wire::message_type::failure},
-                 *b);
+      net_.route(
+          id,
+          {wire::message_type::propose, wire::message_type::refuse, wire::message_type::confirm,
+           wire::message_type::failure, wire::message_type::production_event},
+          *b);
       buyers_[id] = *b;
       actors_.push_back(*b);
     }
     std::optional<result<caf::actor>> p;
-    if (roles.factory) p.emplace(spawn_factory(*sys_, *n, *roles.factory, caf::actor{}));
+    caf::actor own_buyer;
+    // Nested negotiation only when asked for (a factory with a [buyer] section).
+    if (roles.factory && roles.buyer && nested_) own_buyer = buyers_.at(id);
+    if (roles.factory) p.emplace(spawn_factory(*sys_, *n, *roles.factory, own_buyer));
     if (roles.supplier) p.emplace(spawn_supplier(*sys_, *n, *roles.supplier));
     if (p) {
       EXPECT_TRUE(p->has_value()) << p->error().to_string();
@@ -155,6 +161,15 @@ class world {
                   wire::message_type::cancel},
                  **p);
       actors_.push_back(**p);
+      // The executor, as install_roles wires it.
+      executor_config xc;
+      xc.shop_floor = roles.factory ? roles.factory->shop_floor : roles.supplier->shop_floor;
+      auto x = spawn_executor(*sys_, *n, xc);
+      EXPECT_TRUE(x.has_value()) << x.error().to_string();
+      caf::anon_send(**p, executor_atom::value, *x);
+      if (roles.buyer) caf::anon_send(buyers_.at(id), executor_atom::value, *x);
+      executors_[id] = *x;
+      actors_.push_back(*x);
     }
     // As install_roles: the node id and calendars (with energy rates) for the KPIs.
     std::vector<resource_spec> specs;
@@ -164,6 +179,10 @@ class world {
     roles_[id] = roles;
     return *n;
   }
+
+  /// Factories with a [buyer] section source their components through it.
+  void nested(bool on) { nested_ = on; }
+  const caf::actor& executor(const std::string& id) { return executors_.at(id); }
 
   /// Spawns `id`'s directory (as install_roles does) and routes to it.
   caf::actor add_directory(const std::string& id, directory_config cfg,
@@ -200,6 +219,8 @@ class world {
   test_network net_;
   std::map<std::string, std::unique_ptr<test_node>> nodes_;
   std::map<std::string, caf::actor> buyers_;
+  std::map<std::string, caf::actor> executors_;
+  bool nested_ = false;
   std::map<std::string, roles_config> roles_;
   std::vector<caf::actor> actors_;
 };
@@ -663,6 +684,185 @@ TEST_F(actors_test, orders_contract_with_the_cheapest_feasible_seller) {
                  json{{"item", "FRAME"}, {"quantity", -1}, {"due_us", due}}.dump())
                 .status,
             400u);
+}
+
+TEST_F(actors_test, shop_floor_events_reach_the_buyer) {
+  world w(dir_);
+  w.add_node("velo", velo_toml);
+  std::string cellpack = cellpack_toml;
+  cellpack.replace(cellpack.find("[supplier]\n"), 11, "[supplier]\nexecution = \"shop_floor\"\n");
+  w.add_node("cellpack", cellpack);
+  auto api = w.admin("velo");
+  const auto due = system_clock().now() + 30 * us_per_day;
+  const auto id = post_order(api, "BATTERY", 10, due);
+  auto& velo = w.node("velo").store();
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(velo, id);
+    return o && *o && (*o)->state == order_state::contracted;
+  }));
+  const auto order = **tables::orders.get(velo, id);
+  const auto contract = **tables::contracts.get(velo, order.contract_id);
+  auto& x = w.executor("cellpack");
+  auto post = [&](wire::production_event_kind k, timestamp_us expected, std::string reason = {}) {
+    return post_production_event(w.system(), x, order.contract_id,
+                                 posted_event{k, 0, expected, std::move(reason)}, 5s);
+  };
+  // The seller recorded the execution with the contract.
+  ASSERT_TRUE(eventually([&] {
+    return tables::executions.get(w.node("cellpack").store(), order.contract_id)->has_value();
+  }));
+  auto r = post(wire::production_event_kind::started, 0);
+  ASSERT_EQ(r.http_status, 201u) << r.error;
+  EXPECT_EQ(r.event.sequence, 1u);
+  EXPECT_EQ(post(wire::production_event_kind::started, 0).http_status, 400u);
+  EXPECT_EQ(post_production_event(w.system(), x, "velo/order/99/c1", {}, 5s).http_status, 404u);
+  const auto late = contract.promised_due_us + 2 * us_per_day;
+  r = post(wire::production_event_kind::delayed, late, "truck broke down");
+  ASSERT_EQ(r.http_status, 201u) << r.error;
+  ASSERT_TRUE(eventually([&] {
+    auto p = tables::progress.get(velo, order.contract_id);
+    return p && *p && (*p)->event.sequence == 2;
+  }));
+  auto p = **tables::progress.get(velo, order.contract_id);
+  EXPECT_EQ(p.seller, "cellpack");
+  EXPECT_EQ(p.event.kind, wire::production_event_kind::delayed);
+  EXPECT_EQ(p.event.state, wire::contract_progress::executing);
+  EXPECT_EQ(p.event.expected_due_us, late);
+  EXPECT_EQ(p.event.reason, "truck broke down");
+  EXPECT_NE(p.event.started_us, 0);
+  r = post(wire::production_event_kind::delivered, 0);
+  ASSERT_EQ(r.http_status, 201u) << r.error;
+  ASSERT_TRUE(eventually([&] {
+    auto q = tables::progress.get(velo, order.contract_id);
+    return q && *q && (*q)->event.state == wire::contract_progress::delivered;
+  }));
+  // The admin API shows it with the order.
+  auto oj = json::parse(call(api, "GET", "/v1/orders/" + id).body);
+  const auto& progress = oj.at("contract").at("progress");
+  EXPECT_EQ(progress.at("state"), "delivered");
+  EXPECT_EQ(progress.at("sequence"), 3);
+  EXPECT_NE(progress.at("delivered_us"), 0);
+  // A stale event (lower sequence) changes nothing; neither does one from
+  // a node that is not the contract's seller.
+  wire::envelope stale;
+  stale.header = {wire::protocol_version, 999, "cellpack", "velo", id, 0, system_clock().now()};
+  wire::production_event old;
+  old.contract_id = order.contract_id;
+  old.order_id = id;
+  old.sequence = 1;
+  old.state = wire::contract_progress::executing;
+  stale.payload = old;
+  w.network().deliver(wire::encode(stale));
+  stale.header.sender = "alloyframe";
+  stale.header.message_id = 1000;
+  old.sequence = 9;
+  stale.payload = old;
+  w.network().deliver(wire::encode(stale));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ((*tables::progress.get(velo, order.contract_id))->event.sequence, 3u);
+  EXPECT_EQ((*tables::progress.get(velo, order.contract_id))->event.state,
+            wire::contract_progress::delivered);
+}
+
+TEST_F(actors_test, a_component_delay_cascades_up_the_tiers) {
+  world w(dir_);
+  w.nested(true);
+  w.add_node("velo", R"(
+[buyer]
+proposal_window_ms = 3000
+confirm_timeout_ms = 4000
+[[buyer.sources]]
+item = "FRAME"
+sellers = ["framecraft"]
+)");
+  w.add_node("framecraft", R"(
+[buyer]
+proposal_window_ms = 300
+confirm_timeout_ms = 1000
+[[buyer.sources]]
+item = "TUBE-SET"
+sellers = ["tubeco"]
+[factory]
+hold_ttl_ms = 10000
+component_window_ms = 400
+[[factory.machines]]
+id = "weld1"
+capabilities = ["welding"]
+rate_cents_per_hour = 5000
+[[factory.items]]
+id = "FRAME"
+[[factory.items.operations]]
+capability = "welding"
+minutes_per_unit = 10
+[[factory.items.components]]
+item = "TUBE-SET"
+quantity = 1
+)");
+  w.add_node("tubeco", R"(
+[supplier]
+hold_ttl_ms = 10000
+execution = "shop_floor"
+[[supplier.items]]
+id = "TUBE-SET"
+unit_price_cents = 2000
+lead_time_days = 1
+daily_capacity = 100
+)");
+  auto api = w.admin("velo");
+  const auto id = post_order(api, "FRAME", 5, system_clock().now() + 20 * us_per_day);
+  auto& velo = w.node("velo").store();
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(velo, id);
+    return o && *o && terminal((*o)->state);
+  }));
+  const auto order = **tables::orders.get(velo, id);
+  ASSERT_EQ(order.state, order_state::contracted) << order.reason;
+  const auto top = **tables::contracts.get(velo, order.contract_id);
+  // Framecraft's component contract with Tubeco.
+  std::optional<contract_record> tube;
+  for (const auto& [cid, c] : all(w.node("framecraft").store(), tables::contracts))
+    if (c.role == contract_role::buyer) tube = c;
+  ASSERT_TRUE(tube);
+  EXPECT_EQ(tube->seller, "tubeco");
+  const auto fc_exec = **tables::executions.get(w.node("framecraft").store(), top.contract_id);
+  EXPECT_EQ(fc_exec.sub_orders.size(), 1u);
+  EXPECT_GE(fc_exec.planned_start_us, tube->promised_due_us);
+
+  // Tubeco will deliver two days late: after Framecraft planned to start.
+  const auto tube_late = tube->promised_due_us + 2 * us_per_day;
+  auto r = post_production_event(
+      w.system(), w.executor("tubeco"), tube->contract_id,
+      posted_event{wire::production_event_kind::delayed, 0, tube_late, "furnace down"}, 5s);
+  ASSERT_EQ(r.http_status, 201u) << r.error;
+  // Velo hears of it from Framecraft: its frames slip, and the tree shows why.
+  ASSERT_TRUE(eventually([&] {
+    auto p = tables::progress.get(velo, top.contract_id);
+    return p && *p && (*p)->event.kind == wire::production_event_kind::delayed;
+  }));
+  const auto p = **tables::progress.get(velo, top.contract_id);
+  EXPECT_EQ(p.seller, "framecraft");
+  const auto slip = tube_late - fc_exec.planned_start_us;
+  EXPECT_EQ(p.event.expected_due_us, top.promised_due_us + slip);
+  EXPECT_NE(p.event.reason.find("TUBE-SET"), std::string::npos) << p.event.reason;
+  ASSERT_EQ(p.event.components.size(), 1u);
+  const auto& c = p.event.components[0];
+  EXPECT_EQ(c.contract_id, tube->contract_id);
+  EXPECT_EQ(c.seller, "tubeco");
+  EXPECT_EQ(c.item, "TUBE-SET");
+  EXPECT_EQ(c.expected_due_us, tube_late);
+  EXPECT_EQ(c.promised_due_us, tube->promised_due_us);
+  // And Tubeco delivering shows up in Velo's tree as a progress update.
+  r = post_production_event(w.system(), w.executor("tubeco"), tube->contract_id,
+                            posted_event{wire::production_event_kind::delivered, 0, 0, ""}, 5s);
+  ASSERT_EQ(r.http_status, 201u) << r.error;
+  ASSERT_TRUE(eventually([&] {
+    auto q = tables::progress.get(velo, top.contract_id);
+    return q && *q && !(*q)->event.components.empty() &&
+           (*q)->event.components[0].state == wire::contract_progress::delivered;
+  }));
+  auto oj = json::parse(call(api, "GET", "/v1/orders/" + id).body);
+  EXPECT_EQ(oj.at("contract").at("progress").at("components").at(0).at("seller"), "tubeco");
+  expect_agreement(w, {"velo", "framecraft", "tubeco"});
 }
 
 TEST_F(actors_test, failed_accept_falls_back_and_silent_seller_is_waited_for) {

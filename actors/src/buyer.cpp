@@ -43,6 +43,12 @@ struct buyer_state {
   /// waiting for the decision, and its awards waiting for the contract.
   std::map<std::string, caf::response_promise, std::less<>> quotes;
   std::multimap<std::string, caf::response_promise, std::less<>> awards;
+  /// The node's executor, told about production events of component
+  /// contracts (executor.hpp); null on a node without a participant.
+  caf::actor executor;
+  /// Sequence of the latest production event committed per contract (the
+  /// store may not show it yet).
+  std::map<std::string, std::uint32_t, std::less<>> event_seq;
   std::size_t open() const { return orders.size() - closing.size(); }
   static inline const char* name = "gearmesh.buyer";
 };
@@ -153,10 +159,62 @@ std::string order_id_of(const wire::payload& p) {
       p);
 }
 
+/// A production event for one of our contracts: kept if it is from the
+/// contract's seller and newer than the one we have (protocol.md 6.7).
+/// Acknowledged in any case.
+void on_production_event(buyer_actor* self, const wire::envelope& env,
+                         const wire::production_event& m) {
+  auto& st = self->state;
+  effects fx;
+  fx.cause = inbound_ref{env.header.sender, env.header.message_id};
+  // The order as we last changed it (in memory if loaded, possibly not yet
+  // durable), else as stored; a closed order is not loaded into `orders`.
+  std::optional<order_record> o;
+  if (auto it = st.orders.find(m.order_id); it != st.orders.end()) {
+    o = it->second.order();
+  } else if (auto r = tables::orders.get(st.ctx->store(), m.order_id); r && *r) {
+    o = std::move(**r);
+  }
+  bool ours = false;
+  if (o && !m.contract_id.empty())
+    for (const auto& p : o->proposals)
+      if (p.contract_id == m.contract_id && p.seller == env.header.sender &&
+          p.state == proposal_state::accepted)
+        ours = true;
+  if (!ours) {
+    spdlog::warn("buyer: production event for {} from {} ignored: not a contract with it",
+                 m.contract_id, env.header.sender);
+    st.ctx->commit(std::move(fx));
+    return;
+  }
+  std::uint32_t latest = 0;
+  if (auto it = st.event_seq.find(m.contract_id); it != st.event_seq.end()) {
+    latest = it->second;
+  } else if (auto p = tables::progress.get(st.ctx->store(), m.contract_id); p && *p) {
+    latest = (*p)->event.sequence;
+  }
+  if (m.sequence > latest) {
+    st.event_seq[m.contract_id] = m.sequence;
+    tables::progress.put(
+        fx.writes, m.contract_id,
+        progress_record{m.contract_id, env.header.sender, st.ctx->clock().now(), m});
+    // The executor reads the record back: tell it once it is durable.
+    if (st.executor && !o->parent_order_id.empty()) {
+      fx.on_durable = [x = st.executor, b = o->parent_buyer,
+                       id = o->parent_order_id](const status& s) {
+        if (s) caf::anon_send(x, progress_atom::value, b, id);
+      };
+    }
+  }
+  st.ctx->commit(std::move(fx));
+}
+
 void on_inbound(buyer_actor* self, const wire::envelope& env) {
   auto& st = self->state;
   const auto now = st.ctx->clock().now();
   const auto& seller = env.header.sender;
+  if (const auto* pe = std::get_if<wire::production_event>(&env.payload))
+    return on_production_event(self, env, *pe);
   auto* ini = find_order(self, order_id_of(env.payload));
   if (!ini) {
     // Not one of our orders (or unreadable): acknowledge and drop.
@@ -435,6 +493,7 @@ caf::behavior buyer(buyer_actor* self, node_context* ctx, buyer_config cfg,
       [=](withdraw_atom, const std::string& id, const std::string& reason) {
         on_withdraw(self, id, reason);
       },
+      [=](executor_atom, const caf::actor& x) { self->state.executor = x; },
   };
 }
 

@@ -12,6 +12,7 @@
 #include "gearmesh/actors/buyer.hpp"
 #include "gearmesh/actors/calendar.hpp"
 #include "gearmesh/actors/capacity.hpp"
+#include "gearmesh/actors/executor.hpp"
 #include "gearmesh/node/caf_types.hpp"
 
 namespace gearmesh::actors {
@@ -69,6 +70,18 @@ using withdraw_atom = caf::atom_constant<caf::atom("withdraw")>;
 /// (sweep_atom): the broker's timer; erases received offers that expired.
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 
+// Executor (executor.cpp).
+/// (execute_atom, execution_record): a contract the participant just recorded.
+using execute_atom = caf::atom_constant<caf::atom("execute")>;
+/// (post_atom, contract_id, posted_event) -> post_reply, once durable.
+using post_atom = caf::atom_constant<caf::atom("post")>;
+/// (progress_atom, parent_buyer, parent_order_id): the buyer recorded a
+/// production event of a component contract of that upstream order.
+using progress_atom = caf::atom_constant<caf::atom("progress")>;
+/// (executor_atom, caf::actor): tells the participant and the buyer the
+/// node's executor (sent once by install_roles).
+using executor_atom = caf::atom_constant<caf::atom("executor")>;
+
 /// The participant's resource actors by resource id.
 struct resource_handles {
   std::map<std::string, caf::actor, std::less<>> actors;
@@ -88,3 +101,6 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::publish_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::publish_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::book_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::book_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::execution_record)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::posted_event)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::post_reply)

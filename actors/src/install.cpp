@@ -8,11 +8,14 @@
 
 #include <spdlog/spdlog.h>
 #include <caf/actor.hpp>
+#include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
+#include "caf_messages.hpp"
 #include "gearmesh/actors/buyer.hpp"
 #include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/directory.hpp"
+#include "gearmesh/actors/executor.hpp"
 #include "gearmesh/actors/factory.hpp"
 #include "gearmesh/actors/kpis.hpp"
 #include "gearmesh/actors/records.hpp"
@@ -45,6 +48,64 @@ json contract_json(const contract_record& c) {
               {"state", to_string(c.state)}};
 }
 
+json component_json(const wire::component_status& c) {
+  json below = json::array();
+  for (const auto& x : c.components) below.push_back(component_json(x));
+  return json{{"contract_id", c.contract_id},
+              {"seller", c.seller},
+              {"item", c.item},
+              {"quantity", c.quantity},
+              {"state", wire::to_string(c.state)},
+              {"promised_due_us", c.promised_due_us},
+              {"expected_due_us", c.expected_due_us},
+              {"started_us", c.started_us},
+              {"delivered_us", c.delivered_us},
+              {"components", std::move(below)}};
+}
+
+json event_json(const wire::production_event& e) {
+  json comps = json::array();
+  for (const auto& c : e.components) comps.push_back(component_json(c));
+  return json{{"contract_id", e.contract_id},
+              {"order_id", e.order_id},
+              {"sequence", e.sequence},
+              {"kind", wire::to_string(e.kind)},
+              {"at_us", e.at_us},
+              {"state", wire::to_string(e.state)},
+              {"expected_due_us", e.expected_due_us},
+              {"started_us", e.started_us},
+              {"completed_us", e.completed_us},
+              {"delivered_us", e.delivered_us},
+              {"reason", e.reason},
+              {"components", std::move(comps)}};
+}
+
+/// PROGRESS of a contract (protocol.md section 9): the latest production
+/// event received (buyer) or sent (seller), or null.
+json progress_json(const contract_record& c, const store::environment& env) {
+  if (c.role == contract_role::buyer) {
+    auto p = tables::progress.get(env, c.contract_id);
+    if (!p || !*p) return nullptr;
+    auto j = event_json((*p)->event);
+    j["received_us"] = (*p)->received_us;
+    return j;
+  }
+  auto e = tables::executions.get(env, c.contract_id);
+  if (!e || !*e) return nullptr;
+  const auto& x = **e;
+  return json{{"sequence", x.sequence},
+              {"state", wire::to_string(x.state)},
+              {"expected_due_us", expected_due_us(x)},
+              {"started_us", x.started_us},
+              {"completed_us", x.completed_us},
+              {"delivered_us", x.delivered_us},
+              {"delay_us", x.delay_us},
+              {"reason", x.reason},
+              {"planned_start_us", x.planned_start_us},
+              {"planned_end_us", x.planned_end_us},
+              {"shop_floor", x.shop_floor}};
+}
+
 json order_json(const order_record& o, const store::environment& env) {
   json proposals = json::array();
   for (const auto& p : o.proposals)
@@ -59,7 +120,10 @@ json order_json(const order_record& o, const store::environment& env) {
   json contract = nullptr;
   if (!o.contract_id.empty()) {
     auto c = tables::contracts.get(env, o.contract_id);
-    if (c && *c) contract = contract_json(**c);
+    if (c && *c) {
+      contract = contract_json(**c);
+      contract["progress"] = progress_json(**c, env);
+    }
   }
   return json{{"order_id", o.order_id},
               {"item", o.item},
@@ -235,6 +299,40 @@ result<book_request> parse_booking(const std::string& body) {
   return r;
 }
 
+/// Parses the body of POST /v1/events.
+result<std::pair<std::string, posted_event>> parse_event(const std::string& body) {
+  auto bad = [](std::string what) { return status(errc::invalid_argument, std::move(what)); };
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad("body must be a JSON object");
+  auto id = j.find("contract_id");
+  if (id == j.end() || !id->is_string() || id->get<std::string>().empty())
+    return bad("contract_id is required (a string)");
+  auto kind = j.find("kind");
+  if (kind == j.end() || !kind->is_string())
+    return bad("kind is required: started, completed, delayed or delivered");
+  posted_event p;
+  const auto k = kind->get<std::string>();
+  if (k == "started")
+    p.kind = wire::production_event_kind::started;
+  else if (k == "completed")
+    p.kind = wire::production_event_kind::completed;
+  else if (k == "delayed")
+    p.kind = wire::production_event_kind::delayed;
+  else if (k == "delivered")
+    p.kind = wire::production_event_kind::delivered;
+  else
+    return bad("kind must be started, completed, delayed or delivered, got \"" + k + "\"");
+  constexpr auto i64_max = std::numeric_limits<std::int64_t>::max();
+  if (auto e = json_integer(j, "at_us", false, 0, i64_max, p.at_us)) return *e;
+  if (auto e = json_integer(j, "expected_due_us", false, 0, i64_max, p.expected_due_us)) return *e;
+  if (auto r = j.find("reason"); r != j.end() && !r->is_null()) {
+    if (!r->is_string() || r->get<std::string>().size() > 1024)
+      return bad("reason must be a string of at most 1024 bytes");
+    p.reason = r->get<std::string>();
+  }
+  return std::make_pair(id->get<std::string>(), std::move(p));
+}
+
 json resolution_json(const lookup_result& r) {
   json entries = json::array();
   for (const auto& e : r.answer.entries)
@@ -399,12 +497,31 @@ void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sy
       return admin::error_response(404, "no such resource");
     json list = json::array();
     const auto limit = limit_of(req);
+    // Execution progress only on request: both ends' terms stay comparable.
+    const bool with_progress = req.query.contains("progress");
     auto st = tables::contracts.for_each(ctx.store(), [&](std::string_view, contract_record&& c) {
       list.push_back(contract_json(c));
+      if (with_progress) list.back()["progress"] = progress_json(c, ctx.store());
       return list.size() < limit;
     });
     if (!st) return admin::error_response(500, st.to_string());
     return json_response(200, json{{"contracts", std::move(list)}});
+  });
+}
+
+void add_execution_routes(admin::router& r, caf::actor_system& sys, const caf::actor* executor,
+                          int timeout_ms) {
+  std::optional<caf::actor> x;
+  if (executor) x = *executor;
+  r.add("POST", "/v1/events", [&sys, x, timeout_ms](const admin::request& req) {
+    if (req.path != "/v1/events") return admin::error_response(404, "no such resource");
+    if (!x) return admin::error_response(404, "this node sells nothing (no factory or supplier)");
+    auto parsed = parse_event(req.body);
+    if (!parsed) return admin::error_response(400, parsed.error().message());
+    auto reply = post_production_event(sys, *x, std::move(parsed->first), std::move(parsed->second),
+                                       std::chrono::milliseconds(timeout_ms));
+    if (reply.http_status != 201) return admin::error_response(reply.http_status, reply.error);
+    return json_response(201, event_json(reply.event));
   });
 }
 
@@ -503,7 +620,7 @@ result<installed_roles> install_roles_with_handles(node& n, const config_file& f
     if (!b) return b.error();
     buyer = *b;
     n.route({wire::message_type::propose, wire::message_type::refuse, wire::message_type::confirm,
-             wire::message_type::failure},
+             wire::message_type::failure, wire::message_type::production_event},
             *buyer);
   }
   std::optional<caf::actor> participant;
@@ -519,6 +636,18 @@ result<installed_roles> install_roles_with_handles(node& n, const config_file& f
     if (!p) return p.error();
     participant = *p;
   }
+  // The executor carries out what the participant sells (executor.hpp).
+  std::optional<caf::actor> executor;
+  if (participant) {
+    executor_config xc;
+    xc.shop_floor = roles->factory ? roles->factory->shop_floor : roles->supplier->shop_floor;
+    auto x = spawn_executor(sys, ctx, xc);
+    if (!x) return x.error();
+    executor = *x;
+    caf::anon_send(*participant, executor_atom::value, *executor);
+    if (buyer) caf::anon_send(*buyer, executor_atom::value, *executor);
+  }
+  add_execution_routes(n.admin_routes(), sys, executor ? &*executor : nullptr);
   // After the roles started: a config their stored state rejects changes nothing.
   record_identity(ctx, resources);
   if (participant)
@@ -561,6 +690,7 @@ result<installed_roles> install_roles_with_handles(node& n, const config_file& f
   out.directory = directory;
   if (buyer) out.buyer = *buyer;
   if (participant) out.participant = *participant;
+  if (executor) out.executor = *executor;
   out.capacity = *broker;
   return out;
 }

@@ -28,6 +28,7 @@
 
 #include "caf_messages.hpp"
 #include "gearmesh/actors/capacity.hpp"
+#include "gearmesh/actors/execution.hpp"
 #include "gearmesh/actors/negotiation.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "pending_writes.hpp"
@@ -143,6 +144,8 @@ struct participant_state {
   std::multimap<timestamp_us, std::pair<std::string, std::string>> held_expiry;
   /// The node's buyer: sources bought components (nested negotiation).
   caf::actor buyer;
+  /// The node's executor: carries out the contracts (executor.hpp).
+  caf::actor executor;
   static inline const char* name = "gearmesh.participant";
 };
 
@@ -597,18 +600,24 @@ void send_failure(participant_actor* self, const wire::envelope& env, const wire
 }
 
 /// Records the contract with its bookings (`reservations`: the hold -> booking
-/// record changes) and Confirms.
+/// record changes; `booked`: the bookings) and its execution, Confirms, and
+/// hands the execution to the executor.
 void contract(participant_actor* self, const wire::envelope& env, const wire::accept& a,
-              offer_record o, store::write_batch reservations) {
+              offer_record o, store::write_batch reservations,
+              const std::vector<reservation_record>& booked) {
   auto& st = self->state;
   o.state = offer_state::contracted;
   o.contract_id = a.contract_id;
   store::write_batch b;
   tables::offers.put(b, o.proposal_id, o);
   tables::contracts.put(b, o.contract_id, seller_contract(o, st.ctx->node_id()));
+  // Written once here, with the contract; afterwards only the executor writes it.
+  auto e = execution_of(o, booked, false);
+  tables::executions.put(reservations, e.contract_id, e);
   forget_held(self, o.buyer, o.order_id);
   commit(self, std::move(b), &env, {{o.buyer, confirm_for(o)}}, o.order_id,
          std::move(reservations));
+  if (st.executor) self->send(st.executor, execute_atom::value, std::move(e));
 }
 
 /// The writes that turn the holds of `records` into bookings.
@@ -670,7 +679,7 @@ void replace(participant_actor* self, const wire::envelope& env, const wire::acc
             b.append(bookings_of(records));
             auto n = o;
             n.reservations = refs;
-            contract(self, env, a, std::move(n), std::move(b));
+            contract(self, env, a, std::move(n), std::move(b), records);
           });
         });
 }
@@ -698,7 +707,7 @@ void award_components(participant_actor* self, const wire::envelope& env, const 
       why = "contract was cancelled while its components were awarded";
     for (std::size_t k = 0; k < j->awards.size() && why.empty(); ++k)
       if (!j->awards[k].ok) why = "component order " + o.sub_orders[k] + ": " + j->awards[k].reason;
-    if (why.empty()) return contract(self, env, a, o, bookings_of(records));
+    if (why.empty()) return contract(self, env, a, o, bookings_of(records), records);
     if (now_o && now_o->state == offer_state::held) return fail_offer(self, env, a, o, why);
     // The offer already ended (and released what it held): just answer.
     withdraw(self, o.sub_orders, why);
@@ -741,7 +750,7 @@ void on_accept(participant_actor* self, const wire::envelope& env, const wire::a
                [=, o = std::move(*o)](bool ok, std::vector<reservation_record> records) mutable {
                  if (ok && !o.sub_orders.empty())
                    return award_components(self, env, a, std::move(o), std::move(records));
-                 if (ok) return contract(self, env, a, std::move(o), bookings_of(records));
+                 if (ok) return contract(self, env, a, std::move(o), bookings_of(records), records);
                  replace(self, env, a, std::move(o));
                });
       return;
@@ -843,6 +852,11 @@ caf::behavior participant(participant_actor* self, node_context* ctx,
       [=](durable_atom, std::uint64_t seq, bool) { self->state.pending.durable(seq); },
       // The capacity broker (capacity.cpp) reserves offers on the same calendars.
       [=](resources_atom) { return resource_handles{self->state.resources}; },
+      // The executor is our child: it exits with us (node::stop exits the routed actors).
+      [=](executor_atom, const caf::actor& e) {
+        self->state.executor = e;
+        self->link_to(e);
+      },
   };
 }
 

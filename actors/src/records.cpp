@@ -6,6 +6,7 @@
 
 #include <flatbuffers/flatbuffers.h>
 
+#include "gearmesh/wire/codec.hpp"
 #include "gearmesh/wire/records_generated.h"
 
 namespace gearmesh::actors {
@@ -546,6 +547,96 @@ result<capacity_booking_record> codec<capacity_booking_record>::decode(std::stri
         v.resource = str(r.resource());
         v.reservation_id = str(r.reservation_id());
         v.created_us = r.created_us();
+        return v;
+      });
+}
+
+// --- execution, progress ------------------------------------------------
+
+std::string codec<execution_record>::encode(const execution_record& v) {
+  fb::ExecutionT t;
+  t.contract_id = v.contract_id;
+  t.order_id = v.order_id;
+  t.buyer = v.buyer;
+  t.proposal_id = v.proposal_id;
+  t.item = v.item;
+  t.quantity = v.quantity;
+  t.planned_start_us = v.planned_start_us;
+  t.planned_end_us = v.planned_end_us;
+  t.promised_due_us = v.promised_due_us;
+  t.state = static_cast<std::uint8_t>(v.state);
+  t.sequence = v.sequence;
+  t.started_us = v.started_us;
+  t.completed_us = v.completed_us;
+  t.delivered_us = v.delivered_us;
+  t.delay_us = v.delay_us;
+  t.reason = v.reason;
+  t.shop_floor = v.shop_floor;
+  t.sub_orders = v.sub_orders;
+  flatbuffers::FlatBufferBuilder fbb(256);
+  fbb.Finish(fb::Execution::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<execution_record> codec<execution_record>::decode(std::string_view bytes) {
+  return verified<fb::Execution>(
+      bytes, "execution", [](const fb::Execution& r) -> result<execution_record> {
+        if (r.state() > static_cast<std::uint8_t>(wire::contract_progress::cancelled))
+          return corrupt("execution");
+        execution_record v;
+        v.contract_id = str(r.contract_id());
+        v.order_id = str(r.order_id());
+        v.buyer = str(r.buyer());
+        v.proposal_id = str(r.proposal_id());
+        v.item = str(r.item());
+        v.quantity = r.quantity();
+        v.planned_start_us = r.planned_start_us();
+        v.planned_end_us = r.planned_end_us();
+        v.promised_due_us = r.promised_due_us();
+        v.state = static_cast<wire::contract_progress>(r.state());
+        v.sequence = r.sequence();
+        v.started_us = r.started_us();
+        v.completed_us = r.completed_us();
+        v.delivered_us = r.delivered_us();
+        v.delay_us = r.delay_us();
+        v.reason = str(r.reason());
+        v.shop_floor = r.shop_floor();
+        if (r.sub_orders())
+          for (const auto* s : *r.sub_orders()) v.sub_orders.push_back(str(s));
+        return v;
+      });
+}
+
+std::string codec<progress_record>::encode(const progress_record& v) {
+  fb::ProgressT t;
+  t.contract_id = v.contract_id;
+  t.seller = v.seller;
+  t.received_us = v.received_us;
+  // The event is kept in its wire form: one codec, one set of limits.
+  wire::envelope env;
+  env.header.sender = v.seller;
+  env.header.conversation_id = v.event.order_id;
+  env.payload = v.event;
+  t.frame = wire::encode(env);
+  flatbuffers::FlatBufferBuilder fbb(256 + t.frame.size());
+  fbb.Finish(fb::Progress::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<progress_record> codec<progress_record>::decode(std::string_view bytes) {
+  return verified<fb::Progress>(
+      bytes, "progress", [](const fb::Progress& r) -> result<progress_record> {
+        progress_record v;
+        v.contract_id = str(r.contract_id());
+        v.seller = str(r.seller());
+        v.received_us = r.received_us();
+        if (r.frame() == nullptr) return corrupt("progress");
+        auto env =
+            wire::decode(std::span<const std::uint8_t>(r.frame()->data(), r.frame()->size()));
+        if (!env) return corrupt("progress");
+        auto* e = std::get_if<wire::production_event>(&env->payload);
+        if (e == nullptr) return corrupt("progress");
+        v.event = std::move(*e);
         return v;
       });
 }

@@ -88,6 +88,16 @@ class reader {
     out = s->get();
   }
 
+  /// "clock" (default) or "shop_floor": who advances the contracts sold.
+  void execution(std::string_view key, bool& shop_floor) {
+    const toml::node* n = get(key, false);
+    if (!n || !ok()) return;
+    const auto* s = n->as_string();
+    if (!s || (s->get() != "clock" && s->get() != "shop_floor"))
+      return fail(n, field(key), "expected \"clock\" or \"shop_floor\"");
+    shop_floor = s->get() == "shop_floor";
+  }
+
   void integer(std::string_view key, bool required, std::int64_t min, std::int64_t max,
                std::int64_t& out) {
     const toml::node* n = get(key, required);
@@ -198,6 +208,7 @@ factory_config parse_factory(const config_file& file, const toml::table& t, stat
   r.integer("margin_pct", false, 0, 1000, c.margin_pct);
   r.integer("horizon_days", false, 1, 3650, c.horizon_days);
   r.integer("component_window_ms", false, 1, 3600 * 1000, c.component_window_ms);
+  r.execution("execution", c.shop_floor);
   std::set<std::string> capabilities;
   for (const auto& [tt, name] : r.tables("machines")) {
     reader m(file, *tt, name, st);
@@ -272,6 +283,7 @@ supplier_config parse_supplier(const config_file& file, const toml::table& t, st
   r.currency("currency", c.currency);
   r.integer("hold_ttl_ms", false, 1, ms_per_day, c.hold_ttl_ms);
   r.integer("horizon_days", false, 1, 3650, c.horizon_days);
+  r.execution("execution", c.shop_floor);
   for (const auto& [tt, name] : r.tables("items")) {
     reader i(file, *tt, name, st);
     supplier_item_config ic;

@@ -162,6 +162,10 @@ class checker {
     if (auto st = check_capacity_offers(); !st) return st;
     if (auto st = decode_all(tables::capacity_received); !st) return st;
     if (auto st = decode_all(tables::capacity_bookings); !st) return st;
+    // Production events (executor.hpp): only checked to decode; their
+    // states are reports, not commitments, so no cross-node rule applies.
+    if (auto st = decode_all(tables::executions); !st) return st;
+    if (auto st = decode_all(tables::progress); !st) return st;
     check_capacity();
     return status::ok();
   }

@@ -144,6 +144,69 @@ void print_table(std::ostream& out, const std::vector<std::vector<std::string>>&
   }
 }
 
+/// "on time", "late 1d 2h" or "early 3h": `actual_us` against `promised_us`.
+std::string lateness(std::int64_t actual_us, std::int64_t promised_us) {
+  if (actual_us == 0 || promised_us == 0 || actual_us == promised_us) return "on time";
+  std::int64_t d = actual_us > promised_us ? actual_us - promised_us : promised_us - actual_us;
+  const std::int64_t hours = d / (3600LL * 1'000'000);
+  std::string span = hours >= 24 ? std::to_string(hours / 24) + "d" : std::string();
+  if (hours % 24 != 0 || hours == 0)
+    span += (span.empty() ? "" : " ") + (hours == 0 ? std::to_string(d / (60LL * 1'000'000)) + "m"
+                                                    : std::to_string(hours % 24) + "h");
+  return (actual_us > promised_us ? "late " : "early ") + span;
+}
+
+/// One line of the contract tree: state, promised and expected/actual due.
+std::string tree_line(const std::string& contract_id, const std::string& seller,
+                      const std::string& item, std::int64_t quantity, const std::string& state,
+                      std::int64_t promised_us, std::int64_t expected_us,
+                      std::int64_t delivered_us) {
+  std::string line = contract_id + "  " + seller + "  " + item + " x" + std::to_string(quantity) +
+                     "  " + state + "  promised " + (promised_us ? format_time(promised_us) : "-");
+  const std::int64_t when = delivered_us != 0 ? delivered_us : expected_us;
+  if (delivered_us != 0)
+    line += "  delivered " + format_time(delivered_us);
+  else if (expected_us != 0)
+    line += "  expected " + format_time(expected_us);
+  if (when != 0) line += "  (" + lateness(when, promised_us) + ")";
+  return line;
+}
+
+/// Prints the component contracts of a production event summary, indented.
+void print_components(std::ostream& out, const json& components, const std::string& indent) {
+  if (!components.is_array()) return;
+  for (std::size_t i = 0; i < components.size(); ++i) {
+    const auto& c = components[i];
+    const bool last = i + 1 == components.size();
+    out << indent << (last ? "└─ " : "├─ ")
+        << tree_line(str(c, "contract_id"), str(c, "seller"), str(c, "item"), num(c, "quantity"),
+                     str(c, "state"), num(c, "promised_due_us"), num(c, "expected_due_us"),
+                     num(c, "delivered_us"))
+        << '\n';
+    if (auto it = c.find("components"); it != c.end())
+      print_components(out, *it, indent + (last ? "   " : "│  "));
+  }
+}
+
+/// The contract tree of an order: its contract, then, from the latest
+/// production event, the seller's component contracts, tier by tier.
+void print_tree(std::ostream& out, const json& order, const json& contract) {
+  const json* progress = nullptr;
+  if (auto it = contract.find("progress"); it != contract.end() && it->is_object()) progress = &*it;
+  out << "\ncontracts\n"
+      << tree_line(str(contract, "contract_id"), str(contract, "seller"), str(order, "item"),
+                   num(order, "quantity"),
+                   progress ? str(*progress, "state")
+                            : (str(contract, "state") == "cancelled" ? "cancelled" : "contracted"),
+                   num(contract, "promised_due_us"),
+                   progress ? num(*progress, "expected_due_us") : 0,
+                   progress ? num(*progress, "delivered_us") : 0)
+      << '\n';
+  if (progress)
+    if (auto it = progress->find("components"); it != progress->end())
+      print_components(out, *it, "");
+}
+
 void print_order(std::ostream& out, const json& order) {
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"order", str(order, "order_id")});
@@ -165,10 +228,27 @@ void print_order(std::ostream& out, const json& order) {
     rows.push_back({"  promised start", time_field(*contract, "promised_start_us")});
     rows.push_back({"  promised due", time_field(*contract, "promised_due_us")});
     rows.push_back({"  contract state", str(*contract, "state")});
+    if (auto it = contract->find("progress"); it != contract->end() && it->is_object()) {
+      const auto& p = *it;
+      rows.push_back({"  execution", str(p, "state")});
+      rows.push_back({"  started", time_field(p, "started_us")});
+      if (num(p, "delivered_us") != 0)
+        rows.push_back({"  delivered",
+                        time_field(p, "delivered_us") + " (" +
+                            lateness(num(p, "delivered_us"), num(*contract, "promised_due_us")) +
+                            ")"});
+      else
+        rows.push_back({"  expected due",
+                        time_field(p, "expected_due_us") + " (" +
+                            lateness(num(p, "expected_due_us"), num(*contract, "promised_due_us")) +
+                            ")"});
+      if (auto reason = str(p, "reason"); !reason.empty()) rows.push_back({"  last news", reason});
+    }
   } else {
     rows.push_back({"contract", "none"});
   }
   print_table(out, rows);
+  if (contract) print_tree(out, order, *contract);
 
   const json* proposals = nullptr;
   if (auto it = order.find("proposals"); it != order.end() && it->is_array()) proposals = &*it;
@@ -688,6 +768,20 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   order_status->add_option("ORDER_ID", order_id, "Order id, e.g. velo/order/1")->required();
   auto* order_list = order->add_subcommand("list", "List orders");
 
+  std::string event_contract, event_kind, event_at, event_expected, event_reason;
+  auto* event = app.add_subcommand(
+      "event",
+      "Report a shop-floor production event for a contract this node sold (started, completed, "
+      "delayed, delivered); the buyer receives it as a ProductionEvent");
+  event->add_option("CONTRACT_ID", event_contract, "Contract id, e.g. velo/order/1/c1")->required();
+  event->add_option("KIND", event_kind, "started, completed, delayed or delivered")
+      ->required()
+      ->check(CLI::IsMember({"started", "completed", "delayed", "delivered"}));
+  event->add_option("--at", event_at, "When it happened (same forms as --due); default now");
+  event->add_option("--expected-due", event_expected,
+                    "delayed: the new expected delivery (same forms as --due)");
+  event->add_option("--reason", event_reason, "Why, e.g. weld-robot1 broke down");
+
   std::string resolve_id, capability;
   auto* resolve = app.add_subcommand(
       "resolve",
@@ -883,6 +977,34 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
     } else {
       out << str(*answer, "order_id") << '\n';
     }
+    return exit_ok;
+  }
+
+  if (event->parsed()) {
+    const std::int64_t now = now_us();
+    json body = {{"contract_id", event_contract}, {"kind", event_kind}};
+    if (!event_at.empty()) {
+      auto at = parse_time(event_at, now);
+      if (!at) return usage_error(err, "--at: " + at.error().message());
+      body["at_us"] = *at;
+    }
+    if (!event_expected.empty()) {
+      auto due_us = parse_time(event_expected, now);
+      if (!due_us) return usage_error(err, "--expected-due: " + due_us.error().message());
+      body["expected_due_us"] = *due_us;
+    }
+    if (event_kind == "delayed" && event_expected.empty())
+      return usage_error(err, "delayed: --expected-due is required");
+    if (!event_reason.empty()) body["reason"] = event_reason;
+    std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    auto answer = request(node, "POST", "/v1/events", text, err, rc);
+    if (!answer) return rc;
+    if (raw_json)
+      out << answer->dump(2) << '\n';
+    else
+      out << str(*answer, "contract_id") << "  " << str(*answer, "kind") << "  #"
+          << num(*answer, "sequence") << "  " << str(*answer, "state") << "  expected "
+          << time_field(*answer, "expected_due_us") << '\n';
     return exit_ok;
   }
 

@@ -90,6 +90,33 @@ constexpr const char* order_json = R"({
      "valid_until_us": 1795482000000000, "state": "rejected", "reason": "higher price"}
   ]})";
 
+/// An order whose contract has production progress, two tiers deep.
+constexpr const char* tracked_order_json = R"({
+  "order_id": "velo/order/2", "item": "FRAME", "quantity": 5,
+  "due_us": 1796083200000000, "earliest_start_us": 1795478400000000, "max_price_cents": 0,
+  "state": "contracted", "reason": "",
+  "contract": {"contract_id": "velo/contract/2", "order_id": "velo/order/2", "buyer": "velo",
+               "seller": "framecraft", "role": "buyer", "item": "FRAME", "quantity": 5,
+               "price_cents": 123456, "currency": "EUR",
+               "promised_start_us": 1795507200000000, "promised_due_us": 1795996800000000,
+               "state": "active",
+               "progress": {"contract_id": "velo/contract/2", "sequence": 3, "kind": "delayed",
+                 "state": "executing", "expected_due_us": 1796169600000000,
+                 "started_us": 1795507200000000, "completed_us": 0, "delivered_us": 0,
+                 "reason": "component TUBE-SET from tubeco arrives late",
+                 "components": [
+                   {"contract_id": "framecraft/order/3/c1", "seller": "tubeco",
+                    "item": "TUBE-SET", "quantity": 5, "state": "contracted",
+                    "promised_due_us": 1795478400000000, "expected_due_us": 1795651200000000,
+                    "started_us": 0, "delivered_us": 0,
+                    "components": [
+                      {"contract_id": "tubeco/order/1/c1", "seller": "steelmill",
+                       "item": "STEEL", "quantity": 10, "state": "delivered",
+                       "promised_due_us": 1795392000000000,
+                       "expected_due_us": 1795392000000000, "started_us": 0,
+                       "delivered_us": 1795392000000000, "components": []}]}]}},
+  "proposals": []})";
+
 admin::response json_response(std::string body, unsigned status = 200) {
   admin::response r;
   r.status = status;
@@ -119,7 +146,16 @@ class cli_e2e : public ::testing::Test {
         return json_response(std::string(R"({"orders":[)") + order_json + "]}");
       }
       if (req.path == "/v1/orders/velo/order/1") return json_response(order_json);
+      if (req.path == "/v1/orders/velo/order/2") return json_response(tracked_order_json);
       return admin::error_response(404, "no order " + req.path.substr(11));
+    });
+    r->add("POST", "/v1/events", [this](const admin::request& req) {
+      std::lock_guard lock(mutex_);
+      posted_.push_back(req.body);
+      return json_response(
+          R"({"contract_id":"velo/contract/2","kind":"delayed","sequence":4,"state":"contracted",)"
+          R"("expected_due_us":1796169600000000})",
+          201);
     });
     r->add("GET", "/v1/contracts", [](const admin::request&) {
       return json_response(R"({"contracts":[
@@ -315,6 +351,39 @@ TEST_F(cli_e2e, usage_errors_are_exit_2) {
   EXPECT_TRUE(posted_.empty());
 }
 
+TEST_F(cli_e2e, order_status_shows_the_contract_tree) {
+  ASSERT_EQ(cli({"order", "status", "velo/order/2"}), exit_ok) << err_.str();
+  const auto out = out_.str();
+  EXPECT_NE(out.find("  execution       executing\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("  expected due    2026-12-02T00:00Z (late 2d)\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("  last news       component TUBE-SET from tubeco arrives late\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("contracts\n"
+                     "velo/contract/2  framecraft  FRAME x5  executing  promised 2026-11-30T00:00Z"
+                     "  expected 2026-12-02T00:00Z  (late 2d)\n"
+                     "└─ framecraft/order/3/c1  tubeco  TUBE-SET x5  contracted  promised "
+                     "2026-11-24T00:00Z  expected 2026-11-26T00:00Z  (late 2d)\n"
+                     "   └─ tubeco/order/1/c1  steelmill  STEEL x10  delivered  promised "
+                     "2026-11-23T00:00Z  delivered 2026-11-23T00:00Z  (on time)\n"),
+            std::string::npos)
+      << out;
+}
+
+TEST_F(cli_e2e, event_posts_a_production_event) {
+  ASSERT_EQ(cli({"event", "velo/contract/2", "delayed", "--expected-due", "2026-12-02", "--reason",
+                 "furnace down"}),
+            exit_ok)
+      << err_.str();
+  EXPECT_EQ(out_.str(), "velo/contract/2  delayed  #4  contracted  expected 2026-12-02T00:00Z\n");
+  EXPECT_EQ(cli({"event", "velo/contract/2", "delayed"}), exit_usage);  // no --expected-due
+  EXPECT_EQ(cli({"event", "velo/contract/2", "late"}), exit_usage);
+  std::lock_guard lock(mutex_);
+  ASSERT_EQ(posted_.size(), 1u);
+  EXPECT_EQ(posted_[0], R"({"contract_id":"velo/contract/2","expected_due_us":1796169600000000,)"
+                        R"("kind":"delayed","reason":"furnace down"})");
+}
+
 TEST_F(cli_e2e, order_status_human_output) {
   ASSERT_EQ(cli({"order", "status", "velo/order/1"}), exit_ok) << err_.str();
   EXPECT_EQ(out_.str(),
@@ -331,6 +400,9 @@ TEST_F(cli_e2e, order_status_human_output) {
             "  promised start  2026-11-24T08:00Z\n"
             "  promised due    2026-11-30T00:00Z\n"
             "  contract state  active\n"
+            "\n"
+            "contracts\n"
+            "velo/contract/1  framecraft  FRAME x5  contracted  promised 2026-11-30T00:00Z\n"
             "\n"
             "proposals\n"
             "SELLER      PROPOSAL               PRICE        START              DUE              "

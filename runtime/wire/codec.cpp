@@ -166,6 +166,33 @@ struct payload_encoder {
                             capability, entries, m.ttl_s, reason)
         .Union();
   }
+  fb::Offset<fb::Vector<fb::Offset<ComponentStatus>>> components(
+      const std::vector<component_status>& v) const {
+    if (v.empty()) return 0;
+    std::vector<fb::Offset<ComponentStatus>> offsets;
+    offsets.reserve(v.size());
+    for (const auto& c : v) {
+      auto below = components(c.components);
+      auto contract_id = put(b, c.contract_id);
+      auto seller = put(b, c.seller);
+      auto item = put(b, c.item);
+      offsets.push_back(CreateComponentStatus(
+          b, contract_id, seller, item, c.quantity, static_cast<ContractProgress>(c.state),
+          c.promised_due_us, c.expected_due_us, c.started_us, c.delivered_us, below));
+    }
+    return b.CreateVector(offsets);
+  }
+  fb::Offset<void> operator()(const production_event& m) const {
+    auto comps = components(m.components);
+    auto contract_id = put(b, m.contract_id);
+    auto order_id = put(b, m.order_id);
+    auto reason = put(b, m.reason);
+    return CreateProductionEvent(b, contract_id, order_id, m.sequence,
+                                 static_cast<ProductionEventKind>(m.kind), m.at_us,
+                                 static_cast<ContractProgress>(m.state), m.expected_due_us,
+                                 m.started_us, m.completed_us, m.delivered_us, reason, comps)
+        .Union();
+  }
 };
 
 /// Schema union tag of a payload: variant index + 1 (0 is NONE).
@@ -191,6 +218,10 @@ std::size_t size_hint(const envelope& env) {
             n += e.node_id.size() + e.endpoint.size() + e.public_key.size() + 48;
             for (const auto& c : e.capabilities) n += c.size() + 8;
           }
+        } else if constexpr (std::is_same_v<T, production_event>) {
+          n += m.contract_id.size() + m.order_id.size() + m.reason.size() + 96;
+          // Components are bounded by limits::components_max; a fixed guess is enough.
+          n += 160 * m.components.size();
         } else {
           n += 128;
         }
@@ -279,6 +310,49 @@ class field_reader {
     return out;
   }
 
+  /// A production event's component tree: at most components_max statuses
+  /// in all, at most component_depth_max levels.
+  std::vector<component_status> components(const fb::Vector<fb::Offset<ComponentStatus>>* v,
+                                           std::size_t depth) {
+    std::vector<component_status> out;
+    if (v == nullptr || !ok_) return out;
+    if (depth > lim_.component_depth_max) {
+      fail("production event component tree deeper than " +
+           std::to_string(lim_.component_depth_max));
+      return out;
+    }
+    components_seen_ += v->size();
+    if (components_seen_ > lim_.components_max) {
+      fail("production event has more than " + std::to_string(lim_.components_max) + " components");
+      return out;
+    }
+    out.reserve(v->size());
+    for (const ComponentStatus* c : *v) {
+      component_status s;
+      s.contract_id = id(c->contract_id(), "components.contract_id");
+      s.seller = id(c->seller(), "components.seller");
+      s.item = id(c->item(), "components.item");
+      s.quantity = c->quantity();
+      s.state = progress(static_cast<std::uint8_t>(c->state()));
+      s.promised_due_us = c->promised_due_us();
+      s.expected_due_us = c->expected_due_us();
+      s.started_us = c->started_us();
+      s.delivered_us = c->delivered_us();
+      s.components = components(c->components(), depth + 1);
+      if (!ok_) return {};
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  /// An enum value this build does not know (a newer peer) is a malformed
+  /// frame, never silently read as one of ours.
+  contract_progress progress(std::uint8_t v) {
+    if (v > static_cast<std::uint8_t>(contract_progress::cancelled))
+      fail("contract progress " + std::to_string(v) + " is unknown");
+    return static_cast<contract_progress>(v);
+  }
+
   void fail(std::string message) {
     if (!ok_) return;
     ok_ = false;
@@ -291,6 +365,7 @@ class field_reader {
  private:
   const limits& lim_;
   bool ok_ = true;
+  std::size_t components_seen_ = 0;
   status error_;
 };
 
@@ -449,6 +524,26 @@ payload read(const Resolution& t, field_reader& r) {
   return m;
 }
 
+payload read(const ProductionEvent& t, field_reader& r) {
+  production_event m;
+  m.contract_id = r.id(t.contract_id(), "contract_id");
+  m.order_id = r.id(t.order_id(), "order_id");
+  m.sequence = t.sequence();
+  const auto kind = static_cast<std::uint8_t>(t.kind());
+  if (kind > static_cast<std::uint8_t>(production_event_kind::delivered))
+    r.fail("production event kind " + std::to_string(kind) + " is unknown");
+  m.kind = static_cast<production_event_kind>(kind);
+  m.at_us = t.at_us();
+  m.state = r.progress(static_cast<std::uint8_t>(t.state()));
+  m.expected_due_us = t.expected_due_us();
+  m.started_us = t.started_us();
+  m.completed_us = t.completed_us();
+  m.delivered_us = t.delivered_us();
+  m.reason = r.str(t.reason(), "reason");
+  m.components = r.components(t.components(), 1);
+  return m;
+}
+
 /// Smallest frame that can hold a root offset and the file identifier.
 constexpr std::size_t frame_bytes_min = sizeof(fb::uoffset_t) + fb::kFileIdentifierLength;
 
@@ -535,6 +630,9 @@ result<envelope> decode_aligned(const std::uint8_t* data, std::size_t size, cons
       break;
     case Payload::Resolution:
       env.payload = read(*e->payload_as_Resolution(), r);
+      break;
+    case Payload::ProductionEvent:
+      env.payload = read(*e->payload_as_ProductionEvent(), r);
       break;
     case Payload::NONE:
       break;  // rejected above

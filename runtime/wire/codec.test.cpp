@@ -58,6 +58,41 @@ resolution sample_resolution() {
   return m;
 }
 
+production_event sample_production_event() {
+  production_event m;
+  m.contract_id = "velo/order/17/c1";
+  m.order_id = "velo/order/17";
+  m.sequence = 3;
+  m.kind = production_event_kind::delayed;
+  m.at_us = 1'767'300'000'000'000;
+  m.state = contract_progress::executing;
+  m.expected_due_us = 1'767'900'000'000'000;
+  m.started_us = 1'767'290'000'000'000;
+  m.reason = "component TUBE-SET late by 24 h";
+  component_status tube{"framecraft/order/4/c1",
+                        "tubeco",
+                        "TUBE-SET",
+                        250,
+                        contract_progress::executing,
+                        1'767'280'000'000'000,
+                        1'767'366'400'000'000,
+                        1'767'250'000'000'000,
+                        0,
+                        {}};
+  tube.components.push_back(component_status{"tubeco/order/1/c1",
+                                             "steelmill",
+                                             "STEEL",
+                                             500,
+                                             contract_progress::delivered,
+                                             1,
+                                             0,
+                                             2,
+                                             3,
+                                             {}});
+  m.components = {tube, component_status{}};
+  return m;
+}
+
 /// One sample of every message type, in variant order.
 std::vector<payload> every_payload() {
   return {
@@ -80,6 +115,7 @@ std::vector<payload> every_payload() {
       capacity_refused{"framecraft/capacity/3", "velo/booking/2", "only 240 units remain", 240},
       resolve{7, "acme.plant1/machine/m7", "", 3},
       sample_resolution(),
+      sample_production_event(),
   };
 }
 
@@ -433,6 +469,36 @@ TEST(codec, bounds_directory_fields) {
   r.entries[0].capabilities.assign(65, "welding");
   expect_error(decode(encode(sample_envelope(r))), errc::malformed_frame,
                "65 capabilities, more than 64");
+}
+
+TEST(codec, production_event_limits) {
+  // Too many components over the whole tree.
+  auto m = sample_production_event();
+  limits lim;
+  lim.components_max = 2;
+  expect_error(decode(encode(sample_envelope(m)), lim), errc::malformed_frame,
+               "more than 2 components");
+  // Too deep.
+  lim = limits{};
+  lim.component_depth_max = 1;
+  expect_error(decode(encode(sample_envelope(m)), lim), errc::malformed_frame,
+               "component tree deeper than 1");
+  // Identifiers in components are identifiers.
+  m = sample_production_event();
+  m.components[0].components[0].seller = std::string(256, 's');
+  expect_error(decode(encode(sample_envelope(m))), errc::malformed_frame,
+               "identifier field components.seller of 256 bytes");
+  EXPECT_STREQ(to_string(message_type::production_event), "production_event");
+  EXPECT_STREQ(to_string(production_event_kind::delivered), "delivered");
+  EXPECT_STREQ(to_string(contract_progress::executing), "executing");
+}
+
+TEST(codec, rejects_unknown_production_event_kind) {
+  flatbuffers::FlatBufferBuilder b;
+  auto m = CreateProductionEvent(b, 0, 0, 1, static_cast<ProductionEventKind>(9)).Union();
+  auto frame =
+      finish(b, CreateEnvelope(b, protocol_version, 1, 0, 0, 0, 0, 0, Payload::ProductionEvent, m));
+  expect_error(decode(frame), errc::malformed_frame, "production event kind 9 is unknown");
 }
 
 TEST(codec, rejects_unknown_resolution_status) {

@@ -34,6 +34,8 @@ const char* to_string(message_type t) noexcept {
       return "resolve";
     case message_type::resolution:
       return "resolution";
+    case message_type::production_event:
+      return "production_event";
   }
   return "unknown";
 }
@@ -46,6 +48,38 @@ const char* to_string(resolution_status s) noexcept {
       return "found";
     case resolution_status::referral:
       return "referral";
+  }
+  return "unknown";
+}
+
+const char* to_string(production_event_kind k) noexcept {
+  switch (k) {
+    case production_event_kind::progress:
+      return "progress";
+    case production_event_kind::started:
+      return "started";
+    case production_event_kind::completed:
+      return "completed";
+    case production_event_kind::delayed:
+      return "delayed";
+    case production_event_kind::delivered:
+      return "delivered";
+  }
+  return "unknown";
+}
+
+const char* to_string(contract_progress p) noexcept {
+  switch (p) {
+    case contract_progress::contracted:
+      return "contracted";
+    case contract_progress::executing:
+      return "executing";
+    case contract_progress::completed:
+      return "completed";
+    case contract_progress::delivered:
+      return "delivered";
+    case contract_progress::cancelled:
+      return "cancelled";
   }
   return "unknown";
 }

@@ -257,4 +257,68 @@ TEST_F(multi_tier, a_component_that_cannot_be_sourced_fails_the_order_upward) {
   stop_and_verify();
 }
 
+// Tubeco reports that a tube set will be three days late (a shop-floor event
+// posted to its admin API). Framecraft, whose frame work was planned to start
+// when the tubes arrive, passes a delay upward; Velo's order shows its
+// contract delayed and, below it, Tubeco's contract with the new date.
+TEST_F(multi_tier, a_delay_at_tier_two_reaches_the_top_buyer) {
+  start_all();
+  auto ids = order_frames(1);
+  auto orders = wait_terminal(ids.size());
+  ASSERT_EQ(orders.size(), 1u);
+  const auto& o = orders[ids[0]];
+  ASSERT_EQ(o["state"], "contracted") << o.dump(2);
+  auto components = nodes_["framecraft"]->api("GET", "/v1/orders");
+  json sub;
+  for (auto& c : components["orders"])
+    if (c["parent_order_id"] == ids[0]) sub = c;
+  ASSERT_TRUE(sub.is_object()) << components.dump(2);
+  ASSERT_EQ(sub["state"], "contracted") << sub.dump(2);
+  const auto tube_contract = sub["contract"]["contract_id"].get<std::string>();
+  const auto tube_seller = sub["contract"]["seller"].get<std::string>();
+  const auto tube_due = sub["contract"]["promised_due_us"].get<std::int64_t>();
+  const auto tube_late = tube_due + 3 * us_per_day;
+
+  json event = {{"contract_id", tube_contract},
+                {"kind", "delayed"},
+                {"expected_due_us", tube_late},
+                {"reason", "furnace down"}};
+  auto r = nodes_[tube_seller]->api("POST", "/v1/events", event.dump());
+  ASSERT_EQ(r["_http_status"], 201) << r.dump();
+  EXPECT_EQ(r["kind"], "delayed");
+  EXPECT_EQ(r["expected_due_us"], tube_late);
+  // Bad input is refused, saying why.
+  auto bad = nodes_[tube_seller]->api(
+      "POST", "/v1/events", json{{"contract_id", tube_contract}, {"kind", "late"}}.dump());
+  EXPECT_EQ(bad["_http_status"], 400) << bad.dump();
+  bad = nodes_[tube_seller]->api(
+      "POST", "/v1/events", json{{"contract_id", "nope/order/1/c1"}, {"kind", "started"}}.dump());
+  EXPECT_EQ(bad["_http_status"], 404) << bad.dump();
+
+  json progress;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto j = nodes_["velo"]->api("GET", "/v1/orders/" + ids[0]);
+    if (j.is_object() && j["contract"].is_object() && j["contract"]["progress"].is_object() &&
+        j["contract"]["progress"]["kind"] == "delayed") {
+      progress = j["contract"]["progress"];
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(progress.is_object()) << nodes_["framecraft"]->log();
+  EXPECT_GT(progress["expected_due_us"].get<std::int64_t>(),
+            o["contract"]["promised_due_us"].get<std::int64_t>());
+  EXPECT_NE(progress["reason"].get<std::string>().find("TUBE-SET"), std::string::npos)
+      << progress.dump(2);
+  ASSERT_EQ(progress["components"].size(), 1u) << progress.dump(2);
+  const auto& tube = progress["components"][0];
+  EXPECT_EQ(tube["contract_id"], tube_contract);
+  EXPECT_EQ(tube["seller"], tube_seller);
+  EXPECT_EQ(tube["item"], "TUBE-SET");
+  EXPECT_EQ(tube["promised_due_us"], tube_due);
+  EXPECT_EQ(tube["expected_due_us"], tube_late);
+  stop_and_verify();
+}
+
 }  // namespace

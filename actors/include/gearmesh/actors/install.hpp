@@ -34,6 +34,7 @@ struct installed_roles {
   caf::actor participant;  // the factory or supplier
   caf::actor directory;    // every node has one (directory.hpp)
   caf::actor capacity;     // the capacity broker (capacity.hpp), on every node
+  caf::actor executor;     // with a participant: carries out its contracts (executor.hpp)
 };
 
 /// install_roles, returning the actors it spawned (the simulator places
@@ -77,6 +78,16 @@ void add_admin_routes(admin::router& r, node_context& ctx, caf::actor_system& sy
 ///   "cached", "local"}. `sys` and the actor must outlive the router.
 void add_directory_routes(admin::router& r, caf::actor_system& sys, const caf::actor& directory,
                           int lookup_timeout_ms);
+
+/// Registers the execution route (done by install_roles): `executor` is the
+/// node's executor, or nullptr without a factory or supplier role.
+///   POST /v1/events {"contract_id","kind":"started"|"completed"|"delayed"|"delivered",
+///        "at_us"?,"expected_due_us"? (required for delayed),"reason"?}
+///        -> 201 EVENT once the event and its ProductionEvent are durable;
+///        400 bad input or transition; 404 unknown contract / no seller role
+/// `sys` and the actor must outlive the router.
+void add_execution_routes(admin::router& r, caf::actor_system& sys, const caf::actor* executor,
+                          int timeout_ms = 5000);
 
 /// Registers the capacity routes on `r` (done by install_roles). POSTs ask
 /// `broker` and wait up to `timeout_ms`; GETs read committed state:

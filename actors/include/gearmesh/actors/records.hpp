@@ -17,6 +17,8 @@
 //   capacity_offer_record (partner) "capacity_bookings" key = booking id ("velo/booking/4")   value
 //   = capacity_booking_record (booker) "capacity_sold"     key = "<booker>/<booking id>" value =
 //   capacity_booking_record (publisher)
+//   "executions" key = contract id   value = execution_record (seller: production events sent)
+//   "progress"   key = contract id   value = progress_record  (buyer: latest event received)
 //
 // Capacity offers (capacity.hpp) reserve their unbooked units as the hold
 // "<offer id>#open" and each granted booking n as the booking "<offer id>#b<n>"
@@ -271,6 +273,40 @@ struct capacity_booking_record {
   bool operator==(const capacity_booking_record&) const = default;
 };
 
+/// Table "executions" (seller): the execution of one contract this node sold
+/// (actors/include/gearmesh/actors/execution.hpp has the rules).
+struct execution_record {
+  std::string contract_id;
+  std::string order_id;
+  std::string buyer;
+  std::string proposal_id;
+  std::string item;
+  std::uint32_t quantity = 0;
+  timestamp_us planned_start_us = 0;  // first booking's start, as contracted
+  timestamp_us planned_end_us = 0;    // last booking's end, as contracted
+  timestamp_us promised_due_us = 0;
+  wire::contract_progress state = wire::contract_progress::contracted;
+  std::uint32_t sequence = 0;  // of the last event sent
+  timestamp_us started_us = 0;
+  timestamp_us completed_us = 0;
+  timestamp_us delivered_us = 0;
+  timestamp_us delay_us = 0;  // the plan slipped by this much (>= 0)
+  std::string reason;         // of the last delay
+  bool shop_floor = false;    // only posted events advance it
+  std::vector<std::string> sub_orders;
+  bool operator==(const execution_record&) const = default;
+};
+
+/// Table "progress" (buyer): the latest production event received for a
+/// contract this node bought (the one with the highest sequence).
+struct progress_record {
+  std::string contract_id;
+  std::string seller;
+  timestamp_us received_us = 0;
+  wire::production_event event;
+  bool operator==(const progress_record&) const = default;
+};
+
 /// Key of the node's id in the runtime's "meta" table.
 inline constexpr std::string_view meta_node_id_key = "node_id";
 
@@ -287,6 +323,8 @@ inline constexpr store::table<capacity_offer_record> capacity_offers{"capacity_o
 inline constexpr store::table<capacity_offer_record> capacity_received{"capacity_received"};
 inline constexpr store::table<capacity_booking_record> capacity_bookings{"capacity_bookings"};
 inline constexpr store::table<capacity_booking_record> capacity_sold{"capacity_sold"};
+inline constexpr store::table<execution_record> executions{"executions"};
+inline constexpr store::table<progress_record> progress{"progress"};
 }  // namespace tables
 
 /// Key of a reservation in "holds"/"bookings": "<resource>/<reservation id>".
@@ -343,6 +381,17 @@ template <>
 struct codec<actors::capacity_booking_record> {
   static std::string encode(const actors::capacity_booking_record& v);
   static result<actors::capacity_booking_record> decode(std::string_view bytes);
+};
+
+template <>
+struct codec<actors::execution_record> {
+  static std::string encode(const actors::execution_record& v);
+  static result<actors::execution_record> decode(std::string_view bytes);
+};
+template <>
+struct codec<actors::progress_record> {
+  static std::string encode(const actors::progress_record& v);
+  static result<actors::progress_record> decode(std::string_view bytes);
 };
 
 }  // namespace gearmesh::store

@@ -41,11 +41,15 @@
 //
 //   [factory] component_window_ms = 300  # how long a CFP waits for component
 //                                  # proposals (nested negotiation)       (default 300)
+//   [factory] execution = "clock"  # who advances sold contracts: "clock" (the node
+//                                  # clock, at the booked times) or "shop_floor"
+//                                  # (only POST /v1/events)              (default "clock")
 //
 //   [supplier]                     # this node sells items from stock
 //   currency = "EUR"               #                                      (default "EUR")
 //   hold_ttl_ms = 5000             #                                      (default 5000)
 //   horizon_days = 90              #                                      (default 90)
+//   execution = "clock"            # as for [factory]                     (default "clock")
 //   [[supplier.items]]             # required, >= 1
 //   id = "BATTERY"
 //   unit_price_cents = 18000
@@ -111,6 +115,7 @@ struct factory_config {
   std::int64_t margin_pct = 15;
   std::int64_t horizon_days = 60;
   std::int64_t component_window_ms = 300;
+  bool shop_floor = false;  // execution = "shop_floor": only posted events advance contracts
   std::vector<machine_config> machines;
   std::vector<factory_item_config> items;
   const factory_item_config* item(std::string_view id) const;
@@ -127,6 +132,7 @@ struct supplier_config {
   std::string currency = "EUR";
   std::int64_t hold_ttl_ms = 5000;
   std::int64_t horizon_days = 90;
+  bool shop_floor = false;  // execution = "shop_floor"
   std::vector<supplier_item_config> items;
   const supplier_item_config* item(std::string_view id) const;
 };

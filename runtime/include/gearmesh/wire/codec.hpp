@@ -27,7 +27,8 @@ struct limits {
   /// Longest string field accepted (reasons, attribute values).
   std::size_t string_bytes_max = 1024;
   /// Longest identifier field accepted: sender, receiver, conversation_id,
-  /// order_id, proposal_id, contract_id, item, currency; and in directory
+  /// order_id, proposal_id, contract_id, item, currency; in production
+  /// events each component's contract_id, seller and item; and in directory
   /// messages identifier, capability, node_id, endpoint, public_key.
   std::size_t id_bytes_max = 255;
   /// Most personalisation attributes in one CFP.
@@ -36,6 +37,12 @@ struct limits {
   std::size_t entries_max = 64;
   /// Most capability names in one Resolution entry.
   std::size_t capabilities_max = 64;
+  /// Most component statuses in one ProductionEvent, counted over the whole
+  /// tree (every tier below the sender).
+  std::size_t components_max = 64;
+  /// Deepest component tree in one ProductionEvent (1 = the sender's own
+  /// component contracts only).
+  std::size_t component_depth_max = 6;
 };
 
 /// A contiguous encoded frame.

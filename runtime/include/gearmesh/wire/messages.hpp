@@ -183,10 +183,64 @@ struct resolution {
   bool operator==(const resolution&) const = default;
 };
 
+/// What a production event reports; values are those of the schema's enum.
+enum class production_event_kind : std::uint8_t {
+  progress = 0,  // only the component summary changed
+  started = 1,
+  completed = 2,
+  delayed = 3,
+  delivered = 4
+};
+/// Where a contract stands in execution; values are those of the schema's enum.
+enum class contract_progress : std::uint8_t {
+  contracted = 0,
+  executing = 1,
+  completed = 2,
+  delivered = 3,
+  cancelled = 4
+};
+
+/// "progress", "started", ... / "contracted", "executing", ...
+const char* to_string(production_event_kind k) noexcept;
+const char* to_string(contract_progress p) noexcept;
+
+/// One component contract of the seller, with its own components below it.
+struct component_status {
+  std::string contract_id;
+  std::string seller;
+  std::string item;
+  std::uint32_t quantity = 0;
+  contract_progress state = contract_progress::contracted;
+  timestamp_us promised_due_us = 0;
+  timestamp_us expected_due_us = 0;  // 0 = as promised
+  timestamp_us started_us = 0;       // 0 = not yet
+  timestamp_us delivered_us = 0;     // 0 = not yet
+  std::vector<component_status> components;
+  bool operator==(const component_status&) const = default;
+};
+
+/// Seller -> buyer of a contract (docs/protocol.md section 6.7): the whole
+/// current execution status; the receiver keeps the highest `sequence`.
+struct production_event {
+  std::string contract_id;
+  std::string order_id;
+  std::uint32_t sequence = 0;  // 1, 2, ... per contract
+  production_event_kind kind = production_event_kind::progress;
+  timestamp_us at_us = 0;
+  contract_progress state = contract_progress::contracted;
+  timestamp_us expected_due_us = 0;
+  timestamp_us started_us = 0;
+  timestamp_us completed_us = 0;
+  timestamp_us delivered_us = 0;
+  std::string reason;
+  std::vector<component_status> components;
+  bool operator==(const production_event&) const = default;
+};
+
 /// One protocol message. The alternative order matches the schema's union.
 using payload = std::variant<cfp, propose, refuse, accept, reject, confirm, failure, cancel, ack,
                              capacity_offer, book_capacity, capacity_booked, capacity_refused,
-                             resolve, resolution>;
+                             resolve, resolution, production_event>;
 
 /// Message types, numbered as the alternatives of `payload` (variant index).
 enum class message_type : std::uint8_t {
@@ -204,9 +258,10 @@ enum class message_type : std::uint8_t {
   capacity_booked,
   capacity_refused,
   resolve,
-  resolution
+  resolution,
+  production_event
 };
-constexpr std::size_t message_type_count = 15;
+constexpr std::size_t message_type_count = 16;
 
 inline message_type type_of(const payload& p) noexcept {
   return static_cast<message_type>(p.index());
