@@ -517,17 +517,9 @@ result<caf::actor> spawn_buyer(caf::actor_system& sys, node_context& ctx, buyer_
 
 order_reply place_order(caf::actor_system& sys, const caf::actor& buyer, order_request req,
                         std::chrono::milliseconds timeout) {
-  order_reply out{504, {}, {}, "no answer from the buyer in time"};
-  caf::scoped_actor self{sys};
-  self->request(buyer, timeout, order_atom::value, std::move(req))
-      .receive([&](order_reply& r) { out = std::move(r); },
-               [&](caf::error& e) {
-                 if (e != caf::sec::request_timeout) {
-                   out.http_status = 503;
-                   out.error = "buyer unavailable: " + to_string(e);
-                 }
-               });
-  return out;
+  return ask_blocking(sys, buyer, timeout,
+                      order_reply{504, {}, {}, "no answer from the buyer in time"}, "buyer",
+                      order_atom::value, std::move(req));
 }
 
 namespace {

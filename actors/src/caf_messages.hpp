@@ -6,8 +6,14 @@
 #include <map>
 #include <string>
 
+#include <chrono>
+#include <string_view>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include "gearmesh/actors/buyer.hpp"
 #include "gearmesh/actors/calendar.hpp"
@@ -16,6 +22,25 @@
 #include "gearmesh/node/caf_types.hpp"
 
 namespace gearmesh::actors {
+
+/// Asks `whom` (xs...) and waits up to `timeout` for its `Reply`; blocking,
+/// for non-actor threads (the admin API, tests). `out` is returned on a
+/// timeout; any other error gives http_status 503 and "<who> unavailable: ...".
+/// Reply has `http_status` and `error` members.
+template <class Reply, class... Ts>
+Reply ask_blocking(caf::actor_system& sys, const caf::actor& whom,
+                   std::chrono::milliseconds timeout, Reply out, std::string_view who, Ts&&... xs) {
+  caf::scoped_actor self{sys};
+  self->request(whom, timeout, std::forward<Ts>(xs)...)
+      .receive([&](Reply& r) { out = std::move(r); },
+               [&](caf::error& e) {
+                 if (e != caf::sec::request_timeout) {
+                   out.http_status = 503;
+                   out.error = std::string(who) + " unavailable: " + to_string(e);
+                 }
+               });
+  return out;
+}
 
 // Buyer.
 /// (order_atom, order_request) -> order_reply
@@ -29,7 +54,8 @@ using component_atom = caf::atom_constant<caf::atom("component")>;
 /// (award_atom, order_id, need_by_us) -> component_award, once contracted
 /// (or at once if it already was) or failed.
 using award_atom = caf::atom_constant<caf::atom("award")>;
-/// (withdraw_atom, order_id, reason): cancels a component order (no answer).
+/// Buyer: (withdraw_atom, order_id, reason) cancels a component order (no
+/// answer). Capacity broker: (withdraw_atom, offer_id) -> publish_reply.
 using withdraw_atom = caf::atom_constant<caf::atom("withdraw")>;
 
 // Resource (machine or item calendar) actors, asked by their participant.
@@ -65,8 +91,6 @@ using resources_atom = caf::atom_constant<caf::atom("resources")>;
 using publish_atom = caf::atom_constant<caf::atom("publish")>;
 /// (reserve_atom, book_request) -> book_reply
 using reserve_atom = caf::atom_constant<caf::atom("reserve")>;
-/// (withdraw_atom, offer_id) -> publish_reply
-using withdraw_atom = caf::atom_constant<caf::atom("withdraw")>;
 /// (sweep_atom): the broker's timer; erases received offers that expired.
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 

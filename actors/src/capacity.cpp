@@ -740,47 +740,24 @@ result<caf::actor> spawn_capacity_broker(caf::actor_system& sys, node_context& c
 
 publish_reply publish_offer(caf::actor_system& sys, const caf::actor& broker, publish_request req,
                             std::chrono::milliseconds timeout) {
-  publish_reply out{504, "no answer from the capacity broker in time", {}};
-  caf::scoped_actor self{sys};
-  self->request(broker, timeout, publish_atom::value, std::move(req))
-      .receive([&](publish_reply& r) { out = std::move(r); },
-               [&](caf::error& e) {
-                 if (e != caf::sec::request_timeout) {
-                   out.http_status = 503;
-                   out.error = "capacity broker unavailable: " + to_string(e);
-                 }
-               });
-  return out;
+  return ask_blocking(sys, broker, timeout,
+                      publish_reply{504, "no answer from the capacity broker in time", {}},
+                      "capacity broker", publish_atom::value, std::move(req));
 }
 
 publish_reply withdraw_offer(caf::actor_system& sys, const caf::actor& broker, std::string offer_id,
                              std::chrono::milliseconds timeout) {
-  publish_reply out{504, "no answer from the capacity broker in time", {}};
-  caf::scoped_actor self{sys};
-  self->request(broker, timeout, withdraw_atom::value, std::move(offer_id))
-      .receive([&](publish_reply& r) { out = std::move(r); },
-               [&](caf::error& e) {
-                 if (e != caf::sec::request_timeout) {
-                   out.http_status = 503;
-                   out.error = "capacity broker unavailable: " + to_string(e);
-                 }
-               });
-  return out;
+  return ask_blocking(sys, broker, timeout,
+                      publish_reply{504, "no answer from the capacity broker in time", {}},
+                      "capacity broker", withdraw_atom::value, std::move(offer_id));
 }
 
 book_reply book_offer(caf::actor_system& sys, const caf::actor& broker, book_request req,
                       std::chrono::milliseconds timeout) {
-  book_reply out{504, "no answer from the publisher in time; the booking stays requested", {}};
-  caf::scoped_actor self{sys};
-  self->request(broker, timeout, reserve_atom::value, std::move(req))
-      .receive([&](book_reply& r) { out = std::move(r); },
-               [&](caf::error& e) {
-                 if (e != caf::sec::request_timeout) {
-                   out.http_status = 503;
-                   out.error = "capacity broker unavailable: " + to_string(e);
-                 }
-               });
-  return out;
+  return ask_blocking(
+      sys, broker, timeout,
+      book_reply{504, "no answer from the publisher in time; the booking stays requested", {}},
+      "capacity broker", reserve_atom::value, std::move(req));
 }
 
 }  // namespace gearmesh::actors

@@ -191,26 +191,8 @@ class capacity_test : public ::testing::Test {
   std::filesystem::path dir_{tmp_.path()};
 };
 
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
-}
-
-template <class T>
-std::map<std::string, T> all(const store::environment& env, const store::table<T>& t) {
-  std::map<std::string, T> out;
-  auto st = t.for_each(env, [&](std::string_view k, T&& v) {
-    out.emplace(std::string(k), std::move(v));
-    return true;
-  });
-  EXPECT_TRUE(st.is_ok()) << st.to_string();
-  return out;
-}
+using testing::all;
+using testing::eventually;
 
 admin::response call(const admin::router& r, std::string method, std::string path,
                      std::string body = {}) {

@@ -10,6 +10,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
 
 #include <caf/all.hpp>
 
@@ -131,5 +134,28 @@ class test_node final : public node_context {
   std::unique_ptr<store::group_commit_writer> writer_;
   std::atomic<std::uint64_t> next_message_id_{1};
 };
+
+/// Polls `pred` every 10 ms for at most `limit`.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+/// Every committed record of `t`, by key (a read error fails the test).
+template <class T>
+std::map<std::string, T> all(const store::environment& env, const store::table<T>& t) {
+  std::map<std::string, T> out;
+  auto st = t.for_each(env, [&](std::string_view k, T&& v) {
+    out.emplace(std::string(k), std::move(v));
+    return true;
+  });
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  return out;
+}
 
 }  // namespace gearmesh::actors::testing
