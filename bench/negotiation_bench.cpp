@@ -331,7 +331,7 @@ std::string factory_roles(int i) {
         id, capability);
   return fmt::format(
       "[factory]\nhold_ttl_ms = 60000\nbucket_minutes = 60\nmargin_pct = {}\nhorizon_days = "
-      "3650\n\n"
+      "3650\nexecution = \"shop_floor\"\n\n"
       "{}[[factory.items]]\nid = \"FRAME\"\n\n"
       "[[factory.items.operations]]\ncapability = \"sawing\"\nminutes_per_unit = 1\n\n"
       "[[factory.items.operations]]\ncapability = \"welding\"\nminutes_per_unit = 1\n\n"
@@ -438,7 +438,8 @@ outcome run_mode(const config& cfg, const std::string& root, const std::string& 
     return out;
   }
   node.route({gearmesh::wire::message_type::propose, gearmesh::wire::message_type::refuse,
-              gearmesh::wire::message_type::confirm, gearmesh::wire::message_type::failure},
+              gearmesh::wire::message_type::confirm, gearmesh::wire::message_type::failure,
+              gearmesh::wire::message_type::production_event},
              *buyer);
   auto drv = node.system().spawn(driver, *buyer, &t);
   ctx.set_driver(drv);
@@ -614,8 +615,8 @@ int main(int argc, char** argv) {
     std::printf(
         "%-9s %9.0f negotiations/s (%llu in %.2f s after %.1f s warm-up, %.0f us CPU each)  "
         "latency p50 %.2f ms p99 %.2f ms (%llu)  "
-        "failed %llu refused %llu not placed %llu  buyer: commits %llu frames in %llu out %llu "
-        "retransmits %llu%s\n",
+        "failed %llu refused %llu not placed %llu  buyer: commits %llu in %llu transactions, "
+        "frames in %llu out %llu, retransmits %llu%s\n",
         r.mode.c_str(), r.rate(), static_cast<unsigned long long>(r.contracted), r.seconds,
         r.warmup_seconds,
         r.contracted ? r.cpu_seconds * 1e6 / static_cast<double>(r.contracted) : 0.0, r.p50_ms,
@@ -623,6 +624,7 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(r.failed), static_cast<unsigned long long>(r.refused),
         static_cast<unsigned long long>(r.not_placed),
         static_cast<unsigned long long>(r.buyer.commits),
+        static_cast<unsigned long long>(r.buyer.store_transactions),
         static_cast<unsigned long long>(r.buyer.frames_in),
         static_cast<unsigned long long>(r.buyer.frames_out),
         static_cast<unsigned long long>(r.buyer.retransmits), r.ok ? "" : "  [FAILED]");

@@ -144,6 +144,13 @@ inline std::vector<scripted_frame> seeds() {
   add("cancel-unknown-contract", velo,
       envelope("velo", 115, wire::cancel{"velo/order/9", "velo/order/9/c1", "tombstone"}));
   add("ack-propose", velo, envelope("velo", 0, wire::ack{propose_to_velo_id}));
+  {
+    // An Accept carrying the Ack of the Propose it answers.
+    auto accept = envelope(
+        "velo", 116, wire::accept{"velo/order/3", "framecraft/proposal/3", "velo/order/3/c1"});
+    accept.header.acks = {propose_to_velo_id, propose_to_velo_id + 1000};
+    add("accept-with-acks", velo, accept);
+  }
 
   // tubeco and alloyframe -> the buyer role.
   add("propose", tubeco,

@@ -32,8 +32,9 @@
 //     acks_in, duplicates (every frame is counted exactly once, as predicted);
 //     retransmits, inbox_pruned and dropped_unroutable stay 0 (the clock
 //     stands still and both roles route every message type);
-//   - a processed, duplicate or replayed message is not acknowledged exactly
-//     once, or anything else is acknowledged;
+//   - a processed message is not acknowledged exactly once (by an Ack frame
+//     or on a reply, Envelope.acks), a duplicate or replayed one not by
+//     exactly one Ack frame, or anything else is acknowledged;
 //   - the node sends a frame that a conforming partner could not decode (with
 //     the default wire::limits), or one not from itself, or to a non-peer.
 // A failed check prints the session's inputs (GEARMESH_FUZZ_SESSION_DIR: also
@@ -170,12 +171,16 @@ class memory_transport final : public transport::transport {
     receive_(from, frame);
   }
 
-  /// Acks the node sent for (receiver, message id), and in all.
-  std::uint64_t acks_for(const std::string& to, std::uint64_t id) const {
+  /// Acknowledgements the node sent for (receiver, message id): in Ack
+  /// frames and on replies (Envelope.acks) together, or in Ack frames only.
+  std::uint64_t acks_for(const std::string& to, std::uint64_t id,
+                         bool ack_frames_only = false) const {
     std::lock_guard<std::mutex> guard{mx_};
-    auto it = acks_.find({to, id});
-    return it == acks_.end() ? 0 : it->second;
+    const auto& m = ack_frames_only ? ack_frames_ : acks_;
+    auto it = m.find({to, id});
+    return it == m.end() ? 0 : it->second;
   }
+  /// Acknowledged ids in all.
   std::uint64_t acks_sent() const {
     std::lock_guard<std::mutex> guard{mx_};
     return acks_sent_;
@@ -219,7 +224,7 @@ class memory_transport final : public transport::transport {
   std::condition_variable cv_;
   std::set<std::string> peers_;
   gearmesh::transport::transport_stats stats_;
-  std::map<std::pair<std::string, std::uint64_t>, std::uint64_t> acks_;
+  std::map<std::pair<std::string, std::uint64_t>, std::uint64_t> acks_, ack_frames_;
   std::uint64_t acks_sent_ = 0;
   std::string violation_;
   bool record_ = false;
@@ -244,8 +249,10 @@ void memory_transport::send(const std::string& peer_id, std::vector<std::uint8_t
     const auto& h = env->header;
     if (violation_.empty() && (h.sender != node_id_ || h.receiver != peer_id))
       violation_ = "sent " + describe(*env) + " on the connection to '" + peer_id + "'";
-    if (const auto* a = std::get_if<wire::ack>(&env->payload)) {
-      ++acks_[{h.receiver, a->acked_message_id}];
+    const bool ack_frame = std::holds_alternative<wire::ack>(env->payload);
+    for (auto id : wire::acknowledged_ids(*env)) {
+      ++acks_[{h.receiver, id}];
+      if (ack_frame) ++ack_frames_[{h.receiver, id}];
       ++acks_sent_;
     }
     if (verbose())
@@ -505,6 +512,8 @@ verdict session::predict(const std::string& from, std::span<const std::uint8_t> 
     ++want_.dropped_sender_mismatch;
     return verdict::sender_mismatch;
   }
+  // Acknowledgements on any frame that passed the checks above are taken.
+  want_.acks_in += h.acks.size();
   if (std::holds_alternative<wire::ack>(env->payload)) {
     ++want_.acks_in;
     return verdict::ack;
@@ -536,6 +545,7 @@ void session::deliver(const std::string& from, std::span<const std::uint8_t> fra
   const verdict v = predict(from, frame, key);
   const bool acked = v == verdict::duplicate || v == verdict::replayed || v == verdict::processed;
   const auto key_acks_before = acked ? net_->acks_for(key.first, key.second) : 0;
+  const auto key_ack_frames_before = acked ? net_->acks_for(key.first, key.second, true) : 0;
   if (verbose())
     std::fprintf(stderr, "fuzz_dispatch: %zu bytes from '%s': expect %s\n", frame.size(),
                  from.c_str(), to_string(v));
@@ -547,6 +557,12 @@ void session::deliver(const std::string& from, std::span<const std::uint8_t> fra
   const bool settled = net_->wait_until(
       [&] {
         if (!node_->failure().is_ok()) return true;
+        // Acks the frame carries are counted before its own Ack is sent. A
+        // processed message is acknowledged on a reply or by an Ack frame; a
+        // duplicate's re-sent replies may carry its acknowledgement before
+        // its Ack frame leaves.
+        if (v == verdict::processed) return net_->acks_for(key.first, key.second) > key_acks_before;
+        if (acked) return net_->acks_for(key.first, key.second, true) > key_ack_frames_before;
         const auto s = node_->stats();
         return s.dropped_malformed + s.dropped_wrong_receiver + s.dropped_unknown_sender +
                    s.dropped_sender_mismatch + s.acks_in + s.dropped_clock_skew +
@@ -565,13 +581,22 @@ void session::deliver(const std::string& from, std::span<const std::uint8_t> fra
              std::to_string(s.dropped_replayed));
   }
   check_stats(to_string(v));
+  // A processed message is acknowledged exactly once: by an Ack frame or on
+  // a reply. A duplicate or a replay gets exactly one Ack frame; a duplicate's
+  // stored replies, re-sent, may carry its acknowledgement again. Nothing
+  // else is acknowledged.
   const auto acks = net_->acks_sent() - acks_before;
-  FUZZ_CHECK(acks == (acked ? 1u : 0u),
-             std::string(to_string(v)) + ": " + std::to_string(acks) + " acks sent");
-  if (acked)
-    FUZZ_CHECK(net_->acks_for(key.first, key.second) == key_acks_before + 1,
-               std::string(to_string(v)) + ": the ack went to another message than " + key.first +
-                   " #" + std::to_string(key.second));
+  const auto key_acks = acked ? net_->acks_for(key.first, key.second) - key_acks_before : 0;
+  FUZZ_CHECK(acks == key_acks, std::string(to_string(v)) + ": " + std::to_string(acks) +
+                                   " acks sent, " + std::to_string(key_acks) + " for " + key.first +
+                                   " #" + std::to_string(key.second));
+  if (v == verdict::processed)
+    FUZZ_CHECK(key_acks == 1,
+               std::string("processed: acknowledged ") + std::to_string(key_acks) + " times");
+  if (v == verdict::duplicate || v == verdict::replayed)
+    FUZZ_CHECK(net_->acks_for(key.first, key.second, true) == key_ack_frames_before + 1,
+               std::string(to_string(v)) + ": not answered by exactly one Ack frame");
+  if (!acked) FUZZ_CHECK(acks == 0, std::string(to_string(v)) + ": acknowledged something");
 }
 
 void session::check_stats(const char* after) {

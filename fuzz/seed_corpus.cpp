@@ -89,6 +89,12 @@ std::vector<std::pair<std::string, wire::bytes>> valid_seeds() {
   wire::envelope ack = envelope(0, "framecraft", "velo", wire::ack{4}, 4);
   ack.header.conversation_id.clear();
   add("ack", ack);
+  ack.header.acks = {5, 6, 9};  // one Ack frame acknowledging four messages
+  add("ack-batch", ack);
+  auto answered = envelope(8, "framecraft", "velo",
+                           wire::refuse{"velo/order/2", "no capacity before the due date"}, 2);
+  answered.header.acks = {2};  // a reply carrying the Ack of what it answers
+  add("refuse-with-ack", answered);
   add("capacity_offer",
       envelope(11, "framecraft", "velo",
                wire::capacity_offer{"framecraft/capacity/1", "coating", start, due, 480, 480, 125,

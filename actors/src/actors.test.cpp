@@ -726,7 +726,7 @@ TEST_F(actors_test, shop_floor_events_reach_the_buyer) {
   // A stale event (lower sequence) changes nothing; neither does one from
   // a node that is not the contract's seller.
   wire::envelope stale;
-  stale.header = {wire::protocol_version, 999, "cellpack", "velo", id, 0, system_clock().now()};
+  stale.header = {wire::protocol_version, 999, "cellpack", "velo", id, 0, system_clock().now(), {}};
   wire::production_event old;
   old.contract_id = order.contract_id;
   old.order_id = id;

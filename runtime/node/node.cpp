@@ -34,6 +34,7 @@
 #include <mutex>
 #include <set>
 #include <shared_mutex>
+#include <span>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -66,6 +67,9 @@ struct commit_done {
   timestamp_us at = 0;  // commit time, for the inbox entry of `cause`
   std::string replies;  // ids of `frames`, ','-separated (see inbox_value)
   std::vector<committed_frame> frames;
+  /// One of `frames` goes to the cause's sender and carries the cause's Ack
+  /// (Envelope.acks): no Ack frame of its own is needed.
+  bool cause_acked_by_reply = false;
 };
 
 /// What the node knows of one partner at run time. Entries are created from
@@ -95,6 +99,7 @@ bool allows(message_type_set set, wire::message_type t) {
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
 using committed_atom = caf::atom_constant<caf::atom("committed")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using flush_acks_atom = caf::atom_constant<caf::atom("flushacks")>;
 
 /// Shortest gap between two gateway ticks (re-sends and inbox pruning run on
 /// ticks). Ticks are scheduled only for when there is work -- the earliest
@@ -268,7 +273,9 @@ struct node::impl final : node_context {
   /// Adds or updates the run-time state of the trust store's partners and
   /// marks the others untrusted. Returns the ids no longer trusted.
   std::vector<std::string> apply_peers(const std::vector<peer_config>& list);
-  void send_ack(const std::string& to, std::uint64_t id);
+  /// Sends Ack frames acknowledging `ids` to `to`: the first id in the Ack
+  /// payload, up to limits.acks_max more in Envelope.acks, per frame.
+  void send_acks(const std::string& to, std::span<const std::uint64_t> ids);
   void fail(const status& st);
 
   /// Sends an outbox frame. Fault points net.drop / net.duplicate lose or
@@ -332,6 +339,12 @@ void node::impl::commit(effects fx) {
     env.header.conversation_id = std::move(out.conversation_id);
     env.header.causation_id = out.causation_id;
     env.header.timestamp_us = clk.now();
+    if (fx.cause && !done.cause_acked_by_reply && out.receiver == fx.cause->sender) {
+      // The reply carries the Ack of the message it answers: it leaves only
+      // once this commit, which records that message in the inbox, is durable.
+      env.header.acks.push_back(fx.cause->message_id);
+      done.cause_acked_by_reply = true;
+    }
     env.payload = std::move(out.payload);
     committed_frame cf{env.header.message_id, out.receiver, wire::encode(env)};
     std::string value = out.receiver;
@@ -457,16 +470,21 @@ std::vector<std::string> node::impl::apply_peers(const std::vector<peer_config>&
   return revoked;
 }
 
-void node::impl::send_ack(const std::string& to, std::uint64_t id) {
-  wire::envelope ack;
-  ack.header.sender = cfg.node_id;
-  ack.header.receiver = to;
-  ack.header.causation_id = id;
-  ack.header.timestamp_us = clk.now();
-  ack.payload = wire::ack{id};
-  frames_out.fetch_add(1, std::memory_order_relaxed);
-  if (fault::fires("net.drop_ack")) return;
-  net->send(to, wire::encode(ack));
+void node::impl::send_acks(const std::string& to, std::span<const std::uint64_t> ids) {
+  while (!ids.empty()) {
+    const auto n = std::min(ids.size(), limits.acks_max + 1);
+    wire::envelope ack;
+    ack.header.sender = cfg.node_id;
+    ack.header.receiver = to;
+    ack.header.causation_id = ids.front();
+    ack.header.timestamp_us = clk.now();
+    ack.header.acks.assign(ids.begin() + 1, ids.begin() + static_cast<std::ptrdiff_t>(n));
+    ack.payload = wire::ack{ids.front()};
+    ids = ids.subspan(n);
+    frames_out.fetch_add(1, std::memory_order_relaxed);
+    if (fault::fires("net.drop_ack")) continue;
+    net->send(to, wire::encode(ack));
+  }
 }
 
 namespace {
@@ -503,6 +521,11 @@ struct gateway_state {
   /// whose generation is not the latest was superseded by an earlier one).
   timestamp_us tick_due_us = std::numeric_limits<timestamp_us>::max();
   std::uint64_t tick_generation = 0;
+  /// Acks to send, by partner: gathered while the gateway works through its
+  /// mailbox and sent by one flush_acks message queued behind that work, so
+  /// the Acks of one group commit leave as one frame per partner.
+  std::map<std::string, std::vector<std::uint64_t>, std::less<>> acks_due;
+  bool acks_flush_queued = false;
   static inline const char* name = "gearmesh.gateway";
 };
 
@@ -526,6 +549,36 @@ void prune_inbox(gateway_state& st, timestamp_us now) {
 }
 
 using gateway_actor_type = caf::stateful_actor<gateway_state>;
+
+/// Queues the Ack of message `id` from `to` (see gateway_state::acks_due).
+void queue_ack(gateway_actor_type* self, const std::string& to, std::uint64_t id) {
+  auto& st = self->state;
+  st.acks_due[to].push_back(id);
+  if (st.acks_flush_queued) return;
+  st.acks_flush_queued = true;
+  self->send(self, flush_acks_atom::value);
+}
+
+/// Acknowledgements from `from` (an Ack payload or Envelope.acks): erases the
+/// acknowledged messages it received from the outbox.
+void take_acks(gateway_state& st, const std::string& from, std::span<const std::uint64_t> ids) {
+  auto* host = st.host;
+  store::write_batch b;
+  for (auto id : ids) {
+    auto it = st.pending.find(id);
+    // Only the receiver of a message may acknowledge it.
+    if (it == st.pending.end() || it->second.receiver != from) continue;
+    fault::crash_point("ack.before_erase");
+    st.pending.erase(it);
+    b.erase(outbox_table, store::key_u64(id));
+  }
+  if (b.empty()) return;
+  host->outbox_pending = st.pending.size();
+  // Deferred: rides with the next commit instead of costing a sync of its
+  // own; if a crash loses it, the message is re-sent and the receiver drops
+  // it as a duplicate.
+  host->writer->submit_deferred(std::move(b), nullptr);
+}
 
 /// Makes sure a tick runs at `due_us` (or at most tick_interval_min_us later).
 void schedule_tick(gateway_actor_type* self, timestamp_us due_us) {
@@ -580,27 +633,19 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
         if (host->failed.load(std::memory_order_relaxed)) return;
         auto& env = vf.env;
         const auto& h = env.header;
+        if (!h.acks.empty()) {
+          host->acks_in.fetch_add(h.acks.size(), std::memory_order_relaxed);
+          take_acks(st, h.sender, h.acks);
+        }
         if (auto* a = std::get_if<wire::ack>(&env.payload)) {
           host->acks_in.fetch_add(1, std::memory_order_relaxed);
-          auto it = st.pending.find(a->acked_message_id);
-          // Only the receiver of a message may acknowledge it.
-          if (it != st.pending.end() && it->second.receiver == h.sender) {
-            fault::crash_point("ack.before_erase");
-            st.pending.erase(it);
-            host->outbox_pending = st.pending.size();
-            store::write_batch b;
-            b.erase(outbox_table, store::key_u64(a->acked_message_id));
-            // Deferred: rides with the next commit instead of costing a sync
-            // of its own; if a crash loses it, the message is re-sent and the
-            // receiver drops it as a duplicate.
-            host->writer->submit_deferred(std::move(b), nullptr);
-          }
+          take_acks(st, h.sender, std::span(&a->acked_message_id, 1));
           return;
         }
         auto key = inbox_key(h.sender, h.message_id);
         if (auto it = st.committed.find(key); it != st.committed.end()) {
           host->duplicates.fetch_add(1, std::memory_order_relaxed);
-          host->send_ack(h.sender, h.message_id);
+          queue_ack(self, h.sender, h.message_id);
           for_each_reply_id(it->second.replies, [&](std::uint64_t id) {
             auto p = st.pending.find(id);
             if (p == st.pending.end()) return;  // acknowledged already
@@ -630,7 +675,7 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
           // Older than the window: possibly processed and forgotten. Acked so
           // the sender stops, and no effect.
           host->dropped_replayed.fetch_add(1, std::memory_order_relaxed);
-          host->send_ack(h.sender, h.message_id);
+          queue_ack(self, h.sender, h.message_id);
           return;
         }
         st.in_flight.emplace(key, vf.peer);
@@ -679,8 +724,17 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
                                    inbox_entry{done.at, std::move(done.replies)});
           // Commit times only grow (the clock is monotonic), so this stays sorted.
           if (added) st.committed_by_time.emplace_back(it->second.at, &it->first);
-          host->send_ack(done.cause->sender, done.cause->message_id);
+          if (!done.cause_acked_by_reply)
+            queue_ack(self, done.cause->sender, done.cause->message_id);
         }
+      },
+      [=](flush_acks_atom) {
+        auto& st = self->state;
+        st.acks_flush_queued = false;
+        auto due = std::exchange(st.acks_due, {});
+        // A failed node acknowledges nothing more (node::on_fatal).
+        if (host->failed.load(std::memory_order_relaxed)) return;
+        for (const auto& [to, ids] : due) host->send_acks(to, ids);
       },
       [=](tick_atom, std::uint64_t generation) {
         auto& st = self->state;
@@ -849,6 +903,8 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
     field("outbox_pending", s.outbox_pending);
     field("commits", s.commits);
     field("commit_failures", s.commit_failures);
+    field("store_transactions", s.store_transactions);
+    field("store_batches", s.store_batches);
     field("transport_dropped_queue_full", t.dropped_queue_full);
     field("transport_dropped_oversized", t.dropped_oversized);
     field("transport_dropped_unknown_peer", t.dropped_unknown_peer);
@@ -976,6 +1032,11 @@ node_stats node::stats() const {
   s.outbox_pending = p.outbox_pending;
   s.commits = p.commits;
   s.commit_failures = p.commit_failures;
+  if (const auto* w = dynamic_cast<const store::group_commit_writer*>(p.writer.get())) {
+    const auto ws = w->stats();
+    s.store_transactions = ws.transactions;
+    s.store_batches = ws.batches;
+  }
   return s;
 }
 

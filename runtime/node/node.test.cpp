@@ -231,6 +231,94 @@ TEST_F(node_host, message_is_answered_and_both_outboxes_drain) {
   EXPECT_TRUE(inbox->has_value());
 }
 
+/// A transport that keeps what the node sends; frames come in by deliver().
+class captured_transport final : public transport::transport {
+ public:
+  explicit captured_transport(std::vector<wire::envelope>* sent) : sent_(sent) {}
+  void on_receive(receive_fn fn) override { fn_ = std::move(fn); }
+  status start() override { return status::ok(); }
+  void stop() override {}
+  void add_peer(const gearmesh::transport::peer&) override {}
+  void remove_peer(const std::string&) override {}
+  void send(const std::string&, std::vector<std::uint8_t> frame) override {
+    auto e = wire::decode(frame);
+    ASSERT_TRUE(e) << e.error().to_string();
+    sent_->push_back(std::move(*e));
+  }
+  gearmesh::transport::transport_stats stats() const override { return {}; }
+  std::string listen_endpoint() const override { return "inproc://captured"; }
+  void deliver(const std::string& from, const wire::envelope& e) {
+    auto frame = wire::encode(e);
+    fn_(from, frame);
+  }
+
+ private:
+  std::vector<wire::envelope>* sent_;
+  receive_fn fn_;
+};
+
+// Acknowledgements (protocol.md section 4): a step that answers the sender
+// carries the Ack on its reply; the others committed together leave as one
+// Ack frame. Deterministic execution makes "together" exact.
+TEST_F(node_host, acks_ride_on_replies_and_are_batched_per_partner) {
+  std::vector<wire::envelope> sent;
+  auto owned = std::make_unique<captured_transport>(&sent);
+  auto* net = owned.get();
+  manual_clock clk(system_clock().now());
+  auto cfg = config("b");
+  auto n = node::open(cfg, clk, std::move(owned), execution::deterministic);
+  ASSERT_TRUE(n) << n.error().to_string();
+  journal j;
+  auto& b = **n;
+  b.route({wire::message_type::cfp}, b.system().spawn(refuser, &b.context(), &j));
+  b.route({wire::message_type::cancel}, b.system().spawn(recorder, &b.context(), &j));
+  ASSERT_TRUE(b.serve());
+  b.run_ready();
+  sent.clear();  // nothing is due yet; the first tick only looks at the outbox
+
+  auto cancel = [&](std::uint64_t id) {
+    auto e = cfp_from_a(id, clk.now());
+    e.payload = wire::cancel{e.header.conversation_id, "", "withdrawn"};
+    return e;
+  };
+  for (std::uint64_t id : {1, 2, 3}) net->deliver("a", cancel(id));
+  for (std::uint64_t id : {4, 5}) net->deliver("a", cfp_from_a(id, clk.now()));
+  b.run_ready();
+  ASSERT_EQ(j.size(), 5u);
+
+  std::vector<wire::envelope> refusals, ack_frames;
+  for (auto& e : sent)
+    (std::holds_alternative<wire::ack>(e.payload) ? ack_frames : refusals).push_back(e);
+  ASSERT_EQ(refusals.size(), 2u);
+  EXPECT_EQ(refusals[0].header.acks, std::vector<std::uint64_t>{4});
+  EXPECT_EQ(refusals[1].header.acks, std::vector<std::uint64_t>{5});
+  ASSERT_EQ(ack_frames.size(), 1u);
+  EXPECT_EQ(wire::acknowledged_ids(ack_frames[0]), (std::vector<std::uint64_t>{1, 2, 3}));
+  EXPECT_EQ(ack_frames[0].header.message_id, 0u);
+  EXPECT_EQ(ack_frames[0].header.causation_id, 1u);
+
+  // a's Ack of both refusals, in one frame, empties b's outbox.
+  ASSERT_EQ(b.stats().outbox_pending, 2u);
+  wire::envelope ack;
+  ack.header = {wire::protocol_version, 0, "a", "b", "", 0, clk.now(), {}};
+  ack.payload = wire::ack{refusals[0].header.message_id};
+  ack.header.acks = {refusals[1].header.message_id, 999};  // 999: not b's, ignored
+  net->deliver("a", ack);
+  b.run_ready();
+  EXPECT_EQ(b.stats().outbox_pending, 0u);
+  EXPECT_EQ(b.stats().acks_in, 3u);
+
+  // A duplicate is answered with an Ack frame and its unacknowledged replies
+  // (none left here).
+  sent.clear();
+  net->deliver("a", cfp_from_a(4, clk.now()));
+  b.run_ready();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(wire::acknowledged_ids(sent[0]), std::vector<std::uint64_t>{4});
+  EXPECT_TRUE(std::holds_alternative<wire::ack>(sent[0].payload));
+  b.stop();
+}
+
 TEST_F(node_host, committed_message_survives_restart_and_arrives_once) {
   journal ja, jb;
   std::uint64_t first_id = 0;
@@ -266,17 +354,28 @@ TEST_F(node_host, duplicates_malformed_frames_and_forged_senders_have_no_effect)
   });
   auto e = cfp_from_a(42);
   auto frame = wire::encode(e);
-  auto acks_for = [&](std::uint64_t id) {
+  // Frames acknowledging `id`: Ack frames, or any frame carrying it in acks.
+  auto acks_for = [&](std::uint64_t id, bool ack_frames_only = false) {
     std::lock_guard<std::mutex> g{mx};
     int n = 0;
-    for (auto& m : to_fake)
-      if (auto* a = std::get_if<wire::ack>(&m.payload)) n += a->acked_message_id == id;
+    for (auto& m : to_fake) {
+      if (ack_frames_only && !std::holds_alternative<wire::ack>(m.payload)) continue;
+      auto ids = wire::acknowledged_ids(m);
+      n += static_cast<int>(std::count(ids.begin(), ids.end(), id));
+    }
     return n;
   };
   fake->send("b", frame);
-  ASSERT_TRUE(eventually([&] { return jb.size() == 1 && acks_for(42) == 1; }));
+  ASSERT_TRUE(eventually([&] { return jb.size() == 1 && acks_for(42) >= 1; }));
+  {
+    // b answers the CFP with a Refuse, which carries the CFP's Ack: no Ack frame.
+    std::lock_guard<std::mutex> g{mx};
+    ASSERT_TRUE(std::holds_alternative<wire::refuse>(to_fake.at(0).payload));
+    EXPECT_EQ(to_fake.at(0).header.acks, std::vector<std::uint64_t>{42});
+  }
+  EXPECT_EQ(acks_for(42, true), 0);
   fake->send("b", frame);  // duplicate after the commit: acked again, no effect
-  ASSERT_TRUE(eventually([&] { return b->stats().duplicates == 1 && acks_for(42) == 2; }));
+  ASSERT_TRUE(eventually([&] { return b->stats().duplicates == 1 && acks_for(42, true) == 1; }));
   // ... and answered with its stored reply: the fake never acked b's Refuse,
   // so it is re-sent at once (not only on b's retry timer).
   EXPECT_EQ(b->stats().duplicate_replies, 1u);
@@ -307,7 +406,7 @@ TEST_F(node_host, duplicates_malformed_frames_and_forged_senders_have_no_effect)
   EXPECT_EQ(jb.size(), 2u);
 
   // 45 is acked; b's refusals stay pending because the fake never acks them.
-  ASSERT_TRUE(eventually([&] { return acks_for(45) == 1; }));
+  ASSERT_TRUE(eventually([&] { return acks_for(45) >= 1; }));
   EXPECT_GE(b->stats().outbox_pending, 1u);
   fake->stop();
 }
@@ -325,12 +424,19 @@ TEST_F(node_host, replay_window_bounds_the_inbox_and_stale_frames_have_no_effect
   ASSERT_TRUE(b);
 
   std::mutex mx;
-  std::vector<std::uint64_t> acked;
+  std::vector<std::uint64_t> acked;  // by Ack frames
+  std::vector<std::uint64_t> acked_on_replies;
   auto fake = fake_a([&](wire::envelope e) {
     std::lock_guard<std::mutex> g{mx};
-    if (auto* a = std::get_if<wire::ack>(&e.payload)) acked.push_back(a->acked_message_id);
+    auto& to = std::holds_alternative<wire::ack>(e.payload) ? acked : acked_on_replies;
+    for (auto id : wire::acknowledged_ids(e)) to.push_back(id);
   });
   auto acks_for = [&](std::uint64_t id) {
+    std::lock_guard<std::mutex> g{mx};
+    return std::count(acked.begin(), acked.end(), id) +
+           std::count(acked_on_replies.begin(), acked_on_replies.end(), id);
+  };
+  auto ack_frames_for = [&](std::uint64_t id) {
     std::lock_guard<std::mutex> g{mx};
     return std::count(acked.begin(), acked.end(), id);
   };
@@ -345,7 +451,8 @@ TEST_F(node_host, replay_window_bounds_the_inbox_and_stale_frames_have_no_effect
 
   auto fresh = cfp(3, system_clock().now());
   fake->send("b", fresh);
-  ASSERT_TRUE(eventually([&] { return jb.size() == 1 && acks_for(3) == 1; }));
+  ASSERT_TRUE(eventually([&] { return jb.size() == 1 && acks_for(3) >= 1; }));
+  const auto ack_frames_before = ack_frames_for(3);
   // Forgotten after window + skew bound (0.5 s)...
   ASSERT_TRUE(eventually([&] { return b->stats().inbox_pruned >= 1; }));
   auto key = "a/" + store::key_u64(3);
@@ -355,7 +462,7 @@ TEST_F(node_host, replay_window_bounds_the_inbox_and_stale_frames_have_no_effect
   }));
   // ... and the same frame again is a stale replay: acked, no second effect.
   fake->send("b", fresh);
-  ASSERT_TRUE(eventually([&] { return acks_for(3) == 2; }));
+  ASSERT_TRUE(eventually([&] { return ack_frames_for(3) == ack_frames_before + 1; }));
   EXPECT_EQ(b->stats().dropped_replayed, 2u);
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(jb.size(), 1u);

@@ -205,7 +205,7 @@ static_assert(static_cast<std::size_t>(Payload::MAX) == message_type_count,
 /// Upper bound guess of the encoded size, so the builder allocates once.
 std::size_t size_hint(const envelope& env) {
   std::size_t n = 160 + env.header.sender.size() + env.header.receiver.size() +
-                  env.header.conversation_id.size();
+                  env.header.conversation_id.size() + 8 * env.header.acks.size();
   std::visit(
       [&n](const auto& m) {
         using T = std::decay_t<decltype(m)>;
@@ -584,6 +584,13 @@ result<envelope> decode_aligned(const std::uint8_t* data, std::size_t size, cons
   env.header.conversation_id = r.id(e->conversation_id(), "conversation_id");
   env.header.causation_id = e->causation_id();
   env.header.timestamp_us = e->timestamp_us();
+  if (const auto* acks = e->acks()) {
+    if (acks->size() > lim.acks_max) {
+      return malformed("acks holds " + std::to_string(acks->size()) + " ids, more than " +
+                       std::to_string(lim.acks_max));
+    }
+    env.header.acks.assign(acks->begin(), acks->end());
+  }
 
   switch (type) {
     case Payload::Cfp:
@@ -649,9 +656,11 @@ bytes encode(const envelope& env) {
   const auto sender = put(b, env.header.sender);
   const auto receiver = put(b, env.header.receiver);
   const auto conversation_id = put(b, env.header.conversation_id);
+  const auto acks = env.header.acks.empty() ? fb::Offset<fb::Vector<std::uint64_t>>{}
+                                            : b.CreateVector(env.header.acks);
   const auto root = CreateEnvelope(b, env.header.protocol_version, env.header.message_id, sender,
                                    receiver, conversation_id, env.header.causation_id,
-                                   env.header.timestamp_us, union_type(env.payload), body);
+                                   env.header.timestamp_us, union_type(env.payload), body, acks);
   FinishEnvelopeBuffer(b, root);
   const std::uint8_t* p = b.GetBufferPointer();
   return bytes(p, p + b.GetSize());

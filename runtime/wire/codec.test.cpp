@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -518,6 +519,25 @@ TEST(codec, rejects_too_many_attributes) {
   lim.attributes_max = 2;
   m.attributes.resize(3);
   expect_error(decode(encode(sample_envelope(m)), lim), errc::malformed_frame, "3 attributes");
+}
+
+TEST(codec, round_trips_and_bounds_piggybacked_acks) {
+  envelope in = sample_envelope(ack{7});
+  in.header.acks = {8, 9, std::numeric_limits<std::uint64_t>::max()};
+  auto out = decode(encode(in));
+  ASSERT_TRUE(out.has_value()) << out.error().to_string();
+  EXPECT_EQ(*out, in);
+  EXPECT_EQ(acknowledged_ids(*out), (std::vector<std::uint64_t>{7, 8, 9, in.header.acks[2]}));
+  // On a reply: only the header's ids are acknowledged.
+  envelope reply = sample_envelope(sample_cfp());
+  reply.header.acks = {3};
+  EXPECT_EQ(acknowledged_ids(reply), std::vector<std::uint64_t>{3});
+  // At the limit and beyond.
+  const limits lim;
+  in.header.acks.assign(lim.acks_max, 1);
+  ASSERT_TRUE(decode(encode(in)).has_value());
+  in.header.acks.push_back(2);
+  expect_error(decode(encode(in)), errc::malformed_frame, "acks holds 1025 ids, more than 1024");
 }
 
 TEST(codec, verifier_limits_apply) {

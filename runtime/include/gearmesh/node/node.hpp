@@ -54,6 +54,8 @@ struct node_stats {
   std::uint64_t outbox_pending = 0;  // unacknowledged messages now
   std::uint64_t commits = 0;         // effects committed
   std::uint64_t commit_failures = 0;
+  std::uint64_t store_transactions = 0;  // LMDB write transactions (one sync each, group commit)
+  std::uint64_t store_batches = 0;       // commits and deferred writes they carried
 };
 
 /// What node::update_peers changed, by peer id.

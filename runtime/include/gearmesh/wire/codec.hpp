@@ -43,6 +43,8 @@ struct limits {
   /// Deepest component tree in one ProductionEvent (1 = the sender's own
   /// component contracts only).
   std::size_t component_depth_max = 6;
+  /// Most acknowledgements carried in one envelope's `acks`.
+  std::size_t acks_max = 1024;
 };
 
 /// A contiguous encoded frame.

@@ -279,6 +279,9 @@ struct header {
   std::string conversation_id;
   std::uint64_t causation_id = 0;
   std::int64_t timestamp_us = 0;  // microseconds since the epoch
+  /// Piggybacked acknowledgements: ids of messages the receiver of this frame
+  /// sent to its sender, durably processed by the sender (protocol.md section 4).
+  std::vector<std::uint64_t> acks;
   bool operator==(const header&) const = default;
 };
 
@@ -288,5 +291,14 @@ struct envelope {
   wire::payload payload;
   bool operator==(const envelope&) const = default;
 };
+
+/// Every message id `env` acknowledges (protocol.md section 4): an Ack
+/// payload's acked_message_id, then the ids in header.acks.
+inline std::vector<std::uint64_t> acknowledged_ids(const envelope& env) {
+  std::vector<std::uint64_t> ids;
+  if (const auto* a = std::get_if<ack>(&env.payload)) ids.push_back(a->acked_message_id);
+  ids.insert(ids.end(), env.header.acks.begin(), env.header.acks.end());
+  return ids;
+}
 
 }  // namespace gearmesh::wire
