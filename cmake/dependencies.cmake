@@ -25,6 +25,17 @@ find_path(BEAST_INCLUDE_DIR boost/beast.hpp REQUIRED)
 find_path(NLOHMANN_INCLUDE_DIR nlohmann/json.hpp REQUIRED)
 find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp REQUIRED)
 
+# jemalloc (libjemalloc-dev): the allocator of the programs (gearmesh-node,
+# gearmesh, the benchmarks), linked through gearmesh_malloc. A node allocates
+# and frees many small objects per message on several threads (frames, CAF
+# messages, write batches); glibc's malloc cost ~20 % of a negotiation's CPU
+# (bench/README.md). Sanitizer and fuzz builds keep the sanitizers' allocator.
+add_library(gearmesh_malloc INTERFACE)
+if(NOT GEARMESH_SANITIZE AND NOT GEARMESH_FUZZ)
+  find_library(JEMALLOC_LIBRARY jemalloc REQUIRED)
+  target_link_libraries(gearmesh_malloc INTERFACE ${JEMALLOC_LIBRARY})
+endif()
+
 # gearmesh_add_tests(NAME SOURCES... LIBS ...): a GoogleTest executable whose
 # tests are registered with CTest one by one.
 function(gearmesh_add_tests name)

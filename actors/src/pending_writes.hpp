@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -23,20 +24,24 @@ class pending_writes {
   /// Records all ops of `b`, committed as number `seq` (increasing).
   void record(const store::write_batch& b, std::uint64_t seq) {
     for (const auto& op : b.ops()) {
-      auto& e = entries_[{op.table, op.key}];
-      e.seq = seq;
+      auto [it, added] = entries_.try_emplace({op.table, op.key});
+      auto& e = it->second;
       e.value =
           op.op == store::write_op::kind::put ? std::optional<std::string>(op.value) : std::nullopt;
+      if (!added && e.seq == seq) continue;  // the same key twice in one batch: listed once
+      e.seq = seq;
+      by_seq_.emplace_back(seq, it);
     }
   }
 
-  /// Forgets the entries of commits <= seq (now visible in the store).
+  /// Forgets the entries of commits <= seq (now visible in the store): pops
+  /// them off the front of by_seq_, so the cost is what became durable, not
+  /// what is still pending. An entry a later commit wrote again stays.
   void durable(std::uint64_t seq) {
-    for (auto it = entries_.begin(); it != entries_.end();) {
-      if (it->second.seq <= seq)
-        it = entries_.erase(it);
-      else
-        ++it;
+    while (!by_seq_.empty() && by_seq_.front().first <= seq) {
+      auto [s, it] = by_seq_.front();
+      by_seq_.pop_front();
+      if (it->second.seq == s) entries_.erase(it);
     }
   }
 
@@ -59,7 +64,11 @@ class pending_writes {
     std::uint64_t seq = 0;
     std::optional<std::string> value;  // nullopt = erased
   };
-  std::map<std::pair<std::string, std::string>, entry> entries_;
+  using map = std::map<std::pair<std::string, std::string>, entry>;
+  map entries_;
+  /// (seq, entry) for every op recorded, in seq order. Each entry's latest
+  /// op is here once with its current seq; older ops of it are skipped.
+  std::deque<std::pair<std::uint64_t, map::iterator>> by_seq_;
 };
 
 }  // namespace gearmesh::actors
