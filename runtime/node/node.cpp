@@ -92,6 +92,30 @@ struct verified_frame {
   wire::envelope env;
 };
 
+/// Work handed to the gateway from another thread (the transport's, the
+/// writer's), taken in batches: whoever adds to an empty queue rings the
+/// gateway with one CAF message, and the gateway takes everything queued by
+/// then. Under load one message carries many frames or commits. Thread-safe.
+template <class T>
+class doorbell_queue {
+ public:
+  /// Adds `x`; true if the queue was empty (the caller rings).
+  bool push(T x) {
+    std::lock_guard<std::mutex> guard{mx_};
+    items_.push_back(std::move(x));
+    return items_.size() == 1;
+  }
+  /// Everything queued, oldest first.
+  std::vector<T> take() {
+    std::lock_guard<std::mutex> guard{mx_};
+    return std::exchange(items_, {});
+  }
+
+ private:
+  std::mutex mx_;
+  std::vector<T> items_;
+};
+
 bool allows(message_type_set set, wire::message_type t) {
   return (set >> static_cast<unsigned>(t) & 1U) != 0;
 }
@@ -195,12 +219,6 @@ constexpr std::string_view meta_table = "meta";
 constexpr std::uint64_t msg_id_block = std::uint64_t{1} << 20;
 
 }  // namespace
-}  // namespace gearmesh
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::commit_done)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::verified_frame)
-
-namespace gearmesh {
 
 struct node::impl final : node_context {
   node_config cfg;
@@ -215,6 +233,10 @@ struct node::impl final : node_context {
   std::unique_ptr<caf::actor_system_config> sys_cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::actor gateway;
+  /// Verified inbound frames (transport thread) and finished commits
+  /// (writer thread) for the gateway (deliver_atom, committed_atom).
+  doorbell_queue<verified_frame> inbound;
+  doorbell_queue<commit_done> durable;
   std::array<caf::actor, wire::message_type_count> routes;
   std::shared_ptr<admin::router> router = std::make_shared<admin::router>();
   std::unique_ptr<admin::server> admin;
@@ -317,7 +339,7 @@ void node::impl::commit(effects fx) {
                              : std::string("this node"),
                     st.message());
     if (fx.on_durable) fx.on_durable(st);
-    caf::anon_send(gateway, committed_atom::value, std::move(done));
+    if (durable.push(std::move(done))) caf::anon_send(gateway, committed_atom::value);
     return;
   }
   std::lock_guard<std::mutex> guard{commit_mutex};
@@ -373,7 +395,7 @@ void node::impl::commit(effects fx) {
     }
     done.ok = st.is_ok();
     if (cb) cb(st);
-    caf::anon_send(gw, committed_atom::value, std::move(done));
+    if (durable.push(std::move(done))) caf::anon_send(gw, committed_atom::value);
   });
 }
 
@@ -433,7 +455,8 @@ void node::impl::on_frame(const std::string& from, std::span<const std::uint8_t>
                   from, cfg.peer_queue_max, wire::to_string(type));
     return;
   }
-  caf::anon_send(gateway, deliver_atom::value, verified_frame{peer, std::move(*env)});
+  if (inbound.push(verified_frame{peer, std::move(*env)}))
+    caf::anon_send(gateway, deliver_atom::value);
 }
 
 bool node::impl::take_token(peer_state& p) {
@@ -590,6 +613,117 @@ void schedule_tick(gateway_actor_type* self, timestamp_us due_us) {
                      ++st.tick_generation);
 }
 
+void on_deliver(gateway_actor_type* self, verified_frame& vf) {
+  auto* host = self->state.host;
+  auto& st = self->state;
+  // Every path but delivery to an actor is done with the message here.
+  struct release_unless_kept {
+    peer_state* peer;
+    bool kept = false;
+    ~release_unless_kept() {
+      if (!kept) peer->queued.fetch_sub(1, std::memory_order_relaxed);
+    }
+  } release{vf.peer};
+  // Failed: take nothing more in; the sender keeps it and retries.
+  if (host->failed.load(std::memory_order_relaxed)) return;
+  auto& env = vf.env;
+  const auto& h = env.header;
+  if (!h.acks.empty()) {
+    host->acks_in.fetch_add(h.acks.size(), std::memory_order_relaxed);
+    take_acks(st, h.sender, h.acks);
+  }
+  if (auto* a = std::get_if<wire::ack>(&env.payload)) {
+    host->acks_in.fetch_add(1, std::memory_order_relaxed);
+    take_acks(st, h.sender, std::span(&a->acked_message_id, 1));
+    return;
+  }
+  auto key = inbox_key(h.sender, h.message_id);
+  if (auto it = st.committed.find(key); it != st.committed.end()) {
+    host->duplicates.fetch_add(1, std::memory_order_relaxed);
+    queue_ack(self, h.sender, h.message_id);
+    for_each_reply_id(it->second.replies, [&](std::uint64_t id) {
+      auto p = st.pending.find(id);
+      if (p == st.pending.end()) return;  // acknowledged already
+      host->duplicate_replies.fetch_add(1, std::memory_order_relaxed);
+      host->frames_out.fetch_add(1, std::memory_order_relaxed);
+      host->transmit(p->second.receiver, p->second.frame);
+    });
+    return;
+  }
+  if (st.in_flight.contains(key)) {
+    host->duplicates.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const auto now = host->clk.now();
+  if (h.timestamp_us > now + host->cfg.clock_skew_max_us) {
+    // Not acked: the partner's clock is wrong; once fixed, its retries pass.
+    host->dropped_clock_skew.fetch_add(1, std::memory_order_relaxed);
+    host->warn_clock_skew(
+        "{}: dropped {} from '{}' stamped {:.1f} s in the future (clock_skew_max_s {:.1f}): "
+        "check that partner's clock",
+        host->cfg.node_id, wire::to_string(wire::type_of(env.payload)), h.sender,
+        static_cast<double>(h.timestamp_us - now) / us_per_s,
+        static_cast<double>(host->cfg.clock_skew_max_us) / us_per_s);
+    return;
+  }
+  if (h.timestamp_us < now - host->cfg.replay_window_us) {
+    // Older than the window: possibly processed and forgotten. Acked so
+    // the sender stops, and no effect.
+    host->dropped_replayed.fetch_add(1, std::memory_order_relaxed);
+    queue_ack(self, h.sender, h.message_id);
+    return;
+  }
+  st.in_flight.emplace(key, vf.peer);
+  release.kept = true;  // until the commit naming it is done
+  auto& target = host->routes[static_cast<std::size_t>(wire::type_of(env.payload))];
+  if (!target) {
+    // Nobody here handles it: record it as processed so the sender stops retrying.
+    host->dropped_unroutable.fetch_add(1, std::memory_order_relaxed);
+    host->warn_unroutable("{}: no actor handles {} from '{}'", host->cfg.node_id,
+                          wire::to_string(wire::type_of(env.payload)), h.sender);
+    effects fx;
+    fx.cause = inbound_ref{h.sender, h.message_id};
+    host->commit(std::move(fx));
+    return;
+  }
+  self->send(target, inbound_atom::value, std::move(env));
+}
+
+void on_committed(gateway_actor_type* self, commit_done& done) {
+  auto* host = self->state.host;
+  auto& st = self->state;
+  if (done.cause) {
+    auto it = st.in_flight.find(inbox_key(done.cause->sender, done.cause->message_id));
+    if (it != st.in_flight.end()) {
+      it->second->queued.fetch_sub(1, std::memory_order_relaxed);
+      st.in_flight.erase(it);
+    }
+  }
+  if (!done.ok || host->failed.load(std::memory_order_relaxed)) return;
+  fault::crash_point("commit.after_durable");
+  auto now = host->clk.now();
+  for (auto& f : done.frames) {
+    host->frames_out.fetch_add(1, std::memory_order_relaxed);
+    if (host->serving) host->transmit(f.receiver, f.frame);
+    pending_frame p{std::move(f.receiver), std::move(f.frame), 0,
+                    host->cfg.retry_initial_ms * us_per_ms};
+    p.next_send_us = host->serving ? now + p.backoff_us : now;
+    schedule_tick(self, p.next_send_us);
+    st.due.emplace(p.next_send_us, f.message_id);
+    st.pending.emplace(f.message_id, std::move(p));
+  }
+  host->outbox_pending = st.pending.size();
+  if (done.cause) {
+    // After the replies are pending, so a duplicate finds them.
+    fault::crash_point("send.after_frames");
+    auto [it, added] = st.committed.emplace(inbox_key(done.cause->sender, done.cause->message_id),
+                                            inbox_entry{done.at, std::move(done.replies)});
+    // Commit times only grow (the clock is monotonic), so this stays sorted.
+    if (added) st.committed_by_time.emplace_back(it->second.at, &it->first);
+    if (!done.cause_acked_by_reply) queue_ack(self, done.cause->sender, done.cause->message_id);
+  }
+}
+
 caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
   self->state.host = host;
   auto& st = self->state;
@@ -619,114 +753,11 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
   if (!s) spdlog::error("{}: reading outbox: {}", host->cfg.node_id, s.to_string());
   host->outbox_pending = st.pending.size();
   return {
-      [=](deliver_atom, verified_frame& vf) {
-        auto& st = self->state;
-        // Every path but delivery to an actor is done with the message here.
-        struct release_unless_kept {
-          peer_state* peer;
-          bool kept = false;
-          ~release_unless_kept() {
-            if (!kept) peer->queued.fetch_sub(1, std::memory_order_relaxed);
-          }
-        } release{vf.peer};
-        // Failed: take nothing more in; the sender keeps it and retries.
-        if (host->failed.load(std::memory_order_relaxed)) return;
-        auto& env = vf.env;
-        const auto& h = env.header;
-        if (!h.acks.empty()) {
-          host->acks_in.fetch_add(h.acks.size(), std::memory_order_relaxed);
-          take_acks(st, h.sender, h.acks);
-        }
-        if (auto* a = std::get_if<wire::ack>(&env.payload)) {
-          host->acks_in.fetch_add(1, std::memory_order_relaxed);
-          take_acks(st, h.sender, std::span(&a->acked_message_id, 1));
-          return;
-        }
-        auto key = inbox_key(h.sender, h.message_id);
-        if (auto it = st.committed.find(key); it != st.committed.end()) {
-          host->duplicates.fetch_add(1, std::memory_order_relaxed);
-          queue_ack(self, h.sender, h.message_id);
-          for_each_reply_id(it->second.replies, [&](std::uint64_t id) {
-            auto p = st.pending.find(id);
-            if (p == st.pending.end()) return;  // acknowledged already
-            host->duplicate_replies.fetch_add(1, std::memory_order_relaxed);
-            host->frames_out.fetch_add(1, std::memory_order_relaxed);
-            host->transmit(p->second.receiver, p->second.frame);
-          });
-          return;
-        }
-        if (st.in_flight.contains(key)) {
-          host->duplicates.fetch_add(1, std::memory_order_relaxed);
-          return;
-        }
-        const auto now = host->clk.now();
-        if (h.timestamp_us > now + host->cfg.clock_skew_max_us) {
-          // Not acked: the partner's clock is wrong; once fixed, its retries pass.
-          host->dropped_clock_skew.fetch_add(1, std::memory_order_relaxed);
-          host->warn_clock_skew(
-              "{}: dropped {} from '{}' stamped {:.1f} s in the future (clock_skew_max_s {:.1f}): "
-              "check that partner's clock",
-              host->cfg.node_id, wire::to_string(wire::type_of(env.payload)), h.sender,
-              static_cast<double>(h.timestamp_us - now) / us_per_s,
-              static_cast<double>(host->cfg.clock_skew_max_us) / us_per_s);
-          return;
-        }
-        if (h.timestamp_us < now - host->cfg.replay_window_us) {
-          // Older than the window: possibly processed and forgotten. Acked so
-          // the sender stops, and no effect.
-          host->dropped_replayed.fetch_add(1, std::memory_order_relaxed);
-          queue_ack(self, h.sender, h.message_id);
-          return;
-        }
-        st.in_flight.emplace(key, vf.peer);
-        release.kept = true;  // until the commit naming it is done
-        auto& target = host->routes[static_cast<std::size_t>(wire::type_of(env.payload))];
-        if (!target) {
-          // Nobody here handles it: record it as processed so the sender stops retrying.
-          host->dropped_unroutable.fetch_add(1, std::memory_order_relaxed);
-          host->warn_unroutable("{}: no actor handles {} from '{}'", host->cfg.node_id,
-                                wire::to_string(wire::type_of(env.payload)), h.sender);
-          effects fx;
-          fx.cause = inbound_ref{h.sender, h.message_id};
-          host->commit(std::move(fx));
-          return;
-        }
-        self->send(target, inbound_atom::value, std::move(env));
+      [=](deliver_atom) {
+        for (auto& vf : host->inbound.take()) on_deliver(self, vf);
       },
-      [=](committed_atom, commit_done& done) {
-        auto& st = self->state;
-        if (done.cause) {
-          auto it = st.in_flight.find(inbox_key(done.cause->sender, done.cause->message_id));
-          if (it != st.in_flight.end()) {
-            it->second->queued.fetch_sub(1, std::memory_order_relaxed);
-            st.in_flight.erase(it);
-          }
-        }
-        if (!done.ok || host->failed.load(std::memory_order_relaxed)) return;
-        fault::crash_point("commit.after_durable");
-        auto now = host->clk.now();
-        for (auto& f : done.frames) {
-          host->frames_out.fetch_add(1, std::memory_order_relaxed);
-          if (host->serving) host->transmit(f.receiver, f.frame);
-          pending_frame p{std::move(f.receiver), std::move(f.frame), 0,
-                          host->cfg.retry_initial_ms * us_per_ms};
-          p.next_send_us = host->serving ? now + p.backoff_us : now;
-          schedule_tick(self, p.next_send_us);
-          st.due.emplace(p.next_send_us, f.message_id);
-          st.pending.emplace(f.message_id, std::move(p));
-        }
-        host->outbox_pending = st.pending.size();
-        if (done.cause) {
-          // After the replies are pending, so a duplicate finds them.
-          fault::crash_point("send.after_frames");
-          auto [it, added] =
-              st.committed.emplace(inbox_key(done.cause->sender, done.cause->message_id),
-                                   inbox_entry{done.at, std::move(done.replies)});
-          // Commit times only grow (the clock is monotonic), so this stays sorted.
-          if (added) st.committed_by_time.emplace_back(it->second.at, &it->first);
-          if (!done.cause_acked_by_reply)
-            queue_ack(self, done.cause->sender, done.cause->message_id);
-        }
+      [=](committed_atom) {
+        for (auto& done : host->durable.take()) on_committed(self, done);
       },
       [=](flush_acks_atom) {
         auto& st = self->state;
