@@ -589,7 +589,15 @@ result<envelope> decode_aligned(const std::uint8_t* data, std::size_t size, cons
       return malformed("acks holds " + std::to_string(acks->size()) + " ids, more than " +
                        std::to_string(lim.acks_max));
     }
-    env.header.acks.assign(acks->begin(), acks->end());
+    // Element by element through memcpy: the Verifier checks the vector's
+    // length field, not that a hostile frame keeps its 8-byte elements aligned.
+    env.header.acks.resize(acks->size());
+    const std::uint8_t* raw = acks->Data();
+    for (std::size_t i = 0; i < acks->size(); ++i) {
+      std::uint64_t v;
+      std::memcpy(&v, raw + i * sizeof v, sizeof v);
+      env.header.acks[i] = fb::EndianScalar(v);
+    }
   }
 
   switch (type) {
