@@ -300,8 +300,17 @@ void inline_writer::submit(write_batch batch, completion done) {
   if (st.is_ok()) {
     st = env_.apply(batch);
     if (!st && fail_stop_)
-      stopped_by_ = status(st.code(), st.message() +
-                                          " (the store stopped taking writes after this failure)");
+      stopped_by_ =
+          status(st.code(), st.message() + " (the store stopped taking writes after this failure)");
+    if (st && recording_) {
+      for (const write_op& op : batch.ops()) {
+        if (ignored_.contains(op.table)) continue;
+        auto it = keys_.find(op.table);
+        if (it == keys_.end())
+          it = keys_.emplace(op.table, std::set<std::string, std::less<>>{}).first;
+        it->second.insert(op.key);
+      }
+    }
   }
   if (done) done(st);
 }

@@ -157,6 +157,13 @@ class node {
   /// caller's and must be moved in step.
   void advance_time_us(std::int64_t us);
 
+  /// Keys of the actors' tables (every table but the runtime's inbox,
+  /// outbox and meta) that applied commits wrote since open() or since the
+  /// last call, by table: what an incremental invariant check must look at
+  /// (actors::verify_changes). Also after stop(), for what the node wrote
+  /// until then. Empty when threaded.
+  store::written_keys take_written_keys();
+
   /// A simulated kill -9 at this instant: nothing more is committed (later
   /// steps fail unapplied) and nothing more is sent. The caller then stops
   /// and discards the node, and may open its store again.

@@ -20,10 +20,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gearmesh/status.hpp"
@@ -76,6 +79,9 @@ class write_batch {
  private:
   std::vector<write_op> ops_;
 };
+
+/// Keys written (put or erased), by table name.
+using written_keys = std::map<std::string, std::set<std::string, std::less<>>, std::less<>>;
 
 /// Table statistics, for `gearmesh store inspect` and metrics.
 struct table_stats {
@@ -204,10 +210,22 @@ class inline_writer final : public commit_queue {
   /// simulated process death).
   void kill() { stopped_by_ = status(errc::shutting_down, "the process was killed"); }
 
+  /// From now on, remembers the keys every applied batch writes, except in
+  /// the tables named in `ignored` (for incremental invariant checks).
+  void record_keys(std::set<std::string, std::less<>> ignored) {
+    recording_ = true;
+    ignored_ = std::move(ignored);
+  }
+  /// The keys recorded since the last call (empty unless record_keys).
+  written_keys take_keys() { return std::exchange(keys_, {}); }
+
  private:
   environment& env_;
   bool fail_stop_;
   status stopped_by_;
+  bool recording_ = false;
+  std::set<std::string, std::less<>> ignored_;
+  written_keys keys_;
 };
 
 /// Counters of a group_commit_writer.
