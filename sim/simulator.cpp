@@ -136,6 +136,9 @@ struct sim_node {
   /// commit and the sends that follow it.
   std::size_t crash_in_jobs = 0;
   std::uint64_t timer_gen = 0;  // the latest entry of this node in the timer heap
+  /// Since when its store has deferred writes waiting (0 = none): they are
+  /// applied with its next commit, or deferred_delay_us later.
+  timestamp_us deferred_since = 0;
   std::set<std::size_t> peers;  // indices
   /// Keys its store's actor tables got since its last mid-run check (kept
   /// across a crash: a store is checked again once its node is back up).
@@ -267,6 +270,9 @@ class world {
   /// buggify: the runtime's fault points, armed for this thread and run.
   std::unique_ptr<fault::scope> faults_;
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  /// How long deferred store writes wait for a commit to ride with, as
+  /// group_commit_writer::options::deferred_delay_ms in production.
+  static constexpr timestamp_us deferred_delay_us = 50 * us_per_ms;
   std::size_t running_ = none;        // the node whose jobs are running
   std::size_t crash_pending_ = none;  // killed by a crash point in its current job
   std::string crash_point_;
@@ -333,6 +339,10 @@ void world::stop_node(sim_node& sn, bool crashed) {
   if (!sn.n) return;
   if (sn.clock_at < now_) sn.n->advance_time_us(now_ - sn.clock_at);
   ++sn.timer_gen;  // its timers die with it
+  sn.deferred_since = 0;
+  // A crash loses what was not committed yet, deferred writes included; a
+  // clean stop (a disruption) commits them.
+  if (crashed) sn.n->kill_now();
   // Deterministic execution applies every commit inline: what a step
   // committed is in the store; jobs not run yet never happen (a crash).
   sn.n->stop();
@@ -496,6 +506,10 @@ std::size_t world::settle() {
     active_.erase(active_.begin());
     auto& sn = nodes_[i];
     if (!sn.n) continue;
+    if (sn.deferred_since != 0 && now_ >= sn.deferred_since + deferred_delay_us) {
+      sn.n->flush_deferred_writes();
+      sn.deferred_since = 0;
+    }
     // One job at a time while a crash may strike between two of them.
     std::size_t ran = 0;
     running_ = i;
@@ -521,8 +535,17 @@ std::size_t world::settle() {
         continue;
       }
     }
-    // Its timers changed only if it ran: re-register its earliest one.
-    const auto d = sn.n->next_timer_in_us();
+    // Its timers changed only if it ran: re-register its earliest one, or
+    // when its deferred writes are due if that is earlier.
+    if (!sn.n->deferred_writes_pending())
+      sn.deferred_since = 0;
+    else if (sn.deferred_since == 0)
+      sn.deferred_since = now_;
+    auto d = sn.n->next_timer_in_us();
+    if (sn.deferred_since != 0) {
+      const auto flush_in = sn.deferred_since + deferred_delay_us - now_;
+      d = d < 0 ? flush_in : std::min(d, flush_in);
+    }
     ++sn.timer_gen;
     if (d >= 0) timers_.emplace(now_ + d, i, sn.timer_gen);
   }
@@ -847,6 +870,11 @@ result<sim_result> world::run() {
         "  the network did not quiesce by max_hours ({}): {} frames in flight, {} links cut\n",
         iso(hard_end), in_flight_, cut_.size());
   }
+  // Deferred writes (outbox erases of the last acknowledgements) would be
+  // committed within deferred_delay_us: commit them before the stores are
+  // checked and hashed.
+  for (auto& sn : nodes_)
+    if (sn.n) sn.n->flush_deferred_writes();
   if (r_.failure.empty()) {
     if (auto report = check(true); !report.empty()) {
       r_.ok = false;

@@ -1063,6 +1063,15 @@ void node::advance_time_us(std::int64_t us) {
   if (impl_->sched && us > 0) impl_->sched->advance_time(std::chrono::microseconds(us));
 }
 
+bool node::deferred_writes_pending() const {
+  auto* w = dynamic_cast<store::inline_writer*>(impl_->writer.get());
+  return w && w->deferred_pending();
+}
+
+void node::flush_deferred_writes() {
+  if (auto* w = dynamic_cast<store::inline_writer*>(impl_->writer.get())) w->flush_deferred();
+}
+
 store::written_keys node::take_written_keys() {
   auto* w = dynamic_cast<store::inline_writer*>(impl_->writer.get());
   return w ? w->take_keys() : std::exchange(impl_->keys_at_stop, {});

@@ -157,6 +157,14 @@ class node {
   /// caller's and must be moved in step.
   void advance_time_us(std::int64_t us);
 
+  /// Whether deferred store writes (erases of acknowledged outbox entries,
+  /// inbox pruning) wait for the node's next commit, and applies them now
+  /// in one transaction: in production the writer does so after
+  /// group_commit_writer::options::deferred_delay_ms; the simulator calls
+  /// flush_deferred() that long after they were queued.
+  bool deferred_writes_pending() const;
+  void flush_deferred_writes();
+
   /// Keys of the actors' tables (every table but the runtime's inbox,
   /// outbox and meta) that applied commits wrote since open() or since the
   /// last call, by table: what an incremental invariant check must look at
