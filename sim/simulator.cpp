@@ -136,6 +136,7 @@ struct sim_node {
   /// commit and the sends that follow it.
   std::size_t crash_in_jobs = 0;
   std::uint64_t timer_gen = 0;  // the latest entry of this node in the timer heap
+  timestamp_us timer_due = -1;  // due time of that entry while it is in the heap
   /// Since when its store has deferred writes waiting (0 = none): they are
   /// applied with its next commit, or deferred_delay_us later.
   timestamp_us deferred_since = 0;
@@ -235,6 +236,14 @@ class world {
   std::size_t settle();
   /// Crashes node i now and schedules its restart.
   void crash(std::size_t i, std::string_view why);
+  /// Removes node `sn`'s entry from the timer heap (one per node, so the
+  /// heap holds at most one entry per node).
+  void drop_timer(sim_node& sn) {
+    if (sn.timer_due >= 0)
+      timers_.erase({sn.timer_due, static_cast<std::size_t>(&sn - nodes_.data()), sn.timer_gen});
+    sn.timer_due = -1;
+    ++sn.timer_gen;
+  }
   /// Brings node i's actor clock to now (due timers fire) and marks it active.
   void wake(std::size_t i) {
     auto& sn = nodes_[i];
@@ -338,7 +347,7 @@ status world::start_node(std::size_t i) {
 void world::stop_node(sim_node& sn, bool crashed) {
   if (!sn.n) return;
   if (sn.clock_at < now_) sn.n->advance_time_us(now_ - sn.clock_at);
-  ++sn.timer_gen;  // its timers die with it
+  drop_timer(sn);  // its timers die with it
   sn.deferred_since = 0;
   // A crash loses what was not committed yet, deferred writes included; a
   // clean stop (a disruption) commits them.
@@ -546,8 +555,11 @@ std::size_t world::settle() {
       const auto flush_in = sn.deferred_since + deferred_delay_us - now_;
       d = d < 0 ? flush_in : std::min(d, flush_in);
     }
-    ++sn.timer_gen;
-    if (d >= 0) timers_.emplace(now_ + d, i, sn.timer_gen);
+    drop_timer(sn);
+    if (d >= 0) {
+      sn.timer_due = now_ + d;
+      timers_.emplace(sn.timer_due, i, sn.timer_gen);
+    }
   }
   return total;
 }
@@ -842,6 +854,7 @@ result<sim_result> world::run() {
     while (!timers_.empty()) {
       const auto& [due, i, gen] = *timers_.begin();
       if (nodes_[i].n && nodes_[i].timer_gen == gen) break;
+      if (nodes_[i].timer_gen == gen) nodes_[i].timer_due = -1;
       timers_.erase(timers_.begin());
     }
     timestamp_us t = queue_.empty() ? hard_end + 1 : queue_.top().at;
@@ -856,6 +869,7 @@ result<sim_result> world::run() {
     while (!timers_.empty() && std::get<0>(*timers_.begin()) <= now_) {
       const auto [due, i, gen] = *timers_.begin();
       timers_.erase(timers_.begin());
+      if (nodes_[i].timer_gen == gen) nodes_[i].timer_due = -1;
       if (nodes_[i].n && nodes_[i].timer_gen == gen) wake(i);
     }
     while (!queue_.empty() && queue_.top().at <= now_) {

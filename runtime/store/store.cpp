@@ -415,7 +415,8 @@ struct environment::impl {
     }
     if (!any) return {};
     for (int i = 0; i < apply_attempts_max; ++i) {
-      const auto before = last_txnid();
+      // mdb_env_info only when the answer is asked for (pipelined commits).
+      const auto before = earlier_durable ? last_txnid() : 0;
       attempt a = write_once(batches);
       if (a.rc == 0) {
         // A commit that wrote a new transaction flushed its data pages, and
