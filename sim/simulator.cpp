@@ -136,8 +136,30 @@ struct sim_node {
   /// commit and the sends that follow it.
   std::size_t crash_in_jobs = 0;
   std::uint64_t timer_gen = 0;  // the latest entry of this node in the timer heap
+  timestamp_us timer_due = -1;  // due time of that entry while it is in the heap
+  /// Since when its store has deferred writes waiting (0 = none): they are
+  /// applied with its next commit, or deferred_delay_us later.
+  timestamp_us deferred_since = 0;
   std::set<std::size_t> peers;  // indices
+  /// Keys its store's actor tables got since its last mid-run check (kept
+  /// across a crash: a store is checked again once its node is back up).
+  store::written_keys unchecked;
 };
+
+/// Adds the keys of `from` to `to`.
+void merge_keys(store::written_keys& to, store::written_keys&& from) {
+  if (to.empty()) {
+    to = std::move(from);
+    return;
+  }
+  for (auto& [table, keys] : from) {
+    auto& into = to[table];
+    if (into.empty())
+      into = std::move(keys);
+    else
+      into.merge(keys);
+  }
+}
 
 struct event {
   enum class kind : std::uint8_t { deliver, order, crash, restart, partition, heal, disrupt };
@@ -214,6 +236,14 @@ class world {
   std::size_t settle();
   /// Crashes node i now and schedules its restart.
   void crash(std::size_t i, std::string_view why);
+  /// Removes node `sn`'s entry from the timer heap (one per node, so the
+  /// heap holds at most one entry per node).
+  void drop_timer(sim_node& sn) {
+    if (sn.timer_due >= 0)
+      timers_.erase({sn.timer_due, static_cast<std::size_t>(&sn - nodes_.data()), sn.timer_gen});
+    sn.timer_due = -1;
+    ++sn.timer_gen;
+  }
   /// Brings node i's actor clock to now (due timers fire) and marks it active.
   void wake(std::size_t i) {
     auto& sn = nodes_[i];
@@ -249,6 +279,9 @@ class world {
   /// buggify: the runtime's fault points, armed for this thread and run.
   std::unique_ptr<fault::scope> faults_;
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  /// How long deferred store writes wait for a commit to ride with, as
+  /// group_commit_writer::options::deferred_delay_ms in production.
+  static constexpr timestamp_us deferred_delay_us = 50 * us_per_ms;
   std::size_t running_ = none;        // the node whose jobs are running
   std::size_t crash_pending_ = none;  // killed by a crash point in its current job
   std::string crash_point_;
@@ -314,10 +347,15 @@ status world::start_node(std::size_t i) {
 void world::stop_node(sim_node& sn, bool crashed) {
   if (!sn.n) return;
   if (sn.clock_at < now_) sn.n->advance_time_us(now_ - sn.clock_at);
-  ++sn.timer_gen;  // its timers die with it
+  drop_timer(sn);  // its timers die with it
+  sn.deferred_since = 0;
+  // A crash loses what was not committed yet, deferred writes included; a
+  // clean stop (a disruption) commits them.
+  if (crashed) sn.n->kill_now();
   // Deterministic execution applies every commit inline: what a step
   // committed is in the store; jobs not run yet never happen (a crash).
   sn.n->stop();
+  merge_keys(sn.unchecked, sn.n->take_written_keys());
   sn.n.reset();
   sn.net = nullptr;
   sn.buyer = nullptr;
@@ -477,6 +515,10 @@ std::size_t world::settle() {
     active_.erase(active_.begin());
     auto& sn = nodes_[i];
     if (!sn.n) continue;
+    if (sn.deferred_since != 0 && now_ >= sn.deferred_since + deferred_delay_us) {
+      sn.n->flush_deferred_writes();
+      sn.deferred_since = 0;
+    }
     // One job at a time while a crash may strike between two of them.
     std::size_t ran = 0;
     running_ = i;
@@ -502,10 +544,22 @@ std::size_t world::settle() {
         continue;
       }
     }
-    // Its timers changed only if it ran: re-register its earliest one.
-    const auto d = sn.n->next_timer_in_us();
-    ++sn.timer_gen;
-    if (d >= 0) timers_.emplace(now_ + d, i, sn.timer_gen);
+    // Its timers changed only if it ran: re-register its earliest one, or
+    // when its deferred writes are due if that is earlier.
+    if (!sn.n->deferred_writes_pending())
+      sn.deferred_since = 0;
+    else if (sn.deferred_since == 0)
+      sn.deferred_since = now_;
+    auto d = sn.n->next_timer_in_us();
+    if (sn.deferred_since != 0) {
+      const auto flush_in = sn.deferred_since + deferred_delay_us - now_;
+      d = d < 0 ? flush_in : std::min(d, flush_in);
+    }
+    drop_timer(sn);
+    if (d >= 0) {
+      sn.timer_due = now_ + d;
+      timers_.emplace(sn.timer_due, i, sn.timer_gen);
+    }
   }
   return total;
 }
@@ -530,14 +584,11 @@ std::string world::check(bool all) {
   ++r_.invariant_checks;
   std::vector<actors::store_ref> stores;
   std::string report;
-  auto run_chunk = [&] {
-    if (stores.empty()) return;
-    actors::verify_options vo;
-    // A hold expires by its holder's clock: judge with the slowest one.
-    vo.now_us = now_ - max_skew_us_;
-    vo.violations_max = 20;
-    auto rep = actors::verify_stores(stores, vo);
-    stores.clear();
+  actors::verify_options vo;
+  // A hold expires by its holder's clock: judge with the slowest one.
+  vo.now_us = now_ - max_skew_us_;
+  vo.violations_max = 20;
+  auto add_report = [&](result<actors::verify_report>&& rep) {
     if (!rep) {
       report += "verify failed: " + rep.error().to_string() + "\n";
       return;
@@ -558,12 +609,30 @@ std::string world::check(bool all) {
       }
     }
   };
+  if (!all) {
+    // Mid-run: only the invariants that hold at every instant, and only
+    // over what each live store got since its last check (every store was
+    // clean then, or the run would have stopped).
+    std::vector<actors::store_changes> changed;
+    for (auto& sn : nodes_) {
+      if (!sn.n) continue;
+      merge_keys(sn.unchecked, sn.n->take_written_keys());
+      if (sn.unchecked.empty()) continue;
+      changed.push_back(
+          {{sn.data_dir, &sn.n->context().store()}, sn.spec.id, std::exchange(sn.unchecked, {})});
+    }
+    if (!changed.empty()) add_report(actors::verify_changes(changed, vo));
+    return report;
+  }
   for (auto& sn : nodes_) {
     if (!sn.n) continue;
     stores.push_back({sn.data_dir, &sn.n->context().store()});
-    if (stores.size() == actors::verify_stores_max) run_chunk();
+    if (stores.size() == actors::verify_stores_max) {
+      add_report(actors::verify_stores(stores, vo));
+      stores.clear();
+    }
   }
-  run_chunk();
+  if (!stores.empty()) add_report(actors::verify_stores(stores, vo));
   return report;
 }
 
@@ -785,6 +854,7 @@ result<sim_result> world::run() {
     while (!timers_.empty()) {
       const auto& [due, i, gen] = *timers_.begin();
       if (nodes_[i].n && nodes_[i].timer_gen == gen) break;
+      if (nodes_[i].timer_gen == gen) nodes_[i].timer_due = -1;
       timers_.erase(timers_.begin());
     }
     timestamp_us t = queue_.empty() ? hard_end + 1 : queue_.top().at;
@@ -799,6 +869,7 @@ result<sim_result> world::run() {
     while (!timers_.empty() && std::get<0>(*timers_.begin()) <= now_) {
       const auto [due, i, gen] = *timers_.begin();
       timers_.erase(timers_.begin());
+      if (nodes_[i].timer_gen == gen) nodes_[i].timer_due = -1;
       if (nodes_[i].n && nodes_[i].timer_gen == gen) wake(i);
     }
     while (!queue_.empty() && queue_.top().at <= now_) {
@@ -813,6 +884,11 @@ result<sim_result> world::run() {
         "  the network did not quiesce by max_hours ({}): {} frames in flight, {} links cut\n",
         iso(hard_end), in_flight_, cut_.size());
   }
+  // Deferred writes (outbox erases of the last acknowledgements) would be
+  // committed within deferred_delay_us: commit them before the stores are
+  // checked and hashed.
+  for (auto& sn : nodes_)
+    if (sn.n) sn.n->flush_deferred_writes();
   if (r_.failure.empty()) {
     if (auto report = check(true); !report.empty()) {
       r_.ok = false;

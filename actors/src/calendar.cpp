@@ -66,9 +66,13 @@ std::optional<placement> capacity_calendar::find_earliest(std::int64_t units, ti
   if (last - first >= scan_buckets_max) return std::nullopt;
   placement p;
   std::int64_t remaining = units;
+  // Buckets are visited in order: walk the map alongside instead of one
+  // lookup per bucket (a search may examine thousands of empty buckets).
+  auto loaded = buckets_.lower_bound(first);
   for (auto b = first; b <= last && remaining > 0; ++b) {
     const auto begin = bucket_start(b);
-    const auto l = load(b);
+    while (loaded != buckets_.end() && loaded->first < b) ++loaded;
+    const auto l = loaded != buckets_.end() && loaded->first == b ? loaded->second : bucket_load{};
     const auto used = l.booked + l.held;
     std::int64_t free = capacity_ - used;
     // Earliest moment in this bucket where new work may begin.

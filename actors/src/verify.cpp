@@ -280,6 +280,102 @@ class checker {
     return status::ok();
   }
 
+  /// verify_changes for one store (see verify.hpp).
+  status check_changes(const store_changes& in) {
+    node_ = in.node_id;
+    env_ = in.store.env;
+    resources_.clear();
+    loads_.clear();
+    reservation_counts_.clear();
+    // Resources whose load or definition may have changed: summed again
+    // over all their holds and bookings.
+    std::set<std::string, std::less<>> dirty;
+    for (const auto& [table, keys] : in.keys) {
+      for (const auto& key : keys) {
+        if (table == tables::holds.name() || table == tables::bookings.name()) {
+          const auto slash = key.find('/');
+          if (slash != std::string::npos && slash > 0) {
+            dirty.emplace(key.substr(0, slash));
+            continue;
+          }
+          // Not "<resource>/<id>": cannot belong to a resource's scan.
+          const bool hold = table == tables::holds.name();
+          const auto& t = hold ? tables::holds : tables::bookings;
+          auto st = check_one(t, key, [&](reservation_record&& r) {
+            check_reservation(t, hold ? reservation_kind::hold : reservation_kind::booking, key, r);
+          });
+          if (!st) return st;
+          continue;
+        }
+        status st;
+        if (table == tables::resources.name()) {
+          dirty.emplace(key);
+          st = check_one(tables::resources, key,
+                         [&](resource_record&& r) { check_resource(key, std::move(r)); });
+        } else if (table == tables::orders.name()) {
+          st = check_one(tables::orders, key, [&](order_record&& o) {
+            if (key != o.order_id) key_mismatch(table, key, "order_id", o.order_id);
+          });
+        } else if (table == tables::offers.name()) {
+          st = check_one(tables::offers, key, [&](offer_record&& o) {
+            if (key != o.proposal_id) key_mismatch(table, key, "proposal_id", o.proposal_id);
+          });
+        } else if (table == tables::contracts.name()) {
+          st = check_one(tables::contracts, key, [&](contract_record&& c) {
+            if (key != c.contract_id) key_mismatch(table, key, "contract_id", c.contract_id);
+          });
+        } else if (table == tables::capacity_offers.name()) {
+          st = check_one(tables::capacity_offers, key, [&](capacity_offer_record&& o) {
+            if (key != o.offer_id) key_mismatch(table, key, "offer_id", o.offer_id);
+          });
+        } else if (table == tables::tombstones.name()) {
+          st = check_one(tables::tombstones, key, [](tombstone_record&&) {});
+        } else if (table == tables::seq.name()) {
+          st = check_one(tables::seq, key, [](counter_record&&) {});
+        } else if (table == tables::capacity_received.name()) {
+          st = check_one(tables::capacity_received, key, [](capacity_offer_record&&) {});
+        } else if (table == tables::capacity_bookings.name()) {
+          st = check_one(tables::capacity_bookings, key, [](capacity_booking_record&&) {});
+        } else if (table == tables::capacity_sold.name()) {
+          st = check_one(tables::capacity_sold, key, [](capacity_booking_record&&) {});
+        } else if (table == tables::executions.name()) {
+          st = check_one(tables::executions, key, [](execution_record&&) {});
+        } else if (table == tables::progress.name()) {
+          st = check_one(tables::progress, key, [](progress_record&&) {});
+        }
+        if (!st) return st;
+      }
+    }
+    for (const auto& resource : dirty) {
+      if (!resources_.contains(resource)) {
+        // Unchanged definition: checked before; only its capacity is needed.
+        resource_record def;
+        found f;
+        if (auto st = lookup(*env_, tables::resources, resource, f, def); !st) return st;
+        if (f == found::yes && def.id == resource && def.capacity > 0 && def.bucket_us > 0)
+          resources_.emplace(resource, std::move(def));
+      }
+      const std::string prefix = resource + "/";
+      for (const auto* t : {&tables::holds, &tables::bookings}) {
+        const auto kind = t == &tables::holds ? reservation_kind::hold : reservation_kind::booking;
+        status err;
+        auto st = env_->scan(t->name(), prefix, [&](std::string_view key, std::string_view value) {
+          if (!key.starts_with(prefix)) return false;
+          auto r = store::codec<reservation_record>::decode(value);
+          if (!r) {
+            add(violation_kind::corrupt_record, node_, t->name(), key, r.error().message());
+            return true;
+          }
+          check_reservation(*t, kind, key, *r);
+          return true;
+        });
+        if (!st) return st;
+      }
+    }
+    check_capacity();
+    return status::ok();
+  }
+
  private:
   /// Visits every value of `t`; a value that fails to decode is skipped, and
   /// reported as a corrupt_record of the current store if `report_corrupt`.
@@ -307,6 +403,22 @@ class checker {
     return for_each_decoded(*env_, t, [](std::string_view, T&&) { return status::ok(); });
   }
 
+  /// Reads the value of `key` in `t`, if any: a value that fails to decode
+  /// is a corrupt_record, one that decodes goes to `fn`.
+  template <class T, class Fn>
+  status check_one(const store::table<T>& t, std::string_view key, Fn&& fn) {
+    auto raw = env_->get(t.name(), key);
+    if (!raw) return raw.error();
+    if (!raw->has_value()) return status::ok();  // erased since
+    auto v = store::codec<T>::decode(**raw);
+    if (!v) {
+      add(violation_kind::corrupt_record, node_, t.name(), key, v.error().message());
+      return status::ok();
+    }
+    fn(std::move(*v));
+    return status::ok();
+  }
+
   void key_mismatch(std::string_view table, std::string_view key, std::string_view field,
                     std::string_view value) {
     add(violation_kind::corrupt_record, node_, table, key,
@@ -314,21 +426,27 @@ class checker {
             "\"");
   }
 
+  /// Checks a resource record against its key; a valid one defines its
+  /// resource's capacity for check_capacity().
+  void check_resource(std::string_view key, resource_record&& r) {
+    if (key != r.id) {
+      key_mismatch(tables::resources.name(), key, "id", r.id);
+    } else if (r.capacity <= 0 || r.bucket_us <= 0) {
+      add(violation_kind::corrupt_record, node_, tables::resources.name(), key,
+          "capacity " + std::to_string(r.capacity) + " and bucket_us " +
+              std::to_string(r.bucket_us) + " must be > 0");
+    } else {
+      resources_.insert_or_assign(std::string(key), std::move(r));
+    }
+  }
+
   status check_resources(store_summary& s) {
-    return for_each_decoded(
-        *env_, tables::resources, [&](std::string_view key, resource_record&& r) {
-          ++s.resources;
-          if (key != r.id) {
-            key_mismatch(tables::resources.name(), key, "id", r.id);
-          } else if (r.capacity <= 0 || r.bucket_us <= 0) {
-            add(violation_kind::corrupt_record, node_, tables::resources.name(), key,
-                "capacity " + std::to_string(r.capacity) + " and bucket_us " +
-                    std::to_string(r.bucket_us) + " must be > 0");
-          } else {
-            resources_.emplace(std::string(key), r);
-          }
-          return status::ok();
-        });
+    return for_each_decoded(*env_, tables::resources,
+                            [&](std::string_view key, resource_record&& r) {
+                              ++s.resources;
+                              check_resource(key, std::move(r));
+                              return status::ok();
+                            });
   }
 
   status check_orders(store_summary& s) {
@@ -441,18 +559,7 @@ class checker {
                             std::uint64_t& count) {
     return for_each_decoded(*env_, t, [&](std::string_view key, reservation_record&& r) -> status {
       ++count;
-      if (key != reservation_key(r.resource, r.reservation_id) ||
-          r.resource.find('/') != std::string::npos) {
-        key_mismatch(t.name(), key, "resource and reservation id",
-                     reservation_key(r.resource, r.reservation_id));
-        return status::ok();
-      }
-      if (r.kind != kind) {
-        add(violation_kind::corrupt_record, node_, t.name(), key,
-            std::string("a ") + to_string(r.kind) + " stored in table " + std::string(t.name()));
-        return status::ok();
-      }
-      if (!add_load(t.name(), key, r)) return status::ok();
+      if (!check_reservation(t, kind, key, r)) return status::ok();
       if (kind == reservation_kind::hold) {
         if (r.deadline_us < opts_.now_us)
           add(violation_kind::expired_hold, node_, t.name(), key,
@@ -462,6 +569,25 @@ class checker {
       }
       return check_booking(key, r);
     });
+  }
+
+  /// Checks a reservation of table `t` against its key and table and adds
+  /// its allocations to its resource's buckets; false (and a corrupt_record)
+  /// if it is malformed.
+  bool check_reservation(const store::table<reservation_record>& t, reservation_kind kind,
+                         std::string_view key, const reservation_record& r) {
+    if (key != reservation_key(r.resource, r.reservation_id) ||
+        r.resource.find('/') != std::string::npos) {
+      key_mismatch(t.name(), key, "resource and reservation id",
+                   reservation_key(r.resource, r.reservation_id));
+      return false;
+    }
+    if (r.kind != kind) {
+      add(violation_kind::corrupt_record, node_, t.name(), key,
+          std::string("a ") + to_string(r.kind) + " stored in table " + std::string(t.name()));
+      return false;
+    }
+    return add_load(t.name(), key, r);
   }
 
   /// Adds `r`'s allocations to its resource's buckets; false (and a
@@ -733,6 +859,22 @@ result<verify_report> verify_stores(const std::vector<store_ref>& stores,
   if (auto st = c.check_agreement(inputs, by_node); !st) return st;
   if (auto st = c.check_capacity_agreement(inputs, by_node); !st) return st;
   for (auto& in : inputs) report.stores.push_back(std::move(in.summary));
+  return report;
+}
+
+result<verify_report> verify_changes(const std::vector<store_changes>& stores,
+                                     const verify_options& opts) {
+  verify_report report;
+  report.now_us = opts.now_us;
+  checker c(opts, report);
+  for (const auto& in : stores) {
+    if (!in.store.env) return status(errc::invalid_argument, in.store.path + ": no environment");
+    if (auto st = c.check_changes(in); !st) return st;
+    store_summary summary;
+    summary.path = in.store.path;
+    summary.node_id = in.node_id;
+    report.stores.push_back(std::move(summary));
+  }
   return report;
 }
 

@@ -3,9 +3,11 @@
 // violation is found where it was planted.
 #include "gearmesh/actors/verify.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <unistd.h>
@@ -522,6 +524,89 @@ TEST_F(verify_test, verifies_environments_that_are_already_open) {
   EXPECT_TRUE(r->clean()) << dump(*r);
   EXPECT_EQ(r->stores[0].path, "velo-in-memory");
   EXPECT_FALSE(verify_stores({{"null", nullptr}}, vo));
+}
+
+// The simulator's mid-run check: only what changed is read, and it finds
+// the same over_commitment and corrupt_record violations as a full check.
+TEST_F(verify_test, changes_find_what_a_full_check_finds_of_the_instant_invariants) {
+  write_buyer();
+  write_seller();
+  store::options opts;
+  opts.path = dir("framecraft");
+  opts.sync = false;
+  auto env = store::environment::open(opts);
+  ASSERT_TRUE(env) << env.error().to_string();
+  verify_options vo;
+  vo.now_us = t0;
+  auto changes = [&](store::written_keys keys) {
+    auto r = verify_changes({{{dir("framecraft"), env->get()}, "framecraft", std::move(keys)}}, vo);
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? std::move(*r) : verify_report{};
+  };
+  auto full = [&] {
+    auto r = verify_stores({{dir("framecraft"), env->get()}}, vo);
+    EXPECT_TRUE(r) << r.error().to_string();
+    verify_report out;
+    if (!r) return out;
+    for (auto& v : r->violations)
+      if (v.kind == violation_kind::over_commitment || v.kind == violation_kind::corrupt_record)
+        out.violations.push_back(v);
+    return out;
+  };
+  // Nothing changed, or only tables the checker does not know: clean, nothing read.
+  EXPECT_TRUE(changes({}).clean());
+  EXPECT_TRUE(changes({{"inbox", {"x"}}, {"unknown", {"y"}}}).clean());
+  // A new hold pushes saw1's bucket hour0 + 1 over capacity: the change of
+  // that one key makes the whole resource be summed again.
+  store::write_batch b;
+  put_reservation(b, reservation("saw1", "framecraft/proposal/3#0", reservation_kind::hold,
+                                 hour0 + 1, 10, t0 + us_per_hour));
+  ASSERT_TRUE((*env)->apply(b));
+  auto r = changes({{"holds", {reservation_key("saw1", "framecraft/proposal/3#0")}}});
+  auto v = of_kind(r, violation_kind::over_commitment);
+  ASSERT_EQ(v.size(), 1u) << dump(r);
+  EXPECT_EQ(v[0].node, "framecraft");
+  EXPECT_EQ(v[0].key, "saw1");
+  EXPECT_EQ(r.violations, full().violations);
+  // Releasing it again: clean; so is an erased key.
+  store::write_batch release;
+  tables::holds.erase(release, reservation_key("saw1", "framecraft/proposal/3#0"));
+  ASSERT_TRUE((*env)->apply(release));
+  EXPECT_TRUE(changes({{"holds", {reservation_key("saw1", "framecraft/proposal/3#0")}}}).clean());
+  // A lower capacity is a change of the resource: its load is summed again.
+  store::write_batch shrink;
+  tables::resources.put(shrink, "weld1", resource_record{"weld1", 10, us_per_hour});
+  ASSERT_TRUE((*env)->apply(shrink));
+  r = changes({{"resources", {"weld1"}}});
+  ASSERT_EQ(of_kind(r, violation_kind::over_commitment).size(), 1u) << dump(r);
+  EXPECT_EQ(r.violations, full().violations);
+  store::write_batch restore;
+  tables::resources.put(restore, "weld1", resource_record{"weld1", 60, us_per_hour});
+  ASSERT_TRUE((*env)->apply(restore));
+  // Corrupt and misplaced records among the changed keys.
+  store::write_batch bad;
+  bad.put("contracts", "velo/order/8/c1", "not a flatbuffer");
+  bad.put("seq", "order", "junk");
+  tables::holds.put(bad, "saw1/elsewhere",
+                    reservation("saw1", "framecraft/proposal/2#0", reservation_kind::hold,
+                                hour0 + 1, 1, t0 + us_per_hour));
+  tables::offers.put(bad, "framecraft/proposal/9", offer_record{});
+  ASSERT_TRUE((*env)->apply(bad));
+  r = changes({{"contracts", {"velo/order/8/c1"}},
+               {"seq", {"order"}},
+               {"holds", {"saw1/elsewhere"}},
+               {"offers", {"framecraft/proposal/9"}}});
+  EXPECT_EQ(of_kind(r, violation_kind::corrupt_record).size(), 4u) << dump(r);
+  EXPECT_EQ(r.violations_total, 4u) << dump(r);
+  auto all = full();
+  auto sorted = [](std::vector<violation> x) {
+    std::sort(x.begin(), x.end(), [](const violation& a, const violation& b) {
+      return std::tie(a.table, a.key) < std::tie(b.table, b.key);
+    });
+    return x;
+  };
+  EXPECT_EQ(sorted(r.violations), sorted(all.violations));
+  EXPECT_FALSE(verify_changes({{{"null", nullptr}, "x", {}}}, vo));
 }
 
 // Nested negotiation at one node (framecraft buys tube sets for its frames):

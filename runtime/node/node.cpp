@@ -229,6 +229,9 @@ struct node::impl final : node_context {
   execution mode = execution::threaded;
   /// The deterministic scheduler; null when threaded.
   caf::scheduler::test_coordinator* sched = nullptr;
+  /// Deterministic: the keys the inline writer recorded, kept by stop()
+  /// for take_written_keys().
+  store::written_keys keys_at_stop;
   std::unique_ptr<transport::transport> net;
   std::unique_ptr<caf::actor_system_config> sys_cfg;
   std::unique_ptr<caf::actor_system> sys;
@@ -832,9 +835,11 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
     wo.batches_per_txn_max = 1;
     wo.pipeline_syncs = false;
   }
-  if (mode == execution::deterministic)
-    p->writer = std::make_unique<store::inline_writer>(*p->env, wo.fail_stop);
-  else
+  if (mode == execution::deterministic) {
+    auto w = std::make_unique<store::inline_writer>(*p->env, wo.fail_stop);
+    w->record_keys({std::string(inbox_table), std::string(outbox_table), std::string(meta_table)});
+    p->writer = std::move(w);
+  } else
     p->writer = std::make_unique<store::group_commit_writer>(*p->env, wo);
 
   if (net) {
@@ -1089,6 +1094,20 @@ void node::advance_time_us(std::int64_t us) {
   if (impl_->sched && us > 0) impl_->sched->advance_time(std::chrono::microseconds(us));
 }
 
+bool node::deferred_writes_pending() const {
+  auto* w = dynamic_cast<store::inline_writer*>(impl_->writer.get());
+  return w && w->deferred_pending();
+}
+
+void node::flush_deferred_writes() {
+  if (auto* w = dynamic_cast<store::inline_writer*>(impl_->writer.get())) w->flush_deferred();
+}
+
+store::written_keys node::take_written_keys() {
+  auto* w = dynamic_cast<store::inline_writer*>(impl_->writer.get());
+  return w ? w->take_keys() : std::exchange(impl_->keys_at_stop, {});
+}
+
 void node::kill_now() {
   auto& p = *impl_;
   if (auto* w = dynamic_cast<store::inline_writer*>(p.writer.get())) w->kill();
@@ -1130,6 +1149,8 @@ void node::stop() {
   }
   p.sys->await_all_actors_done();
   p.writer->stop();
+  if (auto* w = dynamic_cast<store::inline_writer*>(p.writer.get()))
+    p.keys_at_stop = w->take_keys();
   p.sys.reset();
   p.writer.reset();
   p.env.reset();

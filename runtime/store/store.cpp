@@ -33,6 +33,10 @@ namespace {
 /// MDB_READERS_FULL instead of blocking.
 constexpr unsigned readers_max = 512;
 
+/// Reset read transactions kept for reuse (environment::impl::idle_readers);
+/// each keeps one of the readers_max slots.
+constexpr std::size_t idle_readers_max = 8;
+
 /// Upper bound on write attempts in one apply(): each MDB_MAP_FULL at least
 /// doubles the map (or fails at map_bytes_max), so 64 attempts cover any size_t.
 constexpr int apply_attempts_max = 64;
@@ -166,7 +170,18 @@ struct environment::impl {
   /// Open handles by table name. Handles stay valid until mdb_env_close.
   mutable std::map<std::string, MDB_dbi, std::less<>> dbis;
 
+  /// Read-only transactions kept after use (mdb_txn_reset) and renewed for
+  /// the next read: mdb_txn_begin allocates and zeroes a transaction sized
+  /// for tables_max tables (~4 KiB) on every read, which was most of the
+  /// cost of a point read. A reset transaction holds its reader slot but no
+  /// snapshot, so it pins no pages and does not block a map resize.
+  /// Guarded by idle_readers_mutex (a leaf lock).
+  mutable std::mutex idle_readers_mutex;
+  mutable std::vector<MDB_txn*> idle_readers;
+
   ~impl() {
+    for (MDB_txn* t : idle_readers) mdb_txn_abort(t);
+    idle_readers.clear();
     env.reset();
     std::lock_guard lk(open_paths_mutex);
     open_paths.erase(canonical_path);
@@ -206,14 +221,40 @@ struct environment::impl {
    public:
     explicit read_txn(const impl& i) : impl_(i) { impl_.gate.enter_shared(); }
     ~read_txn() {
-      if (txn_) mdb_txn_abort(txn_);
+      if (txn_) {
+        mdb_txn_reset(txn_);
+        std::unique_lock lk(impl_.idle_readers_mutex);
+        if (impl_.idle_readers.size() < idle_readers_max) {
+          impl_.idle_readers.push_back(txn_);
+        } else {
+          lk.unlock();
+          mdb_txn_abort(txn_);
+        }
+      }
       impl_.gate.exit_shared();
     }
     read_txn(const read_txn&) = delete;
     read_txn& operator=(const read_txn&) = delete;
 
-    int begin() { return mdb_txn_begin(impl_.env.get(), nullptr, MDB_RDONLY, &txn_); }
-    /// Commit keeps handles opened by mdb_dbi_open in this transaction.
+    int begin() {
+      {
+        std::lock_guard lk(impl_.idle_readers_mutex);
+        if (!impl_.idle_readers.empty()) {
+          txn_ = impl_.idle_readers.back();
+          impl_.idle_readers.pop_back();
+        }
+      }
+      if (txn_) {
+        if (int rc = mdb_txn_renew(txn_)) {
+          mdb_txn_abort(std::exchange(txn_, nullptr));
+          return rc;
+        }
+        return 0;
+      }
+      return mdb_txn_begin(impl_.env.get(), nullptr, MDB_RDONLY, &txn_);
+    }
+    /// Commit keeps handles opened by mdb_dbi_open in this transaction (and
+    /// frees it: it does not go back to the idle list).
     int commit() { return mdb_txn_commit(std::exchange(txn_, nullptr)); }
     MDB_txn* get() const { return txn_; }
 
@@ -374,7 +415,8 @@ struct environment::impl {
     }
     if (!any) return {};
     for (int i = 0; i < apply_attempts_max; ++i) {
-      const auto before = last_txnid();
+      // mdb_env_info only when the answer is asked for (pipelined commits).
+      const auto before = earlier_durable ? last_txnid() : 0;
       attempt a = write_once(batches);
       if (a.rc == 0) {
         // A commit that wrote a new transaction flushed its data pages, and
@@ -472,7 +514,8 @@ result<std::unique_ptr<environment>> environment::open(const options& opts) {
   // map (MDB_WRITEMAP): no write() per dirty page, which is most of a
   // simulated node's commit cost.
   unsigned flags = MDB_NOTLS | (opts.sync ? unsigned{MDB_NOMETASYNC}
-                                          : unsigned{MDB_NOSYNC} | unsigned{MDB_WRITEMAP});
+                                          : unsigned{MDB_NOSYNC} | unsigned{MDB_WRITEMAP} |
+                                                unsigned{MDB_NORDAHEAD});
   if (int rc = mdb_env_open(raw, opts.path.c_str(), flags, 0644)) {
     return p->error("mdb_env_open", rc);
   }

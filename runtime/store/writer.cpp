@@ -296,14 +296,55 @@ writer_stats group_commit_writer::stats() const {
 }
 
 void inline_writer::submit(write_batch batch, completion done) {
+  apply(&batch, &done);
+}
+
+void inline_writer::submit_deferred(write_batch batch, completion done) {
+  if (!stopped_by_.is_ok()) {
+    if (done) done(stopped_by_);
+    return;
+  }
+  deferred_.emplace_back(std::move(batch), std::move(done));
+}
+
+void inline_writer::flush_deferred() {
+  if (!deferred_.empty()) apply(nullptr, nullptr);
+}
+
+void inline_writer::kill() {
+  stopped_by_ = status(errc::shutting_down, "the process was killed");
+  auto lost = std::exchange(deferred_, {});
+  for (auto& [b, done] : lost)
+    if (done) done(stopped_by_);
+}
+
+void inline_writer::apply(write_batch* batch, completion* done) {
+  auto waiting = std::exchange(deferred_, {});
   status st = stopped_by_;
   if (st.is_ok()) {
-    st = env_.apply(batch);
+    std::vector<const write_batch*> ptrs;
+    ptrs.reserve(waiting.size() + 1);
+    for (const auto& [b, d] : waiting) ptrs.push_back(&b);
+    if (batch) ptrs.push_back(batch);
+    st = env_.apply(ptrs);
     if (!st && fail_stop_)
-      stopped_by_ = status(st.code(), st.message() +
-                                          " (the store stopped taking writes after this failure)");
+      stopped_by_ =
+          status(st.code(), st.message() + " (the store stopped taking writes after this failure)");
+    if (st && recording_) {
+      for (const write_batch* b : ptrs) {
+        for (const write_op& op : b->ops()) {
+          if (ignored_.contains(op.table)) continue;
+          auto it = keys_.find(op.table);
+          if (it == keys_.end())
+            it = keys_.emplace(op.table, std::set<std::string, std::less<>>{}).first;
+          it->second.insert(op.key);
+        }
+      }
+    }
   }
-  if (done) done(st);
+  for (auto& [b, d] : waiting)
+    if (d) d(st);
+  if (done && *done) (*done)(st);
 }
 
 }  // namespace gearmesh::store

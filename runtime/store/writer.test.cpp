@@ -325,6 +325,43 @@ TEST(group_commit_writer, stop_commits_deferred_batches) {
   EXPECT_TRUE(v->has_value());
 }
 
+// The simulator's writer: deferred batches ride with the next submit() in
+// its transaction (completions in submission order), wait otherwise, are
+// applied by flush_deferred() or stop(), and are lost by kill().
+TEST(inline_writer, deferred_batches_ride_with_the_next_submit_and_die_with_a_kill) {
+  temp_dir dir;
+  auto env = open_env(dir.path(), false);
+  ASSERT_TRUE(env);
+  auto present = [&](std::uint64_t n) {
+    auto v = env->get("w", key_u64(n));
+    EXPECT_TRUE(v);
+    return v && v->has_value();
+  };
+  inline_writer writer(*env, true);
+  writer.record_keys({});
+  std::vector<std::string> order;
+  writer.submit_deferred(one_put(1), [&](const status& st) { order.push_back(st ? "d1" : "d1!"); });
+  writer.submit_deferred(one_put(2), nullptr);
+  EXPECT_TRUE(writer.deferred_pending());
+  EXPECT_FALSE(present(1));
+  EXPECT_TRUE(writer.take_keys().empty());  // nothing applied yet
+  writer.submit(one_put(3), [&](const status& st) { order.push_back(st ? "s3" : "s3!"); });
+  EXPECT_EQ(order, (std::vector<std::string>{"d1", "s3"}));
+  EXPECT_FALSE(writer.deferred_pending());
+  EXPECT_TRUE(present(1) && present(2) && present(3));
+  EXPECT_EQ(writer.take_keys()["w"].size(), 3u);
+  writer.submit_deferred(one_put(4), nullptr);
+  writer.flush_deferred();
+  EXPECT_TRUE(present(4));
+  writer.submit_deferred(one_put(5), [&](const status& st) { order.push_back(st ? "d5" : "d5!"); });
+  writer.kill();
+  EXPECT_FALSE(present(5));
+  EXPECT_EQ(order.back(), "d5!");
+  writer.submit(one_put(6), nullptr);
+  writer.stop();
+  EXPECT_FALSE(present(6));
+}
+
 TEST(group_commit_writer, pipelined_groups_complete_in_order_once_flushed) {
   temp_dir dir;
   auto env = open_env(dir.path(), true);  // real flushes

@@ -168,6 +168,30 @@ struct store_ref {
 result<verify_report> verify_stores(const std::vector<store_ref>& stores,
                                     const verify_options& opts);
 
+/// The writes to one store since it was last checked, for verify_changes.
+struct store_changes {
+  store_ref store;
+  std::string node_id;  // reported as the violations' node
+  /// Keys written (put or erased) since the last check, by table; tables
+  /// the checker does not know are ignored.
+  store::written_keys keys;
+};
+
+/// The invariants that hold at every instant of a running network --
+/// over_commitment and corrupt_record -- checked incrementally, for a
+/// simulator that checks its live stores often: every changed key that
+/// still has a value is decoded and checked against its key, and every
+/// resource with a changed hold, booking or definition is summed again over
+/// all its holds and bookings (a prefix scan) against its capacity. If the
+/// previous check of each store was clean and `keys` lists every write since,
+/// the report holds the same over_commitment and corrupt_record violations
+/// as verify_stores on the same stores (and no other kind); it reads only
+/// what changed. Any number of stores; the summaries carry only path and
+/// node id. Errors: errc::invalid_argument for a null env, errc::storage if
+/// LMDB fails to read.
+result<verify_report> verify_changes(const std::vector<store_changes>& stores,
+                                     const verify_options& opts);
+
 /// Opens the existing store in `dir` (never creates one: environment::open
 /// would). The store is opened read-write as LMDB requires for its lock file,
 /// but nothing is written unless it lacks its format stamp, which a node's

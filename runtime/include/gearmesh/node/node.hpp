@@ -157,6 +157,21 @@ class node {
   /// caller's and must be moved in step.
   void advance_time_us(std::int64_t us);
 
+  /// Whether deferred store writes (erases of acknowledged outbox entries,
+  /// inbox pruning) wait for the node's next commit, and applies them now
+  /// in one transaction: in production the writer does so after
+  /// group_commit_writer::options::deferred_delay_ms; the simulator calls
+  /// flush_deferred() that long after they were queued.
+  bool deferred_writes_pending() const;
+  void flush_deferred_writes();
+
+  /// Keys of the actors' tables (every table but the runtime's inbox,
+  /// outbox and meta) that applied commits wrote since open() or since the
+  /// last call, by table: what an incremental invariant check must look at
+  /// (actors::verify_changes). Also after stop(), for what the node wrote
+  /// until then. Empty when threaded.
+  store::written_keys take_written_keys();
+
   /// A simulated kill -9 at this instant: nothing more is committed (later
   /// steps fail unapplied) and nothing more is sent. The caller then stops
   /// and discards the node, and may open its store again.

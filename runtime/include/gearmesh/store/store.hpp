@@ -20,10 +20,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gearmesh/status.hpp"
@@ -76,6 +79,9 @@ class write_batch {
  private:
   std::vector<write_op> ops_;
 };
+
+/// Keys written (put or erased), by table name.
+using written_keys = std::map<std::string, std::set<std::string, std::less<>>, std::less<>>;
 
 /// Table statistics, for `gearmesh store inspect` and metrics.
 struct table_stats {
@@ -193,21 +199,49 @@ class commit_queue {
 /// Applies each batch at once, on the caller's thread, in a transaction of
 /// its own, then runs its completion: no writer thread. For deterministic
 /// simulation, where every step must happen in an order the simulator
-/// controls. With `fail_stop`, every batch after the first failure fails
-/// with it, as group_commit_writer's option. Not thread-safe: one caller at
-/// a time (the simulator runs everything on one thread).
+/// controls. Deferred batches (submit_deferred) wait, as with the group-
+/// commit writer, for the next submit(), which applies them first in the
+/// same transaction, or for flush_deferred(); kill() drops them (what a
+/// crash before the writer's next transaction loses). With `fail_stop`,
+/// every batch after the first failure fails with it, as group_commit_writer's
+/// option. Not thread-safe: one caller at a time (the simulator runs
+/// everything on one thread).
 class inline_writer final : public commit_queue {
  public:
   inline_writer(environment& env, bool fail_stop) : env_(env), fail_stop_(fail_stop) {}
   void submit(write_batch batch, completion done) override;
+  void submit_deferred(write_batch batch, completion done) override;
+  /// Applies the deferred batches now, in one transaction.
+  void flush_deferred();
+  /// Whether deferred batches wait for a transaction.
+  bool deferred_pending() const noexcept { return !deferred_.empty(); }
+  /// Applies the deferred batches (a clean stop).
+  void stop() override { flush_deferred(); }
   /// From now on every batch fails with errc::shutting_down, unapplied (a
-  /// simulated process death).
-  void kill() { stopped_by_ = status(errc::shutting_down, "the process was killed"); }
+  /// simulated process death); deferred batches waiting are dropped.
+  void kill();
+
+  /// From now on, remembers the keys every applied batch writes, except in
+  /// the tables named in `ignored` (for incremental invariant checks).
+  void record_keys(std::set<std::string, std::less<>> ignored) {
+    recording_ = true;
+    ignored_ = std::move(ignored);
+  }
+  /// The keys recorded since the last call (empty unless record_keys).
+  written_keys take_keys() { return std::exchange(keys_, {}); }
 
  private:
+  /// Applies the deferred batches and then `batch` (if any) in one
+  /// transaction and runs their completions in submission order.
+  void apply(write_batch* batch, completion* done);
+
   environment& env_;
   bool fail_stop_;
   status stopped_by_;
+  std::vector<std::pair<write_batch, completion>> deferred_;
+  bool recording_ = false;
+  std::set<std::string, std::less<>> ignored_;
+  written_keys keys_;
 };
 
 /// Counters of a group_commit_writer.
