@@ -1,19 +1,20 @@
-// The participant actor (factory or supplier) and its resource actors.
+// The participant actor (factory or supplier).
 //
-// Concurrency: the participant handles one inbound message at a time, to the
-// end. Where it must ask its resource actors it uses request(...).await, which
-// keeps every other message in the mailbox until the answer arrived, so a CFP's
-// probes and holds never interleave with another CFP's. The resource actors are
-// linked to the participant, so requests need no timeout (each timeout would
-// cost a round trip through CAF's clock thread).
+// Concurrency: the participant owns its calendars (one per machine or item)
+// and handles one inbound message at a time; placing and booking work are
+// plain calls into the scheduling module (scheduling.hpp), so a CFP's holds
+// never interleave with another CFP's. It waits only for the node's buyer
+// (nested negotiation), with request(...).then, handling other messages in
+// between. The capacity broker reserves capacity offers on the same
+// calendars by asking the participant (hold_atom, split_atom, release_atom).
 //
-// Durability: resource actors change their calendars in memory only; the
-// participant writes the hold and booking records in the same commit as the
-// step they belong to (holds with the offer and its Propose, bookings with the
-// contract and its Confirm, releases with the Reject or Cancel that ended the
-// offer). So a Propose is never durable without its holds, nor a Confirm
-// without its bookings, and one inbound message costs one commit. Only a hold
-// that expires by itself is erased by its resource's own commit.
+// Durability: calendars change in memory; the participant writes the hold
+// and booking records in the same commit as the step they belong to (holds
+// with the offer and its Propose, bookings with the contract and its
+// Confirm, releases with the Reject or Cancel that ended the offer). So a
+// Propose is never durable without its holds, nor a Confirm without its
+// bookings, and one inbound message costs one commit. Only holds that expire
+// by themselves are erased by a commit of their own.
 #include "gearmesh/actors/participant.hpp"
 
 #include <algorithm>
@@ -42,98 +43,14 @@ std::chrono::microseconds delay_until(timestamp_us deadline, timestamp_us now) {
   return std::chrono::microseconds(std::max<timestamp_us>(0, deadline - now) + us_per_ms);
 }
 
-// --- resource actor ---------------------------------------------------------
-
-struct resource_state {
-  node_context* ctx = nullptr;
-  std::string id;
-  std::optional<capacity_calendar> cal;
-  timestamp_us armed_us = 0;  // earliest expiry timer pending, 0 = none
-  static inline const char* name = "gearmesh.resource";
-};
-
-using resource_actor = caf::stateful_actor<resource_state>;
-
-/// Releases the holds past their deadline and erases their records (the one
-/// write a resource commits itself: no participant step ends these holds).
-void resource_expire(resource_actor* self) {
-  auto& st = self->state;
-  auto gone = st.cal->expire(st.ctx->clock().now());
-  if (gone.empty()) return;
-  effects fx;
-  for (const auto& rid : gone) tables::holds.erase(fx.writes, reservation_key(st.id, rid));
-  fx.on_durable = [id = st.id](const status& s) {
-    if (!s) spdlog::error("resource {}: commit failed: {}", id, s.to_string());
-  };
-  st.ctx->commit(std::move(fx));
-}
-
-void resource_arm(resource_actor* self) {
-  auto& st = self->state;
-  auto d = st.cal->next_deadline();
-  if (!d || (st.armed_us != 0 && st.armed_us <= *d)) return;
-  st.armed_us = *d;
-  self->delayed_send(self, delay_until(*d, st.ctx->clock().now()), expire_atom::value);
-}
-
-caf::behavior resource(resource_actor* self, node_context* ctx, std::string id,
-                       capacity_calendar cal) {
-  self->state.ctx = ctx;
-  self->state.id = std::move(id);
-  self->state.cal.emplace(std::move(cal));
-  resource_arm(self);
-  return {
-      [=](probe_atom, std::int64_t units, timestamp_us from, timestamp_us horizon) {
-        resource_expire(self);
-        auto p = self->state.cal->find_earliest(units, from, horizon);
-        return probe_result{p.has_value(), p ? *p : placement{}};
-      },
-      [=](hold_atom, const std::string& rid, std::int64_t units, timestamp_us from,
-          timestamp_us horizon, timestamp_us deadline) {
-        auto& st = self->state;
-        resource_expire(self);
-        auto p = st.cal->find_earliest(units, from, horizon);
-        if (!p) return probe_result{};
-        if (auto s = st.cal->hold(rid, *p, deadline); !s) {
-          spdlog::warn("resource {}: hold {}: {}", st.id, rid, s.to_string());
-          return probe_result{};
-        }
-        resource_arm(self);
-        return probe_result{true, std::move(*p)};
-      },
-      [=](book_atom, const std::string& rid) {
-        auto& st = self->state;
-        resource_expire(self);
-        const auto* e = st.cal->find(rid);
-        if (!e) return probe_result{};
-        if (e->kind == reservation_kind::hold && !st.cal->convert(rid)) return probe_result{};
-        return probe_result{true, e->where};
-      },
-      [=](release_atom, const std::string& rid) { self->state.cal->release(rid); },
-      [=](expire_atom) {
-        self->state.armed_us = 0;
-        resource_expire(self);
-        resource_arm(self);
-      },
-      [=](check_atom) {
-        auto s = self->state.cal->check();
-        return s ? std::string{} : s.message();
-      },
-      // Capacity offers (capacity.cpp): part of an offer's hold becomes a booking.
-      [=](split_atom, const std::string& hold_id, const std::string& booking_id,
-          std::int64_t units) {
-        resource_expire(self);
-        return split_offer_hold(*self->state.cal, hold_id, booking_id, units);
-      },
-  };
-}
-
 // --- participant actor ------------------------------------------------------
 
 struct participant_state {
   node_context* ctx = nullptr;
   std::shared_ptr<const participant_policy> policy;
-  std::map<std::string, caf::actor, std::less<>> resources;
+  /// The calendars, by resource id (machines or items).
+  calendar_set cals;
+  timestamp_us expiry_armed_us = 0;  // the pending hold-expiry timer, 0 = none
   std::uint64_t next_proposal = 1;
   pending_writes pending;
   std::uint64_t commit_seq = 0;
@@ -216,11 +133,36 @@ void sweep_held(participant_actor* self, timestamp_us now) {
 /// Releases `refs` in the calendars (memory); the caller erases their records
 /// in the commit of the same step (erase_reservations).
 void release_all(participant_actor* self, const std::vector<reservation_ref>& refs) {
-  for (const auto& r : refs) {
-    auto it = self->state.resources.find(r.resource);
-    if (it != self->state.resources.end())
-      self->send(it->second, release_atom::value, r.reservation_id);
-  }
+  for (const auto& r : refs)
+    if (auto it = self->state.cals.find(r.resource); it != self->state.cals.end())
+      it->second.release(r.reservation_id);
+}
+
+/// Releases the holds past their deadline and erases their records (the one
+/// write the participant commits that no inbound step causes).
+void expire_holds(participant_actor* self) {
+  auto& st = self->state;
+  const auto now = st.ctx->clock().now();
+  effects fx;
+  for (auto& [id, cal] : st.cals)
+    for (const auto& rid : cal.expire(now))
+      tables::holds.erase(fx.writes, reservation_key(id, rid));
+  if (fx.writes.empty()) return;
+  fx.on_durable = [](const status& s) {
+    if (!s) spdlog::error("participant: committing expired holds failed: {}", s.to_string());
+  };
+  st.ctx->commit(std::move(fx));
+}
+
+/// Keeps one timer for the earliest hold deadline of all calendars.
+void arm_expiry(participant_actor* self) {
+  auto& st = self->state;
+  std::optional<timestamp_us> d;
+  for (const auto& [id, cal] : st.cals)
+    if (auto n = cal.next_deadline(); n && (!d || *n < *d)) d = n;
+  if (!d || (st.expiry_armed_us != 0 && st.expiry_armed_us <= *d)) return;
+  st.expiry_armed_us = *d;
+  self->delayed_send(self, delay_until(*d, st.ctx->clock().now()), expire_atom::value);
 }
 
 std::vector<reservation_ref> refs_of(const std::vector<chosen_step>& steps) {
@@ -230,161 +172,38 @@ std::vector<reservation_ref> refs_of(const std::vector<chosen_step>& steps) {
   return out;
 }
 
-/// Places a work plan operation by operation with holds (see factory.hpp).
-/// `done(fit, chosen)`: fit = every operation got a hold; chosen = the holds
-/// placed (to release when !fit). The holds exist in memory only until the
-/// caller commits their records.
-struct placement_job {
-  work_plan plan;
-  std::string proposal_id;
-  timestamp_us deadline_us = 0;
-  std::size_t op = 0;
-  timestamp_us from_us = 0;
-  std::vector<chosen_step> chosen;
-  /// Probes of the current operation's candidates, in candidate order.
-  std::vector<std::optional<placement>> probes;
-  std::size_t answers = 0;
-  std::function<void(bool, std::vector<chosen_step>)> done;
-};
-
-void place_next(participant_actor* self, std::shared_ptr<placement_job> j);
-
-/// Holds the current operation on `resource_id` and goes on with the next one.
-void hold_on(participant_actor* self, std::shared_ptr<placement_job> j,
-             const std::string& resource_id, const caf::actor& resource) {
-  const auto& op = j->plan.operations[j->op];
-  auto reservation_id = j->proposal_id + "#" + std::to_string(j->op);
-  self->request(resource, caf::infinite, hold_atom::value, reservation_id, op.units, j->from_us,
-                j->plan.horizon_us, j->deadline_us)
-      .await(
-          [=](probe_result& r) {
-            if (!r.found) {
-              j->done(false, std::move(j->chosen));
-              return;
-            }
-            j->from_us = r.where.end_us;
-            j->chosen.push_back({resource_id, reservation_id, std::move(r.where)});
-            ++j->op;
-            place_next(self, j);
-          },
-          [=](caf::error&) { j->done(false, std::move(j->chosen)); });
+/// Places `plan` with holds for `proposal_id` (scheduling.hpp). The holds
+/// exist in memory only until the caller commits their records.
+result<std::vector<chosen_step>> place_holds(participant_actor* self, const work_plan& plan,
+                                             const std::string& proposal_id,
+                                             timestamp_us deadline_us) {
+  expire_holds(self);
+  auto placed = place(self->state.cals, plan, proposal_id,
+                      reservation_terms{reservation_kind::hold, deadline_us});
+  arm_expiry(self);
+  return placed;
 }
 
-/// After every probe of the current operation answered: hold on the candidate
-/// that finishes earliest (ties: the one listed first).
-void hold_best(participant_actor* self, std::shared_ptr<placement_job> j,
-               const std::vector<std::pair<std::string, caf::actor>>& candidates) {
-  std::optional<std::size_t> best;
-  for (std::size_t k = 0; k < j->probes.size(); ++k)
-    if (j->probes[k] && (!best || j->probes[k]->end_us < j->probes[*best]->end_us)) best = k;
-  if (!best) {
-    j->done(false, std::move(j->chosen));
-    return;
-  }
-  hold_on(self, j, candidates[*best].first, candidates[*best].second);
-}
-
-void place_next(participant_actor* self, std::shared_ptr<placement_job> j) {
+/// Turns every reservation of `refs` into a booking. Returns the booking
+/// records in the order of `refs`, or nothing if one is missing (those
+/// converted stay converted: the caller releases them all).
+std::optional<std::vector<reservation_record>> book_all(participant_actor* self,
+                                                        const std::vector<reservation_ref>& refs) {
   auto& st = self->state;
-  if (j->op == j->plan.operations.size()) {
-    j->done(true, std::move(j->chosen));
-    return;
+  expire_holds(self);
+  std::vector<reservation_record> records;
+  records.reserve(refs.size());
+  for (const auto& r : refs) {
+    auto it = st.cals.find(r.resource);
+    if (it == st.cals.end()) return std::nullopt;
+    const auto* e = it->second.find(r.reservation_id);
+    if (!e) return std::nullopt;
+    if (e->kind == reservation_kind::hold && !it->second.convert(r.reservation_id))
+      return std::nullopt;
+    records.push_back(
+        reservation_of(r.resource, r.reservation_id, reservation_kind::booking, 0, e->where));
   }
-  const auto& op = j->plan.operations[j->op];
-  std::vector<std::pair<std::string, caf::actor>> candidates;
-  for (const auto& rid : op.candidates)
-    if (auto it = st.resources.find(rid); it != st.resources.end())
-      candidates.emplace_back(rid, it->second);
-  if (candidates.empty()) {
-    j->done(false, std::move(j->chosen));
-    return;
-  }
-  // One candidate: the hold finds the earliest placement itself.
-  if (candidates.size() == 1) {
-    hold_on(self, j, candidates.front().first, candidates.front().second);
-    return;
-  }
-  // Several: probe them all at once, then hold on the best.
-  j->probes.assign(candidates.size(), std::nullopt);
-  j->answers = 0;
-  auto shared =
-      std::make_shared<std::vector<std::pair<std::string, caf::actor>>>(std::move(candidates));
-  for (std::size_t k = 0; k < shared->size(); ++k) {
-    auto answered = [=] {
-      if (++j->answers == shared->size()) hold_best(self, j, *shared);
-    };
-    self->request((*shared)[k].second, caf::infinite, probe_atom::value, op.units, j->from_us,
-                  j->plan.horizon_us)
-        .await(
-            [=](probe_result& r) {
-              if (r.found) j->probes[k] = std::move(r.where);
-              answered();
-            },
-            [=](caf::error& e) {
-              spdlog::warn("participant: probe {} failed: {}", (*shared)[k].first, to_string(e));
-              answered();
-            });
-  }
-}
-
-void place(participant_actor* self, work_plan plan, std::string proposal_id,
-           timestamp_us deadline_us, std::function<void(bool, std::vector<chosen_step>)> done) {
-  auto j = std::make_shared<placement_job>();
-  j->from_us = plan.from_us;
-  j->plan = std::move(plan);
-  j->proposal_id = std::move(proposal_id);
-  j->deadline_us = deadline_us;
-  j->done = std::move(done);
-  place_next(self, std::move(j));
-}
-
-/// Turns every reservation of `refs` into a booking, all at once.
-/// done(all booked, the booking records in the order of `refs`).
-void book_all(participant_actor* self, std::vector<reservation_ref> refs,
-              std::function<void(bool, std::vector<reservation_record>)> done) {
-  struct job {
-    std::vector<reservation_ref> refs;
-    std::vector<reservation_record> records;
-    std::size_t answers = 0;
-    bool ok = true;
-    std::function<void(bool, std::vector<reservation_record>)> done;
-  };
-  auto j = std::make_shared<job>();
-  j->records.resize(refs.size());
-  j->refs = std::move(refs);
-  j->done = std::move(done);
-  if (j->refs.empty()) {
-    j->done(true, {});
-    return;
-  }
-  auto answered = [j] {
-    if (++j->answers == j->refs.size()) j->done(j->ok, std::move(j->records));
-  };
-  for (std::size_t i = 0; i < j->refs.size(); ++i) {
-    const auto& r = j->refs[i];
-    auto it = self->state.resources.find(r.resource);
-    if (it == self->state.resources.end()) {
-      j->ok = false;
-      answered();
-      continue;
-    }
-    self->request(it->second, caf::infinite, book_atom::value, r.reservation_id)
-        .await(
-            [=](probe_result& p) {
-              if (p.found) {
-                const auto& ref = j->refs[i];
-                j->records[i] = reservation_of(ref.resource, ref.reservation_id,
-                                               reservation_kind::booking, 0, p.where);
-              } else {
-                j->ok = false;
-              }
-              answered();
-            },
-            [=](caf::error&) {
-              j->ok = false;
-              answered();
-            });
-  }
+  return records;
 }
 
 wire::cfp cfp_of(const offer_record& o) {
@@ -432,10 +251,9 @@ struct sourced_components {
 };
 
 /// Places `plan` with holds and proposes (or refuses); commits with `env` as
-/// cause. The proposal number is taken here, synchronously, and every step up
-/// to the commit awaits its answers, so commits carry increasing numbers.
+/// cause.
 void place_and_propose(participant_actor* self, const wire::envelope& env, const wire::cfp& c,
-                       work_plan plan, sourced_components comps) {
+                       work_plan plan, const sourced_components& comps) {
   auto& st = self->state;
   const auto now = st.ctx->clock().now();
   plan.from_us = std::max(plan.from_us, comps.arrival_us);
@@ -443,50 +261,53 @@ void place_and_propose(participant_actor* self, const wire::envelope& env, const
   auto proposal_id = st.ctx->node_id() + "/proposal/" + std::to_string(n);
   const auto deadline =
       std::min(hold_deadline(now, st.policy->hold_ttl_us()), comps.valid_until_us);
-  place(self, std::move(plan), proposal_id, deadline,
-        [=](bool fit, std::vector<chosen_step> chosen) {
-          auto& st = self->state;
-          store::write_batch b;
-          tables::seq.put(b, "proposal", counter_record{n});
-          auto refuse_with = [&](std::string reason) {
-            release_all(self, refs_of(chosen));
-            withdraw(self, comps.orders, "the proposal it was for was not made");
-            commit(self, std::move(b), &env,
-                   {{env.header.sender, wire::refuse{c.order_id, std::move(reason)}}}, c.order_id);
-          };
-          if (!fit) return refuse_with("no capacity within the horizon");
-          if (deadline <= now) return refuse_with("component proposals lapsed");
-          const auto price = st.policy->price(c, chosen, comps.cents);
-          if (c.max_price_cents > 0 && price > c.max_price_cents)
-            return refuse_with("price " + std::to_string(price) + " above the ceiling " +
-                               std::to_string(c.max_price_cents));
-          offer_record o;
-          o.proposal_id = proposal_id;
-          o.order_id = c.order_id;
-          o.buyer = env.header.sender;
-          o.item = c.item;
-          o.quantity = c.quantity;
-          o.currency = c.currency;
-          o.earliest_start_us = c.earliest_start_us;
-          o.due_us = c.due_us;
-          o.price_cents = price;
-          o.promised_start_us = chosen.front().where.start_us;
-          o.promised_due_us = chosen.back().where.end_us;
-          o.valid_until_us = deadline;
-          o.state = offer_state::held;
-          o.reservations = refs_of(chosen);
-          o.sub_orders = comps.orders;
-          tables::offers.put(b, o.proposal_id, o);
-          store::write_batch holds;
-          for (const auto& s : chosen)
-            tables::holds.put(holds, reservation_key(s.resource, s.reservation_id),
-                              reservation_of(s.resource, s.reservation_id, reservation_kind::hold,
-                                             deadline, s.where));
-          wire::propose p{o.order_id,          o.proposal_id,     o.price_cents,
-                          o.promised_start_us, o.promised_due_us, o.valid_until_us};
-          remember_held(self, o);
-          commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id, std::move(holds));
-        });
+  store::write_batch b;
+  tables::seq.put(b, "proposal", counter_record{n});
+  auto refuse_with = [&](std::string reason, const std::vector<chosen_step>& chosen) {
+    release_all(self, refs_of(chosen));
+    withdraw(self, comps.orders, "the proposal it was for was not made");
+    commit(self, std::move(b), &env,
+           {{env.header.sender, wire::refuse{c.order_id, std::move(reason)}}}, c.order_id);
+  };
+  if (deadline <= now) return refuse_with("component proposals lapsed", {});
+  auto placed = place_holds(self, plan, proposal_id, deadline);
+  if (!placed) {
+    if (placed.error().code() != errc::overloaded)
+      spdlog::warn("{}: placing {}: {}", st.ctx->node_id(), proposal_id, placed.error().message());
+    return refuse_with("no capacity within the horizon", {});
+  }
+  const auto& chosen = *placed;
+  const auto price = st.policy->price(c, chosen, comps.cents);
+  if (c.max_price_cents > 0 && price > c.max_price_cents)
+    return refuse_with("price " + std::to_string(price) + " above the ceiling " +
+                           std::to_string(c.max_price_cents),
+                       chosen);
+  offer_record o;
+  o.proposal_id = proposal_id;
+  o.order_id = c.order_id;
+  o.buyer = env.header.sender;
+  o.item = c.item;
+  o.quantity = c.quantity;
+  o.currency = c.currency;
+  o.earliest_start_us = c.earliest_start_us;
+  o.due_us = c.due_us;
+  o.price_cents = price;
+  o.promised_start_us = chosen.front().where.start_us;
+  o.promised_due_us = chosen.back().where.end_us;
+  o.valid_until_us = deadline;
+  o.state = offer_state::held;
+  o.reservations = refs_of(chosen);
+  o.sub_orders = comps.orders;
+  tables::offers.put(b, o.proposal_id, o);
+  store::write_batch holds;
+  for (const auto& s : chosen)
+    tables::holds.put(
+        holds, reservation_key(s.resource, s.reservation_id),
+        reservation_of(s.resource, s.reservation_id, reservation_kind::hold, deadline, s.where));
+  wire::propose p{o.order_id,          o.proposal_id,     o.price_cents,
+                  o.promised_start_us, o.promised_due_us, o.valid_until_us};
+  remember_held(self, o);
+  commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id, std::move(holds));
 }
 
 /// Nested negotiation: the CFP needs bought components. The buyer runs one
@@ -660,28 +481,24 @@ void replace(participant_actor* self, const wire::envelope& env, const wire::acc
   auto c = cfp_of(o);
   auto plan = st.policy->plan(c, now);
   if (!plan) return fail(plan.error().message());
-  place(self, std::move(*plan), o.proposal_id, hold_deadline(now, st.policy->hold_ttl_us()),
-        [=](bool fit, std::vector<chosen_step> chosen) {
-          if (!fit || chosen.back().where.end_us > o.promised_due_us) {
-            release_all(self, refs_of(chosen));
-            return fail("hold expired and the promised due date can no longer be met");
-          }
-          auto refs = refs_of(chosen);
-          book_all(self, refs, [=](bool ok, std::vector<reservation_record> records) {
-            if (!ok) {
-              release_all(self, refs);
-              return fail("hold expired and capacity is gone");
-            }
-            // The old reservations go, the new bookings come (same ids when
-            // the plan is the same: erase first, then put).
-            store::write_batch b;
-            erase_reservations(b, o.reservations);
-            b.append(bookings_of(records));
-            auto n = o;
-            n.reservations = refs;
-            contract(self, env, a, std::move(n), std::move(b), records);
-          });
-        });
+  expire_holds(self);
+  auto placed = place(st.cals, *plan, o.proposal_id, reservation_terms{reservation_kind::booking});
+  if (!placed || placed->back().where.end_us > o.promised_due_us) {
+    if (placed) release(st.cals, *placed);
+    return fail("hold expired and the promised due date can no longer be met");
+  }
+  std::vector<reservation_record> records;
+  for (const auto& s : *placed)
+    records.push_back(
+        reservation_of(s.resource, s.reservation_id, reservation_kind::booking, 0, s.where));
+  // The old reservations go, the new bookings come (same ids when the plan
+  // is the same: erase first, then put).
+  store::write_batch b;
+  erase_reservations(b, o.reservations);
+  b.append(bookings_of(records));
+  auto n = o;
+  n.reservations = refs_of(*placed);
+  contract(self, env, a, std::move(n), std::move(b), records);
 }
 
 /// Nested negotiation, on Accept: the own holds are booked (in memory); now
@@ -745,15 +562,11 @@ void on_accept(participant_actor* self, const wire::envelope& env, const wire::a
     case accept_verdict::replace:
       return replace(self, env, a, std::move(*o));
     case accept_verdict::confirm: {
-      auto refs = o->reservations;
-      book_all(self, std::move(refs),
-               [=, o = std::move(*o)](bool ok, std::vector<reservation_record> records) mutable {
-                 if (ok && !o.sub_orders.empty())
-                   return award_components(self, env, a, std::move(o), std::move(records));
-                 if (ok) return contract(self, env, a, std::move(o), bookings_of(records), records);
-                 replace(self, env, a, std::move(o));
-               });
-      return;
+      auto records = book_all(self, o->reservations);
+      if (records && !o->sub_orders.empty())
+        return award_components(self, env, a, std::move(*o), std::move(*records));
+      if (records) return contract(self, env, a, std::move(*o), bookings_of(*records), *records);
+      return replace(self, env, a, std::move(*o));
     }
   }
 }
@@ -816,8 +629,7 @@ void on_cancel(participant_actor* self, const wire::envelope& env, const wire::c
 }
 
 caf::behavior participant(participant_actor* self, node_context* ctx,
-                          std::shared_ptr<const participant_policy> policy,
-                          std::map<std::string, caf::actor, std::less<>> resources,
+                          std::shared_ptr<const participant_policy> policy, calendar_set cals,
                           std::uint64_t next_proposal, std::vector<offer_record> held,
                           caf::actor buyer, std::vector<std::string> withdrawn) {
   auto& st = self->state;
@@ -827,10 +639,10 @@ caf::behavior participant(participant_actor* self, node_context* ctx,
   // stopped before the buyer committed the first withdrawal (no-op otherwise).
   if (st.buyer) withdraw(self, withdrawn, "the proposal it backed ended");
   st.policy = std::move(policy);
-  st.resources = std::move(resources);
+  st.cals = std::move(cals);
   st.next_proposal = next_proposal;
   for (const auto& o : held) remember_held(self, o);
-  for (auto& [id, r] : st.resources) self->link_to(r);
+  arm_expiry(self);
   return {
       [=](inbound_atom, const wire::envelope& env) {
         std::visit(
@@ -850,8 +662,49 @@ caf::behavior participant(participant_actor* self, node_context* ctx,
             env.payload);
       },
       [=](durable_atom, std::uint64_t seq, bool) { self->state.pending.durable(seq); },
-      // The capacity broker (capacity.cpp) reserves offers on the same calendars.
-      [=](resources_atom) { return resource_handles{self->state.resources}; },
+      [=](expire_atom) {
+        self->state.expiry_armed_us = 0;
+        expire_holds(self);
+        arm_expiry(self);
+      },
+      // The capacity broker (capacity.cpp) reserves offers on the same
+      // calendars; it commits the records, as the participant does its own.
+      [=](hold_atom, const std::string& resource, const std::string& rid, std::int64_t units,
+          timestamp_us from, timestamp_us horizon, timestamp_us deadline) {
+        auto& st = self->state;
+        auto it = st.cals.find(resource);
+        if (it == st.cals.end()) return probe_result{};
+        expire_holds(self);
+        auto p = it->second.find_earliest(units, from, horizon);
+        if (!p) return probe_result{};
+        if (auto s = it->second.hold(rid, *p, deadline); !s) {
+          spdlog::warn("participant: hold {} on {}: {}", rid, resource, s.to_string());
+          return probe_result{};
+        }
+        arm_expiry(self);
+        return probe_result{true, std::move(*p)};
+      },
+      [=](split_atom, const std::string& resource, const std::string& hold_id,
+          const std::string& booking_id, std::int64_t units) {
+        auto& st = self->state;
+        auto it = st.cals.find(resource);
+        if (it == st.cals.end()) {
+          offer_split out;
+          out.reason = "machine " + resource + " is no longer configured";
+          return out;
+        }
+        expire_holds(self);
+        return split_offer_hold(it->second, hold_id, booking_id, units);
+      },
+      [=](release_atom, const std::string& resource, const std::string& rid) {
+        if (auto it = self->state.cals.find(resource); it != self->state.cals.end())
+          it->second.release(rid);
+      },
+      [=](check_atom) {
+        for (const auto& [id, cal] : self->state.cals)
+          if (auto s = cal.check(); !s) return id + ": " + s.message();
+        return std::string{};
+      },
       // The executor is our child: it exits with us (node::stop exits the routed actors).
       [=](executor_atom, const caf::actor& e) {
         self->state.executor = e;
@@ -925,7 +778,7 @@ result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
                                      const caf::actor& buyer) {
   const auto& env = ctx.store();
   const auto now = ctx.clock().now();
-  std::map<std::string, caf::actor, std::less<>> resources;
+  calendar_set cals;
   store::write_batch expired;
   for (const auto& spec : policy->resources()) {
     auto cal = load_calendar(env, spec);
@@ -942,7 +795,7 @@ result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
     if (!stale->empty())
       spdlog::info("{}: released {} reservations of {} that no offer backs (left by a crash)",
                    ctx.node_id(), stale->size(), spec.id);
-    resources.emplace(spec.id, sys.spawn(resource, &ctx, spec.id, std::move(*cal)));
+    cals.emplace(spec.id, std::move(*cal));
   }
   if (!expired.empty()) {
     effects fx;
@@ -968,8 +821,8 @@ result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
     return true;
   });
   if (!st) return st;
-  return sys.spawn(participant, &ctx, std::move(policy), std::move(resources), next,
-                   std::move(held), buyer, std::move(withdrawn));
+  return sys.spawn(participant, &ctx, std::move(policy), std::move(cals), next, std::move(held),
+                   buyer, std::move(withdrawn));
 }
 
 }  // namespace gearmesh::actors
