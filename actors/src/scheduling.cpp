@@ -87,8 +87,10 @@ result<std::vector<chosen_step>> place(calendar_set& cals, const work_plan& plan
 }
 
 std::optional<std::size_t> first_blocked(const calendar_set& cals,
-                                         const std::vector<chosen_step>& steps) {
+                                         const std::vector<chosen_step>& steps,
+                                         timestamp_us now_us) {
   for (std::size_t k = 0; k < steps.size(); ++k) {
+    if (steps[k].where.end_us <= now_us) continue;  // done: nothing to move
     auto it = cals.find(steps[k].resource);
     if (it != cals.end() && it->second.blocked(steps[k].where)) return k;
   }
@@ -107,7 +109,7 @@ result<replan> replan_blocked(calendar_set& cals, const std::vector<operation_pl
   out.steps = steps;
   out.first_moved = steps.size();
   out.end_us = steps.empty() ? 0 : steps.back().where.end_us;
-  const auto first = first_blocked(cals, steps);
+  const auto first = first_blocked(cals, steps, now_us);
   if (!first) return out;
   // What is released, to put back if the new plan does not fit.
   std::vector<calendar_entry> old;

@@ -152,7 +152,7 @@ TEST(scheduling, a_plan_off_the_blocked_buckets_is_left_alone) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->first_moved, 3u);
   EXPECT_EQ(r->steps, f.steps);
-  EXPECT_EQ(first_blocked(f.cals, f.steps), std::nullopt);
+  EXPECT_EQ(first_blocked(f.cals, f.steps, t0), std::nullopt);
 }
 
 TEST(scheduling, a_broken_machine_sends_its_work_to_another_capable_one) {
@@ -161,7 +161,9 @@ TEST(scheduling, a_broken_machine_sends_its_work_to_another_capable_one) {
   ASSERT_EQ(f.steps[1].resource, "weld1");
   const auto old_end = f.steps.back().where.end_us;
   ASSERT_TRUE(f.cals.at("weld1").block("down", b0 + 1, b0 + 5));
-  EXPECT_EQ(first_blocked(f.cals, f.steps), std::optional<std::size_t>{1});
+  EXPECT_EQ(first_blocked(f.cals, f.steps, t0), std::optional<std::size_t>{1});
+  // Finished work never moves: at 3:00 the welding is done.
+  EXPECT_EQ(first_blocked(f.cals, f.steps, t0 + 3 * hour), std::nullopt);
   auto r =
       replan_blocked(f.cals, f.ops, f.steps, t0 + 90 * minute, t0 + 2 * us_per_day, "p", booking);
   ASSERT_TRUE(r) << r.error().to_string();

@@ -11,13 +11,12 @@
 // it is placed, so the next one — possibly on the same machine — sees it.
 //
 // Re-planning (a breakdown or maintenance window, calendar.hpp block()):
-// the reservations of a plan from its first operation that has units in a
-// blocked bucket are released and that operation and every later one are
-// placed forward again, the first no earlier than the previous operation
-// ends (or, for the first operation, than it was planned to start: that is
-// when its bought components arrive), and never before `now`. An operation
-// keeps its units; it may move to any of its candidates. Operations before
-// it stay where they are.
+// the reservations of a plan from its first unfinished operation (one that
+// ends after `now`) that has units in a blocked bucket are released and that operation and every
+// later one are placed forward again, the first no earlier than the previous operation ends (or,
+// for the first operation, than it was planned to start: that is when its bought components
+// arrive), and never before `now`. An operation keeps its units; it may move to any of its
+// candidates. Operations before it stay where they are.
 //
 // Reservation ids are "<owner>#<operation index>" (owner = a proposal id),
 // the same before and after a re-plan, so a moved operation keeps its id
@@ -109,10 +108,12 @@ std::string operation_reservation_id(std::string_view owner, std::size_t index);
 /// Releases the reservations of `steps` from `cals`; those already gone are skipped.
 void release(calendar_set& cals, const std::vector<chosen_step>& steps);
 
-/// Index of the first of `steps` with units in a blocked bucket of its
-/// calendar (a step whose calendar is not in `cals` does not count).
+/// Index of the first of `steps` that is not finished by `now_us` (ends
+/// later) and has units in a blocked bucket of its calendar (a step whose
+/// calendar is not in `cals` does not count).
 std::optional<std::size_t> first_blocked(const calendar_set& cals,
-                                         const std::vector<chosen_step>& steps);
+                                         const std::vector<chosen_step>& steps,
+                                         timestamp_us now_us);
 
 /// The result of a re-plan.
 struct replan {
@@ -123,7 +124,7 @@ struct replan {
 
 /// Re-plans `steps` (operation k reserved as steps[k] on `cals`) around
 /// blocked buckets, as described at the top of this file: from
-/// first_blocked(cals, steps) on, each operation is released and placed
+/// first_blocked(cals, steps, now_us) on, each operation is released and placed
 /// again on one of ops[k].candidates with its own units (ops[k].units is
 /// not used), reserved as `terms`, ending by `horizon_us`. Nothing blocked:
 /// the steps unchanged. Errors, with `cals` unchanged (the old reservations
