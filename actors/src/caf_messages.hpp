@@ -19,6 +19,7 @@
 #include "gearmesh/actors/calendar.hpp"
 #include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/executor.hpp"
+#include "gearmesh/actors/outage.hpp"
 #include "gearmesh/node/caf_types.hpp"
 
 namespace gearmesh::actors {
@@ -98,6 +99,20 @@ using progress_atom = caf::atom_constant<caf::atom("progress")>;
 /// (executor_atom, caf::actor): tells the participant and the buyer the
 /// node's executor (sent once by install_roles).
 using executor_atom = caf::atom_constant<caf::atom("executor")>;
+/// (replan_atom, replan_record): the participant re-planned or cancelled a
+/// sold contract and committed the record (table "replans"); the executor
+/// reports it to the buyer and erases the record in one commit.
+using replan_atom = caf::atom_constant<caf::atom("replan")>;
+
+// Disruptions (outage.hpp).
+/// (participant_atom, caf::actor): tells the buyer the node's participant.
+using participant_atom = caf::atom_constant<caf::atom("particip")>;
+/// (component_lost_atom, parent_buyer, parent_order_id, component_order_id,
+/// reason): the buyer could not source a component order again after its
+/// seller cancelled; the participant cancels the upstream contract it backs.
+using component_lost_atom = caf::atom_constant<caf::atom("complost")>;
+/// (outage_atom, outage_request) -> outage_reply, once durable.
+using outage_atom = caf::atom_constant<caf::atom("outage")>;
 
 }  // namespace gearmesh::actors
 
@@ -115,3 +130,6 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::book_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::execution_record)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::posted_event)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::post_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::replan_record)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::outage_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::outage_reply)
