@@ -23,6 +23,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
@@ -31,6 +32,7 @@
 #include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/execution.hpp"
 #include "gearmesh/actors/negotiation.hpp"
+#include "gearmesh/actors/outage.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "pending_writes.hpp"
 
@@ -63,6 +65,14 @@ struct participant_state {
   caf::actor buyer;
   /// The node's executor: carries out the contracts (executor.hpp).
   caf::actor executor;
+  /// Machine outages not ended and not past, by id (outage.hpp).
+  std::map<std::string, outage_record, std::less<>> outages;
+  std::uint64_t next_outage = 1;
+  std::uint64_t next_replan = 1;
+  /// Outage replies waiting for their commit to be durable, by commit number.
+  std::multimap<std::uint64_t, std::pair<caf::response_promise, outage_reply>> replies;
+  /// Re-plans committed, to hand to the executor (it may not be known yet).
+  std::vector<replan_record> unsent_replans;
   static inline const char* name = "gearmesh.participant";
 };
 
@@ -71,9 +81,10 @@ using participant_actor = caf::stateful_actor<participant_state>;
 /// Commits `writes`, the inbound `cause` (may be null) and `msgs` in one step,
 /// together with `reservations` (hold and booking records, which the
 /// participant never reads back and so keeps out of its pending overlay).
-void commit(participant_actor* self, store::write_batch writes, const wire::envelope* cause,
-            std::vector<message_to> msgs, std::string_view conversation,
-            store::write_batch reservations = {}) {
+/// Returns the commit number (0: nothing the participant reads back).
+std::uint64_t commit(participant_actor* self, store::write_batch writes,
+                     const wire::envelope* cause, std::vector<message_to> msgs,
+                     std::string_view conversation, store::write_batch reservations = {}) {
   auto& st = self->state;
   effects fx;
   fx.writes = std::move(writes);
@@ -82,10 +93,11 @@ void commit(participant_actor* self, store::write_batch writes, const wire::enve
   for (auto& m : msgs)
     fx.messages.push_back(outbound{std::move(m.receiver), std::string(conversation),
                                    cause ? cause->header.message_id : 0, std::move(m.payload)});
+  std::uint64_t seq = 0;
   if (!fx.writes.empty()) {
     // Only commits that wrote something the participant reads back need to
     // tell it when they are durable.
-    const auto seq = ++st.commit_seq;
+    seq = ++st.commit_seq;
     st.pending.record(fx.writes, seq);
     fx.on_durable = [h = caf::actor_cast<caf::actor>(self), seq](const status& s) {
       if (!s) spdlog::error("participant: commit {} failed: {}", seq, s.to_string());
@@ -94,6 +106,7 @@ void commit(participant_actor* self, store::write_batch writes, const wire::enve
   }
   fx.writes.append(std::move(reservations));
   st.ctx->commit(std::move(fx));
+  return seq;
 }
 
 /// Erases the hold and booking records of `refs` (a release).
@@ -558,7 +571,8 @@ void on_accept(participant_actor* self, const wire::envelope& env, const wire::a
         return fail_offer(self, env, a, std::move(*o), d.reason);
       return send_failure(self, env, a, d.reason);
     case accept_verdict::resend_confirm:
-      return commit(self, {}, &env, {{env.header.sender, confirm_for(*o)}}, a.order_id);
+      commit(self, {}, &env, {{env.header.sender, confirm_for(*o)}}, a.order_id);
+      return;
     case accept_verdict::replace:
       return replace(self, env, a, std::move(*o));
     case accept_verdict::confirm: {
@@ -611,7 +625,8 @@ void on_cancel(participant_actor* self, const wire::envelope& env, const wire::c
         k->state = contract_state::cancelled;
         tables::contracts.put(b, k->contract_id, *k);
       }
-      return commit(self, std::move(b), &env, {}, c.order_id, std::move(released));
+      commit(self, std::move(b), &env, {}, c.order_id, std::move(released));
+      return;
     }
     if (!k) {
       // Cancelled before we confirmed it: a late Accept for it must fail.
@@ -628,20 +643,398 @@ void on_cancel(participant_actor* self, const wire::envelope& env, const wire::c
   commit(self, std::move(b), &env, {}, c.order_id, std::move(released));
 }
 
+// --- disruptions (outage.hpp) -------------------------------------------------
+
+/// The steps of `o`'s reservations as the calendars hold them (operation k =
+/// o.reservations[k]); nothing if one is missing.
+std::optional<std::vector<chosen_step>> steps_of(participant_actor* self, const offer_record& o) {
+  std::vector<chosen_step> out;
+  for (const auto& r : o.reservations) {
+    auto it = self->state.cals.find(r.resource);
+    const calendar_entry* e =
+        it == self->state.cals.end() ? nullptr : it->second.find(r.reservation_id);
+    if (!e) return std::nullopt;
+    out.push_back({r.resource, r.reservation_id, e->where});
+  }
+  return out;
+}
+
+/// One step of the participant that ends or re-plans sold contracts.
+struct replan_step {
+  store::write_batch writes;        // offers, contracts, replans, counters (read back)
+  store::write_batch reservations;  // hold and booking records
+  std::vector<replan_record> replans;
+};
+
+/// Adds a replan record for `contract_id` to `step`.
+void add_replan(participant_actor* self, replan_step& step, const std::string& contract_id,
+                replan_kind kind, timestamp_us start_us, timestamp_us end_us, std::string reason) {
+  auto& st = self->state;
+  replan_record r;
+  r.contract_id = contract_id;
+  r.number = st.next_replan++;
+  r.kind = kind;
+  r.planned_start_us = start_us;
+  r.planned_end_us = end_us;
+  r.reason = std::move(reason);
+  r.at_us = st.ctx->clock().now();
+  tables::replans.put(step.writes, replan_key(r.contract_id, r.number), r);
+  tables::seq.put(step.writes, "replan", counter_record{r.number});
+  step.replans.push_back(std::move(r));
+}
+
+/// The seller ends contract `k` of offer `o` (a breakdown it cannot recover
+/// from, a component it could not source again): releases its
+/// reservations, withdraws its component orders, records offer and contract
+/// as cancelled and a replan that the executor reports to the buyer.
+void cancel_sold(participant_actor* self, replan_step& step, offer_record o, contract_record k,
+                 const std::string& reason) {
+  auto& st = self->state;
+  release_all(self, o.reservations);
+  erase_reservations(step.reservations, o.reservations);
+  withdraw(self, o.sub_orders, "the contract it backed was cancelled: " + reason);
+  o.state = offer_state::cancelled;
+  o.reason = reason;
+  o.ended_us = st.ctx->clock().now();
+  tables::offers.put(step.writes, o.proposal_id, o);
+  k.state = contract_state::cancelled;
+  tables::contracts.put(step.writes, k.contract_id, k);
+  add_replan(self, step, k.contract_id, replan_kind::cancelled, 0, 0, reason);
+  spdlog::info("{}: contract {} cancelled: {}", st.ctx->node_id(), k.contract_id, reason);
+}
+
+/// Commits `step` (with `extra` writes), then hands its re-plans to the
+/// executor. Returns the commit number.
+std::uint64_t commit_replans(participant_actor* self, replan_step step) {
+  auto& st = self->state;
+  const auto seq =
+      commit(self, std::move(step.writes), nullptr, {}, {}, std::move(step.reservations));
+  for (auto& r : step.replans) {
+    if (st.executor)
+      self->send(st.executor, replan_atom::value, std::move(r));
+    else
+      st.unsent_replans.push_back(std::move(r));  // sent once the executor is known
+  }
+  return seq;
+}
+
+/// Outages past their window leave memory and the calendars (bounded).
+void prune_outages(participant_actor* self, timestamp_us now) {
+  auto& st = self->state;
+  for (auto it = st.outages.begin(); it != st.outages.end();) {
+    if (it->second.until_us > now) {
+      ++it;
+      continue;
+    }
+    if (auto c = st.cals.find(it->second.resource); c != st.cals.end())
+      c->second.unblock(it->first);
+    it = st.outages.erase(it);
+  }
+}
+
+std::string reason_of(const outage_record& out) {
+  std::string s = out.resource +
+                  (out.kind == outage_kind::breakdown ? " broke down" : " is down for maintenance");
+  if (!out.reason.empty()) s += " (" + out.reason + ")";
+  return s;
+}
+
+std::string minutes_text(timestamp_us us) {
+  return std::to_string((us + us_per_min - 1) / us_per_min) + " min";
+}
+
+/// Opens outage `out` (id, window, kind, reason set) on its machine: blocks
+/// the calendar and moves, delays or cancels what was reserved there, all in
+/// one commit. Returns the commit number.
+std::uint64_t open_outage(participant_actor* self, outage_record& out) {
+  auto& st = self->state;
+  const auto now = st.ctx->clock().now();
+  auto& cal = st.cals.at(out.resource);
+  expire_holds(self);
+  out.first_bucket = cal.bucket_of(std::max(out.from_us, now));
+  out.last_bucket = cal.bucket_of(out.until_us - 1);
+  out.created_us = now;
+  (void)cal.block(out.outage_id, out.first_bucket, out.last_bucket);  // checked by the caller
+  // What was reserved in the window, by offer.
+  std::vector<std::string> proposals;
+  for (const auto& rid : cal.overlapping(out.first_bucket, out.last_bucket)) {
+    if (is_capacity_reservation(rid)) continue;  // capacity offers are not moved
+    auto pid = rid.substr(0, rid.rfind('#'));
+    if (std::find(proposals.begin(), proposals.end(), pid) == proposals.end())
+      proposals.push_back(std::move(pid));
+  }
+  std::vector<std::pair<offer_record, contract_record>> sold;
+  std::vector<offer_record> held;
+  for (const auto& pid : proposals) {
+    auto o = read(self, tables::offers, pid);
+    if (!o) continue;
+    if (o->state == offer_state::contracted) {
+      auto k = read(self, tables::contracts, o->contract_id);
+      if (!k || k->state != contract_state::active) continue;
+      // Work already completed needs no machine.
+      auto e = tables::executions.get(st.ctx->store(), k->contract_id);
+      if (e && *e &&
+          ((*e)->state == wire::contract_progress::completed ||
+           (*e)->state == wire::contract_progress::delivered))
+        continue;
+      sold.emplace_back(std::move(*o), std::move(*k));
+    } else if (hold_valid(*o, now)) {
+      held.push_back(std::move(*o));
+    }
+  }
+  std::sort(sold.begin(), sold.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.second.promised_due_us, a.second.contract_id) <
+           std::tie(b.second.promised_due_us, b.second.contract_id);
+  });
+  const auto why = reason_of(out);
+  replan_step step;
+  // Moves `o`'s steps off the blocked buckets; the new steps, or nothing.
+  auto move = [&](const offer_record& o, const std::vector<chosen_step>& steps,
+                  const reservation_terms& terms) -> std::optional<replan> {
+    auto plan = st.policy->plan(cfp_of(o), now);
+    if (!plan || plan->operations.size() != steps.size()) return std::nullopt;
+    auto r = replan_blocked(st.cals, plan->operations, steps, now, plan->horizon_us, o.proposal_id,
+                            terms);
+    if (!r) return std::nullopt;
+    return std::move(*r);
+  };
+  // Records `o`'s moved steps as `kind` (erase the old keys, put the new).
+  auto record_moved = [&](offer_record& o, const std::vector<chosen_step>& old_steps,
+                          const replan& r, reservation_kind kind, timestamp_us deadline) {
+    for (std::size_t k = r.first_moved; k < old_steps.size(); ++k) {
+      const auto key = reservation_key(old_steps[k].resource, old_steps[k].reservation_id);
+      tables::holds.erase(step.reservations, key);
+      tables::bookings.erase(step.reservations, key);
+    }
+    for (std::size_t k = r.first_moved; k < r.steps.size(); ++k) {
+      const auto& s = r.steps[k];
+      const auto rec = reservation_of(s.resource, s.reservation_id, kind, deadline, s.where);
+      (kind == reservation_kind::hold ? tables::holds : tables::bookings)
+          .put(step.reservations, reservation_key(s.resource, s.reservation_id), rec);
+    }
+    o.reservations = refs_of(r.steps);
+    tables::offers.put(step.writes, o.proposal_id, o);
+  };
+  auto moved_to = [](const replan& r) {
+    std::string s;
+    for (std::size_t k = r.first_moved; k < r.steps.size(); ++k)
+      if (s.find(r.steps[k].resource) == std::string::npos)
+        s += (s.empty() ? "" : ", ") + r.steps[k].resource;
+    return s;
+  };
+  for (auto& [o, k] : sold) {
+    auto steps = steps_of(self, o);
+    if (!steps) {
+      spdlog::error("{}: contract {}: its bookings are not all in the calendars", st.ctx->node_id(),
+                    k.contract_id);
+      continue;
+    }
+    auto r = move(o, *steps, reservation_terms{reservation_kind::booking, 0});
+    if (r && r->first_moved == steps->size()) continue;  // nothing unfinished was blocked
+    const timestamp_us late = r ? r->end_us - o.promised_due_us : 0;
+    if (r && late <= st.policy->reschedule_delay_max_us()) {
+      auto old_steps = *steps;
+      record_moved(o, old_steps, *r, reservation_kind::booking, 0);
+      std::string text = why + ": work moved to " + moved_to(*r) +
+                         (late > 0 ? ", " + minutes_text(late) + " later than promised"
+                                   : ", delivery as promised");
+      add_replan(self, step, k.contract_id, replan_kind::rescheduled,
+                 r->steps.front().where.start_us, r->end_us, text);
+      out.effects.push_back({k.contract_id,
+                             late > 0 ? replan_outcome::delayed : replan_outcome::rescheduled,
+                             std::max(r->end_us, o.promised_due_us)});
+      continue;
+    }
+    if (r)
+      release(st.cals, r->steps);  // the new bookings; the old ones stay released
+    else
+      release_all(self, o.reservations);
+    const std::string text = why + (r ? ": the work would end " + minutes_text(late) +
+                                            " after the promised date, more than the seller accepts"
+                                      : ": the work fits on no machine within the horizon");
+    // cancel_sold releases o.reservations again: those are gone, a no-op.
+    cancel_sold(self, step, o, k, text);
+    out.effects.push_back({k.contract_id, replan_outcome::cancelled, 0});
+  }
+  for (auto& o : held) {
+    auto steps = steps_of(self, o);
+    if (!steps) continue;
+    const reservation_terms terms{reservation_kind::hold, o.valid_until_us};
+    auto r = move(o, *steps, terms);
+    if (r && r->first_moved == steps->size()) continue;
+    if (r && r->end_us <= o.promised_due_us) {
+      record_moved(o, *steps, *r, reservation_kind::hold, o.valid_until_us);
+      ++out.holds_moved;
+      continue;
+    }
+    // Given up: an Accept re-places the work (or fails), as for a lapsed hold.
+    if (r)
+      release(st.cals, r->steps);
+    else
+      release_all(self, o.reservations);
+    erase_reservations(step.reservations, o.reservations);
+    ++out.holds_released;
+  }
+  tables::seq.put(step.writes, "outage", counter_record{st.next_outage - 1});
+  tables::outages.put(step.writes, out.outage_id, out);
+  st.outages[out.outage_id] = out;
+  spdlog::info("{}: outage {}: {} {}..{}: {} contracts touched, {} holds moved, {} released",
+               st.ctx->node_id(), out.outage_id, why, out.from_us, out.until_us, out.effects.size(),
+               out.holds_moved, out.holds_released);
+  arm_expiry(self);
+  return commit_replans(self, std::move(step));
+}
+
+caf::response_promise on_outage(participant_actor* self, outage_request& req) {
+  auto& st = self->state;
+  auto rp = self->make_response_promise();
+  const auto now = st.ctx->clock().now();
+  auto answer = [&](unsigned code, std::string error, std::vector<outage_record> outs = {}) {
+    rp.deliver(outage_reply{code, std::move(error), std::move(outs)});
+    return rp;
+  };
+  if (!st.policy->machines())
+    return answer(404, "this node has no factory role: it has no machines");
+  auto cal = st.cals.find(req.machine);
+  if (cal == st.cals.end())
+    return answer(404, "no machine " + req.machine + " at " + st.ctx->node_id());
+  if (req.reason.size() > 1024) return answer(400, "reason must be at most 1024 bytes");
+  prune_outages(self, now);
+  auto open_here = [&] {
+    std::vector<const outage_record*> v;
+    for (const auto& [id, o] : st.outages)
+      if (o.resource == req.machine && o.ended_us == 0) v.push_back(&o);
+    return v;
+  };
+  auto reply_after = [&](std::uint64_t seq, unsigned code, std::vector<outage_record> outs) {
+    st.replies.emplace(seq, std::make_pair(rp, outage_reply{code, {}, std::move(outs)}));
+    return rp;
+  };
+  switch (req.what) {
+    case outage_request::action::up: {
+      std::vector<outage_record> ended;
+      store::write_batch b;
+      for (const auto* o : open_here()) {
+        if (o->from_us > now) continue;  // a planned window that has not begun stays
+        auto copy = *o;
+        copy.ended_us = now;
+        tables::outages.put(b, copy.outage_id, copy);
+        ended.push_back(copy);
+      }
+      for (const auto& o : ended) {
+        cal->second.unblock(o.outage_id);
+        st.outages.erase(o.outage_id);
+      }
+      if (ended.empty()) return answer(200, {}, {});
+      spdlog::info("{}: {} is up again ({} outages ended)", st.ctx->node_id(), req.machine,
+                   ended.size());
+      return reply_after(commit(self, std::move(b), nullptr, {}, {}), 200, std::move(ended));
+    }
+    case outage_request::action::health: {
+      if (req.health_score < 0 || req.health_score > 100)
+        return answer(400, "score must be in 0..100");
+      const auto rule = st.policy->health(req.machine);
+      if (rule.threshold == 0 || req.health_score >= rule.threshold) return answer(200, {}, {});
+      for (const auto* o : open_here())
+        if (o->from_us <= now) return answer(200, {}, {});  // already down
+      req.kind = outage_kind::maintenance;
+      req.from_us = now;
+      req.until_us = now + rule.maintenance_us;
+      if (req.reason.empty())
+        req.reason = "health " + std::to_string(req.health_score) + " below " +
+                     std::to_string(rule.threshold);
+      break;
+    }
+    case outage_request::action::down:
+      if (req.from_us == 0) req.from_us = now;
+      if (req.until_us <= req.from_us) return answer(400, "until_us must be after from_us");
+      if (req.until_us <= now) return answer(400, "the window lies in the past");
+      if (req.until_us - req.from_us > outage_length_max_us)
+        return answer(400, "an outage lasts at most " +
+                               std::to_string(outage_length_max_us / us_per_day) + " days");
+      break;
+  }
+  if (open_here().size() >= open_outages_per_machine_max ||
+      cal->second.blocks().size() >= capacity_calendar::blocks_max)
+    return answer(503, "machine " + req.machine + " has too many open outages");
+  outage_record out;
+  out.outage_id = st.ctx->node_id() + "/outage/" + std::to_string(st.next_outage++);
+  out.resource = req.machine;
+  out.kind = req.kind;
+  out.from_us = req.from_us;
+  out.until_us = req.until_us;
+  out.reason = req.reason;
+  out.health_score = req.what == outage_request::action::health ? req.health_score : -1;
+  const auto seq = open_outage(self, out);
+  return reply_after(seq, 201, {out});
+}
+
+/// The buyer could not source component order `sub` again: the contract
+/// sold to `parent_buyer` for `parent_order_id` that it backs is cancelled.
+void on_component_lost(participant_actor* self, const std::string& parent_buyer,
+                       const std::string& parent_order_id, const std::string& sub,
+                       const std::string& why) {
+  auto& st = self->state;
+  const auto prefix = parent_order_id + "/";
+  std::vector<contract_record> found;
+  (void)st.ctx->store().scan(
+      tables::contracts.name(), prefix, [&](std::string_view key, std::string_view value) {
+        if (key.substr(0, prefix.size()) != prefix) return false;
+        auto c = store::codec<contract_record>::decode(value);
+        if (c && c->role == contract_role::seller && c->buyer == parent_buyer)
+          found.push_back(std::move(*c));
+        return true;
+      });
+  for (auto& k : found) {
+    auto now_k = read(self, tables::contracts, k.contract_id);
+    if (!now_k || now_k->state != contract_state::active) continue;
+    auto o = read(self, tables::offers, now_k->proposal_id);
+    if (!o || o->state != offer_state::contracted ||
+        std::find(o->sub_orders.begin(), o->sub_orders.end(), sub) == o->sub_orders.end())
+      continue;
+    replan_step step;
+    cancel_sold(self, step, std::move(*o), std::move(*now_k),
+                "component order " + sub + " could not be sourced again: " + why);
+    commit_replans(self, std::move(step));
+  }
+}
+
+/// What spawn_participant rebuilt from the store.
+struct participant_init {
+  calendar_set cals;
+  std::uint64_t next_proposal = 1;
+  std::uint64_t next_outage = 1;
+  std::uint64_t next_replan = 1;
+  std::vector<offer_record> held;
+  std::vector<std::string> withdrawn;
+  std::map<std::string, outage_record, std::less<>> outages;
+  /// Sold contracts whose component order failed after its seller cancelled
+  /// (the node stopped before it cancelled them): (offer, contract, reason).
+  std::vector<std::tuple<offer_record, contract_record, std::string>> lost;
+};
+
 caf::behavior participant(participant_actor* self, node_context* ctx,
-                          std::shared_ptr<const participant_policy> policy, calendar_set cals,
-                          std::uint64_t next_proposal, std::vector<offer_record> held,
-                          caf::actor buyer, std::vector<std::string> withdrawn) {
+                          std::shared_ptr<const participant_policy> policy,
+                          std::shared_ptr<participant_init> init, caf::actor buyer) {
   auto& st = self->state;
   st.ctx = ctx;
   st.buyer = std::move(buyer);
   // Component orders of offers that ended: withdrawn again, in case the node
   // stopped before the buyer committed the first withdrawal (no-op otherwise).
-  if (st.buyer) withdraw(self, withdrawn, "the proposal it backed ended");
+  if (st.buyer) withdraw(self, init->withdrawn, "the proposal it backed ended");
   st.policy = std::move(policy);
-  st.cals = std::move(cals);
-  st.next_proposal = next_proposal;
-  for (const auto& o : held) remember_held(self, o);
+  st.cals = std::move(init->cals);
+  st.next_proposal = init->next_proposal;
+  st.next_outage = init->next_outage;
+  st.next_replan = init->next_replan;
+  st.outages = std::move(init->outages);
+  for (const auto& o : init->held) remember_held(self, o);
+  for (auto& [o, k, why] : init->lost) {
+    replan_step step;
+    cancel_sold(self, step, std::move(o), std::move(k), why);
+    commit_replans(self, std::move(step));  // handed over once the executor is known
+  }
+  init.reset();
   arm_expiry(self);
   return {
       [=](inbound_atom, const wire::envelope& env) {
@@ -661,7 +1054,21 @@ caf::behavior participant(participant_actor* self, node_context* ctx,
             },
             env.payload);
       },
-      [=](durable_atom, std::uint64_t seq, bool) { self->state.pending.durable(seq); },
+      [=](durable_atom, std::uint64_t seq, bool ok) {
+        auto& st = self->state;
+        st.pending.durable(seq);
+        while (!st.replies.empty() && st.replies.begin()->first <= seq) {
+          auto [rp, reply] = std::move(st.replies.begin()->second);
+          st.replies.erase(st.replies.begin());
+          if (!ok) reply = outage_reply{500, "the outage could not be stored", {}};
+          rp.deliver(std::move(reply));
+        }
+      },
+      [=](outage_atom, outage_request& req) { return on_outage(self, req); },
+      [=](component_lost_atom, const std::string& parent_buyer, const std::string& parent_order,
+          const std::string& sub, const std::string& why) {
+        on_component_lost(self, parent_buyer, parent_order, sub, why);
+      },
       [=](expire_atom) {
         self->state.expiry_armed_us = 0;
         expire_holds(self);
@@ -707,8 +1114,11 @@ caf::behavior participant(participant_actor* self, node_context* ctx,
       },
       // The executor is our child: it exits with us (node::stop exits the routed actors).
       [=](executor_atom, const caf::actor& e) {
-        self->state.executor = e;
+        auto& st = self->state;
+        st.executor = e;
         self->link_to(e);
+        for (auto& r : st.unsent_replans) self->send(e, replan_atom::value, std::move(r));
+        st.unsent_replans.clear();
       },
   };
 }
@@ -802,27 +1212,90 @@ result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
     fx.writes = std::move(expired);
     ctx.commit(std::move(fx));
   }
-  auto counter = tables::seq.get(env, "proposal");
-  if (!counter) return counter.error();
-  const std::uint64_t next = *counter ? (*counter)->value + 1 : 1;
-  std::vector<offer_record> held;
-  std::vector<std::string> withdrawn;
-  // Ended offers whose component orders may still be open: those of the last
-  // week (a component order lapses by itself unless it was contracted).
-  const auto recent = now - 7 * us_per_day;
-  auto st = tables::offers.for_each(env, [&](std::string_view, offer_record&& o) {
-    const bool ended = o.state == offer_state::rejected || o.state == offer_state::cancelled ||
-                       o.state == offer_state::failed;
-    if (ended && o.valid_until_us >= recent)
-      withdrawn.insert(withdrawn.end(), o.sub_orders.begin(), o.sub_orders.end());
-    if (hold_valid(o, now) ||
-        (o.state == offer_state::held && !o.sub_orders.empty() && o.valid_until_us >= recent))
-      held.push_back(std::move(o));
+  auto init = std::make_shared<participant_init>();
+  for (auto [name, out] :
+       {std::pair{"proposal", &init->next_proposal}, std::pair{"outage", &init->next_outage},
+        std::pair{"replan", &init->next_replan}}) {
+    auto counter = tables::seq.get(env, name);
+    if (!counter) return counter.error();
+    *out = *counter ? (*counter)->value + 1 : 1;
+  }
+  // Outages still to come or going on block their machines again.
+  auto st = tables::outages.for_each(env, [&](std::string_view, outage_record&& o) {
+    if (o.ended_us != 0 || o.until_us <= now) return true;
+    auto c = cals.find(o.resource);
+    if (c == cals.end()) return true;  // the machine is no longer configured
+    (void)c->second.block(o.outage_id, o.first_bucket, o.last_bucket);
+    init->outages.emplace(o.outage_id, std::move(o));
     return true;
   });
   if (!st) return st;
-  return sys.spawn(participant, &ctx, std::move(policy), std::move(cals), next, std::move(held),
-                   buyer, std::move(withdrawn));
+  // Ended offers whose component orders may still be open: those of the last
+  // week (a component order lapses by itself unless it was contracted).
+  const auto recent = now - 7 * us_per_day;
+  st = tables::offers.for_each(env, [&](std::string_view, offer_record&& o) {
+    const bool ended = o.state == offer_state::rejected || o.state == offer_state::cancelled ||
+                       o.state == offer_state::failed;
+    if (ended && std::max(o.valid_until_us, o.ended_us) >= recent)
+      init->withdrawn.insert(init->withdrawn.end(), o.sub_orders.begin(), o.sub_orders.end());
+    // A sold contract whose component order failed after its seller
+    // cancelled, and the node stopped before it ended the contract too.
+    if (o.state == offer_state::contracted && !o.sub_orders.empty()) {
+      auto k = tables::contracts.get(env, o.contract_id);
+      auto e = tables::executions.get(env, o.contract_id);
+      const bool open = e && *e && (*e)->state != wire::contract_progress::delivered &&
+                        (*e)->state != wire::contract_progress::cancelled;
+      if (k && *k && (*k)->state == contract_state::active && open) {
+        for (const auto& sub : o.sub_orders) {
+          auto so = tables::orders.get(env, sub);
+          if (!so || !*so || (*so)->state != order_state::failed || (*so)->round == 0) continue;
+          init->lost.emplace_back(
+              o, **k, "component order " + sub + " could not be sourced again: " + (*so)->reason);
+          break;
+        }
+      }
+    }
+    if (hold_valid(o, now) ||
+        (o.state == offer_state::held && !o.sub_orders.empty() && o.valid_until_us >= recent))
+      init->held.push_back(std::move(o));
+    return true;
+  });
+  if (!st) return st;
+  init->cals = std::move(cals);
+  return sys.spawn(participant, &ctx, std::move(policy), std::move(init), buyer);
+}
+
+outage_reply machine_outage(caf::actor_system& sys, const caf::actor& participant,
+                            outage_request req, std::chrono::milliseconds timeout) {
+  return ask_blocking(sys, participant, timeout,
+                      outage_reply{504, "no answer from the participant in time", {}},
+                      "participant", outage_atom::value, std::move(req));
+}
+
+namespace {
+
+/// One outage request on behalf of a non-actor caller (submit_outage).
+void outage_requester(caf::event_based_actor* self, const caf::actor& participant,
+                      outage_request req, std::chrono::milliseconds timeout,
+                      const std::function<void(outage_reply)>& done) {
+  self->request(participant, timeout, outage_atom::value, std::move(req))
+      .then([done](outage_reply& r) { done(std::move(r)); },
+            [done](caf::error& e) {
+              outage_reply r{504, "no answer from the participant in time", {}};
+              if (e != caf::sec::request_timeout) {
+                r.http_status = 503;
+                r.error = "participant unavailable: " + to_string(e);
+              }
+              done(std::move(r));
+            });
+}
+
+}  // namespace
+
+void submit_outage(caf::actor_system& sys, const caf::actor& participant, outage_request req,
+                   std::chrono::milliseconds timeout, std::function<void(outage_reply)> done) {
+  // A function with arguments (see submit_order in buyer.cpp).
+  sys.spawn(outage_requester, participant, std::move(req), timeout, std::move(done));
 }
 
 }  // namespace gearmesh::actors

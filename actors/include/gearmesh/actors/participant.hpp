@@ -25,6 +25,11 @@
 //           without: release the order's held proposal.
 // Holds also expire by themselves (a timer, and lazily).
 //
+// Disruptions (outage.hpp): a machine going down blocks its calendar for the
+// window and moves, delays or cancels the work reserved there; contracts it
+// cancels, and contracts whose component could not be sourced again after
+// its seller cancelled, are reported to the buyer through the executor.
+//
 // Proposal ids are "<node id>/proposal/<n>", n from counter "proposal";
 // reservation ids are "<proposal id>#<operation index>".
 #pragma once
@@ -54,6 +59,13 @@ struct resource_spec {
   std::int64_t energy_wh_per_hour = 0;  // recorded in "resources" for the KPIs
 };
 
+/// A machine's health rule (outage.hpp): a posted score below `threshold`
+/// opens a maintenance window of `maintenance_us` from now.
+struct health_rule {
+  std::int32_t threshold = 0;  // 0: scores open no window
+  timestamp_us maintenance_us = 4 * us_per_hour;
+};
+
 /// What makes a participant a factory or a supplier. Pure and thread-safe.
 class participant_policy {
  public:
@@ -73,6 +85,12 @@ class participant_policy {
                              std::int64_t components_cents) const = 0;
   /// How long a CFP waits for component proposals (nested negotiation).
   virtual timestamp_us component_window_us() const { return 300 * us_per_ms; }
+  /// Whether the resources are machines that can go down (outage.hpp).
+  virtual bool machines() const { return false; }
+  /// How late an outage may make a contract before it is cancelled.
+  virtual timestamp_us reschedule_delay_max_us() const { return 0; }
+  /// The health rule of machine `resource`.
+  virtual health_rule health(std::string_view /*resource*/) const { return {}; }
 };
 
 /// Spawns the participant, rebuilding the calendars from the store (expired
