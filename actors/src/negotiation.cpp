@@ -409,7 +409,9 @@ initiator_step initiator::on_seller_cancel(std::string_view seller, std::string_
                                            timestamp_us now) {
   initiator_step out;
   time_passes(now, out);
-  if (order_.state != order_state::contracted || order_.contract_id != contract_id) return out;
+  const bool contracted = order_.state == order_state::contracted;
+  const bool awarded = order_.state == order_state::awarded;
+  if ((!contracted && !awarded) || order_.contract_id != contract_id) return out;
   auto it =
       std::find_if(order_.proposals.begin(), order_.proposals.end(), [&](const proposal_record& p) {
         return p.contract_id == contract_id && p.seller == seller &&
@@ -420,6 +422,13 @@ initiator_step initiator::on_seller_cancel(std::string_view seller, std::string_
   it->state = proposal_state::failed;
   it->reason = "the seller cancelled the contract: " + std::string(reason);
   out.changed = true;
+  if (awarded) {
+    // The seller confirmed and cancelled, and its Confirm is still on the
+    // way (messages overtake each other): as a Failure, with the contract
+    // recorded as cancelled; the Confirm, when it comes, gets a Cancel.
+    award_next(now, out);
+    return out;
+  }
   order_.reason = "seller " + std::string(seller) + " cancelled contract " +
                   std::string(contract_id) + ": " + std::string(reason);
   order_.awarded_proposal_id.clear();

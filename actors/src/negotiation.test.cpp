@@ -603,6 +603,34 @@ TEST(negotiation, no_time_or_no_round_left_fails_at_once) {
   EXPECT_NE(last.order().reason.find("no sourcing round left"), std::string::npos);
 }
 
+TEST(negotiation, a_cancellation_that_overtakes_the_confirm_falls_back_to_the_next_best) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  const auto due = t0 + us_per_day;
+  ini.on_propose("a", proposal("a/p/1", 60'000, due), t0 + 10 * ms);
+  ini.on_propose("b", proposal("b/p/1", 70'000, due), t0 + 20 * ms);
+  ASSERT_EQ(ini.order().state, order_state::awarded);
+  const auto c1 = ini.order().contract_id;
+  const auto confirm = confirm_of(ini, "a/p/1");
+  // a confirmed, broke down and cancelled; its Cancelled event comes first.
+  s = ini.on_seller_cancel("a", c1, "saw1 broke down", 800 * ms, t0 + 30 * ms);
+  ASSERT_EQ(s.contracts.size(), 1u);
+  EXPECT_EQ(s.contracts[0].contract_id, c1);
+  EXPECT_EQ(s.contracts[0].state, contract_state::cancelled);
+  auto accepts = sent<wire::accept>(s);
+  ASSERT_EQ(accepts.size(), 1u);
+  EXPECT_EQ(accepts[0].first, "b");
+  EXPECT_EQ(ini.order().state, order_state::awarded);
+  EXPECT_EQ(ini.order().round, 0u);
+  // The Confirm arrives late: cancelled again at this end, and a Cancel.
+  s = ini.on_confirm("a", confirm, t0 + 40 * ms);
+  ASSERT_EQ(s.contracts.size(), 1u);
+  EXPECT_EQ(s.contracts[0].state, contract_state::cancelled);
+  EXPECT_EQ(sent<wire::cancel>(s).size(), 1u);
+  s = ini.on_confirm("b", confirm_of(ini, "b/p/1"), t0 + 50 * ms);
+  EXPECT_EQ(ini.order().state, order_state::contracted);
+}
+
 TEST(negotiation, a_component_order_sourced_again_awards_at_once) {
   initiator_step s;
   auto ini = initiator::start(component_order({"a", "b"}), "framecraft", s);

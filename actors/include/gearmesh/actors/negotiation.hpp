@@ -123,8 +123,11 @@ class initiator {
   /// The seller `seller` ended contract `contract_id` of this order (a
   /// ProductionEvent of kind Cancelled) for `reason`: the contract is
   /// recorded as cancelled and the order sourced again with proposals due
-  /// within `window_us`, or failed (see the top of this file). No-op unless
-  /// the order is contracted under that contract with that seller.
+  /// within `window_us`, or failed (see the top of this file). An order
+  /// still awarded under that contract (the Cancelled event overtook the
+  /// Confirm) records it as cancelled and falls back to the next best
+  /// proposal, as on a Failure. No-op unless the order is contracted or
+  /// awarded under that contract with that seller.
   initiator_step on_seller_cancel(std::string_view seller, std::string_view contract_id,
                                   std::string_view reason, timestamp_us window_us,
                                   timestamp_us now);
