@@ -117,7 +117,8 @@ json order_json(const order_record& o, const store::environment& env) {
                              {"promised_due_us", p.promised_due_us},
                              {"valid_until_us", p.valid_until_us},
                              {"state", to_string(p.state)},
-                             {"reason", p.reason}});
+                             {"reason", p.reason},
+                             {"round", p.round}});
   json contract = nullptr;
   if (!o.contract_id.empty()) {
     auto c = tables::contracts.get(env, o.contract_id);
@@ -134,6 +135,7 @@ json order_json(const order_record& o, const store::environment& env) {
               {"max_price_cents", o.max_price_cents},
               {"state", to_string(o.state)},
               {"reason", o.reason},
+              {"round", o.round},
               {"parent_buyer", o.parent_buyer},
               {"parent_order_id", o.parent_order_id},
               {"contract", std::move(contract)},
