@@ -1542,5 +1542,79 @@ TEST_F(actors_test, outages_and_unreported_re_plans_survive_a_restart) {
   expect_quiet_and_clean(w, {"velo", "framecraft"}, {"velo"});
 }
 
+// A machine goes down while an Accept waits for its component awards (the
+// holds are already bookings in memory, nothing recorded yet): the outage
+// leaves that offer alone, and once the contract is recorded its work is
+// moved off the broken machine in a step of its own.
+TEST_F(actors_test, a_breakdown_during_an_award_moves_the_new_contract_once_it_is_recorded) {
+  world w(dir_);
+  w.nested(true);
+  w.add_node("velo", velo_buying_frames("\"framecraft\""));
+  w.add_node("framecraft", R"(
+[buyer]
+proposal_window_ms = 300
+confirm_timeout_ms = 5000
+[[buyer.sources]]
+item = "TUBE-SET"
+sellers = ["tubeco"]
+[factory]
+hold_ttl_ms = 20000
+component_window_ms = 400
+[[factory.machines]]
+id = "weld1"
+capabilities = ["welding"]
+rate_cents_per_hour = 5000
+[[factory.machines]]
+id = "weld2"
+capabilities = ["welding"]
+rate_cents_per_hour = 5000
+[[factory.items]]
+id = "FRAME"
+[[factory.items.operations]]
+capability = "welding"
+minutes_per_unit = 10
+[[factory.items.components]]
+item = "TUBE-SET"
+quantity = 1
+)");
+  w.add_node("tubeco", R"(
+[supplier]
+hold_ttl_ms = 20000
+[[supplier.items]]
+id = "TUBE-SET"
+unit_price_cents = 2000
+lead_time_days = 0
+daily_capacity = 100
+)");
+  // Tubeco confirms slowly: Framecraft's award is in flight for 1.5 s.
+  w.network().delay("tubeco", wire::message_type::confirm, 1500ms);
+  auto api = w.admin("velo");
+  const auto id = post_order(api, "FRAME", 3, system_clock().now() + 10 * us_per_day);
+  auto& velo = w.node("velo").store();
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(velo, id);
+    return o && *o && (*o)->state == order_state::awarded;
+  }));
+  std::this_thread::sleep_for(300ms);  // the Accept reached Framecraft
+  auto held = all(w.node("framecraft").store(), tables::offers);
+  ASSERT_EQ(held.size(), 1u);
+  const auto machine = held.begin()->second.reservations.at(0).resource;
+  auto out = post_machine(w.admin("framecraft"), "/v1/machines/" + machine + "/down",
+                          {{"for_s", 10 * 24 * 3600}}, 201);
+  EXPECT_TRUE(out.at("effects").empty()) << out.dump(2);  // nothing recorded there yet
+  auto [order, contract] = settled(w, "velo", id);
+  ASSERT_EQ(order.state, order_state::contracted) << order.reason;
+  // The contract's welding moved off the broken machine, and Velo knows.
+  ASSERT_TRUE(eventually(
+      [&] { return booking_of(w, "framecraft", contract->contract_id, 0).resource != machine; }));
+  ASSERT_TRUE(eventually([&] {
+    auto p = tables::progress.get(velo, contract->contract_id);
+    return p && *p && (*p)->event.reason.find(machine + " broke down") != std::string::npos;
+  }));
+  auto ml = json::parse(call(w.admin("framecraft"), "GET", "/v1/machines").body);
+  EXPECT_EQ(ml.at("outages").at(0).at("effects").size(), 1u) << ml.dump(2);
+  expect_quiet_and_clean(w, {"velo", "framecraft", "tubeco"}, {"velo", "framecraft"});
+}
+
 }  // namespace
 }  // namespace gearmesh::actors

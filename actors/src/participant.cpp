@@ -23,6 +23,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <tuple>
 
 #include <spdlog/spdlog.h>
@@ -73,6 +74,9 @@ struct participant_state {
   std::multimap<std::uint64_t, std::pair<caf::response_promise, outage_reply>> replies;
   /// Re-plans committed, to hand to the executor (it may not be known yet).
   std::vector<replan_record> unsent_replans;
+  /// Held offers whose Accept waits for their component awards (their holds
+  /// are bookings in memory already): an outage leaves them to the contract.
+  std::set<std::string, std::less<>> awarding;
   static inline const char* name = "gearmesh.participant";
 };
 
@@ -514,6 +518,8 @@ void replace(participant_actor* self, const wire::envelope& env, const wire::acc
   contract(self, env, a, std::move(n), std::move(b), records);
 }
 
+void reconcile_resources(participant_actor* self, const std::vector<reservation_ref>& refs);
+
 /// Nested negotiation, on Accept: the own holds are booked (in memory); now
 /// every component order is awarded, and once all are contracted the
 /// contract is recorded and confirmed. The Accept stays uncommitted meanwhile
@@ -527,8 +533,10 @@ void award_components(participant_actor* self, const wire::envelope& env, const 
   };
   auto j = std::make_shared<job>();
   j->awards.resize(o.sub_orders.size());
+  self->state.awarding.insert(o.proposal_id);
   auto answered = [=] {
     if (++j->answers < j->awards.size()) return;
+    self->state.awarding.erase(o.proposal_id);
     // Whatever happened meanwhile (a Cancel) is in the offer and tombstones.
     auto now_o = read(self, tables::offers, o.proposal_id);
     const bool tombstoned = read(self, tables::tombstones, a.contract_id).has_value();
@@ -537,7 +545,11 @@ void award_components(participant_actor* self, const wire::envelope& env, const 
       why = "contract was cancelled while its components were awarded";
     for (std::size_t k = 0; k < j->awards.size() && why.empty(); ++k)
       if (!j->awards[k].ok) why = "component order " + o.sub_orders[k] + ": " + j->awards[k].reason;
-    if (why.empty()) return contract(self, env, a, o, bookings_of(records), records);
+    if (why.empty()) {
+      contract(self, env, a, o, bookings_of(records), records);
+      // A machine that went down meanwhile: re-plan the new contract now.
+      return reconcile_resources(self, o.reservations);
+    }
     if (now_o && now_o->state == offer_state::held) return fail_offer(self, env, a, o, why);
     // The offer already ended (and released what it held): just answer.
     withdraw(self, o.sub_orders, why);
@@ -743,18 +755,17 @@ std::string minutes_text(timestamp_us us) {
   return std::to_string((us + us_per_min - 1) / us_per_min) + " min";
 }
 
-/// Opens outage `out` (id, window, kind, reason set) on its machine: blocks
-/// the calendar and moves, delays or cancels what was reserved there, all in
-/// one commit. Returns the commit number.
-std::uint64_t open_outage(participant_actor* self, outage_record& out) {
+/// Moves, delays or cancels what is reserved in the window of outage `out`
+/// (its buckets are blocked already) and records what it did in `out`, all
+/// in one commit with `out`. Held offers whose Accept is being completed
+/// (awarding) are left: their contract is reconciled once recorded.
+/// `opening`: `out` is new (always committed, with the outage counter).
+/// Returns the commit number; 0 when not opening and nothing was there.
+std::uint64_t reconcile(participant_actor* self, outage_record& out, bool opening) {
   auto& st = self->state;
   const auto now = st.ctx->clock().now();
   auto& cal = st.cals.at(out.resource);
   expire_holds(self);
-  out.first_bucket = cal.bucket_of(std::max(out.from_us, now));
-  out.last_bucket = cal.bucket_of(out.until_us - 1);
-  out.created_us = now;
-  (void)cal.block(out.outage_id, out.first_bucket, out.last_bucket);  // checked by the caller
   // What was reserved in the window, by offer.
   std::vector<std::string> proposals;
   for (const auto& rid : cal.overlapping(out.first_bucket, out.last_bucket)) {
@@ -778,10 +789,11 @@ std::uint64_t open_outage(participant_actor* self, outage_record& out) {
            (*e)->state == wire::contract_progress::delivered))
         continue;
       sold.emplace_back(std::move(*o), std::move(*k));
-    } else if (hold_valid(*o, now)) {
+    } else if (hold_valid(*o, now) && !st.awarding.contains(o->proposal_id)) {
       held.push_back(std::move(*o));
     }
   }
+  if (!opening && sold.empty() && held.empty()) return 0;
   std::sort(sold.begin(), sold.end(), [](const auto& a, const auto& b) {
     return std::tie(a.second.promised_due_us, a.second.contract_id) <
            std::tie(b.second.promised_due_us, b.second.contract_id);
@@ -875,7 +887,7 @@ std::uint64_t open_outage(participant_actor* self, outage_record& out) {
     erase_reservations(step.reservations, o.reservations);
     ++out.holds_released;
   }
-  tables::seq.put(step.writes, "outage", counter_record{st.next_outage - 1});
+  if (opening) tables::seq.put(step.writes, "outage", counter_record{st.next_outage - 1});
   tables::outages.put(step.writes, out.outage_id, out);
   st.outages[out.outage_id] = out;
   spdlog::info("{}: outage {}: {} {}..{}: {} contracts touched, {} holds moved, {} released",
@@ -883,6 +895,36 @@ std::uint64_t open_outage(participant_actor* self, outage_record& out) {
                out.holds_moved, out.holds_released);
   arm_expiry(self);
   return commit_replans(self, std::move(step));
+}
+
+/// Opens outage `out` (id, window, kind, reason set) on its machine: blocks
+/// the calendar and reconciles the window. Returns the commit number.
+std::uint64_t open_outage(participant_actor* self, outage_record& out) {
+  auto& st = self->state;
+  const auto now = st.ctx->clock().now();
+  auto& cal = st.cals.at(out.resource);
+  out.first_bucket = cal.bucket_of(std::max(out.from_us, now));
+  out.last_bucket = cal.bucket_of(out.until_us - 1);
+  out.created_us = now;
+  (void)cal.block(out.outage_id, out.first_bucket, out.last_bucket);  // checked by the caller
+  return reconcile(self, out, true);
+}
+
+/// Reconciles the open outages of the calendars `refs` use (a contract just
+/// recorded may have been placed before an outage began).
+void reconcile_resources(participant_actor* self, const std::vector<reservation_ref>& refs) {
+  auto& st = self->state;
+  std::vector<std::string> ids;
+  for (const auto& [id, o] : st.outages)
+    if (o.ended_us == 0 &&
+        std::any_of(refs.begin(), refs.end(),
+                    [&o = o](const reservation_ref& r) { return r.resource == o.resource; }))
+      ids.push_back(id);
+  for (const auto& id : ids)
+    if (auto it = st.outages.find(id); it != st.outages.end()) {
+      auto out = it->second;
+      reconcile(self, out, false);
+    }
 }
 
 caf::response_promise on_outage(participant_actor* self, outage_request& req) {
@@ -1033,6 +1075,16 @@ caf::behavior participant(participant_actor* self, node_context* ctx,
     replan_step step;
     cancel_sold(self, step, std::move(o), std::move(k), why);
     commit_replans(self, std::move(step));  // handed over once the executor is known
+  }
+  // Work placed on a machine before its outage began and not moved (the
+  // node stopped in between): moved now. Usually nothing.
+  {
+    std::vector<std::string> ids;
+    for (const auto& [id, o] : st.outages) ids.push_back(id);
+    for (const auto& id : ids) {
+      auto out = st.outages.at(id);
+      reconcile(self, out, false);
+    }
   }
   init.reset();
   arm_expiry(self);
