@@ -800,9 +800,11 @@ std::uint64_t reconcile(participant_actor* self, outage_record& out, bool openin
   });
   const auto why = reason_of(out);
   replan_step step;
-  // Moves `o`'s steps off the blocked buckets; the new steps, or nothing.
+  // Moves `o`'s steps off the blocked buckets; the new steps, or nothing
+  // when they cannot be placed again. Only finished steps blocked: unchanged.
   auto move = [&](const offer_record& o, const std::vector<chosen_step>& steps,
                   const reservation_terms& terms) -> std::optional<replan> {
+    if (!first_blocked(st.cals, steps, now)) return replan{steps, steps.size(), 0};
     auto plan = st.policy->plan(cfp_of(o), now);
     if (!plan || plan->operations.size() != steps.size()) return std::nullopt;
     auto r = replan_blocked(st.cals, plan->operations, steps, now, plan->horizon_us, o.proposal_id,
@@ -863,7 +865,7 @@ std::uint64_t reconcile(participant_actor* self, outage_record& out, bool openin
       release_all(self, o.reservations);
     const std::string text = why + (r ? ": the work would end " + minutes_text(late) +
                                             " after the promised date, more than the seller accepts"
-                                      : ": the work fits on no machine within the horizon");
+                                      : ": the work cannot be placed again within the horizon");
     // cancel_sold releases o.reservations again: those are gone, a no-op.
     cancel_sold(self, step, o, k, text);
     out.effects.push_back({k.contract_id, replan_outcome::cancelled, 0});
