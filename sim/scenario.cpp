@@ -137,6 +137,10 @@ status read_node(const config_file& file, const toml::table& t, std::size_t i, n
   for (auto section : role_sections)
     if (const toml::node* n = t.get(section)) roles.insert(section, *n);
   if (roles.empty()) r.fail(nullptr, "id", "node '" + out.id + "' has no role section");
+  if (const auto* machines = t["factory"]["machines"].as_array())
+    for (const auto& m : *machines)
+      if (const auto* mt = m.as_table())
+        if (auto id = (*mt)["id"].value<std::string>()) out.machines.push_back(*id);
   std::ostringstream text;
   text << toml::toml_formatter{roles};
   out.roles_toml = text.str();
@@ -249,8 +253,12 @@ result<scenario> parse_scenario(std::string_view text, const std::string& name) 
     double skew_ms = 0;
     r.number("clock_skew_ms", 1, skew_ms);
     s.faults.clock_skew_us = static_cast<timestamp_us>(skew_ms * us_per_ms);
+    r.number("breakdowns_per_day", 1, s.faults.breakdowns_per_day);
+    r.interval("breakdown_hours", us_per_hour, s.faults.breakdown_us);
+    if (r.state() && s.faults.breakdown_us.hi == 0 && t->get("breakdown_hours"))
+      r.fail(t->get("breakdown_hours"), "breakdown_hours", "a breakdown lasts more than 0 hours");
     r.only({"crashes_per_node_day", "restart_after_s", "partitions_per_day", "partition_s",
-            "buggify", "clock_skew_ms"});
+            "buggify", "clock_skew_ms", "breakdowns_per_day", "breakdown_hours"});
     if (!r.state()) return r.state();
   }
   const auto* nodes = root["nodes"].as_array();
@@ -303,6 +311,44 @@ result<scenario> parse_scenario(std::string_view text, const std::string& name) 
       d.at_us = static_cast<timestamp_us>(at_h * us_per_hour);
       d.for_us = static_cast<timestamp_us>(for_h * us_per_hour);
       s.disruptions.push_back(std::move(d));
+    }
+  }
+  if (const auto* list = root["breakdowns"].as_array()) {
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const auto* t = (*list)[i].as_table();
+      const std::string field = "breakdowns[" + std::to_string(i) + "]";
+      if (!t) return file->error(&(*list)[i], field, "expected a table");
+      reader r(*file, *t, field + ".");
+      breakdown_spec b;
+      double at_h = -1, for_h = -1;
+      std::string kind = "breakdown";
+      r.string("node", true, b.node);
+      r.string("machine", true, b.machine);
+      r.number("at_hours", 1, at_h);
+      r.number("for_hours", 1, for_h);
+      r.string("kind", false, kind);
+      r.string("reason", false, b.reason);
+      r.only({"node", "machine", "at_hours", "for_hours", "kind", "reason"});
+      if (r.state() && (at_h < 0 || for_h < 0))
+        r.fail(nullptr, at_h < 0 ? "at_hours" : "for_hours", "missing required field");
+      if (r.state() && for_h <= 0)
+        r.fail(t->get("for_hours"), "for_hours", "a breakdown lasts more than 0 hours");
+      if (r.state() && kind != "breakdown" && kind != "maintenance")
+        r.fail(t->get("kind"), "kind", "expected \"breakdown\" or \"maintenance\"");
+      if (r.state() && !ids.contains(b.node))
+        r.fail(t->get("node"), "node", "no node \"" + b.node + "\"");
+      if (r.state()) {
+        const auto& n = *std::find_if(s.nodes.begin(), s.nodes.end(),
+                                      [&](const node_spec& x) { return x.id == b.node; });
+        if (std::find(n.machines.begin(), n.machines.end(), b.machine) == n.machines.end())
+          r.fail(t->get("machine"), "machine",
+                 "node \"" + b.node + "\" has no machine \"" + b.machine + "\"");
+      }
+      if (!r.state()) return r.state();
+      b.at_us = static_cast<timestamp_us>(at_h * us_per_hour);
+      b.for_us = static_cast<timestamp_us>(for_h * us_per_hour);
+      b.maintenance = kind == "maintenance";
+      s.breakdowns.push_back(std::move(b));
     }
   }
   for (const auto& n : s.nodes)

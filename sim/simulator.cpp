@@ -33,6 +33,7 @@
 
 #include "gearmesh/actors/buyer.hpp"
 #include "gearmesh/actors/install.hpp"
+#include "gearmesh/actors/outage.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/actors/verify.hpp"
 #include "gearmesh/fault.hpp"
@@ -118,6 +119,7 @@ struct sim_node {
   sim_transport* net = nullptr;  // owned by n
   caf::actor buyer;
   bool is_buyer = false;
+  caf::actor participant;  // machine breakdowns go here
   /// Last events, for violation reports: a line, or a frame delivered here
   /// (kept as bytes and decoded only if a report is printed).
   struct tail_entry {
@@ -162,7 +164,16 @@ void merge_keys(store::written_keys& to, store::written_keys&& from) {
 }
 
 struct event {
-  enum class kind : std::uint8_t { deliver, order, crash, restart, partition, heal, disrupt };
+  enum class kind : std::uint8_t {
+    deliver,
+    order,
+    crash,
+    restart,
+    partition,
+    heal,
+    disrupt,
+    breakdown
+  };
   timestamp_us at = 0;
   std::uint64_t seq = 0;
   kind what = kind::deliver;
@@ -204,6 +215,7 @@ class world {
   void push(event e) {
     e.seq = next_seq_++;
     if (e.what == event::kind::deliver) ++in_flight_;
+    if (e.what == event::kind::breakdown) ++breakdowns_pending_;
     queue_.push(std::move(e));
   }
   void fire(event& e);
@@ -233,6 +245,8 @@ class world {
     if (frame) trace_ = fnv1a(trace_, frame->data(), frame->size());
   }
   void place_order(std::size_t demand, std::size_t number);
+  /// A machine breakdown: [[breakdowns]] number `b`, or a seeded one (b = none).
+  void break_down(std::size_t b);
   std::size_t settle();
   /// Crashes node i now and schedules its restart.
   void crash(std::size_t i, std::string_view why);
@@ -272,6 +286,7 @@ class world {
   std::priority_queue<event, std::vector<event>, later> queue_;
   std::uint64_t next_seq_ = 0;
   std::uint64_t in_flight_ = 0;
+  std::uint64_t breakdowns_pending_ = 0;               // scheduled breakdowns not yet fired
   std::set<std::pair<std::size_t, std::size_t>> cut_;  // partitioned links (lo, hi)
   std::uint64_t trace_ = fnv1a_init;
   /// Nodes that may have ready jobs (woken since the last settle).
@@ -339,6 +354,7 @@ status world::start_node(std::size_t i) {
   sn.net = raw;
   sn.buyer = roles->buyer;
   sn.is_buyer = static_cast<bool>(roles->buyer);
+  sn.participant = roles->participant;
   sn.clock_at = now_;
   active_.insert(i);
   return status::ok();
@@ -359,6 +375,7 @@ void world::stop_node(sim_node& sn, bool crashed) {
   sn.n.reset();
   sn.net = nullptr;
   sn.buyer = nullptr;
+  sn.participant = nullptr;
   if (crashed) ++r_.crashes;
 }
 
@@ -389,6 +406,48 @@ void world::place_order(std::size_t d, std::size_t number) {
                            ++r_.k.orders_refused;
                          }
                        });
+}
+
+void world::break_down(std::size_t b) {
+  std::size_t i = 0;
+  actors::outage_request req;
+  timestamp_us length = 0;
+  if (b != none) {
+    const auto& spec = s_.breakdowns[b];
+    i = index_.at(spec.node);
+    req.machine = spec.machine;
+    req.kind = spec.maintenance ? actors::outage_kind::maintenance : actors::outage_kind::breakdown;
+    req.reason = spec.reason;
+    length = spec.for_us;
+  } else {
+    // A seeded machine of a seeded factory, then the next one.
+    std::vector<std::size_t> factories;
+    for (std::size_t k = 0; k < nodes_.size(); ++k)
+      if (!nodes_[k].spec.machines.empty()) factories.push_back(k);
+    if (factories.empty()) return;
+    i = factories[rng_.below(factories.size())];
+    const auto& machines = nodes_[i].spec.machines;
+    req.machine = machines[rng_.below(machines.size())];
+    length = std::max<timestamp_us>(rng_.in(s_.faults.breakdown_us), us_per_min);
+    req.reason = "seeded breakdown";
+    const auto next = now_ + rng_.exponential(s_.faults.breakdowns_per_day);
+    if (next <= s_.start_us + s_.demand_us)
+      push(event{next, 0, event::kind::breakdown, 0, none, {}});
+  }
+  auto& sn = nodes_[i];
+  trace("breakdown", i, b, nullptr);
+  note(i, fmt::format("BREAKDOWN of {} for {:.1f} h", req.machine,
+                      static_cast<double>(length) / us_per_hour));
+  if (!sn.n || !sn.participant) return;  // the node is down: so is the machine
+  ++r_.breakdowns;
+  req.what = actors::outage_request::action::down;
+  req.until_us = sn.clock->now() + length;
+  wake(i);
+  actors::submit_outage(sn.n->system(), sn.participant, std::move(req), std::chrono::seconds(30),
+                        [this, i](actors::outage_reply reply) {
+                          if (reply.http_status != 201 && reply.http_status != 200)
+                            note(i, "breakdown refused: " + reply.error);
+                        });
 }
 
 void world::crash(std::size_t i, std::string_view why) {
@@ -499,6 +558,10 @@ void world::fire(event& e) {
       push(event{sn.down_until, 0, event::kind::restart, e.a, 0, {}});
       return;
     }
+    case event::kind::breakdown:
+      --breakdowns_pending_;
+      break_down(e.b);
+      return;
     case event::kind::heal:
       cut_.erase({e.a, e.b});
       trace("heal", e.a, e.b, nullptr);
@@ -565,7 +628,8 @@ std::size_t world::settle() {
 }
 
 bool world::quiesced() {
-  if (in_flight_ != 0 || !cut_.empty()) return false;
+  // A scheduled breakdown still to come is part of the run.
+  if (in_flight_ != 0 || !cut_.empty() || breakdowns_pending_ != 0) return false;
   for (auto& sn : nodes_) {
     if (!sn.n || sn.n->stats().outbox_pending != 0) return false;
     if (!sn.is_buyer) continue;
@@ -686,6 +750,7 @@ void world::collect(sim_result& r) {
     (void)actors::tables::orders.for_each(env, [&](std::string_view, actors::order_record&& o) {
       order_span span{o.order_id, sn.spec.id, {}, {}, o.created_us, 0, o.due_us, 0};
       span.state = actors::to_string(o.state);
+      if (o.round > 0) ++k.orders_resourced;
       if (!o.parent_order_id.empty()) {  // a component order: not customer demand
         ++k.component_orders;
         if (o.state == actors::order_state::contracted) ++k.component_contracted;
@@ -710,6 +775,15 @@ void world::collect(sim_result& r) {
         ++k.open;
       }
       r.orders.push_back(std::move(span));
+      return true;
+    });
+    (void)actors::tables::outages.for_each(env, [&](std::string_view, actors::outage_record&& o) {
+      ++k.outages;
+      for (const auto& e : o.effects) {
+        if (e.outcome == actors::replan_outcome::rescheduled) ++k.outage_rescheduled;
+        if (e.outcome == actors::replan_outcome::delayed) ++k.outage_delayed;
+        if (e.outcome == actors::replan_outcome::cancelled) ++k.outage_cancelled;
+      }
       return true;
     });
     (void)actors::tables::resources.for_each(env,
@@ -824,6 +898,12 @@ result<sim_result> world::run() {
   if (s_.faults.partitions_per_day > 0) {
     const auto at = s_.start_us + rng_.exponential(s_.faults.partitions_per_day);
     if (at <= demand_end) push(event{at, 0, event::kind::partition, 0, 0, {}});
+  }
+  for (std::size_t b = 0; b < s_.breakdowns.size(); ++b)
+    push(event{s_.start_us + s_.breakdowns[b].at_us, 0, event::kind::breakdown, 0, b, {}});
+  if (s_.faults.breakdowns_per_day > 0) {
+    const auto at = s_.start_us + rng_.exponential(s_.faults.breakdowns_per_day);
+    if (at <= demand_end) push(event{at, 0, event::kind::breakdown, 0, none, {}});
   }
 
   timestamp_us next_check = s_.start_us + o_.check_every_us;

@@ -21,9 +21,11 @@
 #include "gearmesh/actors/executor.hpp"
 #include "gearmesh/actors/factory.hpp"
 #include "gearmesh/actors/install.hpp"
+#include "gearmesh/actors/outage.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/actors/roles_config.hpp"
 #include "gearmesh/actors/supplier.hpp"
+#include "gearmesh/actors/verify.hpp"
 #include "gearmesh/wire/codec.hpp"
 #include "temp_dir.hpp"
 #include "test_network.hpp"
@@ -126,6 +128,7 @@ class world {
     actors_.clear();
     buyers_.clear();
     executors_.clear();
+    participants_.clear();
     sys_->await_all_actors_done();
     for (auto& [id, n] : nodes_) n->stop();
     nodes_.clear();
@@ -168,7 +171,9 @@ class world {
       EXPECT_TRUE(x.has_value()) << x.error().to_string();
       caf::anon_send(**p, executor_atom::value, *x);
       if (roles.buyer) caf::anon_send(buyers_.at(id), executor_atom::value, *x);
+      if (roles.buyer) caf::anon_send(buyers_.at(id), participant_atom::value, **p);
       executors_[id] = *x;
+      participants_[id] = **p;
       actors_.push_back(*x);
     }
     // As install_roles: the node id and calendars (with energy rates) for the KPIs.
@@ -209,8 +214,13 @@ class world {
     admin::router r;
     auto it = buyers_.find(id);
     add_admin_routes(r, node(id), *sys_, it == buyers_.end() ? nullptr : &it->second);
+    auto p = participants_.find(id);
+    const auto& roles = roles_.at(id);
+    add_machine_routes(r, node(id), *sys_, p == participants_.end() ? nullptr : &p->second,
+                       roles.factory ? roles.factory->machines : std::vector<machine_config>{});
     return r;
   }
+  const caf::actor& participant(const std::string& id) { return participants_.at(id); }
 
  private:
   std::filesystem::path dir_;
@@ -220,6 +230,7 @@ class world {
   std::map<std::string, std::unique_ptr<test_node>> nodes_;
   std::map<std::string, caf::actor> buyers_;
   std::map<std::string, caf::actor> executors_;
+  std::map<std::string, caf::actor> participants_;
   bool nested_ = false;
   std::map<std::string, roles_config> roles_;
   std::vector<caf::actor> actors_;
@@ -291,6 +302,34 @@ void expect_calendars_ok(world& w, const std::string& node) {
     ASSERT_TRUE(cal.has_value()) << cal.error().to_string();
     EXPECT_TRUE(cal->check().is_ok()) << node << "/" << s.id << ": " << cal->check().to_string();
   }
+}
+
+/// Every order of `buyer` is terminal, no node keeps a hold, and `gearmesh
+/// verify`'s checker finds nothing wrong over `nodes`' stores.
+void expect_quiet_and_clean(world& w, const std::vector<std::string>& nodes,
+                            const std::vector<std::string>& buyers) {
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& b : buyers)
+      for (const auto& [id, o] : all(w.node(b).store(), tables::orders))
+        if (!terminal(o.state)) return false;
+    for (const auto& n : nodes)
+      if (!all(w.node(n).store(), tables::holds).empty() ||
+          !all(w.node(n).store(), tables::replans).empty())
+        return false;
+    return true;
+  }));
+  std::this_thread::sleep_for(200ms);  // the last acks and events
+  std::vector<store_ref> refs;
+  for (const auto& n : nodes) refs.push_back({n, &w.node(n).store()});
+  verify_options opts;
+  opts.now_us = system_clock().now();
+  auto report = verify_stores(refs, opts);
+  ASSERT_TRUE(report) << report.error().to_string();
+  for (const auto& v : report->violations)
+    ADD_FAILURE() << to_string(v.kind) << " at " << v.node << " " << v.table << " " << v.key << ": "
+                  << v.message;
+  expect_agreement(w, nodes);
+  for (const auto& n : nodes) expect_calendars_ok(w, n);
 }
 
 // --- tests ------------------------------------------------------------------
@@ -1132,6 +1171,449 @@ TEST_F(actors_test, directory_resolves_the_ids_nodes_mint) {
   EXPECT_EQ(stats->cache_hits, 1u);
   EXPECT_EQ(stats->forwarded, 2u);
   EXPECT_EQ(stats->resolutions_in, 2u);
+}
+
+// --- disruptions (outage.hpp) -------------------------------------------------
+
+/// Velo buying FRAME from `sellers` only.
+std::string velo_buying_frames(const std::string& sellers) {
+  return R"(
+[buyer]
+proposal_window_ms = 1500
+confirm_timeout_ms = 3000
+[[buyer.sources]]
+item = "FRAME"
+sellers = [)" +
+         sellers + "]\n";
+}
+
+/// The contract of `order_id` at `buyer` once the order is terminal.
+std::pair<order_record, std::optional<contract_record>> settled(world& w, const std::string& buyer,
+                                                                const std::string& order_id) {
+  auto& env = w.node(buyer).store();
+  EXPECT_TRUE(eventually([&] {
+    auto o = tables::orders.get(env, order_id);
+    return o && *o && terminal((*o)->state);
+  }));
+  auto o = **tables::orders.get(env, order_id);
+  std::optional<contract_record> c;
+  if (auto k = tables::contracts.get(env, o.contract_id); k && *k) c = **k;
+  return {o, c};
+}
+
+/// The booking of operation `op` of the seller's offer for `contract_id`.
+reservation_record booking_of(world& w, const std::string& seller, const std::string& contract_id,
+                              std::size_t op) {
+  auto& env = w.node(seller).store();
+  auto k = **tables::contracts.get(env, contract_id);
+  auto o = **tables::offers.get(env, k.proposal_id);
+  const auto& ref = o.reservations.at(op);
+  auto b = tables::bookings.get(env, reservation_key(ref.resource, ref.reservation_id));
+  EXPECT_TRUE(b && *b) << ref.resource << "/" << ref.reservation_id;
+  return b && *b ? **b : reservation_record{};
+}
+
+json post_machine(const admin::router& r, const std::string& path, const json& body,
+                  unsigned expected) {
+  auto resp = call(r, "POST", path, body.dump());
+  EXPECT_EQ(resp.status, expected) << path << ": " << resp.body;
+  return json::parse(resp.body, nullptr, false);
+}
+
+// Framecraft's weld1 breaks down while a frame order is booked on it: the
+// welding moves to weld2, which is as fast, and the frames are still
+// delivered as promised; Velo gets a Progress event saying why. A second
+// order then lands on weld2 (weld1 is down), and when weld2 breaks too, the
+// welding waits for weld1's repair: that contract is delayed.
+TEST_F(actors_test, a_breakdown_moves_booked_work_to_another_welder_or_delays_it) {
+  world w(dir_);
+  w.add_node("velo", velo_buying_frames("\"framecraft\""));
+  auto factory = factory_toml(3000, 5000, 4000, 10000);
+  const std::string slow = "capacity_per_bucket = 30";
+  factory.replace(factory.find(slow), slow.size(), "capacity_per_bucket = 60");
+  w.add_node("framecraft", factory);
+  auto api = w.admin("velo");
+  auto fc = w.admin("framecraft");
+  const auto now = system_clock().now();
+  const auto id = post_order(api, "FRAME", 5, now + 10 * us_per_day);
+  auto [order, contract] = settled(w, "velo", id);
+  ASSERT_EQ(order.state, order_state::contracted) << order.reason;
+  ASSERT_TRUE(contract);
+  const auto weld = booking_of(w, "framecraft", contract->contract_id, 1);
+  ASSERT_EQ(weld.resource, "weld1");  // the tie goes to the machine listed first
+
+  // Bad input first: nothing changes.
+  post_machine(fc, "/v1/machines/weld9/down", {{"for_s", 3600}}, 404);
+  post_machine(fc, "/v1/machines/weld1/down", {{"until_us", now - us_per_hour}}, 400);
+  post_machine(fc, "/v1/machines/weld1/down",
+               {{"from_us", now + 2 * us_per_hour}, {"until_us", now + us_per_hour}}, 400);
+  post_machine(fc, "/v1/machines/weld1/down", {{"for_s", 60}, {"until_us", now + us_per_hour}},
+               400);
+  post_machine(fc, "/v1/machines/weld1/down", {{"for_s", 91 * 86400}}, 400);
+  post_machine(fc, "/v1/machines/weld1/sideways", json::object(), 404);
+  EXPECT_EQ(call(api, "POST", "/v1/machines/weld1/down", json{{"for_s", 60}}.dump()).status, 404u);
+
+  auto out = post_machine(fc, "/v1/machines/weld1/down",
+                          {{"for_s", 3 * 24 * 3600}, {"reason", "servo fault"}}, 201);
+  EXPECT_EQ(out.at("kind"), "breakdown");
+  EXPECT_EQ(out.at("machine"), "weld1");
+  EXPECT_EQ(out.at("state"), "active");
+  ASSERT_EQ(out.at("effects").size(), 1u) << out.dump(2);
+  EXPECT_EQ(out.at("effects").at(0).at("contract_id"), contract->contract_id);
+  EXPECT_EQ(out.at("effects").at(0).at("outcome"), "rescheduled");
+  EXPECT_EQ(out.at("effects").at(0).at("expected_due_us"), contract->promised_due_us);
+  // The booking moved; the contract is unchanged at both ends.
+  const auto moved = booking_of(w, "framecraft", contract->contract_id, 1);
+  EXPECT_EQ(moved.resource, "weld2");
+  EXPECT_EQ(moved.reservation_id, weld.reservation_id);
+  EXPECT_FALSE(tables::bookings
+                   .get(w.node("framecraft").store(), reservation_key("weld1", weld.reservation_id))
+                   ->has_value());
+  auto& velo = w.node("velo").store();
+  ASSERT_TRUE(eventually([&] {
+    auto p = tables::progress.get(velo, contract->contract_id);
+    return p && *p && (*p)->event.reason.find("weld1 broke down") != std::string::npos;
+  }));
+  auto p = **tables::progress.get(velo, contract->contract_id);
+  EXPECT_EQ(p.event.kind, wire::production_event_kind::progress);
+  EXPECT_EQ(p.event.expected_due_us, contract->promised_due_us);
+  EXPECT_NE(p.event.reason.find("servo fault"), std::string::npos) << p.event.reason;
+  EXPECT_NE(p.event.reason.find("moved to weld2"), std::string::npos) << p.event.reason;
+  EXPECT_EQ((**tables::contracts.get(velo, contract->contract_id)).state, contract_state::active);
+
+  // While weld1 is down, new work goes to weld2 only.
+  const auto id2 = post_order(api, "FRAME", 5, now + 10 * us_per_day);
+  auto [order2, contract2] = settled(w, "velo", id2);
+  ASSERT_EQ(order2.state, order_state::contracted) << order2.reason;
+  EXPECT_EQ(booking_of(w, "framecraft", contract2->contract_id, 1).resource, "weld2");
+  // weld2 goes down for maintenance for two hours: both contracts' welding
+  // waits (weld1 is down for days), delayed by less than a day.
+  out = post_machine(fc, "/v1/machines/weld2/maintenance", {{"for_s", 2 * 3600}}, 201);
+  EXPECT_EQ(out.at("kind"), "maintenance");
+  ASSERT_EQ(out.at("effects").size(), 2u) << out.dump(2);
+  for (const auto& e : out.at("effects")) EXPECT_EQ(e.at("outcome"), "delayed") << out.dump(2);
+  ASSERT_TRUE(eventually([&] {
+    auto q = tables::progress.get(velo, contract2->contract_id);
+    return q && *q && (*q)->event.kind == wire::production_event_kind::delayed;
+  }));
+  auto q = **tables::progress.get(velo, contract2->contract_id);
+  EXPECT_GT(q.event.expected_due_us, contract2->promised_due_us);
+  EXPECT_LT(q.event.expected_due_us, contract2->promised_due_us + us_per_day);
+  EXPECT_NE(q.event.reason.find("weld2 is down for maintenance"), std::string::npos);
+  EXPECT_GE(booking_of(w, "framecraft", contract2->contract_id, 1).start_us,
+            now + 2 * us_per_hour - us_per_hour);  // after the window (whole buckets)
+
+  // The machine list shows both down, and the totals.
+  auto ml = json::parse(call(fc, "GET", "/v1/machines").body);
+  EXPECT_EQ(ml.at("totals").at("outages"), 2);
+  EXPECT_EQ(ml.at("totals").at("rescheduled"), 1);
+  EXPECT_EQ(ml.at("totals").at("delayed"), 2);
+  for (const auto& m : ml.at("machines"))
+    if (m.at("id") == "weld1" || m.at("id") == "weld2") {
+      EXPECT_EQ(m.at("state"), "down");
+    }
+  // weld1 is repaired early.
+  auto up = post_machine(fc, "/v1/machines/weld1/up", json::object(), 200);
+  ASSERT_EQ(up.at("ended").size(), 1u);
+  EXPECT_EQ(up.at("ended").at(0).at("state"), "ended");
+  ml = json::parse(call(fc, "GET", "/v1/machines").body);
+  for (const auto& m : ml.at("machines"))
+    if (m.at("id") == "weld1") {
+      EXPECT_EQ(m.at("state"), "up");
+    }
+  expect_quiet_and_clean(w, {"velo", "framecraft"}, {"velo"});
+}
+
+// A breakdown Framecraft cannot absorb (both welders down for a week, at
+// most an hour late accepted): the contract is cancelled with the reason,
+// Velo records it as cancelled and sources the order again; Alloyframe wins
+// the new round under a new contract id.
+TEST_F(actors_test, a_breakdown_that_cannot_be_absorbed_is_re_sourced_by_the_buyer) {
+  world w(dir_);
+  w.add_node("velo", velo_buying_frames("\"framecraft\", \"alloyframe\""));
+  auto factory = factory_toml(3000, 5000, 4000, 10000);
+  factory.replace(factory.find("[factory]\n"), 10, "[factory]\nreschedule_delay_max_hours = 1\n");
+  w.add_node("framecraft", factory);
+  w.add_node("alloyframe", factory_toml(4000, 6000, 5000, 10000));
+  auto api = w.admin("velo");
+  auto fc = w.admin("framecraft");
+  const auto now = system_clock().now();
+  const auto id = post_order(api, "FRAME", 5, now + 3 * us_per_day);
+  auto [order, contract] = settled(w, "velo", id);
+  ASSERT_EQ(order.state, order_state::contracted) << order.reason;
+  ASSERT_EQ(contract->seller, "framecraft");
+  for (const auto* m : {"weld1", "weld2"})
+    post_machine(fc, std::string("/v1/machines/") + m + "/down",
+                 {{"for_s", 7 * 24 * 3600}, {"reason", "flooded hall"}}, 201);
+  auto& velo = w.node("velo").store();
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(velo, id);
+    return o && *o && (*o)->round == 1 && terminal((*o)->state);
+  }));
+  auto again = **tables::orders.get(velo, id);
+  ASSERT_EQ(again.state, order_state::contracted) << again.reason;
+  EXPECT_NE(again.contract_id, contract->contract_id);
+  EXPECT_EQ(again.contract_id, id + "/c2");
+  EXPECT_NE(again.reason.find("seller framecraft cancelled contract " + contract->contract_id),
+            std::string::npos)
+      << again.reason;
+  EXPECT_NE(again.reason.find("flooded hall"), std::string::npos) << again.reason;
+  auto c2 = **tables::contracts.get(velo, again.contract_id);
+  EXPECT_EQ(c2.seller, "alloyframe");
+  // The first contract is cancelled at both ends, with the same terms.
+  auto old_at_velo = **tables::contracts.get(velo, contract->contract_id);
+  auto old_at_fc = **tables::contracts.get(w.node("framecraft").store(), contract->contract_id);
+  EXPECT_EQ(old_at_velo.state, contract_state::cancelled);
+  EXPECT_TRUE(old_at_velo.same_terms(old_at_fc));
+  auto p = **tables::progress.get(velo, contract->contract_id);
+  EXPECT_EQ(p.event.kind, wire::production_event_kind::cancelled);
+  EXPECT_EQ(p.event.state, wire::contract_progress::cancelled);
+  // Framecraft keeps no booking for it; its offer says why it ended.
+  for (const auto& [key, b] : all(w.node("framecraft").store(), tables::bookings))
+    ADD_FAILURE() << "framecraft still books " << key;
+  auto offer = **tables::offers.get(w.node("framecraft").store(), old_at_fc.proposal_id);
+  EXPECT_EQ(offer.state, offer_state::cancelled);
+  EXPECT_GT(offer.ended_us, 0);
+  auto oj = json::parse(call(api, "GET", "/v1/orders/" + id).body);
+  EXPECT_EQ(oj.at("contract").at("seller"), "alloyframe");
+  expect_quiet_and_clean(w, {"velo", "framecraft", "alloyframe"}, {"velo"});
+}
+
+// Three tiers: Framecraft buys its tube sets from Tubeworks, a factory with
+// one bender. The bender breaks down for longer than the horizon: Tubeworks
+// cancels the tube contract, Framecraft cannot source the tubes again, so it
+// cancels the frame contract, and Velo (no other frame seller) fails the
+// order -- each tier saying why. Nothing stays booked or contracted.
+TEST_F(actors_test, a_component_that_cannot_be_re_sourced_cancels_the_tier_above) {
+  world w(dir_);
+  w.nested(true);
+  w.add_node("velo", velo_buying_frames("\"framecraft\""));
+  w.add_node("framecraft", R"(
+[buyer]
+proposal_window_ms = 300
+confirm_timeout_ms = 1000
+[[buyer.sources]]
+item = "TUBE-SET"
+sellers = ["tubeworks"]
+[factory]
+hold_ttl_ms = 10000
+component_window_ms = 400
+[[factory.machines]]
+id = "weld1"
+capabilities = ["welding"]
+rate_cents_per_hour = 5000
+[[factory.items]]
+id = "FRAME"
+[[factory.items.operations]]
+capability = "welding"
+minutes_per_unit = 10
+[[factory.items.components]]
+item = "TUBE-SET"
+quantity = 1
+)");
+  w.add_node("tubeworks", R"(
+[factory]
+hold_ttl_ms = 10000
+horizon_days = 20
+[[factory.machines]]
+id = "bender1"
+capabilities = ["bending"]
+rate_cents_per_hour = 3000
+health_threshold = 40
+maintenance_hours = 2
+[[factory.items]]
+id = "TUBE-SET"
+[[factory.items.operations]]
+capability = "bending"
+minutes_per_unit = 5
+)");
+  auto api = w.admin("velo");
+  auto tw = w.admin("tubeworks");
+  const auto now = system_clock().now();
+  const auto id = post_order(api, "FRAME", 4, now + 5 * us_per_day);
+  auto [order, contract] = settled(w, "velo", id);
+  ASSERT_EQ(order.state, order_state::contracted) << order.reason;
+  // A health score above the threshold opens nothing; one below opens a
+  // two-hour maintenance window that delays the tube contract a little
+  // (Framecraft planned to start after the tubes arrive: it passes a delay up).
+  auto h = post_machine(tw, "/v1/machines/bender1/health", {{"score", 80}}, 200);
+  EXPECT_TRUE(h.at("outage").is_null());
+  post_machine(tw, "/v1/machines/bender1/health", {{"score", 101}}, 400);
+  h = post_machine(tw, "/v1/machines/bender1/health", {{"score", 31}}, 201);
+  EXPECT_EQ(h.at("kind"), "maintenance");
+  EXPECT_EQ(h.at("health_score"), 31);
+  EXPECT_EQ(h.at("reason"), "health 31 below 40");
+  ASSERT_EQ(h.at("effects").size(), 1u) << h.dump(2);
+  EXPECT_EQ(h.at("effects").at(0).at("outcome"), "delayed");
+  // Already down: a second low score opens nothing more.
+  EXPECT_TRUE(
+      post_machine(tw, "/v1/machines/bender1/health", {{"score", 20}}, 200).at("outage").is_null());
+  auto& velo = w.node("velo").store();
+  ASSERT_TRUE(eventually([&] {
+    auto p = tables::progress.get(velo, contract->contract_id);
+    return p && *p && (*p)->event.kind == wire::production_event_kind::delayed;
+  }));
+  // Then the bender breaks for 60 days: beyond Tubeworks' horizon.
+  post_machine(tw, "/v1/machines/bender1/down", {{"for_s", 60 * 24 * 3600}}, 201);
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(velo, id);
+    return o && *o && (*o)->state == order_state::failed;
+  }));
+  auto failed = **tables::orders.get(velo, id);
+  EXPECT_EQ(failed.round, 1u);
+  EXPECT_NE(failed.reason.find("seller framecraft cancelled contract"), std::string::npos)
+      << failed.reason;
+  EXPECT_NE(failed.reason.find("could not be sourced again"), std::string::npos) << failed.reason;
+  EXPECT_NE(failed.reason.find("bender1 broke down"), std::string::npos) << failed.reason;
+  // Framecraft's component order: sourced again, failed.
+  for (const auto& [oid, o] : all(w.node("framecraft").store(), tables::orders)) {
+    EXPECT_TRUE(o.state == order_state::failed || o.state == order_state::cancelled)
+        << oid << " " << to_string(o.state);
+  }
+  for (const auto& n : {"velo", "framecraft", "tubeworks"})
+    for (const auto& [cid, c] : all(w.node(n).store(), tables::contracts))
+      EXPECT_EQ(c.state, contract_state::cancelled) << n << " " << cid;
+  expect_quiet_and_clean(w, {"velo", "framecraft", "tubeworks"}, {"velo", "framecraft"});
+}
+
+// An outage survives a restart: the machine stays blocked for new work, and
+// a re-plan committed but not yet reported is reported when the node starts.
+TEST_F(actors_test, outages_and_unreported_re_plans_survive_a_restart) {
+  const auto now = system_clock().now();
+  std::string contract_id;
+  {
+    world w(dir_);
+    w.add_node("velo", velo_buying_frames("\"framecraft\""));
+    w.add_node("framecraft", factory_toml(3000, 5000, 4000, 10000));
+    auto api = w.admin("velo");
+    const auto id = post_order(api, "FRAME", 5, now + 10 * us_per_day);
+    auto [order, contract] = settled(w, "velo", id);
+    ASSERT_EQ(order.state, order_state::contracted);
+    contract_id = contract->contract_id;
+    for (const auto* m : {"weld1", "weld2"})
+      post_machine(w.admin("framecraft"), std::string("/v1/machines/") + m + "/maintenance",
+                   {{"from_us", now + us_per_day}, {"for_s", 5 * 3600}}, 201);
+    ASSERT_TRUE(
+        eventually([&] { return all(w.node("framecraft").store(), tables::holds).empty(); }));
+  }
+  // A re-plan record the executor never reported (as if the node stopped
+  // right after the participant's commit).
+  {
+    store::options so;
+    so.path = (dir_ / "framecraft").string();
+    auto env = store::environment::open(so);
+    ASSERT_TRUE(env) << env.error().to_string();
+    store::write_batch b;
+    replan_record r;
+    r.contract_id = contract_id;
+    r.number = 99;
+    r.kind = replan_kind::rescheduled;
+    r.planned_start_us = now;
+    r.planned_end_us = now + 2 * us_per_hour;
+    r.reason = "weld1 broke down: work moved to weld2, delivery as promised";
+    tables::replans.put(b, replan_key(contract_id, 99), r);
+    ASSERT_TRUE((*env)->apply(b).is_ok());
+  }
+  world w(dir_);
+  w.add_node("velo", velo_buying_frames("\"framecraft\""));
+  w.add_node("framecraft", factory_toml(3000, 5000, 4000, 10000));
+  ASSERT_TRUE(eventually([&] {
+    auto p = tables::progress.get(w.node("velo").store(), contract_id);
+    return p && *p && (*p)->event.reason.find("moved to weld2") != std::string::npos;
+  }));
+  EXPECT_TRUE(all(w.node("framecraft").store(), tables::replans).empty());
+  // Welding a frame order that would fall in the window waits for its end.
+  auto api = w.admin("velo");
+  std::string id;
+  json body{{"item", "FRAME"},
+            {"quantity", 5},
+            {"due_us", now + 10 * us_per_day},
+            {"earliest_start_us", now + us_per_day + us_per_hour}};
+  auto resp = call(api, "POST", "/v1/orders", body.dump());
+  ASSERT_EQ(resp.status, 201u) << resp.body;
+  id = json::parse(resp.body).at("order_id");
+  auto [order, contract] = settled(w, "velo", id);
+  ASSERT_EQ(order.state, order_state::contracted) << order.reason;
+  const auto weld = booking_of(w, "framecraft", contract->contract_id, 1);
+  EXPECT_GE(weld.start_us, now + us_per_day + 5 * us_per_hour - us_per_hour);
+  auto ml = json::parse(call(w.admin("framecraft"), "GET", "/v1/machines").body);
+  EXPECT_EQ(ml.at("outages").size(), 2u);
+  EXPECT_EQ(ml.at("outages").at(0).at("state"), "planned");
+  expect_quiet_and_clean(w, {"velo", "framecraft"}, {"velo"});
+}
+
+// A machine goes down while an Accept waits for its component awards (the
+// holds are already bookings in memory, nothing recorded yet): the outage
+// leaves that offer alone, and once the contract is recorded its work is
+// moved off the broken machine in a step of its own.
+TEST_F(actors_test, a_breakdown_during_an_award_moves_the_new_contract_once_it_is_recorded) {
+  world w(dir_);
+  w.nested(true);
+  w.add_node("velo", velo_buying_frames("\"framecraft\""));
+  w.add_node("framecraft", R"(
+[buyer]
+proposal_window_ms = 300
+confirm_timeout_ms = 5000
+[[buyer.sources]]
+item = "TUBE-SET"
+sellers = ["tubeco"]
+[factory]
+hold_ttl_ms = 20000
+component_window_ms = 400
+[[factory.machines]]
+id = "weld1"
+capabilities = ["welding"]
+rate_cents_per_hour = 5000
+[[factory.machines]]
+id = "weld2"
+capabilities = ["welding"]
+rate_cents_per_hour = 5000
+[[factory.items]]
+id = "FRAME"
+[[factory.items.operations]]
+capability = "welding"
+minutes_per_unit = 10
+[[factory.items.components]]
+item = "TUBE-SET"
+quantity = 1
+)");
+  w.add_node("tubeco", R"(
+[supplier]
+hold_ttl_ms = 20000
+[[supplier.items]]
+id = "TUBE-SET"
+unit_price_cents = 2000
+lead_time_days = 0
+daily_capacity = 100
+)");
+  // Tubeco confirms slowly: Framecraft's award is in flight for 1.5 s.
+  w.network().delay("tubeco", wire::message_type::confirm, 1500ms);
+  auto api = w.admin("velo");
+  const auto id = post_order(api, "FRAME", 3, system_clock().now() + 10 * us_per_day);
+  auto& velo = w.node("velo").store();
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(velo, id);
+    return o && *o && (*o)->state == order_state::awarded;
+  }));
+  std::this_thread::sleep_for(300ms);  // the Accept reached Framecraft
+  auto held = all(w.node("framecraft").store(), tables::offers);
+  ASSERT_EQ(held.size(), 1u);
+  const auto machine = held.begin()->second.reservations.at(0).resource;
+  auto out = post_machine(w.admin("framecraft"), "/v1/machines/" + machine + "/down",
+                          {{"for_s", 10 * 24 * 3600}}, 201);
+  EXPECT_TRUE(out.at("effects").empty()) << out.dump(2);  // nothing recorded there yet
+  auto [order, contract] = settled(w, "velo", id);
+  ASSERT_EQ(order.state, order_state::contracted) << order.reason;
+  // The contract's welding moved off the broken machine, and Velo knows.
+  ASSERT_TRUE(eventually(
+      [&] { return booking_of(w, "framecraft", contract->contract_id, 0).resource != machine; }));
+  ASSERT_TRUE(eventually([&] {
+    auto p = tables::progress.get(velo, contract->contract_id);
+    return p && *p && (*p)->event.reason.find(machine + " broke down") != std::string::npos;
+  }));
+  auto ml = json::parse(call(w.admin("framecraft"), "GET", "/v1/machines").body);
+  EXPECT_EQ(ml.at("outages").at(0).at("effects").size(), 1u) << ml.dump(2);
+  expect_quiet_and_clean(w, {"velo", "framecraft", "tubeco"}, {"velo", "framecraft"});
 }
 
 }  // namespace

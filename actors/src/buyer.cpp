@@ -46,6 +46,9 @@ struct buyer_state {
   /// The node's executor, told about production events of component
   /// contracts (executor.hpp); null on a node without a participant.
   caf::actor executor;
+  /// The node's participant, told when a component order it contracted
+  /// cannot be sourced again after its seller cancelled (component_lost_atom).
+  caf::actor participant;
   /// Sequence of the latest production event committed per contract (the
   /// store may not show it yet).
   std::map<std::string, std::uint32_t, std::less<>> event_seq;
@@ -59,7 +62,7 @@ using buyer_actor = caf::stateful_actor<buyer_state>;
 /// Returns the commit number, 0 if nothing needed committing.
 std::uint64_t commit_step(buyer_actor* self, const initiator& ini, initiator_step& step,
                           const wire::envelope* cause, store::write_batch extra = {},
-                          bool notify_durable = false) {
+                          bool notify_durable = false, std::function<void()> once_durable = {}) {
   auto& st = self->state;
   if (!cause && !step.changed && step.messages.empty() && step.contracts.empty() && extra.empty())
     return 0;
@@ -90,6 +93,33 @@ std::uint64_t commit_step(buyer_actor* self, const initiator& ini, initiator_ste
       if (!s) spdlog::error("buyer: commit {} failed: {}", seq, s.to_string());
     };
   }
+  // A component order sourced again after its seller cancelled: the
+  // upstream contract it backs hears of the outcome once it is durable (the
+  // executor reads the new contract back; the participant cancels upstream
+  // if it failed). A crash before that is covered when the node starts
+  // (spawn_participant looks for contracts whose components are gone).
+  const auto& o = ini.order();
+  if (step.resourced && !o.parent_order_id.empty()) {
+    if (o.state == order_state::contracted && st.executor) {
+      once_durable = [next = std::move(once_durable), x = st.executor, b = o.parent_buyer,
+                      id = o.parent_order_id] {
+        if (next) next();
+        caf::anon_send(x, progress_atom::value, b, id);
+      };
+    } else if (o.state == order_state::failed && st.participant) {
+      once_durable = [next = std::move(once_durable), p = st.participant, b = o.parent_buyer,
+                      id = o.parent_order_id, sub = o.order_id, why = o.reason] {
+        if (next) next();
+        caf::anon_send(p, component_lost_atom::value, b, id, sub, why);
+      };
+    }
+  }
+  if (once_durable)
+    fx.on_durable = [first = std::move(fx.on_durable),
+                     then = std::move(once_durable)](const status& s) {
+      if (first) first(s);
+      if (s) then();
+    };
   st.ctx->commit(std::move(fx));
   return seq;
 }
@@ -160,21 +190,31 @@ std::string order_id_of(const wire::payload& p) {
 }
 
 /// A production event for one of our contracts: kept if it is from the
-/// contract's seller and newer than the one we have (protocol.md 6.7).
-/// Acknowledged in any case.
+/// contract's seller and newer than the one we have (protocol.md 6.7). A
+/// Cancelled event ends the contract and sources the order again, or fails
+/// it (6.8). Acknowledged in any case.
 void on_production_event(buyer_actor* self, const wire::envelope& env,
                          const wire::production_event& m) {
   auto& st = self->state;
-  effects fx;
-  fx.cause = inbound_ref{env.header.sender, env.header.message_id};
+  auto ack_only = [&] {
+    effects fx;
+    fx.cause = inbound_ref{env.header.sender, env.header.message_id};
+    st.ctx->commit(std::move(fx));
+  };
   // The order as we last changed it (in memory if loaded, possibly not yet
-  // durable), else as stored; a closed order is not loaded into `orders`.
+  // durable), else as stored; a closed order is loaded for a cancellation.
+  const bool cancels = m.kind == wire::production_event_kind::cancelled ||
+                       m.state == wire::contract_progress::cancelled;
+  initiator* ini = nullptr;
   std::optional<order_record> o;
   if (auto it = st.orders.find(m.order_id); it != st.orders.end()) {
-    o = it->second.order();
+    ini = &it->second;
+  } else if (cancels) {
+    ini = find_order(self, m.order_id);
   } else if (auto r = tables::orders.get(st.ctx->store(), m.order_id); r && *r) {
     o = std::move(**r);
   }
+  if (ini) o = ini->order();
   bool ours = false;
   if (o && !m.contract_id.empty())
     for (const auto& p : o->proposals)
@@ -184,8 +224,9 @@ void on_production_event(buyer_actor* self, const wire::envelope& env,
   if (!ours) {
     spdlog::warn("buyer: production event for {} from {} ignored: not a contract with it",
                  m.contract_id, env.header.sender);
-    st.ctx->commit(std::move(fx));
-    return;
+    if (ini && ini->terminal() && !st.closing.contains(m.order_id))
+      st.orders.erase(m.order_id);  // loaded just for this
+    return ack_only();
   }
   std::uint32_t latest = 0;
   if (auto it = st.event_seq.find(m.contract_id); it != st.event_seq.end()) {
@@ -193,19 +234,38 @@ void on_production_event(buyer_actor* self, const wire::envelope& env,
   } else if (auto p = tables::progress.get(st.ctx->store(), m.contract_id); p && *p) {
     latest = (*p)->event.sequence;
   }
+  store::write_batch writes;
+  std::function<void()> once_durable;
   if (m.sequence > latest) {
     st.event_seq[m.contract_id] = m.sequence;
     tables::progress.put(
-        fx.writes, m.contract_id,
+        writes, m.contract_id,
         progress_record{m.contract_id, env.header.sender, st.ctx->clock().now(), m});
     // The executor reads the record back: tell it once it is durable.
-    if (st.executor && !o->parent_order_id.empty()) {
-      fx.on_durable = [x = st.executor, b = o->parent_buyer,
-                       id = o->parent_order_id](const status& s) {
-        if (s) caf::anon_send(x, progress_atom::value, b, id);
+    if (st.executor && !o->parent_order_id.empty())
+      once_durable = [x = st.executor, b = o->parent_buyer, id = o->parent_order_id] {
+        caf::anon_send(x, progress_atom::value, b, id);
       };
-    }
   }
+  if (cancels && ini) {
+    auto step = ini->on_seller_cancel(env.header.sender, m.contract_id,
+                                      m.reason.empty() ? std::string("no reason given") : m.reason,
+                                      st.cfg.proposal_window_ms * us_per_ms, st.ctx->clock().now());
+    if (step.changed)
+      spdlog::info("buyer: {} cancelled {} ({}): order {} is {}", env.header.sender, m.contract_id,
+                   m.reason, m.order_id, to_string(ini->order().state));
+    commit_step(self, *ini, step, &env, std::move(writes), false, std::move(once_durable));
+    arm(self, *ini);
+    settle(self, *ini);
+    return;
+  }
+  effects fx;
+  fx.cause = inbound_ref{env.header.sender, env.header.message_id};
+  fx.writes = std::move(writes);
+  if (once_durable)
+    fx.on_durable = [f = std::move(once_durable)](const status& s) {
+      if (s) f();
+    };
   st.ctx->commit(std::move(fx));
 }
 
@@ -494,6 +554,7 @@ caf::behavior buyer(buyer_actor* self, node_context* ctx, buyer_config cfg,
         on_withdraw(self, id, reason);
       },
       [=](executor_atom, const caf::actor& x) { self->state.executor = x; },
+      [=](participant_atom, const caf::actor& p) { self->state.participant = p; },
   };
 }
 

@@ -19,6 +19,7 @@
 #include "gearmesh/actors/calendar.hpp"
 #include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/executor.hpp"
+#include "gearmesh/actors/outage.hpp"
 #include "gearmesh/node/caf_types.hpp"
 
 namespace gearmesh::actors {
@@ -58,21 +59,16 @@ using award_atom = caf::atom_constant<caf::atom("award")>;
 /// answer). Capacity broker: (withdraw_atom, offer_id) -> publish_reply.
 using withdraw_atom = caf::atom_constant<caf::atom("withdraw")>;
 
-// Resource (machine or item calendar) actors, asked by their participant.
-// They change the calendar in memory; the participant commits the hold and
-// booking records with the step they belong to (participant.cpp).
-/// (probe_atom, units, from_us, horizon_us) -> probe_result
-using probe_atom = caf::atom_constant<caf::atom("probe")>;
-/// (hold_atom, reservation_id, units, from_us, horizon_us, deadline_us) -> probe_result
+// The participant's calendars, asked by the capacity broker (capacity.cpp).
+// The participant changes the calendar in memory; the broker commits the
+// hold and booking records with the step they belong to.
+/// (hold_atom, resource, reservation_id, units, from_us, horizon_us, deadline_us) -> probe_result
 using hold_atom = caf::atom_constant<caf::atom("hold")>;
-/// (book_atom, reservation_id) -> probe_result: hold -> booking; found = it
-/// is a booking now (also if it already was), where = its placement
-using book_atom = caf::atom_constant<caf::atom("book")>;
-/// (release_atom, reservation_id): releases a hold or booking (no answer)
+/// (release_atom, resource, reservation_id): releases a hold or booking (no answer)
 using release_atom = caf::atom_constant<caf::atom("release")>;
-/// (expire_atom): releases holds past their deadline and re-arms.
+/// (expire_atom): the participant's timer: releases holds past their deadline.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
-/// (check_atom) -> std::string: "" if the calendar invariant holds, else why.
+/// (check_atom) -> std::string: "" if every calendar's invariant holds, else why.
 using check_atom = caf::atom_constant<caf::atom("check")>;
 
 /// Answer of probe/hold: where the work would go (or went).
@@ -82,11 +78,9 @@ struct probe_result {
 };
 
 // Capacity broker (capacity.cpp).
-/// (split_atom, hold_id, booking_id, units) -> offer_split: asked of a resource
-/// actor; split_offer_hold on its calendar (in memory, like hold and book).
+/// (split_atom, resource, hold_id, booking_id, units) -> offer_split: asked of
+/// the participant; split_offer_hold on that calendar (in memory, like hold).
 using split_atom = caf::atom_constant<caf::atom("split")>;
-/// (resources_atom) -> resource_handles: asked of the participant once.
-using resources_atom = caf::atom_constant<caf::atom("resources")>;
 /// (publish_atom, publish_request) -> publish_reply
 using publish_atom = caf::atom_constant<caf::atom("publish")>;
 /// (reserve_atom, book_request) -> book_reply
@@ -105,11 +99,20 @@ using progress_atom = caf::atom_constant<caf::atom("progress")>;
 /// (executor_atom, caf::actor): tells the participant and the buyer the
 /// node's executor (sent once by install_roles).
 using executor_atom = caf::atom_constant<caf::atom("executor")>;
+/// (replan_atom, replan_record): the participant re-planned or cancelled a
+/// sold contract and committed the record (table "replans"); the executor
+/// reports it to the buyer and erases the record in one commit.
+using replan_atom = caf::atom_constant<caf::atom("replan")>;
 
-/// The participant's resource actors by resource id.
-struct resource_handles {
-  std::map<std::string, caf::actor, std::less<>> actors;
-};
+// Disruptions (outage.hpp).
+/// (participant_atom, caf::actor): tells the buyer the node's participant.
+using participant_atom = caf::atom_constant<caf::atom("particip")>;
+/// (component_lost_atom, parent_buyer, parent_order_id, component_order_id,
+/// reason): the buyer could not source a component order again after its
+/// seller cancelled; the participant cancels the upstream contract it backs.
+using component_lost_atom = caf::atom_constant<caf::atom("complost")>;
+/// (outage_atom, outage_request) -> outage_reply, once durable.
+using outage_atom = caf::atom_constant<caf::atom("outage")>;
 
 }  // namespace gearmesh::actors
 
@@ -120,7 +123,6 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::component_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::component_quote)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::component_award)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::offer_split)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::resource_handles)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::publish_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::publish_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::book_request)
@@ -128,3 +130,6 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::book_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::execution_record)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::posted_event)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::post_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::replan_record)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::outage_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gearmesh::actors::outage_reply)

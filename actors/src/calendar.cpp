@@ -70,6 +70,10 @@ std::optional<placement> capacity_calendar::find_earliest(std::int64_t units, ti
   // lookup per bucket (a search may examine thousands of empty buckets).
   auto loaded = buckets_.lower_bound(first);
   for (auto b = first; b <= last && remaining > 0; ++b) {
+    if (auto run_end = blocked_run_end(b)) {
+      b = *run_end;  // the machine is down: the work waits
+      continue;
+    }
     const auto begin = bucket_start(b);
     while (loaded != buckets_.end() && loaded->first < b) ++loaded;
     const auto l = loaded != buckets_.end() && loaded->first == b ? loaded->second : bucket_load{};
@@ -206,6 +210,75 @@ status capacity_calendar::check() const {
   }
   if (holds != hold_deadlines_.size()) return {errc::internal, "deadline index has extra entries"};
   return status::ok();
+}
+
+status capacity_calendar::block(const std::string& id, std::int64_t first_bucket,
+                                std::int64_t last_bucket) {
+  if (blocks_.count(id)) return {errc::invalid_argument, "block " + id + " exists"};
+  if (first_bucket > last_bucket)
+    return {errc::invalid_argument, "block " + id + " ends before it starts"};
+  if (blocks_.size() >= blocks_max) return {errc::overloaded, "calendar holds too many blocks"};
+  blocks_.emplace(id, block_range{first_bucket, last_bucket});
+  merge_blocks();
+  return status::ok();
+}
+
+bool capacity_calendar::unblock(std::string_view id) {
+  auto it = blocks_.find(id);
+  if (it == blocks_.end()) return false;
+  blocks_.erase(it);
+  merge_blocks();
+  return true;
+}
+
+void capacity_calendar::merge_blocks() {
+  std::vector<block_range> all;
+  all.reserve(blocks_.size());
+  for (const auto& [id, r] : blocks_) all.push_back(r);
+  std::sort(all.begin(), all.end(), [](const block_range& a, const block_range& b) {
+    return a.first_bucket < b.first_bucket;
+  });
+  blocked_.clear();
+  for (const auto& r : all) {
+    if (!blocked_.empty()) {
+      auto last = std::prev(blocked_.end());
+      if (r.first_bucket <= last->second + 1) {
+        last->second = std::max(last->second, r.last_bucket);
+        continue;
+      }
+    }
+    blocked_.emplace(r.first_bucket, r.last_bucket);
+  }
+}
+
+std::optional<std::int64_t> capacity_calendar::blocked_run_end(std::int64_t bucket) const {
+  auto it = blocked_.upper_bound(bucket);
+  if (it == blocked_.begin()) return std::nullopt;
+  --it;
+  if (it->second < bucket) return std::nullopt;
+  return it->second;
+}
+
+bool capacity_calendar::blocked(std::int64_t bucket) const {
+  return blocked_run_end(bucket).has_value();
+}
+
+bool capacity_calendar::blocked(const placement& where) const {
+  if (blocked_.empty()) return false;
+  return std::any_of(where.allocations.begin(), where.allocations.end(),
+                     [&](const allocation& a) { return blocked(a.bucket); });
+}
+
+std::vector<std::string> capacity_calendar::overlapping(std::int64_t first_bucket,
+                                                        std::int64_t last_bucket) const {
+  std::vector<std::string> out;
+  for (const auto& [id, e] : entries_)
+    if (std::any_of(e.where.allocations.begin(), e.where.allocations.end(),
+                    [&](const allocation& a) {
+                      return a.bucket >= first_bucket && a.bucket <= last_bucket;
+                    }))
+      out.push_back(id);
+  return out;
 }
 
 reservation_record reservation_of(std::string_view resource, std::string_view id,

@@ -183,5 +183,67 @@ TEST(calendar, daily_buckets_for_suppliers) {
   EXPECT_EQ(p->end_us, t0 + 5 * us_per_day + us_per_day / 2);
 }
 
+TEST(calendar, blocked_buckets_are_skipped_like_full_ones) {
+  capacity_calendar cal(hour, 60);
+  ASSERT_TRUE(cal.block("down1", b0 + 1, b0 + 2).is_ok());
+  EXPECT_FALSE(cal.blocked(b0));
+  EXPECT_TRUE(cal.blocked(b0 + 1));
+  EXPECT_TRUE(cal.blocked(b0 + 2));
+  EXPECT_FALSE(cal.blocked(b0 + 3));
+  // 90 minutes from t0: 60 in bucket 0, the rest after the outage.
+  auto p = cal.find_earliest(90, t0, t0 + 10 * hour);
+  ASSERT_TRUE(p);
+  ASSERT_EQ(p->allocations.size(), 2u);
+  EXPECT_EQ(p->allocations[0], (allocation{b0, 60}));
+  EXPECT_EQ(p->allocations[1], (allocation{b0 + 3, 30}));
+  EXPECT_EQ(p->end_us, t0 + 3 * hour + 30 * us_per_min);
+  EXPECT_FALSE(cal.blocked(*p));
+  EXPECT_TRUE(cal.blocked(placement{t0, t0 + 2 * hour, {{b0, 60}, {b0 + 1, 60}}}));
+  // Starting inside the outage: the work waits for its end.
+  p = cal.find_earliest(30, t0 + hour + 10 * us_per_min, t0 + 10 * hour);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->start_us, t0 + 3 * hour);
+  EXPECT_FALSE(cal.blocked(*p));
+  // Overlapping and adjacent blocks merge; the horizon still counts.
+  ASSERT_TRUE(cal.block("down2", b0 + 2, b0 + 4).is_ok());
+  ASSERT_TRUE(cal.block("down3", b0 + 5, b0 + 5).is_ok());
+  EXPECT_FALSE(cal.find_earliest(30, t0 + hour, t0 + 6 * hour));
+  p = cal.find_earliest(30, t0 + hour, t0 + 7 * hour);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->start_us, t0 + 6 * hour);
+  // Unblocking one leaves the others.
+  EXPECT_TRUE(cal.unblock("down2"));
+  EXPECT_FALSE(cal.unblock("down2"));
+  EXPECT_TRUE(cal.blocked(b0 + 2));
+  EXPECT_FALSE(cal.blocked(b0 + 3));
+  EXPECT_TRUE(cal.blocked(b0 + 5));
+  p = cal.find_earliest(30, t0 + hour, t0 + 7 * hour);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->start_us, t0 + 3 * hour);
+  // Errors change nothing.
+  EXPECT_EQ(cal.block("down1", b0, b0).code(), errc::invalid_argument);
+  EXPECT_EQ(cal.block("x", b0 + 2, b0 + 1).code(), errc::invalid_argument);
+  EXPECT_EQ(cal.blocks().size(), 2u);
+}
+
+TEST(calendar, blocking_keeps_reservations_and_names_those_it_overlaps) {
+  capacity_calendar cal(hour, 60);
+  auto a = cal.find_earliest(90, t0, t0 + 10 * hour);  // buckets 0, 1
+  ASSERT_TRUE(a && cal.book("a", *a).is_ok());
+  auto b = cal.find_earliest(60, t0 + 3 * hour, t0 + 10 * hour);  // bucket 3
+  ASSERT_TRUE(b && cal.hold("b", *b, t0 + hour).is_ok());
+  ASSERT_TRUE(cal.block("down", b0 + 1, b0 + 3).is_ok());
+  EXPECT_EQ(cal.overlapping(b0 + 1, b0 + 3), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(cal.overlapping(b0 + 2, b0 + 2), std::vector<std::string>{});
+  EXPECT_EQ(cal.overlapping(b0 + 3, b0 + 9), std::vector<std::string>{"b"});
+  // The reservations are untouched (the caller moves them), the invariant holds.
+  EXPECT_EQ(cal.load(b0 + 1).booked, 30);
+  EXPECT_EQ(cal.load(b0 + 3).held, 60);
+  EXPECT_TRUE(cal.check().is_ok());
+  EXPECT_TRUE(cal.convert("b").is_ok());
+  EXPECT_TRUE(cal.release("a"));
+  EXPECT_TRUE(cal.check().is_ok());
+}
+
 }  // namespace
 }  // namespace gearmesh::actors

@@ -2,14 +2,14 @@
 // bookings (capacity.hpp, docs/protocol.md section 6.5).
 //
 // Concurrency: the broker handles one message at a time, to the end. Where it
-// asks a resource actor (hold an offer, split a booking off it) it uses
-// request(...).await, which keeps every other message in the mailbox until
+// asks the participant, which owns the calendars (hold an offer, split a
+// booking off it), it uses request(...).await, which keeps every other message in the mailbox until
 // the answer arrived: two BookCapacity for one offer are decided one after
 // the other, each on the `remaining` the previous one left (read through the
 // pending_writes overlay, so a commit still in flight counts).
 //
-// Durability: as in the participant, the resource actor changes its calendar
-// in memory only; the broker writes the hold and booking records in the same
+// Durability: as for the participant's own reservations, the participant
+// changes the calendar in memory only; the broker writes the hold and booking records in the same
 // commit as the offer or booking they back and the messages they imply.
 #include "gearmesh/actors/capacity.hpp"
 
@@ -128,7 +128,6 @@ constexpr std::int64_t unit_price_cents_max = 1'000'000'000;
 struct broker_state {
   node_context* ctx = nullptr;
   capacity_config cfg;
-  std::map<std::string, caf::actor, std::less<>> resources;
   std::uint64_t next_offer = 1;
   std::uint64_t next_booking = 1;
   pending_writes pending;
@@ -291,11 +290,9 @@ void try_next_resource(broker_actor* self, std::shared_ptr<publish_job> j) {
     return;
   }
   const auto resource = j->candidates[j->next++];
-  auto it = st.resources.find(resource);
-  if (it == st.resources.end()) return try_next_resource(self, j);
-  self->request(it->second, caf::infinite, hold_atom::value, offer_hold_id(j->offer_id),
-                static_cast<std::int64_t>(j->req.units), j->req.window_start_us,
-                j->req.window_end_us, j->req.valid_until_us)
+  self->request(st.cfg.participant, caf::infinite, hold_atom::value, resource,
+                offer_hold_id(j->offer_id), static_cast<std::int64_t>(j->req.units),
+                j->req.window_start_us, j->req.window_end_us, j->req.valid_until_us)
       .await(
           [=](probe_result& r) {
             if (r.found) return publish_on(self, j, resource, r.where);
@@ -359,8 +356,7 @@ caf::response_promise on_withdraw(broker_actor* self, const std::string& offer_i
   }
   // The unbooked units go back to the calendar; granted bookings stay.
   const auto hold_id = offer_hold_id(o->offer_id);
-  if (auto it = st.resources.find(o->resource); it != st.resources.end())
-    self->send(it->second, release_atom::value, hold_id);
+  if (st.cfg.participant) self->send(st.cfg.participant, release_atom::value, o->resource, hold_id);
   o->state = capacity_offer_state::withdrawn;
   o->remaining = 0;
   ++o->revision;
@@ -444,15 +440,13 @@ void on_book(broker_actor* self, const wire::envelope& env, const wire::book_cap
   if (m.units > o->remaining)
     return refuse_booking(self, env, m, "only " + std::to_string(o->remaining) + " units remain",
                           o->remaining, &*o);
-  auto it = st.resources.find(o->resource);
-  if (it == st.resources.end())
-    return refuse_booking(self, env, m, "machine " + o->resource + " is no longer configured", 0,
-                          &*o);
+  if (!st.cfg.participant)
+    return refuse_booking(self, env, m, "this node no longer has a factory role", 0, &*o);
   const auto n = o->bookings + 1;
   const auto booking_rid = offer_booking_id(o->offer_id, n);
   const auto hold_id = offer_hold_id(o->offer_id);
-  self->request(it->second, caf::infinite, split_atom::value, hold_id, booking_rid,
-                static_cast<std::int64_t>(m.units))
+  self->request(st.cfg.participant, caf::infinite, split_atom::value, o->resource, hold_id,
+                booking_rid, static_cast<std::int64_t>(m.units))
       .await(
           [=, o = std::move(*o)](offer_split& s) mutable {
             auto& st = self->state;
@@ -666,15 +660,7 @@ caf::behavior broker(broker_actor* self, node_context* ctx, capacity_config cfg,
   st.next_booking = next_booking;
   for (auto& [t, id] : received) st.received_expiry.emplace(t, std::move(id));
   arm_sweep(self);
-  if (st.cfg.participant) {
-    self->link_to(st.cfg.participant);
-    // Nothing else is handled before the resource actors are known.
-    self->request(st.cfg.participant, caf::infinite, resources_atom::value)
-        .await([self](resource_handles& h) { self->state.resources = std::move(h.actors); },
-               [self](caf::error& e) {
-                 spdlog::error("capacity: no resource actors: {}", to_string(e));
-               });
-  }
+  if (st.cfg.participant) self->link_to(st.cfg.participant);
   return {
       [=](inbound_atom, const wire::envelope& env) {
         std::visit(

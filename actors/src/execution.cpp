@@ -98,6 +98,9 @@ void apply(execution_record& e, production_event_kind kind, timestamp_us at) {
       e.state = contract_progress::delivered;
       e.delivered_us = at;
       break;
+    case production_event_kind::cancelled:
+      e.state = contract_progress::cancelled;
+      break;
     case production_event_kind::delayed:
     case production_event_kind::progress:
       break;
@@ -185,6 +188,7 @@ status post(execution_record& e, const posted_event& p, timestamp_us now) {
       e.reason = p.reason;
       break;
     case production_event_kind::progress:
+    case production_event_kind::cancelled:
       return bad("kind must be started, completed, delayed or delivered");
   }
   if (p.kind != production_event_kind::delayed && !p.reason.empty()) e.reason = p.reason;

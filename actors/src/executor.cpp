@@ -85,11 +85,13 @@ void arm(executor_actor* self, const execution_record& e) {
   schedule_wake(self);
 }
 
-/// Commits `e` with `events` to its buyer. Returns the commit number.
+/// Commits `e` with `events` to its buyer (and `extra` writes). Returns the
+/// commit number.
 std::uint64_t commit(executor_actor* self, const execution_record& e,
-                     std::vector<wire::production_event> events) {
+                     std::vector<wire::production_event> events, store::write_batch extra = {}) {
   auto& st = self->state;
   effects fx;
+  fx.writes = std::move(extra);
   tables::executions.put(fx.writes, e.contract_id, e);
   for (auto& ev : events) fx.messages.push_back(outbound{e.buyer, e.order_id, 0, std::move(ev)});
   const auto seq = ++st.commit_seq;
@@ -116,13 +118,28 @@ void keep(executor_actor* self, const execution_record& e) {
   arm(self, e);
 }
 
+/// Whether the participant committed a re-plan of `contract_id` that is
+/// not reported yet (its replan_atom is on its way, or the node restarted).
+bool replan_pending(const store::environment& env, const std::string& contract_id) {
+  const auto prefix = contract_id + "#";
+  bool found = false;
+  (void)env.scan(tables::replans.name(), prefix, [&](std::string_view key, std::string_view) {
+    found = key.substr(0, prefix.size()) == prefix;
+    return false;
+  });
+  return found;
+}
+
 /// False (and the execution cancelled, committed without a message) if the
-/// contract was cancelled meanwhile: the buyer knows, it cancelled it.
+/// contract was cancelled meanwhile: the buyer knows, it cancelled it. If the
+/// seller cancelled it (a re-plan is pending), false and nothing else: the
+/// re-plan reports the cancellation.
 bool still_active(executor_actor* self, execution_record& e) {
   auto c = tables::contracts.get(self->state.ctx->store(), e.contract_id);
   // Unreadable, or not visible yet (the participant's commit is still on its
   // way to the store): do not guess, keep going.
   if (!c || !*c || (*c)->state == contract_state::active) return true;
+  if (replan_pending(self->state.ctx->store(), e.contract_id)) return false;
   e.state = contract_progress::cancelled;
   commit(self, e, {});
   keep(self, e);
@@ -233,6 +250,61 @@ void on_progress(executor_actor* self, const std::string& parent_buyer,
   }
 }
 
+/// A re-plan the participant committed (breakdown, maintenance, a component
+/// that could not be sourced again): reported to the buyer with the
+/// execution's change, and its record erased, in one commit.
+void on_replan(executor_actor* self, const replan_record& r) {
+  auto& st = self->state;
+  store::write_batch done;
+  tables::replans.erase(done, replan_key(r.contract_id, r.number));
+  auto e = find(self, r.contract_id);
+  auto erase_only = [&] {
+    effects fx;
+    fx.writes = std::move(done);
+    st.ctx->commit(std::move(fx));
+  };
+  if (!e) {
+    spdlog::error("executor: re-plan of {}: no execution record", r.contract_id);
+    return erase_only();
+  }
+  const auto now = st.ctx->clock().now();
+  wire::production_event_kind kind = wire::production_event_kind::progress;
+  if (r.kind == replan_kind::cancelled) {
+    // Reported even if the execution had ended otherwise: the seller's
+    // contract is cancelled, and the buyer must record it so (agreement).
+    e->state = contract_progress::cancelled;
+    e->reason = r.reason;
+    kind = wire::production_event_kind::cancelled;
+  } else {
+    if (e->state == contract_progress::completed || e->state == contract_progress::delivered ||
+        e->state == contract_progress::cancelled)
+      return erase_only();  // nothing left to plan
+    auto c = tables::contracts.get(st.ctx->store(), e->contract_id);
+    if (c && *c && (*c)->state == contract_state::cancelled) {
+      // The buyer cancelled it meanwhile; it knows.
+      e->state = contract_progress::cancelled;
+      commit(self, *e, {}, std::move(done));
+      return keep(self, *e);
+    }
+    if (e->state == contract_progress::contracted)
+      e->planned_start_us = std::min(r.planned_start_us, e->promised_due_us);
+    e->planned_end_us = std::min(r.planned_end_us, e->promised_due_us);
+    e->planned_start_us = std::min(e->planned_start_us, e->planned_end_us);
+    const timestamp_us late = std::max<timestamp_us>(0, r.planned_end_us - e->promised_due_us);
+    if (late > e->delay_us) {
+      e->delay_us = late;
+      kind = wire::production_event_kind::delayed;
+    }
+    e->reason = r.reason;
+  }
+  ++e->sequence;
+  auto ev = event_of(*e, kind, now, components_of(st.ctx->store(), *e));
+  if (kind == wire::production_event_kind::cancelled) ev.expected_due_us = 0;
+  spdlog::info("executor: {} {}: {}", r.contract_id, wire::to_string(kind), r.reason);
+  commit(self, *e, {std::move(ev)}, std::move(done));
+  keep(self, *e);
+}
+
 void on_durable(executor_actor* self, std::uint64_t seq, bool ok) {
   auto& st = self->state;
   while (!st.replies.empty() && st.replies.begin()->first <= seq) {
@@ -244,7 +316,7 @@ void on_durable(executor_actor* self, std::uint64_t seq, bool ok) {
 }
 
 caf::behavior executor(executor_actor* self, node_context* ctx, executor_config cfg,
-                       std::vector<execution_record> open) {
+                       std::vector<execution_record> open, std::vector<replan_record> replans) {
   auto& st = self->state;
   st.ctx = ctx;
   st.cfg = cfg;
@@ -252,6 +324,8 @@ caf::behavior executor(executor_actor* self, node_context* ctx, executor_config 
     e.shop_floor = cfg.shop_floor;
     keep(self, e);  // a step that fell due while we were down fires at once
   }
+  // Re-plans committed before a stop and not reported yet, in their order.
+  for (const auto& r : replans) on_replan(self, r);
   return {
       [=](execute_atom, execution_record& e) { on_execute(self, std::move(e)); },
       [=](deadline_atom, timestamp_us at) { on_deadline(self, at); },
@@ -260,6 +334,7 @@ caf::behavior executor(executor_actor* self, node_context* ctx, executor_config 
         on_progress(self, buyer, order_id);
       },
       [=](durable_atom, std::uint64_t seq, bool ok) { on_durable(self, seq, ok); },
+      [=](replan_atom, const replan_record& r) { on_replan(self, r); },
   };
 }
 
@@ -273,7 +348,15 @@ result<caf::actor> spawn_executor(caf::actor_system& sys, node_context& ctx, exe
     return true;
   });
   if (!st) return st;
-  return sys.spawn(executor, &ctx, cfg, std::move(open));
+  std::vector<replan_record> replans;
+  st = tables::replans.for_each(ctx.store(), [&](std::string_view, replan_record&& r) {
+    replans.push_back(std::move(r));
+    return true;
+  });
+  if (!st) return st;
+  std::sort(replans.begin(), replans.end(),
+            [](const replan_record& a, const replan_record& b) { return a.number < b.number; });
+  return sys.spawn(executor, &ctx, cfg, std::move(open), std::move(replans));
 }
 
 post_reply post_production_event(caf::actor_system& sys, const caf::actor& executor,

@@ -44,6 +44,19 @@ class factory_policy final : public participant_policy {
 
   timestamp_us component_window_us() const override { return cfg_.component_window_ms * us_per_ms; }
 
+  bool machines() const override { return true; }
+
+  timestamp_us reschedule_delay_max_us() const override {
+    return cfg_.reschedule_delay_max_hours * us_per_hour;
+  }
+
+  health_rule health(std::string_view resource) const override {
+    for (const auto& m : cfg_.machines)
+      if (m.id == resource)
+        return {static_cast<std::int32_t>(m.health_threshold), m.maintenance_hours * us_per_hour};
+    return {};
+  }
+
   std::int64_t price(const wire::cfp&, const std::vector<chosen_step>& steps,
                      std::int64_t components_cents) const override {
     // cost in cent-minutes per hour: minutes * cents/hour.

@@ -18,6 +18,7 @@
 #include "gearmesh/actors/executor.hpp"
 #include "gearmesh/actors/factory.hpp"
 #include "gearmesh/actors/kpis.hpp"
+#include "gearmesh/actors/outage.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/actors/roles_config.hpp"
 #include "gearmesh/actors/supplier.hpp"
@@ -116,7 +117,8 @@ json order_json(const order_record& o, const store::environment& env) {
                              {"promised_due_us", p.promised_due_us},
                              {"valid_until_us", p.valid_until_us},
                              {"state", to_string(p.state)},
-                             {"reason", p.reason}});
+                             {"reason", p.reason},
+                             {"round", p.round}});
   json contract = nullptr;
   if (!o.contract_id.empty()) {
     auto c = tables::contracts.get(env, o.contract_id);
@@ -133,6 +135,7 @@ json order_json(const order_record& o, const store::environment& env) {
               {"max_price_cents", o.max_price_cents},
               {"state", to_string(o.state)},
               {"reason", o.reason},
+              {"round", o.round},
               {"parent_buyer", o.parent_buyer},
               {"parent_order_id", o.parent_order_id},
               {"contract", std::move(contract)},
@@ -333,6 +336,55 @@ result<std::pair<std::string, posted_event>> parse_event(const std::string& body
   return std::make_pair(id->get<std::string>(), std::move(p));
 }
 
+const char* outage_state(const outage_record& o, timestamp_us now) {
+  if (o.ended_us != 0) return "ended";
+  if (now >= o.until_us) return "over";
+  return now < o.from_us ? "planned" : "active";
+}
+
+json outage_json(const outage_record& o, timestamp_us now) {
+  json effects = json::array();
+  for (const auto& e : o.effects)
+    effects.push_back(json{{"contract_id", e.contract_id},
+                           {"outcome", to_string(e.outcome)},
+                           {"expected_due_us", e.expected_due_us}});
+  return json{{"outage_id", o.outage_id},
+              {"machine", o.resource},
+              {"kind", to_string(o.kind)},
+              {"from_us", o.from_us},
+              {"until_us", o.until_us},
+              {"state", outage_state(o, now)},
+              {"reason", o.reason},
+              {"health_score", o.health_score < 0 ? json(nullptr) : json(o.health_score)},
+              {"created_us", o.created_us},
+              {"ended_us", o.ended_us},
+              {"holds_moved", o.holds_moved},
+              {"holds_released", o.holds_released},
+              {"effects", std::move(effects)}};
+}
+
+/// Parses the body of POST /v1/machines/<id>/down|maintenance.
+result<outage_request> parse_outage(const std::string& body, timestamp_us now) {
+  auto bad = [](std::string what) { return status(errc::invalid_argument, std::move(what)); };
+  json j = body.empty() ? json::object() : json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad("body must be a JSON object");
+  outage_request r;
+  constexpr auto i64_max = std::numeric_limits<std::int64_t>::max();
+  if (auto e = json_integer(j, "from_us", false, 0, i64_max, r.from_us)) return *e;
+  if (auto e = json_integer(j, "until_us", false, 0, i64_max, r.until_us)) return *e;
+  std::int64_t for_s = 0;
+  if (auto e = json_integer(j, "for_s", false, 1, outage_length_max_us / us_per_s, for_s))
+    return *e;
+  if ((r.until_us != 0) == (for_s != 0)) return bad("give until_us or for_s (seconds), not both");
+  if (for_s != 0) r.until_us = (r.from_us != 0 ? r.from_us : now) + for_s * us_per_s;
+  if (auto it = j.find("reason"); it != j.end() && !it->is_null()) {
+    if (!it->is_string() || it->get<std::string>().size() > 1024)
+      return bad("reason must be a string of at most 1024 bytes");
+    r.reason = it->get<std::string>();
+  }
+  return r;
+}
+
 json resolution_json(const lookup_result& r) {
   json entries = json::array();
   for (const auto& e : r.answer.entries)
@@ -525,6 +577,106 @@ void add_execution_routes(admin::router& r, caf::actor_system& sys, const caf::a
   });
 }
 
+void add_machine_routes(admin::router& r, node_context& ctx, caf::actor_system& sys,
+                        const caf::actor* participant, std::vector<machine_config> machines,
+                        int timeout_ms) {
+  std::optional<caf::actor> p;
+  if (participant) p = *participant;
+  r.add("POST", "/v1/machines/", [&ctx, &sys, p, timeout_ms](const admin::request& req) {
+    const std::string prefix = "/v1/machines/";
+    const auto rest = req.path.substr(prefix.size());
+    const auto slash = rest.rfind('/');
+    if (slash == std::string::npos || slash == 0)
+      return admin::error_response(
+          404, "no such resource: POST /v1/machines/<id>/down|maintenance|up|health");
+    outage_request o;
+    o.machine = rest.substr(0, slash);
+    const auto what = rest.substr(slash + 1);
+    const auto now = ctx.clock().now();
+    if (what == "down" || what == "maintenance") {
+      auto parsed = parse_outage(req.body, now);
+      if (!parsed) return admin::error_response(400, parsed.error().message());
+      o.from_us = parsed->from_us;
+      o.until_us = parsed->until_us;
+      o.reason = std::move(parsed->reason);
+      o.what = outage_request::action::down;
+      o.kind = what == "down" ? outage_kind::breakdown : outage_kind::maintenance;
+    } else if (what == "up") {
+      o.what = outage_request::action::up;
+    } else if (what == "health") {
+      json j = json::parse(req.body, nullptr, false);
+      if (j.is_discarded() || !j.is_object())
+        return admin::error_response(400, "body must be a JSON object");
+      std::int64_t score = -1;
+      if (auto e = json_integer(j, "score", true, 0, 100, score))
+        return admin::error_response(400, e->message());
+      o.what = outage_request::action::health;
+      o.health_score = static_cast<std::int32_t>(score);
+    } else {
+      return admin::error_response(
+          404, "no such action " + what + ": POST /v1/machines/<id>/down|maintenance|up|health");
+    }
+    if (!p) return admin::error_response(404, "this node has no factory role: it has no machines");
+    const auto action = o.what;
+    auto reply = machine_outage(sys, *p, std::move(o), std::chrono::milliseconds(timeout_ms));
+    if (reply.http_status != 200 && reply.http_status != 201)
+      return admin::error_response(reply.http_status, reply.error);
+    const auto after = ctx.clock().now();
+    if (action == outage_request::action::up) {
+      json ended = json::array();
+      for (const auto& x : reply.outages) ended.push_back(outage_json(x, after));
+      return json_response(200, json{{"ended", std::move(ended)}});
+    }
+    if (reply.outages.empty()) return json_response(200, json{{"outage", nullptr}});
+    return json_response(reply.http_status, outage_json(reply.outages.front(), after));
+  });
+  r.add("GET", "/v1/machines", [&ctx, machines](const admin::request& req) {
+    if (req.path != "/v1/machines" && req.path != "/v1/machines/")
+      return admin::error_response(404, "no such resource");
+    const auto now = ctx.clock().now();
+    const auto limit = limit_of(req);
+    std::map<std::string, json> by_machine;
+    for (const auto& m : machines)
+      by_machine[m.id] = json{{"id", m.id},
+                              {"capabilities", m.capabilities},
+                              {"health_threshold", m.health_threshold},
+                              {"maintenance_hours", m.maintenance_hours},
+                              {"state", "up"},
+                              {"outages", json::array()}};
+    json outages = json::array();
+    std::uint64_t rescheduled = 0, delayed = 0, cancelled = 0, moved = 0, released = 0, total = 0;
+    auto st = tables::outages.for_each(ctx.store(), [&](std::string_view, outage_record&& o) {
+      ++total;
+      moved += o.holds_moved;
+      released += o.holds_released;
+      for (const auto& e : o.effects) {
+        if (e.outcome == replan_outcome::rescheduled) ++rescheduled;
+        if (e.outcome == replan_outcome::delayed) ++delayed;
+        if (e.outcome == replan_outcome::cancelled) ++cancelled;
+      }
+      const std::string state = outage_state(o, now);
+      if (auto it = by_machine.find(o.resource);
+          it != by_machine.end() && (state == "active" || state == "planned")) {
+        if (state == "active") it->second["state"] = "down";
+        it->second["outages"].push_back(o.outage_id);
+      }
+      if (outages.size() < limit) outages.push_back(outage_json(o, now));
+      return true;
+    });
+    if (!st) return admin::error_response(500, st.to_string());
+    json list = json::array();
+    for (auto& [id, m] : by_machine) list.push_back(std::move(m));
+    return json_response(200, json{{"machines", std::move(list)},
+                                   {"outages", std::move(outages)},
+                                   {"totals", json{{"outages", total},
+                                                   {"rescheduled", rescheduled},
+                                                   {"delayed", delayed},
+                                                   {"cancelled", cancelled},
+                                                   {"holds_moved", moved},
+                                                   {"holds_released", released}}}});
+  });
+}
+
 void add_capacity_routes(admin::router& r, node_context& ctx, caf::actor_system& sys,
                          const caf::actor& broker, int timeout_ms) {
   r.add("POST", "/v1/capacity/offers", [&sys, broker, timeout_ms](const admin::request& req) {
@@ -646,7 +798,11 @@ result<installed_roles> install_roles_with_handles(node& n, const config_file& f
     executor = *x;
     caf::anon_send(*participant, executor_atom::value, *executor);
     if (buyer) caf::anon_send(*buyer, executor_atom::value, *executor);
+    // A component order that cannot be sourced again ends the contract it backs.
+    if (buyer) caf::anon_send(*buyer, participant_atom::value, *participant);
   }
+  add_machine_routes(n.admin_routes(), ctx, sys, participant ? &*participant : nullptr,
+                     roles->factory ? roles->factory->machines : std::vector<machine_config>{});
   add_execution_routes(n.admin_routes(), sys, executor ? &*executor : nullptr);
   // After the roles started: a config their stored state rejects changes nothing.
   record_identity(ctx, resources);

@@ -44,11 +44,8 @@ std::string contract_id_for(std::string_view order_id, std::uint32_t n) {
 initiator::initiator(order_record order, std::string buyer)
     : order_(std::move(order)), buyer_(std::move(buyer)) {}
 
-initiator initiator::start(order_record order, std::string buyer, initiator_step& out) {
-  order.state = order_state::negotiating;
-  initiator ini(std::move(order), std::move(buyer));
-  const auto& o = ini.order_;
-  out.changed = true;
+void initiator::send_cfps(initiator_step& out) const {
+  const auto& o = order_;
   for (const auto& s : o.sellers) {
     wire::cfp c;
     c.order_id = o.order_id;
@@ -62,7 +59,14 @@ initiator initiator::start(order_record order, std::string buyer, initiator_step
     c.attributes = o.attributes;
     out.messages.push_back({s, std::move(c)});
   }
-  if (o.sellers.empty()) ini.fail("no sellers for item " + o.item, out);
+}
+
+initiator initiator::start(order_record order, std::string buyer, initiator_step& out) {
+  order.state = order_state::negotiating;
+  initiator ini(std::move(order), std::move(buyer));
+  out.changed = true;
+  ini.send_cfps(out);
+  if (ini.order_.sellers.empty()) ini.fail("no sellers for item " + ini.order_.item, out);
   return ini;
 }
 
@@ -90,8 +94,9 @@ bool initiator::invited(std::string_view seller) const {
 
 bool initiator::all_answered() const {
   for (const auto& s : order_.sellers) {
-    bool answered = std::any_of(order_.proposals.begin(), order_.proposals.end(),
-                                [&](const proposal_record& p) { return p.seller == s; });
+    bool answered = std::any_of(
+        order_.proposals.begin(), order_.proposals.end(),
+        [&](const proposal_record& p) { return p.seller == s && p.round == order_.round; });
     if (!answered) return false;
   }
   return true;
@@ -133,7 +138,14 @@ void initiator::reject_remaining(std::string_view reason, initiator_step& out) {
 
 void initiator::fail(std::string reason, initiator_step& out) {
   order_.state = order_state::failed;
-  order_.reason = std::move(reason);
+  if (order_.round > 0) {
+    // Failing a later round: say first why the order was sourced again.
+    out.resourced = true;
+    order_.reason = order_.reason.empty() ? "sourcing again: " + reason
+                                          : order_.reason + "; sourcing again: " + reason;
+  } else {
+    order_.reason = std::move(reason);
+  }
   order_.awarded_proposal_id.clear();
   order_.confirm_deadline_us = 0;
   out.changed = true;
@@ -149,6 +161,7 @@ void initiator::award_next(timestamp_us now, initiator_step& out) {
   if (ranked.empty()) {
     std::size_t refused = 0, unusable = 0, failed = 0;
     for (const auto& p : order_.proposals) {
+      if (p.round != order_.round) continue;
       if (p.state == proposal_state::refused)
         ++refused;
       else if (p.state == proposal_state::failed)
@@ -158,8 +171,9 @@ void initiator::award_next(timestamp_us now, initiator_step& out) {
     }
     std::size_t silent = 0;
     for (const auto& s : order_.sellers)
-      if (std::none_of(order_.proposals.begin(), order_.proposals.end(),
-                       [&](const proposal_record& p) { return p.seller == s; }))
+      if (std::none_of(
+              order_.proposals.begin(), order_.proposals.end(),
+              [&](const proposal_record& p) { return p.seller == s && p.round == order_.round; }))
         ++silent;
     fail("no acceptable proposal: " + std::to_string(refused) + " refused, " +
              std::to_string(silent) + " no answer, " + std::to_string(failed) + " failed, " +
@@ -253,8 +267,10 @@ initiator_step initiator::on_propose(std::string_view seller, const wire::propos
   rec.promised_due_us = m.promised_due_us;
   rec.valid_until_us = m.valid_until_us;
   rec.received_us = now;
-  const bool answered = std::any_of(order_.proposals.begin(), order_.proposals.end(),
-                                    [&](const proposal_record& p) { return p.seller == seller; });
+  rec.round = order_.round;
+  const bool answered = std::any_of(
+      order_.proposals.begin(), order_.proposals.end(),
+      [&](const proposal_record& p) { return p.seller == seller && p.round == order_.round; });
   std::string why;
   if (order_.state != order_state::negotiating)
     why = std::string("late: order already ") + to_string(order_.state);
@@ -282,12 +298,14 @@ initiator_step initiator::on_refuse(std::string_view seller, const wire::refuse&
   initiator_step out;
   time_passes(now, out);
   if (m.order_id != order_.order_id || !invited(seller)) return out;
-  if (std::any_of(order_.proposals.begin(), order_.proposals.end(),
-                  [&](const proposal_record& p) { return p.seller == seller; }))
+  if (std::any_of(order_.proposals.begin(), order_.proposals.end(), [&](const proposal_record& p) {
+        return p.seller == seller && p.round == order_.round;
+      }))
     return out;
   proposal_record rec;
   rec.seller = std::string(seller);
   rec.received_us = now;
+  rec.round = order_.round;
   rec.state = proposal_state::refused;
   rec.reason = m.reason;
   order_.proposals.push_back(std::move(rec));
@@ -345,6 +363,7 @@ initiator_step initiator::on_confirm(std::string_view seller, const wire::confir
   order_.state = order_state::contracted;
   order_.confirm_deadline_us = 0;
   out.changed = true;
+  out.resourced = order_.round > 0;
   out.contracts.push_back(contract_for(*p, contract_state::active));
   reject_remaining("another proposal won", out);
   return out;
@@ -382,6 +401,54 @@ initiator_step initiator::cancel(std::string_view reason, timestamp_us now) {
   order_.reason = std::string(reason);
   order_.confirm_deadline_us = 0;
   out.changed = true;
+  return out;
+}
+
+initiator_step initiator::on_seller_cancel(std::string_view seller, std::string_view contract_id,
+                                           std::string_view reason, timestamp_us window_us,
+                                           timestamp_us now) {
+  initiator_step out;
+  time_passes(now, out);
+  const bool contracted = order_.state == order_state::contracted;
+  const bool awarded = order_.state == order_state::awarded;
+  if ((!contracted && !awarded) || order_.contract_id != contract_id) return out;
+  auto it =
+      std::find_if(order_.proposals.begin(), order_.proposals.end(), [&](const proposal_record& p) {
+        return p.contract_id == contract_id && p.seller == seller &&
+               p.state == proposal_state::accepted;
+      });
+  if (it == order_.proposals.end()) return out;
+  out.contracts.push_back(contract_for(*it, contract_state::cancelled));
+  it->state = proposal_state::failed;
+  it->reason = "the seller cancelled the contract: " + std::string(reason);
+  out.changed = true;
+  if (awarded) {
+    // The seller confirmed and cancelled, and its Confirm is still on the
+    // way (messages overtake each other): as a Failure, with the contract
+    // recorded as cancelled; the Confirm, when it comes, gets a Cancel.
+    award_next(now, out);
+    return out;
+  }
+  order_.reason = "seller " + std::string(seller) + " cancelled contract " +
+                  std::string(contract_id) + ": " + std::string(reason);
+  order_.awarded_proposal_id.clear();
+  order_.confirm_deadline_us = 0;
+  if (order_.round >= sourcing_rounds_max || order_.sellers.empty() ||
+      now + window_us >= order_.due_us) {
+    order_.state = order_state::failed;
+    order_.reason += order_.round >= sourcing_rounds_max ? "; no sourcing round left"
+                     : order_.sellers.empty()            ? "; no sellers to ask again"
+                                                         : "; too late to source it again";
+    out.resourced = true;
+    return out;
+  }
+  ++order_.round;
+  order_.state = order_state::negotiating;
+  order_.reply_by_us = now + window_us;
+  // A component order awards at once: the upstream contract already exists.
+  order_.award_by_us = 0;
+  order_.need_by_us = 0;
+  send_cfps(out);
   return out;
 }
 

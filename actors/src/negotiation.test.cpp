@@ -501,5 +501,154 @@ TEST(negotiation, withdrawn_ready_order_rejects_its_proposals) {
   EXPECT_TRUE(sent<wire::cancel>(step).empty());
 }
 
+// --- re-sourcing after a seller cancelled ------------------------------------
+
+/// An order contracted with `a` (cheaper), `b` the loser.
+initiator contracted_with_a(initiator_step& s) {
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  const auto due = t0 + us_per_day;
+  ini.on_propose("a", proposal("a/p/1", 60'000, due), t0 + 10 * ms);
+  ini.on_propose("b", proposal("b/p/1", 70'000, due), t0 + 20 * ms);
+  s = ini.on_confirm("a", confirm_of(ini, "a/p/1"), t0 + 30 * ms);
+  EXPECT_EQ(ini.order().state, order_state::contracted);
+  return ini;
+}
+
+TEST(negotiation, a_seller_cancellation_sources_the_order_again) {
+  initiator_step s;
+  auto ini = contracted_with_a(s);
+  const auto now = t0 + us_per_hour;
+  // Not this contract, or not its seller: nothing happens.
+  EXPECT_FALSE(ini.on_seller_cancel("a", "velo/order/1/c9", "x", 800 * ms, now).changed);
+  EXPECT_FALSE(ini.on_seller_cancel("b", "velo/order/1/c1", "x", 800 * ms, now).changed);
+  s = ini.on_seller_cancel("a", "velo/order/1/c1", "weld1 broke down", 800 * ms, now);
+  EXPECT_TRUE(s.changed);
+  EXPECT_FALSE(s.resourced);
+  // The contract is kept as cancelled with its terms, at the buyer too.
+  ASSERT_EQ(s.contracts.size(), 1u);
+  EXPECT_EQ(s.contracts[0].contract_id, "velo/order/1/c1");
+  EXPECT_EQ(s.contracts[0].state, contract_state::cancelled);
+  EXPECT_EQ(s.contracts[0].price_cents, 60'000);
+  EXPECT_EQ(entry(ini, "a").state, proposal_state::failed);
+  // A new round: CFPs to every seller, negotiating again.
+  EXPECT_EQ(ini.order().state, order_state::negotiating);
+  EXPECT_EQ(ini.order().round, 1u);
+  EXPECT_EQ(ini.order().reason, "seller a cancelled contract velo/order/1/c1: weld1 broke down");
+  auto cfps = sent<wire::cfp>(s);
+  ASSERT_EQ(cfps.size(), 2u);
+  EXPECT_EQ(cfps[0].second.reply_by_us, now + 800 * ms);
+  EXPECT_EQ(cfps[0].second.order_id, "velo/order/1");
+  EXPECT_EQ(ini.next_deadline(), now + 800 * ms);
+  // A second cancellation event changes nothing.
+  EXPECT_FALSE(ini.on_seller_cancel("a", "velo/order/1/c1", "again", 800 * ms, now).changed);
+
+  // The round's answers count on their own: b answers again (a new
+  // proposal id), a refuses; b wins under a new contract id.
+  const auto due = t0 + us_per_day;
+  s = ini.on_propose("b", proposal("b/p/2", 71'000, due, now + 5 * us_per_s), now + 10 * ms);
+  EXPECT_TRUE(sent<wire::reject>(s).empty());  // not a duplicate of round 0
+  s = ini.on_refuse("a", {"velo/order/1", "weld1 is down"}, now + 20 * ms);
+  auto accepts = sent<wire::accept>(s);
+  ASSERT_EQ(accepts.size(), 1u);
+  EXPECT_EQ(accepts[0].first, "b");
+  EXPECT_EQ(accepts[0].second.contract_id, "velo/order/1/c2");
+  s = ini.on_confirm("b", confirm_of(ini, "b/p/2"), now + 30 * ms);
+  EXPECT_EQ(ini.order().state, order_state::contracted);
+  EXPECT_TRUE(s.resourced);
+  ASSERT_EQ(s.contracts.size(), 1u);
+  EXPECT_EQ(s.contracts[0].contract_id, "velo/order/1/c2");
+  EXPECT_EQ(s.contracts[0].state, contract_state::active);
+}
+
+TEST(negotiation, a_cancelled_order_that_cannot_be_sourced_again_fails_with_both_reasons) {
+  initiator_step s;
+  auto ini = contracted_with_a(s);
+  const auto now = t0 + us_per_hour;
+  ini.on_seller_cancel("a", "velo/order/1/c1", "weld1 broke down", 800 * ms, now);
+  ini.on_refuse("a", {"velo/order/1", "weld1 is down"}, now + 10 * ms);
+  s = ini.on_refuse("b", {"velo/order/1", "no capacity"}, now + 20 * ms);
+  EXPECT_EQ(ini.order().state, order_state::failed);
+  EXPECT_TRUE(s.resourced);
+  EXPECT_EQ(ini.order().reason,
+            "seller a cancelled contract velo/order/1/c1: weld1 broke down; sourcing again: no "
+            "acceptable proposal: 2 refused, 0 no answer, 0 failed, 0 expired or over the price "
+            "ceiling");
+}
+
+TEST(negotiation, no_time_or_no_round_left_fails_at_once) {
+  initiator_step s;
+  auto ini = contracted_with_a(s);
+  // The due date (t0 + 10 days) is within the proposal window: too late.
+  s = ini.on_seller_cancel("a", "velo/order/1/c1", "fire", us_per_day, t0 + 9 * us_per_day + 1);
+  EXPECT_EQ(ini.order().state, order_state::failed);
+  EXPECT_TRUE(s.resourced);
+  EXPECT_TRUE(sent<wire::cfp>(s).empty());
+  EXPECT_EQ(s.contracts.size(), 1u);
+  EXPECT_NE(ini.order().reason.find("too late to source it again"), std::string::npos);
+
+  auto o = make_order({"a"});
+  o.state = order_state::contracted;
+  o.round = sourcing_rounds_max;
+  o.contract_id = "velo/order/1/c4";
+  proposal_record p;
+  p.seller = "a";
+  p.proposal_id = "a/p/4";
+  p.state = proposal_state::accepted;
+  p.contract_id = "velo/order/1/c4";
+  p.round = sourcing_rounds_max;
+  o.proposals = {p};
+  initiator last(o, "velo");
+  s = last.on_seller_cancel("a", "velo/order/1/c4", "fire", 800 * ms, t0 + us_per_hour);
+  EXPECT_EQ(last.order().state, order_state::failed);
+  EXPECT_NE(last.order().reason.find("no sourcing round left"), std::string::npos);
+}
+
+TEST(negotiation, a_cancellation_that_overtakes_the_confirm_falls_back_to_the_next_best) {
+  initiator_step s;
+  auto ini = initiator::start(make_order({"a", "b"}), "velo", s);
+  const auto due = t0 + us_per_day;
+  ini.on_propose("a", proposal("a/p/1", 60'000, due), t0 + 10 * ms);
+  ini.on_propose("b", proposal("b/p/1", 70'000, due), t0 + 20 * ms);
+  ASSERT_EQ(ini.order().state, order_state::awarded);
+  const auto c1 = ini.order().contract_id;
+  const auto confirm = confirm_of(ini, "a/p/1");
+  // a confirmed, broke down and cancelled; its Cancelled event comes first.
+  s = ini.on_seller_cancel("a", c1, "saw1 broke down", 800 * ms, t0 + 30 * ms);
+  ASSERT_EQ(s.contracts.size(), 1u);
+  EXPECT_EQ(s.contracts[0].contract_id, c1);
+  EXPECT_EQ(s.contracts[0].state, contract_state::cancelled);
+  auto accepts = sent<wire::accept>(s);
+  ASSERT_EQ(accepts.size(), 1u);
+  EXPECT_EQ(accepts[0].first, "b");
+  EXPECT_EQ(ini.order().state, order_state::awarded);
+  EXPECT_EQ(ini.order().round, 0u);
+  // The Confirm arrives late: cancelled again at this end, and a Cancel.
+  s = ini.on_confirm("a", confirm, t0 + 40 * ms);
+  ASSERT_EQ(s.contracts.size(), 1u);
+  EXPECT_EQ(s.contracts[0].state, contract_state::cancelled);
+  EXPECT_EQ(sent<wire::cancel>(s).size(), 1u);
+  s = ini.on_confirm("b", confirm_of(ini, "b/p/1"), t0 + 50 * ms);
+  EXPECT_EQ(ini.order().state, order_state::contracted);
+}
+
+TEST(negotiation, a_component_order_sourced_again_awards_at_once) {
+  initiator_step s;
+  auto ini = initiator::start(component_order({"a", "b"}), "framecraft", s);
+  ini.on_propose("a", proposal("a/p1", 900, t0 + 3 * us_per_day), t0 + 10 * ms);
+  ini.on_propose("b", proposal("b/p1", 800, t0 + 4 * us_per_day), t0 + 20 * ms);
+  ini.award(t0 + 5 * us_per_day, t0 + 30 * ms);
+  ini.on_confirm("b", confirm_of(ini, "b/p1"), t0 + 40 * ms);
+  ASSERT_EQ(ini.order().state, order_state::contracted);
+  s = ini.on_seller_cancel("b", ini.order().contract_id, "furnace", 400 * ms, t0 + us_per_hour);
+  EXPECT_EQ(ini.order().state, order_state::negotiating);
+  EXPECT_EQ(ini.order().award_by_us, 0);
+  // Only a later proposal: still awarded (the delay travels upward).
+  const auto later = t0 + 8 * us_per_day;
+  ini.on_propose("a", proposal("a/p2", 900, later, t0 + 2 * us_per_hour), t0 + us_per_hour + 1);
+  s = ini.on_refuse("b", {"velo/order/1", "furnace"}, t0 + us_per_hour + 2);
+  EXPECT_EQ(ini.order().state, order_state::awarded);
+  ASSERT_EQ(sent<wire::accept>(s).size(), 1u);
+}
+
 }  // namespace
 }  // namespace gearmesh::actors

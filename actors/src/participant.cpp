@@ -1,19 +1,20 @@
-// The participant actor (factory or supplier) and its resource actors.
+// The participant actor (factory or supplier).
 //
-// Concurrency: the participant handles one inbound message at a time, to the
-// end. Where it must ask its resource actors it uses request(...).await, which
-// keeps every other message in the mailbox until the answer arrived, so a CFP's
-// probes and holds never interleave with another CFP's. The resource actors are
-// linked to the participant, so requests need no timeout (each timeout would
-// cost a round trip through CAF's clock thread).
+// Concurrency: the participant owns its calendars (one per machine or item)
+// and handles one inbound message at a time; placing and booking work are
+// plain calls into the scheduling module (scheduling.hpp), so a CFP's holds
+// never interleave with another CFP's. It waits only for the node's buyer
+// (nested negotiation), with request(...).then, handling other messages in
+// between. The capacity broker reserves capacity offers on the same
+// calendars by asking the participant (hold_atom, split_atom, release_atom).
 //
-// Durability: resource actors change their calendars in memory only; the
-// participant writes the hold and booking records in the same commit as the
-// step they belong to (holds with the offer and its Propose, bookings with the
-// contract and its Confirm, releases with the Reject or Cancel that ended the
-// offer). So a Propose is never durable without its holds, nor a Confirm
-// without its bookings, and one inbound message costs one commit. Only a hold
-// that expires by itself is erased by its resource's own commit.
+// Durability: calendars change in memory; the participant writes the hold
+// and booking records in the same commit as the step they belong to (holds
+// with the offer and its Propose, bookings with the contract and its
+// Confirm, releases with the Reject or Cancel that ended the offer). So a
+// Propose is never durable without its holds, nor a Confirm without its
+// bookings, and one inbound message costs one commit. Only holds that expire
+// by themselves are erased by a commit of their own.
 #include "gearmesh/actors/participant.hpp"
 
 #include <algorithm>
@@ -22,6 +23,8 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
@@ -30,6 +33,7 @@
 #include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/execution.hpp"
 #include "gearmesh/actors/negotiation.hpp"
+#include "gearmesh/actors/outage.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "pending_writes.hpp"
 
@@ -42,98 +46,14 @@ std::chrono::microseconds delay_until(timestamp_us deadline, timestamp_us now) {
   return std::chrono::microseconds(std::max<timestamp_us>(0, deadline - now) + us_per_ms);
 }
 
-// --- resource actor ---------------------------------------------------------
-
-struct resource_state {
-  node_context* ctx = nullptr;
-  std::string id;
-  std::optional<capacity_calendar> cal;
-  timestamp_us armed_us = 0;  // earliest expiry timer pending, 0 = none
-  static inline const char* name = "gearmesh.resource";
-};
-
-using resource_actor = caf::stateful_actor<resource_state>;
-
-/// Releases the holds past their deadline and erases their records (the one
-/// write a resource commits itself: no participant step ends these holds).
-void resource_expire(resource_actor* self) {
-  auto& st = self->state;
-  auto gone = st.cal->expire(st.ctx->clock().now());
-  if (gone.empty()) return;
-  effects fx;
-  for (const auto& rid : gone) tables::holds.erase(fx.writes, reservation_key(st.id, rid));
-  fx.on_durable = [id = st.id](const status& s) {
-    if (!s) spdlog::error("resource {}: commit failed: {}", id, s.to_string());
-  };
-  st.ctx->commit(std::move(fx));
-}
-
-void resource_arm(resource_actor* self) {
-  auto& st = self->state;
-  auto d = st.cal->next_deadline();
-  if (!d || (st.armed_us != 0 && st.armed_us <= *d)) return;
-  st.armed_us = *d;
-  self->delayed_send(self, delay_until(*d, st.ctx->clock().now()), expire_atom::value);
-}
-
-caf::behavior resource(resource_actor* self, node_context* ctx, std::string id,
-                       capacity_calendar cal) {
-  self->state.ctx = ctx;
-  self->state.id = std::move(id);
-  self->state.cal.emplace(std::move(cal));
-  resource_arm(self);
-  return {
-      [=](probe_atom, std::int64_t units, timestamp_us from, timestamp_us horizon) {
-        resource_expire(self);
-        auto p = self->state.cal->find_earliest(units, from, horizon);
-        return probe_result{p.has_value(), p ? *p : placement{}};
-      },
-      [=](hold_atom, const std::string& rid, std::int64_t units, timestamp_us from,
-          timestamp_us horizon, timestamp_us deadline) {
-        auto& st = self->state;
-        resource_expire(self);
-        auto p = st.cal->find_earliest(units, from, horizon);
-        if (!p) return probe_result{};
-        if (auto s = st.cal->hold(rid, *p, deadline); !s) {
-          spdlog::warn("resource {}: hold {}: {}", st.id, rid, s.to_string());
-          return probe_result{};
-        }
-        resource_arm(self);
-        return probe_result{true, std::move(*p)};
-      },
-      [=](book_atom, const std::string& rid) {
-        auto& st = self->state;
-        resource_expire(self);
-        const auto* e = st.cal->find(rid);
-        if (!e) return probe_result{};
-        if (e->kind == reservation_kind::hold && !st.cal->convert(rid)) return probe_result{};
-        return probe_result{true, e->where};
-      },
-      [=](release_atom, const std::string& rid) { self->state.cal->release(rid); },
-      [=](expire_atom) {
-        self->state.armed_us = 0;
-        resource_expire(self);
-        resource_arm(self);
-      },
-      [=](check_atom) {
-        auto s = self->state.cal->check();
-        return s ? std::string{} : s.message();
-      },
-      // Capacity offers (capacity.cpp): part of an offer's hold becomes a booking.
-      [=](split_atom, const std::string& hold_id, const std::string& booking_id,
-          std::int64_t units) {
-        resource_expire(self);
-        return split_offer_hold(*self->state.cal, hold_id, booking_id, units);
-      },
-  };
-}
-
 // --- participant actor ------------------------------------------------------
 
 struct participant_state {
   node_context* ctx = nullptr;
   std::shared_ptr<const participant_policy> policy;
-  std::map<std::string, caf::actor, std::less<>> resources;
+  /// The calendars, by resource id (machines or items).
+  calendar_set cals;
+  timestamp_us expiry_armed_us = 0;  // the pending hold-expiry timer, 0 = none
   std::uint64_t next_proposal = 1;
   pending_writes pending;
   std::uint64_t commit_seq = 0;
@@ -146,6 +66,17 @@ struct participant_state {
   caf::actor buyer;
   /// The node's executor: carries out the contracts (executor.hpp).
   caf::actor executor;
+  /// Machine outages not ended and not past, by id (outage.hpp).
+  std::map<std::string, outage_record, std::less<>> outages;
+  std::uint64_t next_outage = 1;
+  std::uint64_t next_replan = 1;
+  /// Outage replies waiting for their commit to be durable, by commit number.
+  std::multimap<std::uint64_t, std::pair<caf::response_promise, outage_reply>> replies;
+  /// Re-plans committed, to hand to the executor (it may not be known yet).
+  std::vector<replan_record> unsent_replans;
+  /// Held offers whose Accept waits for their component awards (their holds
+  /// are bookings in memory already): an outage leaves them to the contract.
+  std::set<std::string, std::less<>> awarding;
   static inline const char* name = "gearmesh.participant";
 };
 
@@ -154,9 +85,10 @@ using participant_actor = caf::stateful_actor<participant_state>;
 /// Commits `writes`, the inbound `cause` (may be null) and `msgs` in one step,
 /// together with `reservations` (hold and booking records, which the
 /// participant never reads back and so keeps out of its pending overlay).
-void commit(participant_actor* self, store::write_batch writes, const wire::envelope* cause,
-            std::vector<message_to> msgs, std::string_view conversation,
-            store::write_batch reservations = {}) {
+/// Returns the commit number (0: nothing the participant reads back).
+std::uint64_t commit(participant_actor* self, store::write_batch writes,
+                     const wire::envelope* cause, std::vector<message_to> msgs,
+                     std::string_view conversation, store::write_batch reservations = {}) {
   auto& st = self->state;
   effects fx;
   fx.writes = std::move(writes);
@@ -165,10 +97,11 @@ void commit(participant_actor* self, store::write_batch writes, const wire::enve
   for (auto& m : msgs)
     fx.messages.push_back(outbound{std::move(m.receiver), std::string(conversation),
                                    cause ? cause->header.message_id : 0, std::move(m.payload)});
+  std::uint64_t seq = 0;
   if (!fx.writes.empty()) {
     // Only commits that wrote something the participant reads back need to
     // tell it when they are durable.
-    const auto seq = ++st.commit_seq;
+    seq = ++st.commit_seq;
     st.pending.record(fx.writes, seq);
     fx.on_durable = [h = caf::actor_cast<caf::actor>(self), seq](const status& s) {
       if (!s) spdlog::error("participant: commit {} failed: {}", seq, s.to_string());
@@ -177,6 +110,7 @@ void commit(participant_actor* self, store::write_batch writes, const wire::enve
   }
   fx.writes.append(std::move(reservations));
   st.ctx->commit(std::move(fx));
+  return seq;
 }
 
 /// Erases the hold and booking records of `refs` (a release).
@@ -216,11 +150,36 @@ void sweep_held(participant_actor* self, timestamp_us now) {
 /// Releases `refs` in the calendars (memory); the caller erases their records
 /// in the commit of the same step (erase_reservations).
 void release_all(participant_actor* self, const std::vector<reservation_ref>& refs) {
-  for (const auto& r : refs) {
-    auto it = self->state.resources.find(r.resource);
-    if (it != self->state.resources.end())
-      self->send(it->second, release_atom::value, r.reservation_id);
-  }
+  for (const auto& r : refs)
+    if (auto it = self->state.cals.find(r.resource); it != self->state.cals.end())
+      it->second.release(r.reservation_id);
+}
+
+/// Releases the holds past their deadline and erases their records (the one
+/// write the participant commits that no inbound step causes).
+void expire_holds(participant_actor* self) {
+  auto& st = self->state;
+  const auto now = st.ctx->clock().now();
+  effects fx;
+  for (auto& [id, cal] : st.cals)
+    for (const auto& rid : cal.expire(now))
+      tables::holds.erase(fx.writes, reservation_key(id, rid));
+  if (fx.writes.empty()) return;
+  fx.on_durable = [](const status& s) {
+    if (!s) spdlog::error("participant: committing expired holds failed: {}", s.to_string());
+  };
+  st.ctx->commit(std::move(fx));
+}
+
+/// Keeps one timer for the earliest hold deadline of all calendars.
+void arm_expiry(participant_actor* self) {
+  auto& st = self->state;
+  std::optional<timestamp_us> d;
+  for (const auto& [id, cal] : st.cals)
+    if (auto n = cal.next_deadline(); n && (!d || *n < *d)) d = n;
+  if (!d || (st.expiry_armed_us != 0 && st.expiry_armed_us <= *d)) return;
+  st.expiry_armed_us = *d;
+  self->delayed_send(self, delay_until(*d, st.ctx->clock().now()), expire_atom::value);
 }
 
 std::vector<reservation_ref> refs_of(const std::vector<chosen_step>& steps) {
@@ -230,161 +189,38 @@ std::vector<reservation_ref> refs_of(const std::vector<chosen_step>& steps) {
   return out;
 }
 
-/// Places a work plan operation by operation with holds (see factory.hpp).
-/// `done(fit, chosen)`: fit = every operation got a hold; chosen = the holds
-/// placed (to release when !fit). The holds exist in memory only until the
-/// caller commits their records.
-struct placement_job {
-  work_plan plan;
-  std::string proposal_id;
-  timestamp_us deadline_us = 0;
-  std::size_t op = 0;
-  timestamp_us from_us = 0;
-  std::vector<chosen_step> chosen;
-  /// Probes of the current operation's candidates, in candidate order.
-  std::vector<std::optional<placement>> probes;
-  std::size_t answers = 0;
-  std::function<void(bool, std::vector<chosen_step>)> done;
-};
-
-void place_next(participant_actor* self, std::shared_ptr<placement_job> j);
-
-/// Holds the current operation on `resource_id` and goes on with the next one.
-void hold_on(participant_actor* self, std::shared_ptr<placement_job> j,
-             const std::string& resource_id, const caf::actor& resource) {
-  const auto& op = j->plan.operations[j->op];
-  auto reservation_id = j->proposal_id + "#" + std::to_string(j->op);
-  self->request(resource, caf::infinite, hold_atom::value, reservation_id, op.units, j->from_us,
-                j->plan.horizon_us, j->deadline_us)
-      .await(
-          [=](probe_result& r) {
-            if (!r.found) {
-              j->done(false, std::move(j->chosen));
-              return;
-            }
-            j->from_us = r.where.end_us;
-            j->chosen.push_back({resource_id, reservation_id, std::move(r.where)});
-            ++j->op;
-            place_next(self, j);
-          },
-          [=](caf::error&) { j->done(false, std::move(j->chosen)); });
+/// Places `plan` with holds for `proposal_id` (scheduling.hpp). The holds
+/// exist in memory only until the caller commits their records.
+result<std::vector<chosen_step>> place_holds(participant_actor* self, const work_plan& plan,
+                                             const std::string& proposal_id,
+                                             timestamp_us deadline_us) {
+  expire_holds(self);
+  auto placed = place(self->state.cals, plan, proposal_id,
+                      reservation_terms{reservation_kind::hold, deadline_us});
+  arm_expiry(self);
+  return placed;
 }
 
-/// After every probe of the current operation answered: hold on the candidate
-/// that finishes earliest (ties: the one listed first).
-void hold_best(participant_actor* self, std::shared_ptr<placement_job> j,
-               const std::vector<std::pair<std::string, caf::actor>>& candidates) {
-  std::optional<std::size_t> best;
-  for (std::size_t k = 0; k < j->probes.size(); ++k)
-    if (j->probes[k] && (!best || j->probes[k]->end_us < j->probes[*best]->end_us)) best = k;
-  if (!best) {
-    j->done(false, std::move(j->chosen));
-    return;
-  }
-  hold_on(self, j, candidates[*best].first, candidates[*best].second);
-}
-
-void place_next(participant_actor* self, std::shared_ptr<placement_job> j) {
+/// Turns every reservation of `refs` into a booking. Returns the booking
+/// records in the order of `refs`, or nothing if one is missing (those
+/// converted stay converted: the caller releases them all).
+std::optional<std::vector<reservation_record>> book_all(participant_actor* self,
+                                                        const std::vector<reservation_ref>& refs) {
   auto& st = self->state;
-  if (j->op == j->plan.operations.size()) {
-    j->done(true, std::move(j->chosen));
-    return;
+  expire_holds(self);
+  std::vector<reservation_record> records;
+  records.reserve(refs.size());
+  for (const auto& r : refs) {
+    auto it = st.cals.find(r.resource);
+    if (it == st.cals.end()) return std::nullopt;
+    const auto* e = it->second.find(r.reservation_id);
+    if (!e) return std::nullopt;
+    if (e->kind == reservation_kind::hold && !it->second.convert(r.reservation_id))
+      return std::nullopt;
+    records.push_back(
+        reservation_of(r.resource, r.reservation_id, reservation_kind::booking, 0, e->where));
   }
-  const auto& op = j->plan.operations[j->op];
-  std::vector<std::pair<std::string, caf::actor>> candidates;
-  for (const auto& rid : op.candidates)
-    if (auto it = st.resources.find(rid); it != st.resources.end())
-      candidates.emplace_back(rid, it->second);
-  if (candidates.empty()) {
-    j->done(false, std::move(j->chosen));
-    return;
-  }
-  // One candidate: the hold finds the earliest placement itself.
-  if (candidates.size() == 1) {
-    hold_on(self, j, candidates.front().first, candidates.front().second);
-    return;
-  }
-  // Several: probe them all at once, then hold on the best.
-  j->probes.assign(candidates.size(), std::nullopt);
-  j->answers = 0;
-  auto shared =
-      std::make_shared<std::vector<std::pair<std::string, caf::actor>>>(std::move(candidates));
-  for (std::size_t k = 0; k < shared->size(); ++k) {
-    auto answered = [=] {
-      if (++j->answers == shared->size()) hold_best(self, j, *shared);
-    };
-    self->request((*shared)[k].second, caf::infinite, probe_atom::value, op.units, j->from_us,
-                  j->plan.horizon_us)
-        .await(
-            [=](probe_result& r) {
-              if (r.found) j->probes[k] = std::move(r.where);
-              answered();
-            },
-            [=](caf::error& e) {
-              spdlog::warn("participant: probe {} failed: {}", (*shared)[k].first, to_string(e));
-              answered();
-            });
-  }
-}
-
-void place(participant_actor* self, work_plan plan, std::string proposal_id,
-           timestamp_us deadline_us, std::function<void(bool, std::vector<chosen_step>)> done) {
-  auto j = std::make_shared<placement_job>();
-  j->from_us = plan.from_us;
-  j->plan = std::move(plan);
-  j->proposal_id = std::move(proposal_id);
-  j->deadline_us = deadline_us;
-  j->done = std::move(done);
-  place_next(self, std::move(j));
-}
-
-/// Turns every reservation of `refs` into a booking, all at once.
-/// done(all booked, the booking records in the order of `refs`).
-void book_all(participant_actor* self, std::vector<reservation_ref> refs,
-              std::function<void(bool, std::vector<reservation_record>)> done) {
-  struct job {
-    std::vector<reservation_ref> refs;
-    std::vector<reservation_record> records;
-    std::size_t answers = 0;
-    bool ok = true;
-    std::function<void(bool, std::vector<reservation_record>)> done;
-  };
-  auto j = std::make_shared<job>();
-  j->records.resize(refs.size());
-  j->refs = std::move(refs);
-  j->done = std::move(done);
-  if (j->refs.empty()) {
-    j->done(true, {});
-    return;
-  }
-  auto answered = [j] {
-    if (++j->answers == j->refs.size()) j->done(j->ok, std::move(j->records));
-  };
-  for (std::size_t i = 0; i < j->refs.size(); ++i) {
-    const auto& r = j->refs[i];
-    auto it = self->state.resources.find(r.resource);
-    if (it == self->state.resources.end()) {
-      j->ok = false;
-      answered();
-      continue;
-    }
-    self->request(it->second, caf::infinite, book_atom::value, r.reservation_id)
-        .await(
-            [=](probe_result& p) {
-              if (p.found) {
-                const auto& ref = j->refs[i];
-                j->records[i] = reservation_of(ref.resource, ref.reservation_id,
-                                               reservation_kind::booking, 0, p.where);
-              } else {
-                j->ok = false;
-              }
-              answered();
-            },
-            [=](caf::error&) {
-              j->ok = false;
-              answered();
-            });
-  }
+  return records;
 }
 
 wire::cfp cfp_of(const offer_record& o) {
@@ -432,10 +268,9 @@ struct sourced_components {
 };
 
 /// Places `plan` with holds and proposes (or refuses); commits with `env` as
-/// cause. The proposal number is taken here, synchronously, and every step up
-/// to the commit awaits its answers, so commits carry increasing numbers.
+/// cause.
 void place_and_propose(participant_actor* self, const wire::envelope& env, const wire::cfp& c,
-                       work_plan plan, sourced_components comps) {
+                       work_plan plan, const sourced_components& comps) {
   auto& st = self->state;
   const auto now = st.ctx->clock().now();
   plan.from_us = std::max(plan.from_us, comps.arrival_us);
@@ -443,50 +278,53 @@ void place_and_propose(participant_actor* self, const wire::envelope& env, const
   auto proposal_id = st.ctx->node_id() + "/proposal/" + std::to_string(n);
   const auto deadline =
       std::min(hold_deadline(now, st.policy->hold_ttl_us()), comps.valid_until_us);
-  place(self, std::move(plan), proposal_id, deadline,
-        [=](bool fit, std::vector<chosen_step> chosen) {
-          auto& st = self->state;
-          store::write_batch b;
-          tables::seq.put(b, "proposal", counter_record{n});
-          auto refuse_with = [&](std::string reason) {
-            release_all(self, refs_of(chosen));
-            withdraw(self, comps.orders, "the proposal it was for was not made");
-            commit(self, std::move(b), &env,
-                   {{env.header.sender, wire::refuse{c.order_id, std::move(reason)}}}, c.order_id);
-          };
-          if (!fit) return refuse_with("no capacity within the horizon");
-          if (deadline <= now) return refuse_with("component proposals lapsed");
-          const auto price = st.policy->price(c, chosen, comps.cents);
-          if (c.max_price_cents > 0 && price > c.max_price_cents)
-            return refuse_with("price " + std::to_string(price) + " above the ceiling " +
-                               std::to_string(c.max_price_cents));
-          offer_record o;
-          o.proposal_id = proposal_id;
-          o.order_id = c.order_id;
-          o.buyer = env.header.sender;
-          o.item = c.item;
-          o.quantity = c.quantity;
-          o.currency = c.currency;
-          o.earliest_start_us = c.earliest_start_us;
-          o.due_us = c.due_us;
-          o.price_cents = price;
-          o.promised_start_us = chosen.front().where.start_us;
-          o.promised_due_us = chosen.back().where.end_us;
-          o.valid_until_us = deadline;
-          o.state = offer_state::held;
-          o.reservations = refs_of(chosen);
-          o.sub_orders = comps.orders;
-          tables::offers.put(b, o.proposal_id, o);
-          store::write_batch holds;
-          for (const auto& s : chosen)
-            tables::holds.put(holds, reservation_key(s.resource, s.reservation_id),
-                              reservation_of(s.resource, s.reservation_id, reservation_kind::hold,
-                                             deadline, s.where));
-          wire::propose p{o.order_id,          o.proposal_id,     o.price_cents,
-                          o.promised_start_us, o.promised_due_us, o.valid_until_us};
-          remember_held(self, o);
-          commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id, std::move(holds));
-        });
+  store::write_batch b;
+  tables::seq.put(b, "proposal", counter_record{n});
+  auto refuse_with = [&](std::string reason, const std::vector<chosen_step>& chosen) {
+    release_all(self, refs_of(chosen));
+    withdraw(self, comps.orders, "the proposal it was for was not made");
+    commit(self, std::move(b), &env,
+           {{env.header.sender, wire::refuse{c.order_id, std::move(reason)}}}, c.order_id);
+  };
+  if (deadline <= now) return refuse_with("component proposals lapsed", {});
+  auto placed = place_holds(self, plan, proposal_id, deadline);
+  if (!placed) {
+    if (placed.error().code() != errc::overloaded)
+      spdlog::warn("{}: placing {}: {}", st.ctx->node_id(), proposal_id, placed.error().message());
+    return refuse_with("no capacity within the horizon", {});
+  }
+  const auto& chosen = *placed;
+  const auto price = st.policy->price(c, chosen, comps.cents);
+  if (c.max_price_cents > 0 && price > c.max_price_cents)
+    return refuse_with("price " + std::to_string(price) + " above the ceiling " +
+                           std::to_string(c.max_price_cents),
+                       chosen);
+  offer_record o;
+  o.proposal_id = proposal_id;
+  o.order_id = c.order_id;
+  o.buyer = env.header.sender;
+  o.item = c.item;
+  o.quantity = c.quantity;
+  o.currency = c.currency;
+  o.earliest_start_us = c.earliest_start_us;
+  o.due_us = c.due_us;
+  o.price_cents = price;
+  o.promised_start_us = chosen.front().where.start_us;
+  o.promised_due_us = chosen.back().where.end_us;
+  o.valid_until_us = deadline;
+  o.state = offer_state::held;
+  o.reservations = refs_of(chosen);
+  o.sub_orders = comps.orders;
+  tables::offers.put(b, o.proposal_id, o);
+  store::write_batch holds;
+  for (const auto& s : chosen)
+    tables::holds.put(
+        holds, reservation_key(s.resource, s.reservation_id),
+        reservation_of(s.resource, s.reservation_id, reservation_kind::hold, deadline, s.where));
+  wire::propose p{o.order_id,          o.proposal_id,     o.price_cents,
+                  o.promised_start_us, o.promised_due_us, o.valid_until_us};
+  remember_held(self, o);
+  commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id, std::move(holds));
 }
 
 /// Nested negotiation: the CFP needs bought components. The buyer runs one
@@ -660,29 +498,27 @@ void replace(participant_actor* self, const wire::envelope& env, const wire::acc
   auto c = cfp_of(o);
   auto plan = st.policy->plan(c, now);
   if (!plan) return fail(plan.error().message());
-  place(self, std::move(*plan), o.proposal_id, hold_deadline(now, st.policy->hold_ttl_us()),
-        [=](bool fit, std::vector<chosen_step> chosen) {
-          if (!fit || chosen.back().where.end_us > o.promised_due_us) {
-            release_all(self, refs_of(chosen));
-            return fail("hold expired and the promised due date can no longer be met");
-          }
-          auto refs = refs_of(chosen);
-          book_all(self, refs, [=](bool ok, std::vector<reservation_record> records) {
-            if (!ok) {
-              release_all(self, refs);
-              return fail("hold expired and capacity is gone");
-            }
-            // The old reservations go, the new bookings come (same ids when
-            // the plan is the same: erase first, then put).
-            store::write_batch b;
-            erase_reservations(b, o.reservations);
-            b.append(bookings_of(records));
-            auto n = o;
-            n.reservations = refs;
-            contract(self, env, a, std::move(n), std::move(b), records);
-          });
-        });
+  expire_holds(self);
+  auto placed = place(st.cals, *plan, o.proposal_id, reservation_terms{reservation_kind::booking});
+  if (!placed || placed->back().where.end_us > o.promised_due_us) {
+    if (placed) release(st.cals, *placed);
+    return fail("hold expired and the promised due date can no longer be met");
+  }
+  std::vector<reservation_record> records;
+  for (const auto& s : *placed)
+    records.push_back(
+        reservation_of(s.resource, s.reservation_id, reservation_kind::booking, 0, s.where));
+  // The old reservations go, the new bookings come (same ids when the plan
+  // is the same: erase first, then put).
+  store::write_batch b;
+  erase_reservations(b, o.reservations);
+  b.append(bookings_of(records));
+  auto n = o;
+  n.reservations = refs_of(*placed);
+  contract(self, env, a, std::move(n), std::move(b), records);
 }
+
+void reconcile_resources(participant_actor* self, const std::vector<reservation_ref>& refs);
 
 /// Nested negotiation, on Accept: the own holds are booked (in memory); now
 /// every component order is awarded, and once all are contracted the
@@ -697,8 +533,10 @@ void award_components(participant_actor* self, const wire::envelope& env, const 
   };
   auto j = std::make_shared<job>();
   j->awards.resize(o.sub_orders.size());
+  self->state.awarding.insert(o.proposal_id);
   auto answered = [=] {
     if (++j->answers < j->awards.size()) return;
+    self->state.awarding.erase(o.proposal_id);
     // Whatever happened meanwhile (a Cancel) is in the offer and tombstones.
     auto now_o = read(self, tables::offers, o.proposal_id);
     const bool tombstoned = read(self, tables::tombstones, a.contract_id).has_value();
@@ -707,7 +545,11 @@ void award_components(participant_actor* self, const wire::envelope& env, const 
       why = "contract was cancelled while its components were awarded";
     for (std::size_t k = 0; k < j->awards.size() && why.empty(); ++k)
       if (!j->awards[k].ok) why = "component order " + o.sub_orders[k] + ": " + j->awards[k].reason;
-    if (why.empty()) return contract(self, env, a, o, bookings_of(records), records);
+    if (why.empty()) {
+      contract(self, env, a, o, bookings_of(records), records);
+      // A machine that went down meanwhile: re-plan the new contract now.
+      return reconcile_resources(self, o.reservations);
+    }
     if (now_o && now_o->state == offer_state::held) return fail_offer(self, env, a, o, why);
     // The offer already ended (and released what it held): just answer.
     withdraw(self, o.sub_orders, why);
@@ -741,19 +583,16 @@ void on_accept(participant_actor* self, const wire::envelope& env, const wire::a
         return fail_offer(self, env, a, std::move(*o), d.reason);
       return send_failure(self, env, a, d.reason);
     case accept_verdict::resend_confirm:
-      return commit(self, {}, &env, {{env.header.sender, confirm_for(*o)}}, a.order_id);
+      commit(self, {}, &env, {{env.header.sender, confirm_for(*o)}}, a.order_id);
+      return;
     case accept_verdict::replace:
       return replace(self, env, a, std::move(*o));
     case accept_verdict::confirm: {
-      auto refs = o->reservations;
-      book_all(self, std::move(refs),
-               [=, o = std::move(*o)](bool ok, std::vector<reservation_record> records) mutable {
-                 if (ok && !o.sub_orders.empty())
-                   return award_components(self, env, a, std::move(o), std::move(records));
-                 if (ok) return contract(self, env, a, std::move(o), bookings_of(records), records);
-                 replace(self, env, a, std::move(o));
-               });
-      return;
+      auto records = book_all(self, o->reservations);
+      if (records && !o->sub_orders.empty())
+        return award_components(self, env, a, std::move(*o), std::move(*records));
+      if (records) return contract(self, env, a, std::move(*o), bookings_of(*records), *records);
+      return replace(self, env, a, std::move(*o));
     }
   }
 }
@@ -798,7 +637,8 @@ void on_cancel(participant_actor* self, const wire::envelope& env, const wire::c
         k->state = contract_state::cancelled;
         tables::contracts.put(b, k->contract_id, *k);
       }
-      return commit(self, std::move(b), &env, {}, c.order_id, std::move(released));
+      commit(self, std::move(b), &env, {}, c.order_id, std::move(released));
+      return;
     }
     if (!k) {
       // Cancelled before we confirmed it: a late Accept for it must fail.
@@ -815,22 +655,441 @@ void on_cancel(participant_actor* self, const wire::envelope& env, const wire::c
   commit(self, std::move(b), &env, {}, c.order_id, std::move(released));
 }
 
+// --- disruptions (outage.hpp) -------------------------------------------------
+
+/// The steps of `o`'s reservations as the calendars hold them (operation k =
+/// o.reservations[k]); nothing if one is missing.
+std::optional<std::vector<chosen_step>> steps_of(participant_actor* self, const offer_record& o) {
+  std::vector<chosen_step> out;
+  for (const auto& r : o.reservations) {
+    auto it = self->state.cals.find(r.resource);
+    const calendar_entry* e =
+        it == self->state.cals.end() ? nullptr : it->second.find(r.reservation_id);
+    if (!e) return std::nullopt;
+    out.push_back({r.resource, r.reservation_id, e->where});
+  }
+  return out;
+}
+
+/// One step of the participant that ends or re-plans sold contracts.
+struct replan_step {
+  store::write_batch writes;        // offers, contracts, replans, counters (read back)
+  store::write_batch reservations;  // hold and booking records
+  std::vector<replan_record> replans;
+};
+
+/// Adds a replan record for `contract_id` to `step`.
+void add_replan(participant_actor* self, replan_step& step, const std::string& contract_id,
+                replan_kind kind, timestamp_us start_us, timestamp_us end_us, std::string reason) {
+  auto& st = self->state;
+  replan_record r;
+  r.contract_id = contract_id;
+  r.number = st.next_replan++;
+  r.kind = kind;
+  r.planned_start_us = start_us;
+  r.planned_end_us = end_us;
+  r.reason = std::move(reason);
+  r.at_us = st.ctx->clock().now();
+  tables::replans.put(step.writes, replan_key(r.contract_id, r.number), r);
+  tables::seq.put(step.writes, "replan", counter_record{r.number});
+  step.replans.push_back(std::move(r));
+}
+
+/// The seller ends contract `k` of offer `o` (a breakdown it cannot recover
+/// from, a component it could not source again): releases its
+/// reservations, withdraws its component orders, records offer and contract
+/// as cancelled and a replan that the executor reports to the buyer.
+void cancel_sold(participant_actor* self, replan_step& step, offer_record o, contract_record k,
+                 const std::string& reason) {
+  auto& st = self->state;
+  release_all(self, o.reservations);
+  erase_reservations(step.reservations, o.reservations);
+  withdraw(self, o.sub_orders, "the contract it backed was cancelled: " + reason);
+  o.state = offer_state::cancelled;
+  o.reason = reason;
+  o.ended_us = st.ctx->clock().now();
+  tables::offers.put(step.writes, o.proposal_id, o);
+  k.state = contract_state::cancelled;
+  tables::contracts.put(step.writes, k.contract_id, k);
+  add_replan(self, step, k.contract_id, replan_kind::cancelled, 0, 0, reason);
+  spdlog::info("{}: contract {} cancelled: {}", st.ctx->node_id(), k.contract_id, reason);
+}
+
+/// Commits `step` (with `extra` writes), then hands its re-plans to the
+/// executor. Returns the commit number.
+std::uint64_t commit_replans(participant_actor* self, replan_step step) {
+  auto& st = self->state;
+  const auto seq =
+      commit(self, std::move(step.writes), nullptr, {}, {}, std::move(step.reservations));
+  for (auto& r : step.replans) {
+    if (st.executor)
+      self->send(st.executor, replan_atom::value, std::move(r));
+    else
+      st.unsent_replans.push_back(std::move(r));  // sent once the executor is known
+  }
+  return seq;
+}
+
+/// Outages past their window leave memory and the calendars (bounded).
+void prune_outages(participant_actor* self, timestamp_us now) {
+  auto& st = self->state;
+  for (auto it = st.outages.begin(); it != st.outages.end();) {
+    if (it->second.until_us > now) {
+      ++it;
+      continue;
+    }
+    if (auto c = st.cals.find(it->second.resource); c != st.cals.end())
+      c->second.unblock(it->first);
+    it = st.outages.erase(it);
+  }
+}
+
+std::string reason_of(const outage_record& out) {
+  std::string s = out.resource +
+                  (out.kind == outage_kind::breakdown ? " broke down" : " is down for maintenance");
+  if (!out.reason.empty()) s += " (" + out.reason + ")";
+  return s;
+}
+
+std::string minutes_text(timestamp_us us) {
+  return std::to_string((us + us_per_min - 1) / us_per_min) + " min";
+}
+
+/// Moves, delays or cancels what is reserved in the window of outage `out`
+/// (its buckets are blocked already) and records what it did in `out`, all
+/// in one commit with `out`. Held offers whose Accept is being completed
+/// (awarding) are left: their contract is reconciled once recorded.
+/// `opening`: `out` is new (always committed, with the outage counter).
+/// Returns the commit number; 0 when not opening and nothing was there.
+std::uint64_t reconcile(participant_actor* self, outage_record& out, bool opening) {
+  auto& st = self->state;
+  const auto now = st.ctx->clock().now();
+  auto& cal = st.cals.at(out.resource);
+  expire_holds(self);
+  // What was reserved in the window, by offer.
+  std::vector<std::string> proposals;
+  for (const auto& rid : cal.overlapping(out.first_bucket, out.last_bucket)) {
+    if (is_capacity_reservation(rid)) continue;  // capacity offers are not moved
+    auto pid = rid.substr(0, rid.rfind('#'));
+    if (std::find(proposals.begin(), proposals.end(), pid) == proposals.end())
+      proposals.push_back(std::move(pid));
+  }
+  std::vector<std::pair<offer_record, contract_record>> sold;
+  std::vector<offer_record> held;
+  for (const auto& pid : proposals) {
+    auto o = read(self, tables::offers, pid);
+    if (!o) continue;
+    if (o->state == offer_state::contracted) {
+      auto k = read(self, tables::contracts, o->contract_id);
+      if (!k || k->state != contract_state::active) continue;
+      // Work already completed needs no machine.
+      auto e = tables::executions.get(st.ctx->store(), k->contract_id);
+      if (e && *e &&
+          ((*e)->state == wire::contract_progress::completed ||
+           (*e)->state == wire::contract_progress::delivered))
+        continue;
+      sold.emplace_back(std::move(*o), std::move(*k));
+    } else if (hold_valid(*o, now) && !st.awarding.contains(o->proposal_id)) {
+      held.push_back(std::move(*o));
+    }
+  }
+  if (!opening && sold.empty() && held.empty()) return 0;
+  std::sort(sold.begin(), sold.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.second.promised_due_us, a.second.contract_id) <
+           std::tie(b.second.promised_due_us, b.second.contract_id);
+  });
+  const auto why = reason_of(out);
+  replan_step step;
+  // Moves `o`'s steps off the blocked buckets; the new steps, or nothing
+  // when they cannot be placed again. Only finished steps blocked: unchanged.
+  auto move = [&](const offer_record& o, const std::vector<chosen_step>& steps,
+                  const reservation_terms& terms) -> std::optional<replan> {
+    if (!first_blocked(st.cals, steps, now)) return replan{steps, steps.size(), 0};
+    auto plan = st.policy->plan(cfp_of(o), now);
+    if (!plan || plan->operations.size() != steps.size()) return std::nullopt;
+    auto r = replan_blocked(st.cals, plan->operations, steps, now, plan->horizon_us, o.proposal_id,
+                            terms);
+    if (!r) return std::nullopt;
+    return std::move(*r);
+  };
+  // Records `o`'s moved steps as `kind` (erase the old keys, put the new).
+  auto record_moved = [&](offer_record& o, const std::vector<chosen_step>& old_steps,
+                          const replan& r, reservation_kind kind, timestamp_us deadline) {
+    for (std::size_t k = r.first_moved; k < old_steps.size(); ++k) {
+      const auto key = reservation_key(old_steps[k].resource, old_steps[k].reservation_id);
+      tables::holds.erase(step.reservations, key);
+      tables::bookings.erase(step.reservations, key);
+    }
+    for (std::size_t k = r.first_moved; k < r.steps.size(); ++k) {
+      const auto& s = r.steps[k];
+      const auto rec = reservation_of(s.resource, s.reservation_id, kind, deadline, s.where);
+      (kind == reservation_kind::hold ? tables::holds : tables::bookings)
+          .put(step.reservations, reservation_key(s.resource, s.reservation_id), rec);
+    }
+    o.reservations = refs_of(r.steps);
+    tables::offers.put(step.writes, o.proposal_id, o);
+  };
+  auto moved_to = [](const replan& r) {
+    std::string s;
+    for (std::size_t k = r.first_moved; k < r.steps.size(); ++k)
+      if (s.find(r.steps[k].resource) == std::string::npos)
+        s += (s.empty() ? "" : ", ") + r.steps[k].resource;
+    return s;
+  };
+  for (auto& [o, k] : sold) {
+    auto steps = steps_of(self, o);
+    if (!steps) {
+      spdlog::error("{}: contract {}: its bookings are not all in the calendars", st.ctx->node_id(),
+                    k.contract_id);
+      continue;
+    }
+    auto r = move(o, *steps, reservation_terms{reservation_kind::booking, 0});
+    if (r && r->first_moved == steps->size()) continue;  // nothing unfinished was blocked
+    const timestamp_us late = r ? r->end_us - o.promised_due_us : 0;
+    if (r && late <= st.policy->reschedule_delay_max_us()) {
+      auto old_steps = *steps;
+      record_moved(o, old_steps, *r, reservation_kind::booking, 0);
+      std::string text = why + ": work moved to " + moved_to(*r) +
+                         (late > 0 ? ", " + minutes_text(late) + " later than promised"
+                                   : ", delivery as promised");
+      add_replan(self, step, k.contract_id, replan_kind::rescheduled,
+                 r->steps.front().where.start_us, r->end_us, text);
+      out.effects.push_back({k.contract_id,
+                             late > 0 ? replan_outcome::delayed : replan_outcome::rescheduled,
+                             std::max(r->end_us, o.promised_due_us)});
+      continue;
+    }
+    if (r)
+      release(st.cals, r->steps);  // the new bookings; the old ones stay released
+    else
+      release_all(self, o.reservations);
+    const std::string text = why + (r ? ": the work would end " + minutes_text(late) +
+                                            " after the promised date, more than the seller accepts"
+                                      : ": the work cannot be placed again within the horizon");
+    // cancel_sold releases o.reservations again: those are gone, a no-op.
+    cancel_sold(self, step, o, k, text);
+    out.effects.push_back({k.contract_id, replan_outcome::cancelled, 0});
+  }
+  for (auto& o : held) {
+    auto steps = steps_of(self, o);
+    if (!steps) continue;
+    const reservation_terms terms{reservation_kind::hold, o.valid_until_us};
+    auto r = move(o, *steps, terms);
+    if (r && r->first_moved == steps->size()) continue;
+    if (r && r->end_us <= o.promised_due_us) {
+      record_moved(o, *steps, *r, reservation_kind::hold, o.valid_until_us);
+      ++out.holds_moved;
+      continue;
+    }
+    // Given up: an Accept re-places the work (or fails), as for a lapsed hold.
+    if (r)
+      release(st.cals, r->steps);
+    else
+      release_all(self, o.reservations);
+    erase_reservations(step.reservations, o.reservations);
+    ++out.holds_released;
+  }
+  if (opening) tables::seq.put(step.writes, "outage", counter_record{st.next_outage - 1});
+  tables::outages.put(step.writes, out.outage_id, out);
+  st.outages[out.outage_id] = out;
+  spdlog::info("{}: outage {}: {} {}..{}: {} contracts touched, {} holds moved, {} released",
+               st.ctx->node_id(), out.outage_id, why, out.from_us, out.until_us, out.effects.size(),
+               out.holds_moved, out.holds_released);
+  arm_expiry(self);
+  return commit_replans(self, std::move(step));
+}
+
+/// Opens outage `out` (id, window, kind, reason set) on its machine: blocks
+/// the calendar and reconciles the window. Returns the commit number.
+std::uint64_t open_outage(participant_actor* self, outage_record& out) {
+  auto& st = self->state;
+  const auto now = st.ctx->clock().now();
+  auto& cal = st.cals.at(out.resource);
+  out.first_bucket = cal.bucket_of(std::max(out.from_us, now));
+  out.last_bucket = cal.bucket_of(out.until_us - 1);
+  out.created_us = now;
+  (void)cal.block(out.outage_id, out.first_bucket, out.last_bucket);  // checked by the caller
+  return reconcile(self, out, true);
+}
+
+/// Reconciles the open outages of the calendars `refs` use (a contract just
+/// recorded may have been placed before an outage began).
+void reconcile_resources(participant_actor* self, const std::vector<reservation_ref>& refs) {
+  auto& st = self->state;
+  std::vector<std::string> ids;
+  for (const auto& [id, o] : st.outages)
+    if (o.ended_us == 0 &&
+        std::any_of(refs.begin(), refs.end(),
+                    [&o = o](const reservation_ref& r) { return r.resource == o.resource; }))
+      ids.push_back(id);
+  for (const auto& id : ids)
+    if (auto it = st.outages.find(id); it != st.outages.end()) {
+      auto out = it->second;
+      reconcile(self, out, false);
+    }
+}
+
+caf::response_promise on_outage(participant_actor* self, outage_request& req) {
+  auto& st = self->state;
+  auto rp = self->make_response_promise();
+  const auto now = st.ctx->clock().now();
+  auto answer = [&](unsigned code, std::string error, std::vector<outage_record> outs = {}) {
+    rp.deliver(outage_reply{code, std::move(error), std::move(outs)});
+    return rp;
+  };
+  if (!st.policy->machines())
+    return answer(404, "this node has no factory role: it has no machines");
+  auto cal = st.cals.find(req.machine);
+  if (cal == st.cals.end())
+    return answer(404, "no machine " + req.machine + " at " + st.ctx->node_id());
+  if (req.reason.size() > 1024) return answer(400, "reason must be at most 1024 bytes");
+  prune_outages(self, now);
+  auto open_here = [&] {
+    std::vector<const outage_record*> v;
+    for (const auto& [id, o] : st.outages)
+      if (o.resource == req.machine && o.ended_us == 0) v.push_back(&o);
+    return v;
+  };
+  auto reply_after = [&](std::uint64_t seq, unsigned code, std::vector<outage_record> outs) {
+    st.replies.emplace(seq, std::make_pair(rp, outage_reply{code, {}, std::move(outs)}));
+    return rp;
+  };
+  switch (req.what) {
+    case outage_request::action::up: {
+      std::vector<outage_record> ended;
+      store::write_batch b;
+      for (const auto* o : open_here()) {
+        if (o->from_us > now) continue;  // a planned window that has not begun stays
+        auto copy = *o;
+        copy.ended_us = now;
+        tables::outages.put(b, copy.outage_id, copy);
+        ended.push_back(copy);
+      }
+      for (const auto& o : ended) {
+        cal->second.unblock(o.outage_id);
+        st.outages.erase(o.outage_id);
+      }
+      if (ended.empty()) return answer(200, {}, {});
+      spdlog::info("{}: {} is up again ({} outages ended)", st.ctx->node_id(), req.machine,
+                   ended.size());
+      return reply_after(commit(self, std::move(b), nullptr, {}, {}), 200, std::move(ended));
+    }
+    case outage_request::action::health: {
+      if (req.health_score < 0 || req.health_score > 100)
+        return answer(400, "score must be in 0..100");
+      const auto rule = st.policy->health(req.machine);
+      if (rule.threshold == 0 || req.health_score >= rule.threshold) return answer(200, {}, {});
+      for (const auto* o : open_here())
+        if (o->from_us <= now) return answer(200, {}, {});  // already down
+      req.kind = outage_kind::maintenance;
+      req.from_us = now;
+      req.until_us = now + rule.maintenance_us;
+      if (req.reason.empty())
+        req.reason = "health " + std::to_string(req.health_score) + " below " +
+                     std::to_string(rule.threshold);
+      break;
+    }
+    case outage_request::action::down:
+      if (req.from_us == 0) req.from_us = now;
+      if (req.until_us <= req.from_us) return answer(400, "until_us must be after from_us");
+      if (req.until_us <= now) return answer(400, "the window lies in the past");
+      if (req.until_us - req.from_us > outage_length_max_us)
+        return answer(400, "an outage lasts at most " +
+                               std::to_string(outage_length_max_us / us_per_day) + " days");
+      break;
+  }
+  if (open_here().size() >= open_outages_per_machine_max ||
+      cal->second.blocks().size() >= capacity_calendar::blocks_max)
+    return answer(503, "machine " + req.machine + " has too many open outages");
+  outage_record out;
+  out.outage_id = st.ctx->node_id() + "/outage/" + std::to_string(st.next_outage++);
+  out.resource = req.machine;
+  out.kind = req.kind;
+  out.from_us = req.from_us;
+  out.until_us = req.until_us;
+  out.reason = req.reason;
+  out.health_score = req.what == outage_request::action::health ? req.health_score : -1;
+  const auto seq = open_outage(self, out);
+  return reply_after(seq, 201, {out});
+}
+
+/// The buyer could not source component order `sub` again: the contract
+/// sold to `parent_buyer` for `parent_order_id` that it backs is cancelled.
+void on_component_lost(participant_actor* self, const std::string& parent_buyer,
+                       const std::string& parent_order_id, const std::string& sub,
+                       const std::string& why) {
+  auto& st = self->state;
+  const auto prefix = parent_order_id + "/";
+  std::vector<contract_record> found;
+  (void)st.ctx->store().scan(
+      tables::contracts.name(), prefix, [&](std::string_view key, std::string_view value) {
+        if (key.substr(0, prefix.size()) != prefix) return false;
+        auto c = store::codec<contract_record>::decode(value);
+        if (c && c->role == contract_role::seller && c->buyer == parent_buyer)
+          found.push_back(std::move(*c));
+        return true;
+      });
+  for (auto& k : found) {
+    auto now_k = read(self, tables::contracts, k.contract_id);
+    if (!now_k || now_k->state != contract_state::active) continue;
+    auto o = read(self, tables::offers, now_k->proposal_id);
+    if (!o || o->state != offer_state::contracted ||
+        std::find(o->sub_orders.begin(), o->sub_orders.end(), sub) == o->sub_orders.end())
+      continue;
+    replan_step step;
+    cancel_sold(self, step, std::move(*o), std::move(*now_k),
+                "component order " + sub + " could not be sourced again: " + why);
+    commit_replans(self, std::move(step));
+  }
+}
+
+/// What spawn_participant rebuilt from the store.
+struct participant_init {
+  calendar_set cals;
+  std::uint64_t next_proposal = 1;
+  std::uint64_t next_outage = 1;
+  std::uint64_t next_replan = 1;
+  std::vector<offer_record> held;
+  std::vector<std::string> withdrawn;
+  std::map<std::string, outage_record, std::less<>> outages;
+  /// Sold contracts whose component order failed after its seller cancelled
+  /// (the node stopped before it cancelled them): (offer, contract, reason).
+  std::vector<std::tuple<offer_record, contract_record, std::string>> lost;
+};
+
 caf::behavior participant(participant_actor* self, node_context* ctx,
                           std::shared_ptr<const participant_policy> policy,
-                          std::map<std::string, caf::actor, std::less<>> resources,
-                          std::uint64_t next_proposal, std::vector<offer_record> held,
-                          caf::actor buyer, std::vector<std::string> withdrawn) {
+                          std::shared_ptr<participant_init> init, caf::actor buyer) {
   auto& st = self->state;
   st.ctx = ctx;
   st.buyer = std::move(buyer);
   // Component orders of offers that ended: withdrawn again, in case the node
   // stopped before the buyer committed the first withdrawal (no-op otherwise).
-  if (st.buyer) withdraw(self, withdrawn, "the proposal it backed ended");
+  if (st.buyer) withdraw(self, init->withdrawn, "the proposal it backed ended");
   st.policy = std::move(policy);
-  st.resources = std::move(resources);
-  st.next_proposal = next_proposal;
-  for (const auto& o : held) remember_held(self, o);
-  for (auto& [id, r] : st.resources) self->link_to(r);
+  st.cals = std::move(init->cals);
+  st.next_proposal = init->next_proposal;
+  st.next_outage = init->next_outage;
+  st.next_replan = init->next_replan;
+  st.outages = std::move(init->outages);
+  for (const auto& o : init->held) remember_held(self, o);
+  for (auto& [o, k, why] : init->lost) {
+    replan_step step;
+    cancel_sold(self, step, std::move(o), std::move(k), why);
+    commit_replans(self, std::move(step));  // handed over once the executor is known
+  }
+  // Work placed on a machine before its outage began and not moved (the
+  // node stopped in between): moved now. Usually nothing.
+  {
+    std::vector<std::string> ids;
+    for (const auto& [id, o] : st.outages) ids.push_back(id);
+    for (const auto& id : ids) {
+      auto out = st.outages.at(id);
+      reconcile(self, out, false);
+    }
+  }
+  init.reset();
+  arm_expiry(self);
   return {
       [=](inbound_atom, const wire::envelope& env) {
         std::visit(
@@ -849,13 +1108,71 @@ caf::behavior participant(participant_actor* self, node_context* ctx,
             },
             env.payload);
       },
-      [=](durable_atom, std::uint64_t seq, bool) { self->state.pending.durable(seq); },
-      // The capacity broker (capacity.cpp) reserves offers on the same calendars.
-      [=](resources_atom) { return resource_handles{self->state.resources}; },
+      [=](durable_atom, std::uint64_t seq, bool ok) {
+        auto& st = self->state;
+        st.pending.durable(seq);
+        while (!st.replies.empty() && st.replies.begin()->first <= seq) {
+          auto [rp, reply] = std::move(st.replies.begin()->second);
+          st.replies.erase(st.replies.begin());
+          if (!ok) reply = outage_reply{500, "the outage could not be stored", {}};
+          rp.deliver(std::move(reply));
+        }
+      },
+      [=](outage_atom, outage_request& req) { return on_outage(self, req); },
+      [=](component_lost_atom, const std::string& parent_buyer, const std::string& parent_order,
+          const std::string& sub, const std::string& why) {
+        on_component_lost(self, parent_buyer, parent_order, sub, why);
+      },
+      [=](expire_atom) {
+        self->state.expiry_armed_us = 0;
+        expire_holds(self);
+        arm_expiry(self);
+      },
+      // The capacity broker (capacity.cpp) reserves offers on the same
+      // calendars; it commits the records, as the participant does its own.
+      [=](hold_atom, const std::string& resource, const std::string& rid, std::int64_t units,
+          timestamp_us from, timestamp_us horizon, timestamp_us deadline) {
+        auto& st = self->state;
+        auto it = st.cals.find(resource);
+        if (it == st.cals.end()) return probe_result{};
+        expire_holds(self);
+        auto p = it->second.find_earliest(units, from, horizon);
+        if (!p) return probe_result{};
+        if (auto s = it->second.hold(rid, *p, deadline); !s) {
+          spdlog::warn("participant: hold {} on {}: {}", rid, resource, s.to_string());
+          return probe_result{};
+        }
+        arm_expiry(self);
+        return probe_result{true, std::move(*p)};
+      },
+      [=](split_atom, const std::string& resource, const std::string& hold_id,
+          const std::string& booking_id, std::int64_t units) {
+        auto& st = self->state;
+        auto it = st.cals.find(resource);
+        if (it == st.cals.end()) {
+          offer_split out;
+          out.reason = "machine " + resource + " is no longer configured";
+          return out;
+        }
+        expire_holds(self);
+        return split_offer_hold(it->second, hold_id, booking_id, units);
+      },
+      [=](release_atom, const std::string& resource, const std::string& rid) {
+        if (auto it = self->state.cals.find(resource); it != self->state.cals.end())
+          it->second.release(rid);
+      },
+      [=](check_atom) {
+        for (const auto& [id, cal] : self->state.cals)
+          if (auto s = cal.check(); !s) return id + ": " + s.message();
+        return std::string{};
+      },
       // The executor is our child: it exits with us (node::stop exits the routed actors).
       [=](executor_atom, const caf::actor& e) {
-        self->state.executor = e;
+        auto& st = self->state;
+        st.executor = e;
         self->link_to(e);
+        for (auto& r : st.unsent_replans) self->send(e, replan_atom::value, std::move(r));
+        st.unsent_replans.clear();
       },
   };
 }
@@ -925,7 +1242,7 @@ result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
                                      const caf::actor& buyer) {
   const auto& env = ctx.store();
   const auto now = ctx.clock().now();
-  std::map<std::string, caf::actor, std::less<>> resources;
+  calendar_set cals;
   store::write_batch expired;
   for (const auto& spec : policy->resources()) {
     auto cal = load_calendar(env, spec);
@@ -942,34 +1259,97 @@ result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
     if (!stale->empty())
       spdlog::info("{}: released {} reservations of {} that no offer backs (left by a crash)",
                    ctx.node_id(), stale->size(), spec.id);
-    resources.emplace(spec.id, sys.spawn(resource, &ctx, spec.id, std::move(*cal)));
+    cals.emplace(spec.id, std::move(*cal));
   }
   if (!expired.empty()) {
     effects fx;
     fx.writes = std::move(expired);
     ctx.commit(std::move(fx));
   }
-  auto counter = tables::seq.get(env, "proposal");
-  if (!counter) return counter.error();
-  const std::uint64_t next = *counter ? (*counter)->value + 1 : 1;
-  std::vector<offer_record> held;
-  std::vector<std::string> withdrawn;
-  // Ended offers whose component orders may still be open: those of the last
-  // week (a component order lapses by itself unless it was contracted).
-  const auto recent = now - 7 * us_per_day;
-  auto st = tables::offers.for_each(env, [&](std::string_view, offer_record&& o) {
-    const bool ended = o.state == offer_state::rejected || o.state == offer_state::cancelled ||
-                       o.state == offer_state::failed;
-    if (ended && o.valid_until_us >= recent)
-      withdrawn.insert(withdrawn.end(), o.sub_orders.begin(), o.sub_orders.end());
-    if (hold_valid(o, now) ||
-        (o.state == offer_state::held && !o.sub_orders.empty() && o.valid_until_us >= recent))
-      held.push_back(std::move(o));
+  auto init = std::make_shared<participant_init>();
+  for (auto [name, out] :
+       {std::pair{"proposal", &init->next_proposal}, std::pair{"outage", &init->next_outage},
+        std::pair{"replan", &init->next_replan}}) {
+    auto counter = tables::seq.get(env, name);
+    if (!counter) return counter.error();
+    *out = *counter ? (*counter)->value + 1 : 1;
+  }
+  // Outages still to come or going on block their machines again.
+  auto st = tables::outages.for_each(env, [&](std::string_view, outage_record&& o) {
+    if (o.ended_us != 0 || o.until_us <= now) return true;
+    auto c = cals.find(o.resource);
+    if (c == cals.end()) return true;  // the machine is no longer configured
+    (void)c->second.block(o.outage_id, o.first_bucket, o.last_bucket);
+    init->outages.emplace(o.outage_id, std::move(o));
     return true;
   });
   if (!st) return st;
-  return sys.spawn(participant, &ctx, std::move(policy), std::move(resources), next,
-                   std::move(held), buyer, std::move(withdrawn));
+  // Ended offers whose component orders may still be open: those of the last
+  // week (a component order lapses by itself unless it was contracted).
+  const auto recent = now - 7 * us_per_day;
+  st = tables::offers.for_each(env, [&](std::string_view, offer_record&& o) {
+    const bool ended = o.state == offer_state::rejected || o.state == offer_state::cancelled ||
+                       o.state == offer_state::failed;
+    if (ended && std::max(o.valid_until_us, o.ended_us) >= recent)
+      init->withdrawn.insert(init->withdrawn.end(), o.sub_orders.begin(), o.sub_orders.end());
+    // A sold contract whose component order failed after its seller
+    // cancelled, and the node stopped before it ended the contract too.
+    if (o.state == offer_state::contracted && !o.sub_orders.empty()) {
+      auto k = tables::contracts.get(env, o.contract_id);
+      auto e = tables::executions.get(env, o.contract_id);
+      const bool open = e && *e && (*e)->state != wire::contract_progress::delivered &&
+                        (*e)->state != wire::contract_progress::cancelled;
+      if (k && *k && (*k)->state == contract_state::active && open) {
+        for (const auto& sub : o.sub_orders) {
+          auto so = tables::orders.get(env, sub);
+          if (!so || !*so || (*so)->state != order_state::failed || (*so)->round == 0) continue;
+          init->lost.emplace_back(
+              o, **k, "component order " + sub + " could not be sourced again: " + (*so)->reason);
+          break;
+        }
+      }
+    }
+    if (hold_valid(o, now) ||
+        (o.state == offer_state::held && !o.sub_orders.empty() && o.valid_until_us >= recent))
+      init->held.push_back(std::move(o));
+    return true;
+  });
+  if (!st) return st;
+  init->cals = std::move(cals);
+  return sys.spawn(participant, &ctx, std::move(policy), std::move(init), buyer);
+}
+
+outage_reply machine_outage(caf::actor_system& sys, const caf::actor& participant,
+                            outage_request req, std::chrono::milliseconds timeout) {
+  return ask_blocking(sys, participant, timeout,
+                      outage_reply{504, "no answer from the participant in time", {}},
+                      "participant", outage_atom::value, std::move(req));
+}
+
+namespace {
+
+/// One outage request on behalf of a non-actor caller (submit_outage).
+void outage_requester(caf::event_based_actor* self, const caf::actor& participant,
+                      outage_request req, std::chrono::milliseconds timeout,
+                      const std::function<void(outage_reply)>& done) {
+  self->request(participant, timeout, outage_atom::value, std::move(req))
+      .then([done](outage_reply& r) { done(std::move(r)); },
+            [done](caf::error& e) {
+              outage_reply r{504, "no answer from the participant in time", {}};
+              if (e != caf::sec::request_timeout) {
+                r.http_status = 503;
+                r.error = "participant unavailable: " + to_string(e);
+              }
+              done(std::move(r));
+            });
+}
+
+}  // namespace
+
+void submit_outage(caf::actor_system& sys, const caf::actor& participant, outage_request req,
+                   std::chrono::milliseconds timeout, std::function<void(outage_reply)> done) {
+  // A function with arguments (see submit_order in buyer.cpp).
+  sys.spawn(outage_requester, participant, std::move(req), timeout, std::move(done));
 }
 
 }  // namespace gearmesh::actors

@@ -97,6 +97,29 @@ bool contract_record::same_terms(const contract_record& o) const {
   return a == o;
 }
 
+const char* to_string(outage_kind k) noexcept {
+  return k == outage_kind::breakdown ? "breakdown" : "maintenance";
+}
+
+const char* to_string(replan_outcome o) noexcept {
+  switch (o) {
+    case replan_outcome::rescheduled:
+      return "rescheduled";
+    case replan_outcome::delayed:
+      return "delayed";
+    case replan_outcome::cancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+std::string replan_key(std::string_view contract_id, std::uint64_t number) {
+  std::string k(contract_id);
+  k += '#';
+  k += store::key_u64(number);
+  return k;
+}
+
 std::string reservation_key(std::string_view resource, std::string_view reservation_id) {
   std::string k;
   k.reserve(resource.size() + 1 + reservation_id.size());
@@ -192,6 +215,7 @@ std::string codec<order_record>::encode(const order_record& v) {
     pt->state = static_cast<fb::ProposalState>(p.state);
     pt->reason = p.reason;
     pt->contract_id = p.contract_id;
+    pt->round = p.round;
     t.proposals.push_back(std::move(pt));
   }
   t.contract_id = v.contract_id;
@@ -202,6 +226,7 @@ std::string codec<order_record>::encode(const order_record& v) {
   t.parent_order_id = v.parent_order_id;
   t.award_by_us = v.award_by_us;
   t.need_by_us = v.need_by_us;
+  t.round = v.round;
   flatbuffers::FlatBufferBuilder fbb(256);
   fbb.Finish(fb::Order::Pack(fbb, &t), fb::OrderIdentifier());
   return finish(fbb);
@@ -242,6 +267,7 @@ result<order_record> codec<order_record>::decode(std::string_view bytes) {
         pr.state = static_cast<proposal_state>(p->state());
         pr.reason = str(p->reason());
         pr.contract_id = str(p->contract_id());
+        pr.round = p->round();
         v.proposals.push_back(std::move(pr));
       }
     }
@@ -253,6 +279,7 @@ result<order_record> codec<order_record>::decode(std::string_view bytes) {
     v.parent_order_id = str(r.parent_order_id());
     v.award_by_us = r.award_by_us();
     v.need_by_us = r.need_by_us();
+    v.round = r.round();
     return v;
   });
 }
@@ -329,6 +356,7 @@ std::string codec<offer_record>::encode(const offer_record& v) {
     t.reservations.push_back(std::move(rt));
   }
   t.sub_orders = v.sub_orders;
+  t.ended_us = v.ended_us;
   flatbuffers::FlatBufferBuilder fbb(256);
   fbb.Finish(fb::Offer::Pack(fbb, &t), fb::OrderIdentifier());
   return finish(fbb);
@@ -358,6 +386,7 @@ result<offer_record> codec<offer_record>::decode(std::string_view bytes) {
         v.reservations.push_back({str(x->resource()), str(x->reservation_id())});
     if (r.sub_orders())
       for (const auto* s : *r.sub_orders()) v.sub_orders.push_back(str(s));
+    v.ended_us = r.ended_us();
     return v;
   });
 }
@@ -639,6 +668,91 @@ result<progress_record> codec<progress_record>::decode(std::string_view bytes) {
         v.event = std::move(*e);
         return v;
       });
+}
+
+// --- outage, replan -------------------------------------------------------
+
+std::string codec<outage_record>::encode(const outage_record& v) {
+  fb::OutageT t;
+  t.outage_id = v.outage_id;
+  t.resource = v.resource;
+  t.kind = static_cast<fb::OutageKind>(v.kind);
+  t.from_us = v.from_us;
+  t.until_us = v.until_us;
+  t.first_bucket = v.first_bucket;
+  t.last_bucket = v.last_bucket;
+  t.reason = v.reason;
+  t.health_score = v.health_score;
+  t.created_us = v.created_us;
+  t.ended_us = v.ended_us;
+  t.holds_moved = v.holds_moved;
+  t.holds_released = v.holds_released;
+  for (const auto& e : v.effects) {
+    auto et = std::make_unique<fb::OutageEffectT>();
+    et->contract_id = e.contract_id;
+    et->outcome = static_cast<fb::ReplanOutcome>(e.outcome);
+    et->expected_due_us = e.expected_due_us;
+    t.effects.push_back(std::move(et));
+  }
+  flatbuffers::FlatBufferBuilder fbb(256);
+  fbb.Finish(fb::Outage::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<outage_record> codec<outage_record>::decode(std::string_view bytes) {
+  return verified<fb::Outage>(bytes, "outage", [](const fb::Outage& r) -> result<outage_record> {
+    if (!enum_in_range(r.kind(), fb::OutageKind::Maintenance)) return corrupt("outage");
+    outage_record v;
+    v.outage_id = str(r.outage_id());
+    v.resource = str(r.resource());
+    v.kind = static_cast<outage_kind>(r.kind());
+    v.from_us = r.from_us();
+    v.until_us = r.until_us();
+    v.first_bucket = r.first_bucket();
+    v.last_bucket = r.last_bucket();
+    v.reason = str(r.reason());
+    v.health_score = r.health_score();
+    v.created_us = r.created_us();
+    v.ended_us = r.ended_us();
+    v.holds_moved = r.holds_moved();
+    v.holds_released = r.holds_released();
+    if (r.effects())
+      for (const auto* e : *r.effects()) {
+        if (!enum_in_range(e->outcome(), fb::ReplanOutcome::Cancelled)) return corrupt("outage");
+        v.effects.push_back({str(e->contract_id()), static_cast<replan_outcome>(e->outcome()),
+                             e->expected_due_us()});
+      }
+    return v;
+  });
+}
+
+std::string codec<replan_record>::encode(const replan_record& v) {
+  fb::ReplanT t;
+  t.contract_id = v.contract_id;
+  t.number = v.number;
+  t.kind = static_cast<fb::ReplanKind>(v.kind);
+  t.planned_start_us = v.planned_start_us;
+  t.planned_end_us = v.planned_end_us;
+  t.reason = v.reason;
+  t.at_us = v.at_us;
+  flatbuffers::FlatBufferBuilder fbb(128);
+  fbb.Finish(fb::Replan::Pack(fbb, &t), fb::OrderIdentifier());
+  return finish(fbb);
+}
+
+result<replan_record> codec<replan_record>::decode(std::string_view bytes) {
+  return verified<fb::Replan>(bytes, "replan", [](const fb::Replan& r) -> result<replan_record> {
+    if (!enum_in_range(r.kind(), fb::ReplanKind::Cancelled)) return corrupt("replan");
+    replan_record v;
+    v.contract_id = str(r.contract_id());
+    v.number = r.number();
+    v.kind = static_cast<replan_kind>(r.kind());
+    v.planned_start_us = r.planned_start_us();
+    v.planned_end_us = r.planned_end_us();
+    v.reason = str(r.reason());
+    v.at_us = r.at_us();
+    return v;
+  });
 }
 
 }  // namespace gearmesh::store

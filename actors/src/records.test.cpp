@@ -47,6 +47,7 @@ TEST(records, order_round_trips) {
   p.state = proposal_state::accepted;
   p.reason = "r";
   p.contract_id = "velo/order/17/c1";
+  p.round = 2;
   proposal_record refusal;
   refusal.seller = "alloyframe";
   refusal.state = proposal_state::refused;
@@ -55,6 +56,7 @@ TEST(records, order_round_trips) {
   o.awarded_proposal_id = "framecraft/proposal/3";
   o.confirm_deadline_us = 8;
   o.accepts_sent = 1;
+  o.round = 2;
   EXPECT_EQ(round_trip(o), o);
   EXPECT_EQ(round_trip(order_record{}), order_record{});
 }
@@ -98,6 +100,39 @@ TEST(records, contract_offer_reservation_counter_tombstone_round_trip) {
   EXPECT_EQ(round_trip(counter_record{42}), counter_record{42});
   tombstone_record t{"velo/order/1/c2", "velo", "velo/order/1", 77};
   EXPECT_EQ(round_trip(t), t);
+}
+
+TEST(records, outage_and_replan_round_trip) {
+  outage_record o;
+  o.outage_id = "framecraft/outage/3";
+  o.resource = "weld1";
+  o.kind = outage_kind::maintenance;
+  o.from_us = 10;
+  o.until_us = 20;
+  o.first_bucket = -1;
+  o.last_bucket = 7;
+  o.reason = "health 31 below 40";
+  o.health_score = 31;
+  o.created_us = 9;
+  o.ended_us = 15;
+  o.holds_moved = 2;
+  o.holds_released = 1;
+  o.effects = {{"velo/order/1/c1", replan_outcome::delayed, 99},
+               {"velo/order/2/c1", replan_outcome::cancelled, 0}};
+  EXPECT_EQ(round_trip(o), o);
+  EXPECT_EQ(round_trip(outage_record{}), outage_record{});
+  replan_record r;
+  r.contract_id = "velo/order/1/c1";
+  r.number = 12;
+  r.kind = replan_kind::cancelled;
+  r.planned_start_us = 1;
+  r.planned_end_us = 2;
+  r.reason = "weld1 broke down";
+  r.at_us = 3;
+  EXPECT_EQ(round_trip(r), r);
+  EXPECT_EQ(replan_key("velo/order/1/c1", 12), "velo/order/1/c1#00000000000000000012");
+  EXPECT_STREQ(to_string(replan_outcome::delayed), "delayed");
+  EXPECT_STREQ(to_string(outage_kind::breakdown), "breakdown");
 }
 
 TEST(records, resource_round_trips) {

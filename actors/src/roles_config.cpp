@@ -208,6 +208,7 @@ factory_config parse_factory(const config_file& file, const toml::table& t, stat
   r.integer("margin_pct", false, 0, 1000, c.margin_pct);
   r.integer("horizon_days", false, 1, 3650, c.horizon_days);
   r.integer("component_window_ms", false, 1, 3600 * 1000, c.component_window_ms);
+  r.integer("reschedule_delay_max_hours", false, 0, 90 * 24, c.reschedule_delay_max_hours);
   r.execution("execution", c.shop_floor);
   std::set<std::string> capabilities;
   for (const auto& [tt, name] : r.tables("machines")) {
@@ -219,6 +220,8 @@ factory_config parse_factory(const config_file& file, const toml::table& t, stat
     mc.capacity_per_bucket = c.bucket_minutes;
     m.integer("capacity_per_bucket", false, 1, 1'000'000, mc.capacity_per_bucket);
     m.integer("energy_wh_per_hour", false, 0, 1'000'000'000, mc.energy_wh_per_hour);
+    m.integer("health_threshold", false, 0, 100, mc.health_threshold);
+    m.integer("maintenance_hours", false, 1, 90 * 24, mc.maintenance_hours);
     m.finish();
     if (!st.is_ok()) break;
     if (std::any_of(c.machines.begin(), c.machines.end(),

@@ -166,6 +166,10 @@ class checker {
     // states are reports, not commitments, so no cross-node rule applies.
     if (auto st = decode_all(tables::executions); !st) return st;
     if (auto st = decode_all(tables::progress); !st) return st;
+    // Outages and pending re-plans (outage.hpp): what they did shows in the
+    // contracts and reservations checked above; here they must decode.
+    if (auto st = decode_all(tables::outages); !st) return st;
+    if (auto st = decode_all(tables::replans); !st) return st;
     check_capacity();
     return status::ok();
   }

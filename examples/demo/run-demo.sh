@@ -13,7 +13,10 @@
 # award -> confirm) and ends as a contract recorded at buyer and seller.
 # Frame orders span three tiers: a frame factory buys the tube sets from
 # Tubeco before it proposes, and Velo's award cascades down to Tubeco.
-# Then Framecraft publishes spare coating capacity and Velo books some.
+# Then Framecraft's welding robot breaks down: the frames booked on it move
+# to its second welder, are delayed, or -- when they would be too late --
+# are cancelled, and Velo sources them again (Alloyframe). Then Framecraft
+# publishes spare coating capacity and Velo books some.
 #
 # Usage: examples/demo/run-demo.sh [BUILD_DIR]   (make demo does this)
 set -euo pipefail
@@ -142,6 +145,44 @@ for factory in framecraft alloyframe; do
 done
 echo "tier 2:      $tier2 tube-set contracts, identical at the frame factory and at Tubeco"
 
+bold "Disruption: Framecraft's welding robot weld-robot1 breaks down for 2 days"
+fc=(--node 127.0.0.1:8101)
+broke=0
+outage=$("$cli" "${fc[@]}" --json machine down weld-robot1 --for 2d --reason "servo fault") ||
+  { broke=1; outage='{"effects":[]}'; }
+jq -r '"  \(.outage_id): \(.machine) down until \(.until_us / 1000000 | floor | todate) (\(.reason))",
+  (.effects[] | "    \(.contract_id): \(.outcome)")' <<<"$outage"
+cancelled=$(jq '[.effects[] | select(.outcome == "cancelled")] | length' <<<"$outage")
+# Velo gets back what Framecraft cannot deliver in time and sources it again.
+for _ in $(seq 300); do
+  settled=$("$cli" "${velo[@]}" --json order list | jq '[.orders[]
+    | select((.reason | test("cancelled contract")) and (.state == "contracted" or .state == "failed"))] | length')
+  open=$("$cli" "${velo[@]}" --json order list |
+    jq '[.orders[] | select(.state != "contracted" and .state != "failed" and .state != "cancelled")] | length')
+  [ "$open" = 0 ] && [ "$settled" -ge "$cancelled" ] && break
+  sleep 0.1
+done
+sleep 1  # the last production events
+"$cli" "${fc[@]}" machine list || broke=1
+bold "Orders at Velo after the breakdown (re-sourced ones name the cancelled contract)"
+"$cli" "${velo[@]}" order list
+"$cli" "${velo[@]}" --json order list | jq -r '.orders[]
+  | select(.reason | test("cancelled contract"))
+  | "  \(.order_id): \(.state) with \(.contract.seller // "-") -- \(.reason)"'
+resourced=$("$cli" "${velo[@]}" --json order list |
+  jq '[.orders[] | select((.reason | test("cancelled contract")) and .state == "contracted")] | length')
+echo "re-sourced:  $resourced orders contracted again after Framecraft cancelled them"
+
+# Agreement after the breakdown: moved, delayed and cancelled contracts are
+# recorded identically at Velo and at each seller.
+buyer_json=$("$cli" "${velo[@]}" --json contracts)
+for seller in framecraft alloyframe cellpack; do
+  seller_json=$("$cli" --node "127.0.0.1:${admin[$seller]}" --json contracts)
+  a=$(jq -c --arg s "$seller" '[.contracts[] | select(.seller == $s) | del(.role)] | sort_by(.contract_id)' <<<"$buyer_json")
+  b=$(jq -c '[.contracts[] | select(.role == "seller") | del(.role)] | sort_by(.contract_id)' <<<"$seller_json")
+  [ "$a" = "$b" ] || { echo "demo: contracts with $seller disagree after the breakdown" >&2; disagree=$((disagree + 1)); }
+done
+
 bold "KPIs: Velo as buyer, Framecraft as seller (gearmesh kpis)"
 "$cli" "${velo[@]}" kpis
 "$cli" --node 127.0.0.1:8101 kpis
@@ -178,8 +219,8 @@ verified=0
 "$cli" verify "$work/data/velo" "$work/data/framecraft" "$work/data/alloyframe" \
   "$work/data/cellpack" "$work/data/tubeco" | tail -1 || verified=$?
 if [ "$contracted" -lt 10 ] || [ "$disagree" -ne 0 ] || [ "$verified" -ne 0 ] ||
-  [ "$resolved" -ne 0 ] || [ "$tier2" -lt 1 ] || [ "$cap_ok" -ne 0 ]; then
-  echo "demo: FAILED ($contracted contracted, $disagree disagreeing, $tier2 tier-2 contracts, verify exit $verified, resolve exit $resolved, capacity exit $cap_ok); logs in $work/logs" >&2
+  [ "$resolved" -ne 0 ] || [ "$tier2" -lt 1 ] || [ "$cap_ok" -ne 0 ] || [ "$broke" -ne 0 ]; then
+  echo "demo: FAILED ($contracted contracted, $disagree disagreeing, $tier2 tier-2 contracts, verify exit $verified, resolve exit $resolved, capacity exit $cap_ok, breakdown exit $broke); logs in $work/logs" >&2
   exit 1
 fi
 echo "demo: ok"

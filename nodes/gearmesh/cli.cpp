@@ -362,6 +362,63 @@ void print_capacity_offers(std::ostream& out, const json& body) {
   if (!any) out << "no capacity offers\n";
 }
 
+/// One outage and what it did (POST /v1/machines/<id>/down and others).
+void print_outage(std::ostream& out, const json& o) {
+  out << str(o, "outage_id") << ": " << str(o, "machine") << ' ' << str(o, "kind") << ' '
+      << time_field(o, "from_us") << " .. " << time_field(o, "until_us") << " (" << str(o, "state")
+      << ")";
+  if (!str(o, "reason").empty()) out << ": " << str(o, "reason");
+  out << '\n';
+  auto it = o.find("effects");
+  if (it != o.end() && it->is_array() && !it->empty()) {
+    std::vector<std::vector<std::string>> table;
+    table.push_back({"  CONTRACT", "OUTCOME", "EXPECTED DUE"});
+    for (const auto& e : *it)
+      table.push_back(
+          {"  " + str(e, "contract_id"), str(e, "outcome"), time_field(e, "expected_due_us")});
+    print_table(out, table);
+  } else {
+    out << "  no booked work was in the window\n";
+  }
+  if (num(o, "holds_moved") + num(o, "holds_released") > 0)
+    out << "  proposals' holds: " << num(o, "holds_moved") << " moved, " << num(o, "holds_released")
+        << " released\n";
+}
+
+/// GET /v1/machines.
+void print_machines(std::ostream& out, const json& body) {
+  std::vector<std::vector<std::string>> table;
+  table.push_back({"MACHINE", "CAPABILITIES", "STATE", "HEALTH THRESHOLD", "OUTAGES"});
+  auto ms = body.find("machines");
+  if (ms != body.end() && ms->is_array())
+    for (const auto& m : *ms) {
+      std::string caps, outs;
+      if (auto c = m.find("capabilities"); c != m.end() && c->is_array())
+        for (const auto& x : *c) caps += (caps.empty() ? "" : ",") + scalar(x);
+      if (auto o = m.find("outages"); o != m.end() && o->is_array())
+        for (const auto& x : *o) outs += (outs.empty() ? "" : " ") + scalar(x);
+      const auto threshold = num(m, "health_threshold");
+      table.push_back({str(m, "id"), caps, str(m, "state"),
+                       threshold > 0 ? std::to_string(threshold) : "-", outs.empty() ? "-" : outs});
+    }
+  if (table.size() == 1) {
+    out << "no machines (this node has no factory role)\n";
+    return;
+  }
+  print_table(out, table);
+  auto os = body.find("outages");
+  if (os != body.end() && os->is_array() && !os->empty()) {
+    out << '\n';
+    for (const auto& o : *os) print_outage(out, o);
+  }
+  const auto& t = body.value("totals", json::object());
+  out << fmt::format(
+      "\n{} outages: {} contracts rescheduled, {} delayed, {} cancelled; {} holds moved, {} "
+      "released\n",
+      num(t, "outages"), num(t, "rescheduled"), num(t, "delayed"), num(t, "cancelled"),
+      num(t, "holds_moved"), num(t, "holds_released"));
+}
+
 void print_capacity_bookings(std::ostream& out, const json& body) {
   auto it = body.find("bookings");
   if (it == body.end() || !it->is_array() || it->empty()) {
@@ -827,6 +884,33 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   auto* cap_bookings =
       capacity->add_subcommand("bookings", "List capacity bookings, as booker and as publisher");
 
+  auto* machine = app.add_subcommand(
+      "machine",
+      "Report a machine breakdown, a maintenance window or a health score to this factory; its "
+      "booked work moves to another machine, is delayed, or is cancelled (the buyer sources it "
+      "again)");
+  machine->require_subcommand(1);
+  std::string machine_id, m_from, m_until, m_for, m_reason;
+  std::int64_t m_score = -1;
+  auto* m_down = machine->add_subcommand("down", "The machine broke down (from now, or --from)");
+  auto* m_maint = machine->add_subcommand("maintenance", "A maintenance window");
+  for (auto* c : {m_down, m_maint}) {
+    c->add_option("MACHINE", machine_id, "Machine id, e.g. weld-robot1")->required();
+    c->add_option("--for", m_for, "How long: 90m, 6h, 2d (or --until)");
+    c->add_option("--until", m_until, "Until then (same forms as --due)");
+    c->add_option("--from", m_from, "From then (same forms as --due); default now");
+    c->add_option("--reason", m_reason, "Why, e.g. servo fault");
+  }
+  auto* m_up = machine->add_subcommand("up", "The machine works again: its outages end now");
+  m_up->add_option("MACHINE", machine_id, "Machine id")->required();
+  auto* m_health = machine->add_subcommand(
+      "health",
+      "Report a health score 0..100; below the machine's health_threshold it opens a "
+      "maintenance window");
+  m_health->add_option("MACHINE", machine_id, "Machine id")->required();
+  m_health->add_option("SCORE", m_score, "0..100")->required()->check(CLI::Range(0, 100));
+  auto* m_list = machine->add_subcommand("list", "List machines, their outages and what they did");
+
   auto* contracts = app.add_subcommand("contracts", "List contracts, as buyer and as seller");
   std::string kpi_from, kpi_to, kpi_data_dir;
   auto* kpis = app.add_subcommand(
@@ -1060,6 +1144,51 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
     return exit_ok;
   }
 
+  if (m_down->parsed() || m_maint->parsed() || m_up->parsed() || m_health->parsed()) {
+    const std::int64_t now = now_us();
+    json body = json::object();
+    std::string action = m_up->parsed() ? "up" : m_health->parsed() ? "health" : "";
+    if (m_down->parsed() || m_maint->parsed()) {
+      action = m_down->parsed() ? "down" : "maintenance";
+      std::int64_t from = now;
+      if (!m_from.empty()) {
+        auto t = parse_time(m_from, now);
+        if (!t) return usage_error(err, "--from: " + t.error().message());
+        from = *t;
+        body["from_us"] = from;
+      }
+      if (m_for.empty() == m_until.empty())
+        return usage_error(err, action + ": give --for or --until");
+      if (!m_for.empty()) {
+        auto t = parse_time("+" + m_for, from);
+        if (!t) return usage_error(err, "--for: expected a duration like 90m, 6h or 2d");
+        body["until_us"] = *t;
+      } else {
+        auto t = parse_time(m_until, now);
+        if (!t) return usage_error(err, "--until: " + t.error().message());
+        body["until_us"] = *t;
+      }
+      if (!m_reason.empty()) body["reason"] = m_reason;
+    } else if (m_health->parsed()) {
+      body["score"] = m_score;
+    }
+    auto answer = request(node, "POST", "/v1/machines/" + percent_encode(machine_id) + "/" + action,
+                          body.dump(-1, ' ', false, json::error_handler_t::replace), err, rc);
+    if (!answer) return rc;
+    if (raw_json) {
+      out << answer->dump(2) << '\n';
+    } else if (action == "up") {
+      const auto n = answer->value("ended", json::array()).size();
+      out << machine_id << " is up; " << n << (n == 1 ? " outage" : " outages") << " ended\n";
+    } else if (answer->contains("outage") && (*answer)["outage"].is_null()) {
+      out << "no outage opened (score at or above the threshold, no threshold, or already "
+             "down)\n";
+    } else {
+      print_outage(out, *answer);
+    }
+    return exit_ok;
+  }
+
   if (kpis->parsed()) {
     const std::int64_t now = now_us();
     std::int64_t from_us = 0, to_us = 0;
@@ -1157,6 +1286,9 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   } else if (contracts->parsed()) {
     target = "/v1/contracts";
     print = print_contracts;
+  } else if (m_list->parsed()) {
+    target = "/v1/machines";
+    print = print_machines;
   } else if (cap_offers->parsed()) {
     target = "/v1/capacity/offers";
     print = print_capacity_offers;

@@ -238,6 +238,36 @@ class cli_e2e : public ::testing::Test {
       }
       return json_response(actors::kpis_to_json(sample_kpis()));
     });
+    r->add("POST", "/v1/machines/", [this](const admin::request& req) {
+      {
+        std::lock_guard lock(mutex_);
+        posted_.push_back(req.path + " " + req.body);
+      }
+      if (req.path == "/v1/machines/weld9/down")
+        return admin::error_response(404, "no machine weld9 at framecraft");
+      if (req.path == "/v1/machines/weld1/up")
+        return json_response(R"({"ended":[{"outage_id":"framecraft/outage/1"}]})");
+      if (req.path == "/v1/machines/weld1/health" && req.body.find("90") != std::string::npos)
+        return json_response(R"({"outage":null})");
+      return json_response(R"({"outage_id":"framecraft/outage/1","machine":"weld1",
+        "kind":"breakdown","from_us":1796083200000000,"until_us":1796104800000000,
+        "state":"active","reason":"servo fault","holds_moved":1,"holds_released":0,
+        "effects":[{"contract_id":"velo/order/1/c1","outcome":"rescheduled",
+                    "expected_due_us":1796112000000000},
+                   {"contract_id":"velo/order/2/c1","outcome":"cancelled","expected_due_us":0}]})",
+                           201);
+    });
+    r->add("GET", "/v1/machines", [](const admin::request&) {
+      return json_response(R"({"machines":[
+        {"id":"weld1","capabilities":["welding"],"health_threshold":40,"state":"down",
+         "outages":["framecraft/outage/1"]},
+        {"id":"weld2","capabilities":["welding"],"health_threshold":0,"state":"up","outages":[]}],
+        "outages":[{"outage_id":"framecraft/outage/1","machine":"weld1","kind":"breakdown",
+         "from_us":1796083200000000,"until_us":1796104800000000,"state":"active","reason":"",
+         "holds_moved":0,"holds_released":0,"effects":[]}],
+        "totals":{"outages":1,"rescheduled":2,"delayed":1,"cancelled":1,"holds_moved":0,
+                  "holds_released":0}})");
+    });
     r->add("GET", "/v1/broken", [](const admin::request&) { return json_response("not json"); });
     auto s = admin::server::start("127.0.0.1", 0, r);
     ASSERT_TRUE(s) << s.error().to_string();
@@ -529,6 +559,55 @@ TEST_F(cli_e2e, capacity_publish_posts_json_and_prints_the_offer_id) {
             R"({"capability":"coating","machine":"paint1","unit_price_cents":150,"units":240,)"
             R"("valid_until_us":1796040000000000,"window_end_us":1796112000000000,)"
             R"("window_start_us":1796083200000000})");
+}
+
+TEST_F(cli_e2e, machine_down_up_health_and_list) {
+  ASSERT_EQ(cli({"machine", "down", "weld1", "--for", "6h", "--from", "2026-12-01", "--reason",
+                 "servo fault"}),
+            exit_ok)
+      << err_.str();
+  EXPECT_NE(out_.str().find("framecraft/outage/1: weld1 breakdown 2026-12-01T00:00Z .. "
+                            "2026-12-01T06:00Z (active): servo fault"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_NE(out_.str().find("velo/order/1/c1  rescheduled  2026-12-01T08:00Z"), std::string::npos)
+      << out_.str();
+  EXPECT_NE(out_.str().find("velo/order/2/c1  cancelled    -"), std::string::npos) << out_.str();
+  EXPECT_NE(out_.str().find("1 moved, 0 released"), std::string::npos) << out_.str();
+  ASSERT_EQ(cli({"machine", "maintenance", "weld1", "--from", "2026-12-01", "--until",
+                 "2026-12-01T06:00Z"}),
+            exit_ok)
+      << err_.str();
+  ASSERT_EQ(cli({"machine", "up", "weld1"}), exit_ok) << err_.str();
+  EXPECT_EQ(out_.str(), "weld1 is up; 1 outage ended\n");
+  ASSERT_EQ(cli({"machine", "health", "weld1", "90"}), exit_ok) << err_.str();
+  EXPECT_NE(out_.str().find("no outage opened"), std::string::npos);
+  {
+    std::lock_guard lock(mutex_);
+    ASSERT_EQ(posted_.size(), 4u);
+    EXPECT_EQ(posted_[0], R"(/v1/machines/weld1/down {"from_us":1796083200000000,)"
+                          R"("reason":"servo fault","until_us":1796104800000000})");
+    EXPECT_EQ(posted_[1], R"(/v1/machines/weld1/maintenance {"from_us":1796083200000000,)"
+                          R"("until_us":1796104800000000})");
+    EXPECT_EQ(posted_[2], "/v1/machines/weld1/up {}");
+    EXPECT_EQ(posted_[3], R"(/v1/machines/weld1/health {"score":90})");
+  }
+  ASSERT_EQ(cli({"machine", "list"}), exit_ok) << err_.str();
+  EXPECT_NE(out_.str().find("weld1    welding       down   40                framecraft/outage/1"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_NE(out_.str().find("1 outages: 2 contracts rescheduled, 1 delayed, 1 cancelled"),
+            std::string::npos)
+      << out_.str();
+  // Errors: the node's (exit 1), usage (exit 2).
+  EXPECT_EQ(cli({"machine", "down", "weld9", "--for", "1h"}), exit_api_error);
+  EXPECT_NE(err_.str().find("no machine weld9 at framecraft (HTTP 404)"), std::string::npos);
+  EXPECT_EQ(cli({"machine", "down", "weld1"}), exit_usage);
+  EXPECT_NE(err_.str().find("give --for or --until"), std::string::npos) << err_.str();
+  EXPECT_EQ(cli({"machine", "down", "weld1", "--for", "6x"}), exit_usage);
+  EXPECT_EQ(cli({"machine", "down", "weld1", "--for", "1h", "--until", "+2h"}), exit_usage);
+  EXPECT_EQ(cli({"machine", "health", "weld1", "101"}), exit_usage);
+  EXPECT_EQ(cli({"machine"}), exit_usage);
 }
 
 TEST_F(cli_e2e, capacity_offers_book_and_bookings) {

@@ -56,6 +56,7 @@ json to_json(const sim::sim_result& r) {
               {"crash_point_crashes", r.crash_point_crashes},
               {"fault_points", r.fault_points},
               {"disruptions", r.disruptions},
+              {"breakdowns", r.breakdowns},
               {"partitions", r.partitions},
               {"invariant_checks", r.invariant_checks},
               {"actor_jobs", r.actor_jobs},
@@ -73,6 +74,12 @@ json to_json(const sim::sim_result& r) {
                 {"negotiation_ms_mean", r.k.negotiation_ms_mean},
                 {"negotiation_ms_p95", r.k.negotiation_ms_p95},
                 {"messages_per_order", r.k.messages_per_order},
+                {"outages",
+                 {{"outages", r.k.outages},
+                  {"rescheduled", r.k.outage_rescheduled},
+                  {"delayed", r.k.outage_delayed},
+                  {"cancelled", r.k.outage_cancelled},
+                  {"orders_resourced", r.k.orders_resourced}}},
                 {"utilization", util}}}};
 }
 
@@ -110,6 +117,11 @@ void print_one(const sim::sim_result& r, std::ostream& out) {
       k.orders_placed, k.contracted, k.failed, k.open, k.orders_refused, k.on_time_pct,
       k.lead_time_mean_h, k.lead_time_p95_h, k.negotiation_ms_mean, k.negotiation_ms_p95,
       k.messages_per_order, k.component_orders, k.component_contracted);
+  if (r.breakdowns > 0 || k.outages > 0)
+    out << fmt::format(
+        "breakdowns {} machine outages: {} contracts rescheduled, {} delayed, {} cancelled by "
+        "their seller; {} orders sourced again\n",
+        k.outages, k.outage_rescheduled, k.outage_delayed, k.outage_cancelled, k.orders_resourced);
   if (!k.utilization.empty()) {
     // The busiest machines; --json and the report list all of them.
     constexpr std::size_t shown_max = 20;

@@ -530,7 +530,7 @@ payload read(const ProductionEvent& t, field_reader& r) {
   m.order_id = r.id(t.order_id(), "order_id");
   m.sequence = t.sequence();
   const auto kind = static_cast<std::uint8_t>(t.kind());
-  if (kind > static_cast<std::uint8_t>(production_event_kind::delivered))
+  if (kind > static_cast<std::uint8_t>(production_event_kind::cancelled))
     r.fail("production event kind " + std::to_string(kind) + " is unknown");
   m.kind = static_cast<production_event_kind>(kind);
   m.at_us = t.at_us();

@@ -492,11 +492,21 @@ TEST(codec, production_event_limits) {
   EXPECT_STREQ(to_string(message_type::production_event), "production_event");
   EXPECT_STREQ(to_string(production_event_kind::delivered), "delivered");
   EXPECT_STREQ(to_string(contract_progress::executing), "executing");
+  // A seller's cancellation (kind appended in protocol 1, section 6.8).
+  m = sample_production_event();
+  m.kind = production_event_kind::cancelled;
+  m.state = contract_progress::cancelled;
+  m.reason = "weld1 broke down";
+  auto back = decode(encode(sample_envelope(m)));
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(std::get<production_event>(back->payload), m);
+  EXPECT_STREQ(to_string(production_event_kind::cancelled), "cancelled");
 }
 
 TEST(codec, rejects_unknown_production_event_kind) {
   flatbuffers::FlatBufferBuilder b;
-  auto m = CreateProductionEvent(b, 0, 0, 1, static_cast<ProductionEventKind>(9)).Union();
+  auto m = CreateProductionEvent(b, 0, 0, 1, static_cast<ProductionEventKind>(9))
+               .Union();  // 6.. are unknown
   auto frame =
       finish(b, CreateEnvelope(b, protocol_version, 1, 0, 0, 0, 0, 0, Payload::ProductionEvent, m));
   expect_error(decode(frame), errc::malformed_frame, "production event kind 9 is unknown");

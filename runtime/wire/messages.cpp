@@ -64,6 +64,8 @@ const char* to_string(production_event_kind k) noexcept {
       return "delayed";
     case production_event_kind::delivered:
       return "delivered";
+    case production_event_kind::cancelled:
+      return "cancelled";
   }
   return "unknown";
 }

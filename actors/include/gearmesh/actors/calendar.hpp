@@ -123,6 +123,32 @@ class capacity_calendar {
   /// sum of the reservations on it. Error errc::internal naming the bucket.
   status check() const;
 
+  /// Most blocks (outage windows) one calendar keeps.
+  static constexpr std::size_t blocks_max = 4096;
+
+  /// One blocked run of buckets.
+  struct block_range {
+    std::int64_t first_bucket = 0;
+    std::int64_t last_bucket = 0;  // inclusive
+    bool operator==(const block_range&) const = default;
+  };
+
+  /// Makes buckets [first_bucket, last_bucket] unavailable to find_earliest
+  /// as block `id` (overlapping blocks are fine). Errors (nothing changes):
+  /// errc::invalid_argument if `id` exists or first_bucket > last_bucket;
+  /// errc::overloaded if blocks_max is reached.
+  status block(const std::string& id, std::int64_t first_bucket, std::int64_t last_bucket);
+  /// Removes block `id`. false if there was none.
+  bool unblock(std::string_view id);
+  /// Whether some block covers `bucket`.
+  bool blocked(std::int64_t bucket) const;
+  /// Whether some block covers a bucket of `where`.
+  bool blocked(const placement& where) const;
+  const std::map<std::string, block_range, std::less<>>& blocks() const noexcept { return blocks_; }
+  /// Ids of the reservations (holds and bookings) with units in a bucket of
+  /// [first_bucket, last_bucket], ascending. Linear in the number of entries.
+  std::vector<std::string> overlapping(std::int64_t first_bucket, std::int64_t last_bucket) const;
+
   /// The record of entry `id` for the "holds"/"bookings" tables.
   std::optional<reservation_record> to_record(std::string_view resource, std::string_view id) const;
   /// Restores an entry from its record (on actor start).
@@ -139,6 +165,12 @@ class capacity_calendar {
   /// The holds among entries_, by (deadline, id): expire() and
   /// next_deadline() stay O(log n) however many bookings accumulate.
   std::set<std::pair<timestamp_us, std::string>, std::less<>> hold_deadlines_;
+  /// Blocks by id, and their union as disjoint runs (first -> last bucket).
+  std::map<std::string, block_range, std::less<>> blocks_;
+  std::map<std::int64_t, std::int64_t> blocked_;
+  void merge_blocks();
+  /// The last bucket of the blocked run holding `bucket`, if any.
+  std::optional<std::int64_t> blocked_run_end(std::int64_t bucket) const;
 };
 
 }  // namespace gearmesh::actors

@@ -10,7 +10,7 @@
 //   offer ("capacity_offers"), the hold record and one CapacityOffer per
 //   partner of the audience (the [[peers]] whose send list allows
 //   capacity_offer) in one step. BookCapacity from a partner of the audience:
-//   the machine's resource actor moves `units` of the hold into the booking
+//   the participant (which owns the calendars) moves `units` of the hold into the booking
 //   "<offer id>#b<n>" (one atomic step of that actor: split_offer_hold); the
 //   broker commits the decremented offer, the booking ("capacity_sold"), the
 //   reservation records, the CapacityBooked reply and a CapacityOffer with the
@@ -63,7 +63,7 @@ struct capacity_config {
   /// Partners every offer is sent to: the [[peers]] whose send list allows
   /// capacity_offer. Only they may book it.
   std::vector<std::string> audience;
-  /// The participant owning the resource actors (null: no publishing).
+  /// The participant owning the calendars (null: no publishing).
   caf::actor participant;
 };
 

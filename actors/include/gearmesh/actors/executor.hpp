@@ -22,6 +22,15 @@
 // component_arrival). A contract whose record says cancelled, or whose
 // contract record is cancelled, never advances again.
 //
+// Re-plans (outage.hpp): when the participant re-plans a sold contract (a
+// machine breakdown) or cancels it itself, it commits a replan record
+// (table "replans") and hands it over (replan_atom). The executor reports
+// it to the buyer -- Progress if the work still ends by the promised due,
+// Delayed with the new expected delivery, or Cancelled -- and erases the
+// record, in one commit; records left by a stop are reported at start. A
+// contract whose record says cancelled while a re-plan for it is pending is
+// the seller's cancellation, not the buyer's: the re-plan reports it.
+//
 // Threading: the functions below are called from non-actor threads (admin,
 // install); the actor runs on the node's CAF scheduler.
 #pragma once

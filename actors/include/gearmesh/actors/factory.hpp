@@ -27,7 +27,7 @@ namespace gearmesh::actors {
 /// The factory's policy (pure; exposed for tests).
 std::shared_ptr<const participant_policy> make_factory_policy(factory_config cfg);
 
-/// Spawns a factory participant with one resource actor per machine; `buyer`
+/// Spawns a factory participant with one calendar per machine; `buyer`
 /// sources bought components (see spawn_participant).
 result<caf::actor> spawn_factory(caf::actor_system& sys, node_context& ctx, factory_config cfg,
                                  const caf::actor& buyer);

@@ -89,6 +89,25 @@ void add_directory_routes(admin::router& r, caf::actor_system& sys, const caf::a
 void add_execution_routes(admin::router& r, caf::actor_system& sys, const caf::actor* executor,
                           int timeout_ms = 5000);
 
+struct machine_config;  // roles_config.hpp
+
+/// Registers the machine routes (done by install_roles; outage.hpp):
+/// `participant` is the factory, or nullptr without one; `machines` its
+/// configured machines.
+///   POST /v1/machines/<id>/down {"until_us" | "for_s", "from_us"?, "reason"?}
+///        -> 201 OUTAGE (a breakdown) once durable, with what it did
+///   POST /v1/machines/<id>/maintenance {the same} -> 201 OUTAGE (maintenance)
+///   POST /v1/machines/<id>/up {} -> 200 {"ended":[OUTAGE...]}
+///   POST /v1/machines/<id>/health {"score": 0..100} -> 201 OUTAGE when the
+///        score is below the machine's health_threshold, else 200 {"outage": null}
+///   GET  /v1/machines -> {"machines":[MACHINE...],"outages":[OUTAGE...],"totals":{...}}
+///   400 bad input (window in the past, reversed, too long; score out of
+///   range); 404 unknown machine / no factory role; 503 too many outages.
+/// `sys`, `ctx` and the actor must outlive the router.
+void add_machine_routes(admin::router& r, node_context& ctx, caf::actor_system& sys,
+                        const caf::actor* participant, std::vector<machine_config> machines,
+                        int timeout_ms = 10000);
+
 /// Registers the capacity routes on `r` (done by install_roles). POSTs ask
 /// `broker` and wait up to `timeout_ms`; GETs read committed state:
 ///   POST /v1/capacity/offers {"capability","units","unit_price_cents",

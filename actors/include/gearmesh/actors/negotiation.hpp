@@ -10,6 +10,17 @@
 //   awarded --(Confirm for the awarded proposal, terms as proposed)--> contracted
 //   awarded --(Failure, or no Confirm by confirm_deadline)--> awarded (next best) | failed
 //   negotiating | awarded --cancel()--> cancelled;  contracted --cancel()--> cancelled
+//   contracted --on_seller_cancel()--> negotiating (a new sourcing round) | failed
+//
+// Re-sourcing (docs/protocol.md 6.8): when the seller of the contract ends
+// it (a ProductionEvent of kind Cancelled), the contract is recorded as
+// cancelled with its terms and the order is sourced again: round + 1, new
+// CFPs to every seller, reply_by = now + window. A component order then
+// awards at once (no `ready` state, no need_by limit: a later delivery
+// reaches the upstream buyer as a delay). No round left
+// (sourcing_rounds_max) or no time left before the due date: failed.
+// Within a round, "answered" and "duplicate proposal" only count that
+// round's proposals.
 //
 // A component order (award_by_us > 0, nested negotiation: a factory buying
 // what its own proposal needs) does not award at the decision:
@@ -71,7 +82,13 @@ struct initiator_step {
   std::vector<message_to> messages;
   /// Contract records (role buyer) to persist: created or updated.
   std::vector<contract_record> contracts;
+  /// A sourcing round after a seller's cancellation ended in this step
+  /// (contracted again, or failed): a component order tells its upstream.
+  bool resourced = false;
 };
+
+/// Most sourcing rounds an order runs after its first (sellers cancelling).
+constexpr std::uint32_t sourcing_rounds_max = 3;
 
 /// Most proposal entries one order records (refusals included); further
 /// proposals are rejected without being recorded.
@@ -103,6 +120,17 @@ class initiator {
   initiator_step on_time(timestamp_us now);
   /// Cancels the order (and its contract, if any). No-op when failed/cancelled.
   initiator_step cancel(std::string_view reason, timestamp_us now);
+  /// The seller `seller` ended contract `contract_id` of this order (a
+  /// ProductionEvent of kind Cancelled) for `reason`: the contract is
+  /// recorded as cancelled and the order sourced again with proposals due
+  /// within `window_us`, or failed (see the top of this file). An order
+  /// still awarded under that contract (the Cancelled event overtook the
+  /// Confirm) records it as cancelled and falls back to the next best
+  /// proposal, as on a Failure. No-op unless the order is contracted or
+  /// awarded under that contract with that seller.
+  initiator_step on_seller_cancel(std::string_view seller, std::string_view contract_id,
+                                  std::string_view reason, timestamp_us window_us,
+                                  timestamp_us now);
   /// A ready component order awards its best proposal that promises delivery
   /// by `need_by_us`. No-op in other states.
   initiator_step award(timestamp_us need_by_us, timestamp_us now);
@@ -118,6 +146,7 @@ class initiator {
   void award_next(timestamp_us now, initiator_step& out);
   void fail(std::string reason, initiator_step& out);
   void reject_remaining(std::string_view reason, initiator_step& out);
+  void send_cfps(initiator_step& out) const;
   bool all_answered() const;
   bool invited(std::string_view seller) const;
   proposal_record* find(std::string_view seller, std::string_view proposal_id);

@@ -1,9 +1,10 @@
 // The participant role of contract-net (a seller: factory or supplier).
 //
 // One participant actor per node answers CFPs, Accepts, Rejects and Cancels.
-// It owns one resource actor per calendar (a factory's machines, a supplier's
-// items); each resource actor owns a capacity_calendar and persists its holds
-// and bookings (tables "holds"/"bookings", key "<resource>/<reservation id>").
+// It owns one capacity_calendar per resource (a factory's machines, a
+// supplier's items) and persists their holds and bookings (tables
+// "holds"/"bookings", key "<resource>/<reservation id>"); where work goes is
+// decided by the scheduling module (scheduling.hpp).
 // What differs between a factory and a supplier is a `participant_policy`:
 // which resources exist, what work a CFP needs, and the price.
 //
@@ -22,7 +23,12 @@
 //   Cancel  with a contract id: release the bookings, contract -> cancelled
 //           (unknown contract: remember a tombstone so a late Accept fails);
 //           without: release the order's held proposal.
-// Holds also expire by themselves (resource timers, and lazily).
+// Holds also expire by themselves (a timer, and lazily).
+//
+// Disruptions (outage.hpp): a machine going down blocks its calendar for the
+// window and moves, delays or cancels the work reserved there; contracts it
+// cancels, and contracts whose component could not be sourced again after
+// its seller cancelled, are reported to the buyer through the executor.
 //
 // Proposal ids are "<node id>/proposal/<n>", n from counter "proposal";
 // reservation ids are "<proposal id>#<operation index>".
@@ -37,6 +43,7 @@
 #include <caf/fwd.hpp>
 
 #include "gearmesh/actors/calendar.hpp"
+#include "gearmesh/actors/scheduling.hpp"
 #include "gearmesh/clock.hpp"
 #include "gearmesh/node/context.hpp"
 #include "gearmesh/status.hpp"
@@ -48,41 +55,15 @@ namespace gearmesh::actors {
 struct resource_spec {
   std::string id;  // no '/'
   timestamp_us bucket_us = us_per_hour;
-  std::int64_t capacity = 60;  // units per bucket
+  std::int64_t capacity = 60;           // units per bucket
   std::int64_t energy_wh_per_hour = 0;  // recorded in "resources" for the KPIs
 };
 
-/// One operation of the work a CFP needs.
-struct operation_plan {
-  std::vector<std::string> candidates;  // resource ids able to do it, in preference order on ties
-  std::int64_t units = 0;               // capacity units it takes
-};
-
-/// A component the work needs that this node buys (nested negotiation).
-struct component_need {
-  std::string item;
-  std::uint32_t quantity = 0;  // for the whole order
-  bool operator==(const component_need&) const = default;
-};
-
-/// The work a CFP needs, operation after operation.
-struct work_plan {
-  timestamp_us from_us = 0;     // the first operation may not start earlier
-  timestamp_us horizon_us = 0;  // everything must end by then
-  std::vector<operation_plan> operations;
-  /// Bought components: sourced from this node's buyer before the proposal;
-  /// the first operation starts once the last of them is promised.
-  std::vector<component_need> components;
-  /// The operations' own duration without waiting (components are asked to
-  /// arrive by the CFP's due date minus this).
-  timestamp_us min_lead_us = 0;
-};
-
-/// Where one operation went.
-struct chosen_step {
-  std::string resource;
-  std::string reservation_id;
-  placement where;
+/// A machine's health rule (outage.hpp): a posted score below `threshold`
+/// opens a maintenance window of `maintenance_us` from now.
+struct health_rule {
+  std::int32_t threshold = 0;  // 0: scores open no window
+  timestamp_us maintenance_us = 4 * us_per_hour;
 };
 
 /// What makes a participant a factory or a supplier. Pure and thread-safe.
@@ -104,10 +85,16 @@ class participant_policy {
                              std::int64_t components_cents) const = 0;
   /// How long a CFP waits for component proposals (nested negotiation).
   virtual timestamp_us component_window_us() const { return 300 * us_per_ms; }
+  /// Whether the resources are machines that can go down (outage.hpp).
+  virtual bool machines() const { return false; }
+  /// How late an outage may make a contract before it is cancelled.
+  virtual timestamp_us reschedule_delay_max_us() const { return 0; }
+  /// The health rule of machine `resource`.
+  virtual health_rule health(std::string_view /*resource*/) const { return {}; }
 };
 
-/// Spawns the participant and its resource actors, rebuilding the calendars
-/// from the store (expired holds are released). `buyer` is the node's buyer
+/// Spawns the participant, rebuilding the calendars from the store (expired
+/// holds are released). `buyer` is the node's buyer
 /// actor, which sources bought components (nested negotiation); without one
 /// (an invalid handle) CFPs needing bought components are refused. `ctx` must
 /// outlive them. Errors: errc::storage if stored state cannot be read or no

@@ -19,6 +19,9 @@
 //   capacity_booking_record (publisher)
 //   "executions" key = contract id   value = execution_record (seller: production events sent)
 //   "progress"   key = contract id   value = progress_record  (buyer: latest event received)
+//   "outages"    key = outage id ("framecraft/outage/3")  value = outage_record (factory)
+//   "replans"    key = "<contract id>#<n, 20 digits>"     value = replan_record (seller:
+//                re-plans the executor has not yet reported to the buyer)
 //
 // Capacity offers (capacity.hpp) reserve their unbooked units as the hold
 // "<offer id>#open" and each granted booking n as the booking "<offer id>#b<n>"
@@ -88,6 +91,7 @@ struct proposal_record {
   proposal_state state = proposal_state::received;
   std::string reason;
   std::string contract_id;  // set once an Accept named this proposal
+  std::uint32_t round = 0;  // the order's sourcing round it answers
   bool operator==(const proposal_record&) const = default;
 };
 
@@ -121,6 +125,9 @@ struct order_record {
   /// Set by initiator::award: a proposal promising delivery later than this
   /// is not accepted (the upstream proposal was planned on that arrival).
   timestamp_us need_by_us = 0;
+  /// Sourcing rounds started after the first because a seller cancelled the
+  /// contract (docs/protocol.md 6.8); proposals carry the round they answer.
+  std::uint32_t round = 0;
   bool operator==(const order_record&) const = default;
 };
 
@@ -173,6 +180,9 @@ struct offer_record {
   /// Component orders of this node's buyer that back the proposal (nested
   /// negotiation): awarded with it, cancelled when it ends otherwise.
   std::vector<std::string> sub_orders;
+  /// When the seller itself cancelled the contract (a breakdown, a component
+  /// it could not source again); 0 otherwise.
+  timestamp_us ended_us = 0;
   bool operator==(const offer_record&) const = default;
 };
 
@@ -307,6 +317,58 @@ struct progress_record {
   bool operator==(const progress_record&) const = default;
 };
 
+/// A machine breakdown or a maintenance window.
+enum class outage_kind : std::uint8_t { breakdown, maintenance };
+/// What an outage did to a contract it touched.
+enum class replan_outcome : std::uint8_t { rescheduled, delayed, cancelled };
+/// What the executor reports for a re-plan: a new plan (Progress or
+/// Delayed, by when the work now ends) or the end of the contract.
+enum class replan_kind : std::uint8_t { rescheduled, cancelled };
+const char* to_string(outage_kind k) noexcept;
+const char* to_string(replan_outcome o) noexcept;
+
+/// One contract an outage touched.
+struct outage_effect {
+  std::string contract_id;
+  replan_outcome outcome = replan_outcome::rescheduled;
+  timestamp_us expected_due_us = 0;  // 0 if cancelled
+  bool operator==(const outage_effect&) const = default;
+};
+
+/// Table "outages" (factory): a machine down for a window (outage.hpp).
+struct outage_record {
+  std::string outage_id;
+  std::string resource;
+  outage_kind kind = outage_kind::breakdown;
+  timestamp_us from_us = 0;  // [from_us, until_us) as asked
+  timestamp_us until_us = 0;
+  std::int64_t first_bucket = 0;  // blocked buckets, inclusive
+  std::int64_t last_bucket = 0;
+  std::string reason;
+  std::int32_t health_score = -1;  // the score that opened it; -1 = none
+  timestamp_us created_us = 0;
+  timestamp_us ended_us = 0;  // declared up early; 0 = not
+  std::uint32_t holds_moved = 0;
+  std::uint32_t holds_released = 0;
+  std::vector<outage_effect> effects;
+  bool operator==(const outage_record&) const = default;
+};
+
+/// Table "replans" (seller): a re-plan the executor has yet to report.
+struct replan_record {
+  std::string contract_id;
+  std::uint64_t number = 0;
+  replan_kind kind = replan_kind::rescheduled;
+  timestamp_us planned_start_us = 0;
+  timestamp_us planned_end_us = 0;
+  std::string reason;
+  timestamp_us at_us = 0;
+  bool operator==(const replan_record&) const = default;
+};
+
+/// Key of a replan record: "<contract id>#<number, 20 digits>".
+std::string replan_key(std::string_view contract_id, std::uint64_t number);
+
 /// Key of the node's id in the runtime's "meta" table.
 inline constexpr std::string_view meta_node_id_key = "node_id";
 
@@ -325,6 +387,8 @@ inline constexpr store::table<capacity_booking_record> capacity_bookings{"capaci
 inline constexpr store::table<capacity_booking_record> capacity_sold{"capacity_sold"};
 inline constexpr store::table<execution_record> executions{"executions"};
 inline constexpr store::table<progress_record> progress{"progress"};
+inline constexpr store::table<outage_record> outages{"outages"};
+inline constexpr store::table<replan_record> replans{"replans"};
 }  // namespace tables
 
 /// Key of a reservation in "holds"/"bookings": "<resource>/<reservation id>".
@@ -392,6 +456,16 @@ template <>
 struct codec<actors::progress_record> {
   static std::string encode(const actors::progress_record& v);
   static result<actors::progress_record> decode(std::string_view bytes);
+};
+template <>
+struct codec<actors::outage_record> {
+  static std::string encode(const actors::outage_record& v);
+  static result<actors::outage_record> decode(std::string_view bytes);
+};
+template <>
+struct codec<actors::replan_record> {
+  static std::string encode(const actors::replan_record& v);
+  static result<actors::replan_record> decode(std::string_view bytes);
 };
 
 }  // namespace gearmesh::store

@@ -27,6 +27,9 @@
 //   bucket_minutes)
 //   energy_wh_per_hour = 7500      # energy one machine hour takes, in Wh (default 0 =
 //                                  # unknown); feeds the energy-per-unit KPI (kpis.hpp)
+//   health_threshold = 40          # a health score posted below this opens a maintenance
+//                                  # window (outage.hpp); 0..100     (default 0 = never)
+//   maintenance_hours = 4          # how long that window lasts       (default 4)
 //   [[factory.items]]              # required, >= 1
 //   id = "FRAME"
 //   [[factory.items.operations]]   # the routing, in order; required, >= 1
@@ -41,6 +44,9 @@
 //
 //   [factory] component_window_ms = 300  # how long a CFP waits for component
 //                                  # proposals (nested negotiation)       (default 300)
+//   [factory] reschedule_delay_max_hours = 24  # a machine outage may make a contract
+//                                  # this late at most; later, the contract is cancelled and
+//                                  # the buyer sources it again (outage.hpp)  (default 24)
 //   [factory] execution = "clock"  # who advances sold contracts: "clock" (the node
 //                                  # clock, at the booked times) or "shop_floor"
 //                                  # (only POST /v1/events)              (default "clock")
@@ -88,6 +94,8 @@ struct machine_config {
   std::int64_t rate_cents_per_hour = 0;
   std::int64_t capacity_per_bucket = 0;
   std::int64_t energy_wh_per_hour = 0;
+  std::int64_t health_threshold = 0;  // 0 = health scores open no window
+  std::int64_t maintenance_hours = 4;
 };
 
 struct operation_config {
@@ -115,6 +123,7 @@ struct factory_config {
   std::int64_t margin_pct = 15;
   std::int64_t horizon_days = 60;
   std::int64_t component_window_ms = 300;
+  std::int64_t reschedule_delay_max_hours = 24;
   bool shop_floor = false;  // execution = "shop_floor": only posted events advance contracts
   std::vector<machine_config> machines;
   std::vector<factory_item_config> items;

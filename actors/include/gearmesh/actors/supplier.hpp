@@ -19,7 +19,7 @@ namespace gearmesh::actors {
 /// The supplier's policy (pure; exposed for tests).
 std::shared_ptr<const participant_policy> make_supplier_policy(supplier_config cfg);
 
-/// Spawns a supplier participant with one resource actor per item.
+/// Spawns a supplier participant with one calendar per item.
 result<caf::actor> spawn_supplier(caf::actor_system& sys, node_context& ctx, supplier_config cfg);
 
 }  // namespace gearmesh::actors

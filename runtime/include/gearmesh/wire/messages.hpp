@@ -189,7 +189,8 @@ enum class production_event_kind : std::uint8_t {
   started = 1,
   completed = 2,
   delayed = 3,
-  delivered = 4
+  delivered = 4,
+  cancelled = 5  // the seller ended the contract (a breakdown it cannot recover from)
 };
 /// Where a contract stands in execution; values are those of the schema's enum.
 enum class contract_progress : std::uint8_t {

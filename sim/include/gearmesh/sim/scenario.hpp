@@ -28,6 +28,18 @@
 //   at_hours = 2                   # its store
 //   for_hours = 4
 //
+//   [[breakdowns]]                 # a machine of a factory down for a while
+//   node = "framecraft"            # (actors/include/gearmesh/actors/outage.hpp):
+//   machine = "weld1"              # its booked work moves to another machine,
+//   at_hours = 3                   # is delayed, or is cancelled and re-sourced
+//   for_hours = 6
+//   kind = "breakdown"             # or "maintenance"             (default "breakdown")
+//   reason = "servo fault"         #                                (optional)
+//
+//   [faults]                       # and seeded ones, during the demand window:
+//   breakdowns_per_day = 2         # a random machine of a random factory (Poisson)
+//   breakdown_hours = [1, 12]      # down this long, uniform       (default [1, 12])
+//
 //   [[demand]]                     # orders placed at a buyer node
 //   buyer = "velo"
 //   item = "FRAME"
@@ -72,6 +84,10 @@ struct fault_profile {
   /// node at that exact place in its step; network points drop or
   /// duplicate what the node sends.
   bool buggify = false;
+  /// Machine breakdowns a day in the whole network (Poisson), each on a
+  /// seeded machine of a seeded factory, for breakdown_us.
+  double breakdowns_per_day = 0;
+  range breakdown_us{us_per_hour, 12 * us_per_hour};
   /// Clock skew: each node's clock is off the simulated time by its own
   /// seeded offset in [-clock_skew_us, +clock_skew_us] (kept across restarts,
   /// like a host's clock). 0: every node shows the simulated time.
@@ -83,7 +99,8 @@ struct node_spec {
   /// The node's role sections as TOML text ("[buyer] ..."), parsed by the
   /// actors library exactly as in a node config.
   std::string roles_toml;
-  std::vector<std::string> peers;  // derived and explicit, sorted, unique
+  std::vector<std::string> peers;     // derived and explicit, sorted, unique
+  std::vector<std::string> machines;  // its factory's machines, in config order
 };
 
 struct demand_spec {
@@ -101,6 +118,15 @@ struct disruption_spec {
   timestamp_us for_us = 0;
 };
 
+struct breakdown_spec {
+  std::string node;
+  std::string machine;
+  timestamp_us at_us = 0;  // after the start
+  timestamp_us for_us = 0;
+  bool maintenance = false;  // kind = "maintenance"
+  std::string reason;
+};
+
 struct scenario {
   std::string name;
   std::string path;  // for messages
@@ -112,6 +138,7 @@ struct scenario {
   std::vector<node_spec> nodes;
   std::vector<demand_spec> demand;
   std::vector<disruption_spec> disruptions;
+  std::vector<breakdown_spec> breakdowns;
 };
 
 /// Parses scenario TOML; `name` appears in errors ("<name>:<line>: <field>: ...").

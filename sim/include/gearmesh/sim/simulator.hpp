@@ -86,6 +86,14 @@ struct kpis {
   /// not counted above.
   std::uint64_t component_orders = 0;
   std::uint64_t component_contracted = 0;
+  /// Machine outages (breakdowns, maintenance) and what they did to the
+  /// contracts booked on them (outage.hpp); orders a buyer sourced again
+  /// after a seller cancelled (customer and component orders).
+  std::uint64_t outages = 0;
+  std::uint64_t outage_rescheduled = 0;
+  std::uint64_t outage_delayed = 0;
+  std::uint64_t outage_cancelled = 0;
+  std::uint64_t orders_resourced = 0;
   /// Booked share of each machine's capacity from the start to the last
   /// booking's end, by "node/resource".
   std::map<std::string, double> utilization;
@@ -112,6 +120,7 @@ struct sim_result {
   std::map<std::string, std::uint64_t> fault_points;
   std::uint64_t partitions = 0;
   std::uint64_t disruptions = 0;  // scheduled outages ([[disruptions]])
+  std::uint64_t breakdowns = 0;   // machine breakdowns sent ([[breakdowns]], breakdowns_per_day)
   std::uint64_t invariant_checks = 0;
   std::uint64_t actor_jobs = 0;
   double wall_seconds = 0;
