@@ -294,8 +294,11 @@ class checker {
     // Resources whose load or definition may have changed: summed again
     // over all their holds and bookings.
     std::set<std::string, std::less<>> dirty;
-    for (const auto& [table, keys] : in.keys) {
-      for (const auto& key : keys) {
+    for (const auto& entry : in.keys) {
+      // Named, not a structured binding: lambdas below capture it (C++20
+      // allows capturing bindings, clang 14 does not).
+      const auto& table = entry.first;
+      for (const auto& key : entry.second) {
         if (table == tables::holds.name() || table == tables::bookings.name()) {
           const auto slash = key.find('/');
           if (slash != std::string::npos && slash > 0) {
