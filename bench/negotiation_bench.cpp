@@ -2,7 +2,7 @@
 // group commit versus one sync per commit, and CurveZMQ versus plain TCP,
 // measured in the same run.
 //
-//   bench_negotiation [--seconds S] [--warmup S] [--window W] [--latency-orders N]
+//   bench_negotiation [--seconds S] [--warmup S] [--window W] [--gather-us U] [--latency-orders N]
 //                     [--modes group,curve,one_sync] [--node-binary PATH] [--dir DIR]
 //
 // Network (per mode, fresh data directories): three factories run as real
@@ -97,7 +97,8 @@ struct config {
   int latency_orders = 500;
   std::vector<std::string> modes = {"group", "curve", "one_sync"};
   std::string node_binary = GEARMESH_NODE_BIN;
-  std::string dir;  // parent of the per-run directory
+  std::string dir;     // parent of the per-run directory
+  int gather_us = -1;  // [store] gather_us on every node; -1: the node's default
 };
 
 // --- processes ------------------------------------------------------------
@@ -301,12 +302,14 @@ struct outcome {
 /// The runtime sections of node `id`; `keys` is the run's key directory
 /// with CurveZMQ on, empty for plain TCP.
 std::string head(const std::string& id, std::uint16_t port, const std::string& data_dir,
-                 std::uint16_t admin_port, bool group_commit, const std::string& keys) {
+                 std::uint16_t admin_port, bool group_commit, int gather_us,
+                 const std::string& keys) {
   return fmt::format(
       "[node]\nid = \"{}\"\nlisten = \"tcp://127.0.0.1:{}\"\ndata_dir = \"{}\"\n"
-      "log_level = \"warn\"\n\n[admin]\nport = {}\n\n[store]\nsync = true\ngroup_commit = {}\n\n"
+      "log_level = \"warn\"\n\n[admin]\nport = {}\n\n[store]\nsync = true\ngroup_commit = {}\n{}\n"
       "[transport]\nretry_initial_ms = 1000\nretry_max_ms = 5000\n\n[security]\n{}\n\n",
       id, port, data_dir, admin_port, group_commit ? "true" : "false",
+      gather_us >= 0 ? fmt::format("gather_us = {}\n", gather_us) : std::string{},
       keys.empty() ? std::string("insecure = true")
                    : fmt::format("secret_key_file = \"{}/{}/node.key\"", keys, id));
 }
@@ -389,7 +392,7 @@ outcome run_mode(const config& cfg, const std::string& root, const std::string& 
     for (int i = 1; i <= factories && started; ++i) {
       const auto data = dir + "/data-" + ids[i];
       std::filesystem::remove_all(data);
-      auto text = head(ids[i], p[i].zmq, data, p[i].admin, group, keys) +
+      auto text = head(ids[i], p[i].zmq, data, p[i].admin, group, cfg.gather_us, keys) +
                   peer(ids[0], p[0].zmq, keys) + factory_roles(i);
       procs.push_back(
           std::make_unique<node_process>(cfg.node_binary, ids[i], dir, text, p[i].admin));
@@ -405,7 +408,7 @@ outcome run_mode(const config& cfg, const std::string& root, const std::string& 
   }
 
   // The buyer, embedded: its node in this process.
-  std::string text = head(ids[0], p[0].zmq, dir + "/data-" + ids[0], 0, group, keys);
+  std::string text = head(ids[0], p[0].zmq, dir + "/data-" + ids[0], 0, group, cfg.gather_us, keys);
   for (int i = 1; i <= factories; ++i) text += peer(ids[i], p[i].zmq, keys);
   text += fmt::format(
       "[buyer]\nproposal_window_ms = 60000\nconfirm_timeout_ms = 60000\n\n"
@@ -541,6 +544,8 @@ bool parse(int argc, char** argv, config& cfg) {
       cfg.seconds = std::atof(v);
     } else if (arg == "--warmup" && (v = value())) {
       cfg.warmup = std::atof(v);
+    } else if (arg == "--gather-us" && (v = value())) {
+      cfg.gather_us = std::atoi(v);
     } else if (arg == "--window" && (v = value())) {
       cfg.window = std::atoi(v);
     } else if (arg == "--latency-orders" && (v = value())) {
@@ -559,10 +564,11 @@ bool parse(int argc, char** argv, config& cfg) {
     } else if (arg == "--dir" && (v = value())) {
       cfg.dir = v;
     } else {
-      std::fprintf(stderr,
-                   "usage: %s [--seconds S] [--warmup S] [--window W] [--latency-orders N]\n"
-                   "          [--modes group,curve,one_sync] [--node-binary PATH] [--dir DIR]\n",
-                   argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--seconds S] [--warmup S] [--window W] [--gather-us U] [--latency-orders N]\n"
+          "          [--modes group,curve,one_sync] [--node-binary PATH] [--dir DIR]\n",
+          argv[0]);
       return false;
     }
   }

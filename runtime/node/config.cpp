@@ -332,6 +332,9 @@ status read_store_section(const config_file& file, node_config& cfg) {
   section_reader r(file, *t, "store");
   r.read_bool("sync", cfg.store_sync);
   r.read_bool("group_commit", cfg.store_group_commit);
+  std::int64_t gather_us = cfg.store_gather_us;
+  r.read_int("gather_us", 0, 100'000, gather_us);
+  cfg.store_gather_us = static_cast<std::uint32_t>(gather_us);
   std::int64_t map_mib = static_cast<std::int64_t>(cfg.store_map_bytes_initial >> 20);
   r.read_int("map_mib", 1, map_mib_max, map_mib);
   cfg.store_map_bytes_initial = static_cast<std::size_t>(map_mib) << 20;

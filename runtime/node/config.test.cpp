@@ -28,6 +28,7 @@ port = 8100
 [store]
 sync = false
 group_commit = false
+gather_us = 250
 map_mib = 128
 
 [transport]
@@ -108,6 +109,7 @@ TEST(config, valid_file_round_trip) {
   EXPECT_EQ(cfg->frame_bytes_max, 32768u);
   EXPECT_EQ(cfg->retry_initial_ms, 100);
   EXPECT_EQ(cfg->retry_max_ms, 2000);
+  EXPECT_EQ(cfg->store_gather_us, 250u);
   EXPECT_EQ(cfg->replay_window_us, 48LL * 3'600'000'000LL);
   EXPECT_EQ(cfg->clock_skew_max_us, 600LL * 1'000'000);
   ASSERT_EQ(cfg->peers.size(), 2u);
@@ -267,6 +269,8 @@ TEST(config, invalid_values) {
             "velo.toml:6: admin.port: expected an integer in 0..65535, got 70000");
   EXPECT_EQ(config_error(std::string(minimal_node) + "scheduler_threads = 0\n"),
             "velo.toml:5: node.scheduler_threads: expected an integer in 1..64, got 0");
+  EXPECT_EQ(config_error(std::string(minimal_node) + "[store]\ngather_us = -1\n"),
+            "velo.toml:6: store.gather_us: expected an integer in 0..100000, got -1");
   EXPECT_EQ(config_error(std::string(minimal_node) + "[store]\nmap_mib = 0\n"),
             "velo.toml:6: store.map_mib: expected an integer in 1..1048576, got 0");
   EXPECT_EQ(config_error(std::string(minimal_node) + "[transport]\nframe_bytes_max = -1\n"),

@@ -829,6 +829,7 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
 
   store::group_commit_writer::options wo;
   wo.fail_stop = true;  // see node::impl::fail
+  wo.gather_us = c.store_gather_us;
   // [store] group_commit = false: one transaction per commit, each synced
   // completely before the next (the baseline the benchmarks compare with).
   if (!c.store_group_commit) {

@@ -8,6 +8,10 @@
 // previous meta page, so under load a transaction costs one flush. Idle, it
 // flushes at once (environment::sync), so latency is that of a plain commit.
 //
+// Gathering (options::gather_us): after a large group the writer waits a
+// little before it takes the next one, so under load a flush covers more
+// batches; after a small group it takes what is queued at once.
+//
 // Deferred batches (submit_deferred) ride along: they wait in the same queue,
 // in submission order, but only a submit() wakes the writer for a
 // transaction; deferred batches alone are committed once the oldest has
@@ -65,6 +69,11 @@ struct group_commit_writer::impl {
   /// (its meta page waits for the next flush). Its completions run once the
   /// next commit or a sync() flushed it; writer thread only.
   std::vector<entry> unsynced;
+  /// Batches in the last group taken (gather_us); writer thread only.
+  std::size_t last_group = 0;
+  /// The writer is in gather(): a submit does not wake it (each wake-up
+  /// would cost a context switch) unless the queue holds a transaction's worth.
+  bool gathering = false;
 
   static void complete(entry& e, const status& st) {
     if (e.done) e.done(st);
@@ -193,6 +202,17 @@ struct group_commit_writer::impl {
     }
   }
 
+  /// After a large group, lets more batches queue for up to gather_us
+  /// (returns early when a transaction's worth is queued or on stop).
+  void gather(std::unique_lock<std::mutex>& lk) {
+    if (opts.gather_us == 0 || last_group < opts.gather_after_batches) return;
+    const auto until = clock_type::now() + std::chrono::microseconds(opts.gather_us);
+    gathering = true;
+    while (!stopping && queue.size() < opts.batches_per_txn_max && clock_type::now() < until)
+      not_empty.wait_until(lk, until);
+    gathering = false;
+  }
+
   void run() noexcept {
     pthread_setname_np(pthread_self(), "gearmesh-writer");  // visible in top/perf
     std::vector<entry> group;
@@ -208,6 +228,7 @@ struct group_commit_writer::impl {
         }
         wait_for_work(lk);
         if (queue.empty()) return;  // stopping and drained (unsynced flushed above)
+        gather(lk);
         std::size_t n = std::min(queue.size(), opts.batches_per_txn_max);
         for (std::size_t i = 0; i < n; ++i) {
           if (!queue.front().deferred) --urgent;
@@ -216,6 +237,7 @@ struct group_commit_writer::impl {
         }
       }
       not_full.notify_all();
+      last_group = group.size();
       commit_group(group);
       group.clear();
     }
@@ -243,8 +265,9 @@ void group_commit_writer::submit(write_batch batch, completion done) {
     if (!impl_->stopping) {
       impl_->queue.push_back(impl::entry{std::move(batch), std::move(done)});
       ++impl_->urgent;
+      const bool wake = !impl_->gathering || impl_->queue.size() >= impl_->opts.batches_per_txn_max;
       lk.unlock();
-      impl_->not_empty.notify_one();
+      if (wake) impl_->not_empty.notify_one();
       return;
     }
   }

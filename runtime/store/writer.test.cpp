@@ -137,6 +137,77 @@ TEST(group_commit_writer, batches_queued_during_a_commit_share_one_transaction) 
   EXPECT_LE(s.transactions, 2u);
 }
 
+/// Makes the writer's last group `big` batches (they queue while a
+/// completion holds the writer thread), so its next transaction may gather.
+/// Returns once all `big` + 1 batches completed.
+void make_last_group_large(group_commit_writer& writer, int big) {
+  latch release;
+  std::promise<void> holding;
+  std::atomic<int> done{0};
+  std::promise<void> all;
+  writer.submit(one_put(0), [&](const status&) {
+    holding.set_value();
+    release.wait();
+    if (++done == big + 1) all.set_value();
+  });
+  ASSERT_EQ(holding.get_future().wait_for(10s), std::future_status::ready);
+  for (int i = 1; i <= big; ++i)
+    writer.submit(one_put(static_cast<std::uint64_t>(i)), [&](const status&) {
+      if (++done == big + 1) all.set_value();
+    });
+  release.open();
+  ASSERT_EQ(all.get_future().wait_for(10s), std::future_status::ready);
+}
+
+TEST(group_commit_writer, under_load_gathers_batches_into_one_transaction) {
+  temp_dir dir;
+  auto env = open_env(dir.path(), false);
+  ASSERT_TRUE(env);
+  group_commit_writer::options o;
+  o.gather_us = 60'000'000;  // a minute: the gather must end by the batch count
+  o.gather_after_batches = 4;
+  o.batches_per_txn_max = 10;
+  group_commit_writer writer(*env, o);
+  make_last_group_large(writer, 9);
+  const auto before = writer.stats().transactions;
+  // Submitted one by one: without gathering the first would be committed
+  // alone as soon as the writer woke.
+  std::atomic<int> ok{0};
+  for (std::uint64_t i = 100; i < 110; ++i)
+    writer.submit(one_put(i), [&](const status& st) {
+      if (st) ++ok;
+    });
+  writer.stop();
+  EXPECT_EQ(ok.load(), 10);
+  EXPECT_EQ(writer.stats().transactions - before, 1u);
+}
+
+TEST(group_commit_writer, a_lone_batch_does_not_wait_to_gather) {
+  temp_dir dir;
+  auto env = open_env(dir.path(), false);
+  ASSERT_TRUE(env);
+  group_commit_writer::options o;
+  o.gather_us = 60'000'000;
+  o.gather_after_batches = 4;
+  group_commit_writer writer(*env, o);
+  // Idle writer, last group empty: committed at once, not after a minute.
+  std::promise<bool> first;
+  writer.submit(one_put(1), [&](const status& st) { first.set_value(st.is_ok()); });
+  auto f1 = first.get_future();
+  ASSERT_EQ(f1.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(f1.get());
+  // After a large group the next transaction gathers; stop() ends the
+  // gather and commits what waits.
+  make_last_group_large(writer, 9);
+  std::promise<bool> gathered;
+  writer.submit(one_put(2), [&](const status& st) { gathered.set_value(st.is_ok()); });
+  auto f2 = gathered.get_future();
+  EXPECT_EQ(f2.wait_for(100ms), std::future_status::timeout);  // gathering
+  writer.stop();
+  ASSERT_EQ(f2.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(f2.get());
+}
+
 TEST(group_commit_writer, batches_per_txn_max_one_commits_each_batch) {
   temp_dir dir;
   auto env = open_env(dir.path(), false);

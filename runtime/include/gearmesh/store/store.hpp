@@ -276,6 +276,14 @@ class group_commit_writer final : public commit_queue {
     /// Longest a batch queued with submit_deferred() waits for a
     /// transaction that a submit() causes before it gets one of its own.
     std::uint32_t deferred_delay_ms = 50;
+    /// Under load, how long the writer keeps gathering batches before it
+    /// starts a transaction (0: never; it starts as soon as one is queued).
+    /// Applies only after a transaction of at least gather_after_batches
+    /// batches: a lone commit (one order in flight) never waits, a busy
+    /// writer trades up to this much latency per commit for fewer, larger
+    /// transactions -- each costs a flush, whatever its size.
+    std::uint32_t gather_us = 0;
+    std::size_t gather_after_batches = 16;
   };
 
   /// Starts the writer thread. `env` must outlive this object.
