@@ -523,21 +523,45 @@ struct pending_frame {
   timestamp_us backoff_us = 0;
 };
 
-struct gateway_state {
-  node::impl* host = nullptr;
+/// What the gateway knows of the messages from one sender, by message id
+/// (integer keys: every inbound message is looked up here).
+struct sender_inbox {
   /// Processed and durable, with the ids of the replies sent (inbox value):
   /// a duplicate is answered with the Ack and its unacknowledged replies.
   /// Entries older than the replay window plus the clock skew bound are
   /// pruned: their duplicates are stale by then and get no effect anyway.
-  std::unordered_map<std::string, inbox_entry> committed;
-  /// The keys of `committed` by commit time, oldest first (pointers to the
-  /// map's own keys, stable until their entry is erased): a prune pops what
-  /// aged out instead of scanning every entry of the window.
-  std::deque<std::pair<timestamp_us, const std::string*>> committed_by_time;
-  timestamp_us next_prune_us = 0;
+  std::unordered_map<std::uint64_t, inbox_entry> committed;
   /// Delivered to an actor, commit not yet durable: drop duplicates (the ack
   /// follows). The sender's queued count is released when the commit is done.
-  std::unordered_map<std::string, peer_state*> in_flight;
+  std::unordered_map<std::uint64_t, peer_state*> in_flight;
+};
+
+/// An entry of some sender_inbox::committed, for pruning by age.
+struct committed_ref {
+  timestamp_us at = 0;
+  const std::string* sender = nullptr;  // the key of gateway_state::inboxes
+  sender_inbox* inbox = nullptr;
+  std::uint64_t message_id = 0;
+  bool operator<(const committed_ref& o) const { return at < o.at; }
+};
+
+/// Hashes std::string and std::string_view alike (lookups by a view).
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
+struct gateway_state {
+  node::impl* host = nullptr;
+  /// By sender. Entries are never erased while the node runs, so pointers
+  /// to them and to their keys stay valid.
+  std::unordered_map<std::string, sender_inbox, string_hash, std::equal_to<>> inboxes;
+  /// Every committed entry by commit time, oldest first: a prune pops what
+  /// aged out instead of scanning every entry of the window.
+  std::deque<committed_ref> committed_by_time;
+  timestamp_us next_prune_us = 0;
   /// Outbox messages waiting for their Ack, by message id.
   std::map<std::uint64_t, pending_frame> pending;
   /// (next_send_us, message id) of every pending message: a tick touches
@@ -555,6 +579,22 @@ struct gateway_state {
   static inline const char* name = "gearmesh.gateway";
 };
 
+/// The inbox of `sender`, created on first use.
+std::pair<const std::string*, sender_inbox*> inbox_of(gateway_state& st, std::string_view sender) {
+  auto it = st.inboxes.find(sender);
+  if (it == st.inboxes.end()) it = st.inboxes.emplace(std::string(sender), sender_inbox{}).first;
+  return {&it->first, &it->second};
+}
+
+/// Records message `id` from `sender` as committed (unless it is already).
+void remember_committed(gateway_state& st, std::string_view sender, std::uint64_t id,
+                        inbox_entry e) {
+  auto [name, inbox] = inbox_of(st, sender);
+  const auto at = e.at;
+  if (inbox->committed.emplace(id, std::move(e)).second)
+    st.committed_by_time.push_back(committed_ref{at, name, inbox, id});
+}
+
 /// Forgets inbox entries older than the replay window plus the skew bound.
 void prune_inbox(gateway_state& st, timestamp_us now) {
   auto* host = st.host;
@@ -562,11 +602,11 @@ void prune_inbox(gateway_state& st, timestamp_us now) {
   st.next_prune_us = now + std::clamp<timestamp_us>(window / 4, us_per_ms, 10 * us_per_min);
   const auto cutoff = now - window;
   store::write_batch b;
-  while (!st.committed_by_time.empty() && st.committed_by_time.front().first < cutoff) {
-    auto it = st.committed.find(*st.committed_by_time.front().second);
+  while (!st.committed_by_time.empty() && st.committed_by_time.front().at < cutoff) {
+    const auto r = st.committed_by_time.front();
     st.committed_by_time.pop_front();
-    b.erase(inbox_table, it->first);
-    st.committed.erase(it);
+    b.erase(inbox_table, inbox_key(*r.sender, r.message_id));
+    r.inbox->committed.erase(r.message_id);
   }
   if (b.empty()) return;
   host->inbox_pruned.fetch_add(b.size(), std::memory_order_relaxed);
@@ -640,8 +680,8 @@ void on_deliver(gateway_actor_type* self, verified_frame& vf) {
     take_acks(st, h.sender, std::span(&a->acked_message_id, 1));
     return;
   }
-  auto key = inbox_key(h.sender, h.message_id);
-  if (auto it = st.committed.find(key); it != st.committed.end()) {
+  auto* inbox = inbox_of(st, h.sender).second;
+  if (auto it = inbox->committed.find(h.message_id); it != inbox->committed.end()) {
     host->duplicates.fetch_add(1, std::memory_order_relaxed);
     queue_ack(self, h.sender, h.message_id);
     for_each_reply_id(it->second.replies, [&](std::uint64_t id) {
@@ -653,7 +693,7 @@ void on_deliver(gateway_actor_type* self, verified_frame& vf) {
     });
     return;
   }
-  if (st.in_flight.contains(key)) {
+  if (inbox->in_flight.contains(h.message_id)) {
     host->duplicates.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -676,7 +716,7 @@ void on_deliver(gateway_actor_type* self, verified_frame& vf) {
     queue_ack(self, h.sender, h.message_id);
     return;
   }
-  st.in_flight.emplace(key, vf.peer);
+  inbox->in_flight.emplace(h.message_id, vf.peer);
   release.kept = true;  // until the commit naming it is done
   auto& target = host->routes[static_cast<std::size_t>(wire::type_of(env.payload))];
   if (!target) {
@@ -696,10 +736,11 @@ void on_committed(gateway_actor_type* self, commit_done& done) {
   auto* host = self->state.host;
   auto& st = self->state;
   if (done.cause) {
-    auto it = st.in_flight.find(inbox_key(done.cause->sender, done.cause->message_id));
-    if (it != st.in_flight.end()) {
+    auto* inbox = inbox_of(st, done.cause->sender).second;
+    auto it = inbox->in_flight.find(done.cause->message_id);
+    if (it != inbox->in_flight.end()) {
       it->second->queued.fetch_sub(1, std::memory_order_relaxed);
-      st.in_flight.erase(it);
+      inbox->in_flight.erase(it);
     }
   }
   if (!done.ok || host->failed.load(std::memory_order_relaxed)) return;
@@ -719,10 +760,10 @@ void on_committed(gateway_actor_type* self, commit_done& done) {
   if (done.cause) {
     // After the replies are pending, so a duplicate finds them.
     fault::crash_point("send.after_frames");
-    auto [it, added] = st.committed.emplace(inbox_key(done.cause->sender, done.cause->message_id),
-                                            inbox_entry{done.at, std::move(done.replies)});
-    // Commit times only grow (the clock is monotonic), so this stays sorted.
-    if (added) st.committed_by_time.emplace_back(it->second.at, &it->first);
+    // Commit times only grow (the clock is monotonic): committed_by_time
+    // stays sorted.
+    remember_committed(st, done.cause->sender, done.cause->message_id,
+                       inbox_entry{done.at, std::move(done.replies)});
     if (!done.cause_acked_by_reply) queue_ack(self, done.cause->sender, done.cause->message_id);
   }
 }
@@ -732,12 +773,23 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
   auto& st = self->state;
   // Rebuild dedup and retry state from the store.
   auto now = host->clk.now();
+  std::uint64_t unreadable = 0;
   auto s = host->env->for_each(inbox_table, [&](std::string_view k, std::string_view v) {
-    auto [it, added] = st.committed.emplace(k, parse_inbox_value(v, now));
-    if (added) st.committed_by_time.emplace_back(it->second.at, &it->first);
+    // "<sender>/<message id, 20 digits>" (inbox_key)
+    const auto slash = k.rfind('/');
+    std::uint64_t id = 0;
+    if (slash == std::string_view::npos ||
+        std::from_chars(k.data() + slash + 1, k.data() + k.size(), id).ptr != k.data() + k.size()) {
+      ++unreadable;
+      return true;
+    }
+    remember_committed(st, k.substr(0, slash), id, parse_inbox_value(v, now));
     return true;
   });
-  std::sort(st.committed_by_time.begin(), st.committed_by_time.end());
+  std::stable_sort(st.committed_by_time.begin(), st.committed_by_time.end());
+  if (unreadable > 0)
+    spdlog::warn("{}: {} inbox keys not of the form sender/message-id were ignored",
+                 host->cfg.node_id, unreadable);
   if (!s) spdlog::error("{}: reading inbox: {}", host->cfg.node_id, s.to_string());
   s = host->env->for_each(outbox_table, [&](std::string_view k, std::string_view v) {
     auto sep = v.find('\0');
