@@ -183,6 +183,28 @@ inline std::vector<scripted_frame> seeds() {
                wire::confirm{"framecraft/order/2", "alloyframe/proposal/1", "framecraft/order/2/c1",
                              1, t0_us, t0_us + day_us, 20, "TUBE"}));
   add("ack-accept", tubeco, envelope("tubeco", 0, wire::ack{accept_to_tubeco_id}));
+  // The seller's production events for the contract the node awarded.
+  wire::production_event started{"framecraft/order/2/c1",
+                                 "framecraft/order/2",
+                                 1,
+                                 wire::production_event_kind::started,
+                                 t0_us - s_us,
+                                 wire::contract_progress::executing,
+                                 0,
+                                 t0_us - s_us,
+                                 0,
+                                 0,
+                                 "",
+                                 {}};
+  add("production-started", tubeco, envelope("tubeco", 106, started, "framecraft/order/2"));
+  wire::production_event cancelled = started;
+  cancelled.sequence = 2;
+  cancelled.kind = wire::production_event_kind::cancelled;
+  cancelled.state = wire::contract_progress::cancelled;
+  cancelled.reason = "saw1 broke down";
+  add("production-cancelled", tubeco, envelope("tubeco", 107, cancelled, "framecraft/order/2"));
+  add("production-not-the-seller", alloyframe,
+      envelope("alloyframe", 103, cancelled, "framecraft/order/2"));
   add("reject-not-the-buyer", tubeco,
       envelope("tubeco", 104, wire::reject{"velo/order/1", "framecraft/proposal/1", "spoofed"}));
 

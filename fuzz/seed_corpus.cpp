@@ -128,6 +128,36 @@ std::vector<std::pair<std::string, wire::bytes>> valid_seeds() {
                                               ""},
                              12));
 
+  wire::production_event delayed{"velo/order/1/c1",
+                                 "velo/order/1",
+                                 3,
+                                 wire::production_event_kind::delayed,
+                                 t0_us + day_us,
+                                 wire::contract_progress::executing,
+                                 t0_us + 4 * day_us,
+                                 t0_us + day_us,
+                                 0,
+                                 0,
+                                 "weld-robot1 broke down (servo fault)",
+                                 {}};
+  wire::component_status tubes;
+  tubes.contract_id = "framecraft/order/1/c1";
+  tubes.seller = "tubeco";
+  tubes.item = "TUBE-SET";
+  tubes.quantity = 5;
+  tubes.state = wire::contract_progress::completed;
+  tubes.promised_due_us = t0_us + day_us;
+  tubes.started_us = t0_us;
+  delayed.components.push_back(tubes);
+  add("production_event-delayed", envelope(15, "framecraft", "velo", delayed));
+  wire::production_event cancelled = delayed;
+  cancelled.sequence = 4;
+  cancelled.kind = wire::production_event_kind::cancelled;
+  cancelled.state = wire::contract_progress::cancelled;
+  cancelled.reason = "weld-robot1 broke down: the work would end 3892 min late";
+  cancelled.components.clear();
+  add("production_event-cancelled", envelope(16, "framecraft", "velo", cancelled));
+
   // At the limits: 32 attributes, 1024-byte strings.
   wire::cfp full = sample_cfp();
   full.attributes.clear();
