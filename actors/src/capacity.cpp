@@ -19,8 +19,10 @@
 #include <map>
 #include <optional>
 
+#include <fmt/chrono.h>
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
+#include <ctime>
 
 #include "caf_messages.hpp"
 #include "gearmesh/actors/records.hpp"
@@ -84,6 +86,20 @@ offer_split split_offer_hold(capacity_calendar& cal, const std::string& hold_id,
     if (take > 0) out.booked.allocations.push_back({a.bucket, take});
     if (a.units > take) out.rest.allocations.push_back({a.bucket, a.units - take});
     left -= take;
+  }
+  // The machine broke down (or is in maintenance) in part of what would be
+  // sold: capacity that is not there is never sold. The offer stays; a
+  // smaller booking that ends before the outage may still fit.
+  if (cal.blocked(out.booked)) {
+    const auto first = std::find_if(out.booked.allocations.begin(), out.booked.allocations.end(),
+                                    [&](const allocation& a) { return cal.blocked(a.bucket); });
+    out = offer_split{};
+    const auto from = static_cast<std::time_t>(cal.bucket_start(first->bucket) / 1'000'000);
+    out.reason = fmt::format(
+        "the machine is out of service from {:%Y-%m-%dT%H:%MZ}, inside the "
+        "units asked for",
+        fmt::gmtime(from));
+    return out;
   }
   // Times follow the buckets: the booking starts where the offer does and
   // ends with its last bucket; the rest starts at its first bucket.

@@ -32,6 +32,30 @@ using namespace std::chrono_literals;
 
 // --- split_offer_hold -------------------------------------------------------
 
+TEST(capacity_split, never_sells_units_where_the_machine_is_down) {
+  capacity_calendar cal(us_per_hour, 60);
+  auto p = cal.find_earliest(100, 10 * us_per_hour + 30 * us_per_min, 20 * us_per_hour);
+  ASSERT_TRUE(p);  // 30 units in bucket 10, 60 in 11, 10 in 12
+  ASSERT_TRUE(cal.hold("fc/capacity/1#open", *p, 5'000));
+  // A breakdown blocks bucket 11 after the offer was published.
+  ASSERT_TRUE(cal.block("fc/outage/1", 11, 11));
+  auto s = split_offer_hold(cal, "fc/capacity/1#open", "fc/capacity/1#b1", 50);
+  EXPECT_FALSE(s.ok);
+  EXPECT_EQ(s.reason,
+            "the machine is out of service from 1970-01-01T11:00Z, inside the units asked for");
+  EXPECT_FALSE(cal.find("fc/capacity/1#b1"));
+  EXPECT_EQ(cal.find("fc/capacity/1#open")->where, *p);  // the offer is untouched
+  // What lies before the outage can still be sold.
+  s = split_offer_hold(cal, "fc/capacity/1#open", "fc/capacity/1#b1", 30);
+  ASSERT_TRUE(s.ok) << s.reason;
+  EXPECT_EQ(s.booked.allocations, (std::vector<allocation>{{10, 30}}));
+  // Repaired: the rest is for sale again.
+  ASSERT_TRUE(cal.unblock("fc/outage/1"));
+  s = split_offer_hold(cal, "fc/capacity/1#open", "fc/capacity/1#b2", 70);
+  ASSERT_TRUE(s.ok) << s.reason;
+  EXPECT_TRUE(cal.check());
+}
+
 TEST(capacity_split, moves_the_first_units_into_a_booking) {
   capacity_calendar cal(us_per_hour, 60);
   auto p = cal.find_earliest(100, 10 * us_per_hour + 30 * us_per_min, 20 * us_per_hour);
