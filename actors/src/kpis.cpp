@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <unordered_map>
 #include <utility>
 
@@ -70,6 +71,7 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) {
 
 struct resource_state {
   resource_kpis k;
+  std::int64_t capacity = 0;  // units per bucket
   timestamp_us bucket_us = 0;
   std::int64_t first_bucket = 0;  // buckets [first, last) overlap the utilization window
   std::int64_t last_bucket = 0;
@@ -127,6 +129,7 @@ result<kpi_report> compute_kpis(const store::environment& env, const kpi_options
                    resource_state s;
                    s.k.id = std::string(key);
                    s.k.energy_wh_per_hour = rec.energy_wh_per_hour;
+                   s.capacity = rec.capacity;
                    s.bucket_us = rec.bucket_us;
                    s.first_bucket = floor_div(r.utilization_from_us, rec.bucket_us);
                    s.last_bucket = floor_div(r.utilization_to_us - 1, rec.bucket_us) + 1;
@@ -137,6 +140,35 @@ result<kpi_report> compute_kpis(const store::environment& env, const kpi_options
                    resources.emplace(std::string(key), std::move(s));
                  });
   if (!st) return st;
+
+  // Buckets a machine was out of service (breakdowns, maintenance; up to the
+  // bucket it came back up in) are no capacity: utilization is of the time
+  // the machine could work.
+  std::map<std::string, std::vector<std::pair<std::int64_t, std::int64_t>>> down;
+  st = each(env, tables::outages, r.corrupt_records, [&](std::string_view, outage_record&& o) {
+    auto it = resources.find(o.resource);
+    if (it == resources.end()) return;
+    const auto& s = it->second;
+    auto first = std::max(o.first_bucket, s.first_bucket);
+    auto end = std::min(o.last_bucket + 1, s.last_bucket);
+    if (o.ended_us != 0) end = std::min(end, floor_div(o.ended_us - 1, s.bucket_us) + 1);
+    if (first < end) down[o.resource].emplace_back(first, end);
+  });
+  if (!st) return st;
+  for (auto& [id, spans] : down) {
+    std::sort(spans.begin(), spans.end());
+    std::int64_t buckets = 0;
+    std::int64_t covered_to = std::numeric_limits<std::int64_t>::min();
+    for (const auto& [first, end] : spans) {
+      const auto from = std::max(first, covered_to);
+      if (end > from) buckets += end - from;
+      covered_to = std::max(covered_to, end);
+    }
+    auto& s = resources.at(id);
+    if (__builtin_mul_overflow(s.capacity, buckets, &s.k.down_units))
+      s.k.down_units = s.k.capacity_units;
+    s.k.capacity_units -= std::min(s.k.down_units, s.k.capacity_units);
+  }
 
   // Units of every booking by key, for the energy of contracts.
   std::unordered_map<std::string, std::int64_t> booked_units_by_key;
@@ -345,6 +377,7 @@ std::string kpis_to_json(const kpi_report& r) {
   for (const auto& k : r.resources)
     resources.push_back(json{{"id", k.id},
                              {"capacity_units", k.capacity_units},
+                             {"down_units", k.down_units},
                              {"booked_units", k.booked_units},
                              {"held_units", k.held_units},
                              {"utilization_pct", number(k.utilization_pct)},

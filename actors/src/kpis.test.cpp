@@ -338,6 +338,45 @@ TEST_F(kpis_test, seller_win_rate_revenue_utilization_and_energy_per_unit) {
   EXPECT_EQ(*later.resources[1].utilization_pct, 0.0);
 }
 
+TEST_F(kpis_test, time_a_machine_was_out_of_service_is_no_capacity) {
+  write([](store::write_batch& b) {
+    b.put("meta", meta_node_id_key, "framecraft");
+    tables::resources.put(b, "saw1", resource_record{"saw1", 60, us_per_hour, 6000});
+    tables::resources.put(b, "weld1", resource_record{"weld1", 60, us_per_hour, 6000});
+    booking(b, "saw1", "framecraft/proposal/1#0", reservation_kind::booking, hour0 + 1, 30);
+    const auto outage = [&](const char* id, const char* resource, std::int64_t first,
+                            std::int64_t last, timestamp_us ended) {
+      outage_record o;
+      o.outage_id = id;
+      o.resource = resource;
+      o.first_bucket = first;
+      o.last_bucket = last;
+      o.from_us = first * us_per_hour;
+      o.until_us = (last + 1) * us_per_hour;
+      o.ended_us = ended;
+      tables::outages.put(b, id, o);
+    };
+    // saw1: down for hours 10..19, and (overlapping) 15..29 but up again
+    // during hour 21: hours 10..21, 12 buckets. Hours before the window do not count.
+    outage("framecraft/outage/1", "saw1", hour0 + 10, hour0 + 19, 0);
+    outage("framecraft/outage/2", "saw1", hour0 + 15, hour0 + 29,
+           (hour0 + 21) * us_per_hour + 30 * us_per_min);
+    outage("framecraft/outage/3", "saw1", hour0 - 48, hour0 - 1, 0);
+    // A machine this node no longer has.
+    outage("framecraft/outage/4", "paint9", hour0, hour0 + 5, 0);
+  });
+  // Window: three days from t0, 72 one-hour buckets.
+  auto r = kpis(at(t0, t0, t0 + 3 * us_per_day));
+  ASSERT_EQ(r.resources.size(), 2u);
+  const auto& saw = r.resources[0];
+  EXPECT_EQ(saw.down_units, 60 * 12);
+  EXPECT_EQ(saw.capacity_units, 60 * (72 - 12));
+  EXPECT_NEAR(*saw.utilization_pct, 100.0 * 30 / (60 * 60), 1e-9);
+  EXPECT_EQ(r.resources[1].down_units, 0);
+  EXPECT_EQ(r.resources[1].capacity_units, 60 * 72);
+  EXPECT_EQ(r.corrupt_records, 0u);
+}
+
 TEST_F(kpis_test, machines_without_energy_rate_give_no_energy_per_unit) {
   write([](store::write_batch& b) {
     tables::resources.put(b, "saw1", resource_record{"saw1", 60, us_per_hour});

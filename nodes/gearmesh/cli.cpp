@@ -543,13 +543,14 @@ void print_kpis(std::ostream& out, const json& body) {
   out << "\nutilization " << time_field(util, "from_us") << " .. " << time_field(util, "to_us")
       << "\n";
   std::vector<std::vector<std::string>> table;
-  table.push_back(
-      {"RESOURCE", "CAPACITY", "BOOKED", "HELD", "UTILIZATION", "HELD %", "WH/H", "ENERGY WH"});
+  table.push_back({"RESOURCE", "CAPACITY", "DOWN", "BOOKED", "HELD", "UTILIZATION", "HELD %",
+                   "WH/H", "ENERGY WH"});
   for (const auto& r : resources)
     table.push_back({str(r, "id"), std::to_string(num(r, "capacity_units")),
-                     std::to_string(num(r, "booked_units")), std::to_string(num(r, "held_units")),
-                     pct_field(r, "utilization_pct"), pct_field(r, "held_pct"),
-                     std::to_string(num(r, "energy_wh_per_hour")), decimal_field(r, "energy_wh")});
+                     std::to_string(num(r, "down_units")), std::to_string(num(r, "booked_units")),
+                     std::to_string(num(r, "held_units")), pct_field(r, "utilization_pct"),
+                     pct_field(r, "held_pct"), std::to_string(num(r, "energy_wh_per_hour")),
+                     decimal_field(r, "energy_wh")});
   print_table(out, table);
 }
 

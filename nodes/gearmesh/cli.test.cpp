@@ -306,7 +306,7 @@ class cli_e2e : public ::testing::Test {
     k.energy = {3, 12, 7200, 600};
     k.energy_by_item["FRAME"] = {3, 12, 7200, 600};
     k.resources.push_back(
-        {"saw1", 20'160, 72, 6, 72.0 * 100 / 20'160, 6.0 * 100 / 20'160, 6000, 7200});
+        {"saw1", 20'160, 72, 6, 72.0 * 100 / 20'160, 6.0 * 100 / 20'160, 6000, 7200, 480});
     return k;
   }
 
@@ -518,8 +518,8 @@ TEST_F(cli_e2e, kpis_prints_each_figure_and_passes_the_window) {
         "energy per unit     600.0 Wh (7200.0 Wh for 12 units of 3 contracts)\n",
         "  FRAME             600.0 Wh per unit (12 units)\n",
         "utilization 2026-11-24T00:00Z .. 2026-12-08T00:00Z\n",
-        "RESOURCE  CAPACITY  BOOKED  HELD  UTILIZATION  HELD %  WH/H  ENERGY WH\n",
-        "saw1      20160     72      6     0.4 %        0.0 %   6000  7200.0\n"})
+        "RESOURCE  CAPACITY  DOWN  BOOKED  HELD  UTILIZATION  HELD %  WH/H  ENERGY WH\n",
+        "saw1      20160     480   72      6     0.4 %        0.0 %   6000  7200.0\n"})
     EXPECT_NE(text.find(line), std::string::npos) << line << "in:\n" << text;
   EXPECT_EQ(text.find("component orders"), std::string::npos) << text;  // none placed
   {

@@ -121,13 +121,15 @@ struct seller_kpis {
 
 struct resource_kpis {
   std::string id;
-  std::int64_t capacity_units = 0;  // capacity x buckets in the window
+  std::int64_t capacity_units = 0;  // capacity x buckets in service in the window
   std::int64_t booked_units = 0;
   std::int64_t held_units = 0;
   std::optional<double> utilization_pct;  // booked / capacity
   std::optional<double> held_pct;         // held / capacity
   std::int64_t energy_wh_per_hour = 0;
   double energy_wh = 0;  // of the booked units in the window
+  std::int64_t down_units =
+      0;  // capacity x buckets out of service (outages), not in capacity_units
   bool operator==(const resource_kpis&) const = default;
 };
 
