@@ -334,6 +334,7 @@ using machine_key = std::pair<std::string, std::string>;  // node, resource
 std::vector<machine_key> machines_of(const sim_result& r) {
   std::vector<machine_key> m;
   for (const auto& b : r.bookings) m.emplace_back(b.node, b.resource);
+  for (const auto& o : r.outages) m.emplace_back(o.node, o.resource);
   for (const auto& [id, u] : r.k.utilization) {
     const auto slash = id.find('/');
     if (slash != std::string::npos) m.emplace_back(id.substr(0, slash), id.substr(slash + 1));
@@ -371,6 +372,7 @@ void write_gantt(std::string& out, const sim_result& r) {
     bars.push_back(&b);
     t1 = std::max(t1, b.end_us);
   }
+  for (const auto& o : r.outages) t1 = std::max(t1, o.end_us);
   std::sort(bars.begin(), bars.end(), [](const booking_span* a, const booking_span* b) {
     return std::tie(a->start_us, a->node, a->resource, a->end_us) <
            std::tie(b->start_us, b->node, b->resource, b->end_us);
@@ -380,8 +382,11 @@ void write_gantt(std::string& out, const sim_result& r) {
 
   const auto colours = node_colours(machines);
   write_node_legend(out, colours);
-  put(out, "<p class=\"note\">{} bookings on {} machines, from {} to the last booking's end {}.",
-      r.bookings.size(), machines.size(), iso_utc(r.start_us), iso_utc(t1));
+  put(out, "<p class=\"note\">{} bookings on {} machines, from {} to {}.", r.bookings.size(),
+      machines.size(), iso_utc(r.start_us), iso_utc(t1));
+  if (!r.outages.empty())
+    put(out, " {} machine outages (breakdowns and maintenance) are the hatched red spans.",
+        r.outages.size());
   if (truncated) put(out, " <b>Only the {} earliest bookings are drawn.</b>", gantt_bars_max);
   out += "</p>\n";
 
@@ -405,6 +410,26 @@ void write_gantt(std::string& out, const sim_result& r) {
     const std::string name = machines[i].first + "/" + machines[i].second;
     put(out, R"(<text x="{:.0f}" y="{:.1f}" text-anchor="end"><title>{}</title>{}</text>)",
         label_w - 8, y + 14, esc(name), esc(clip(name)));
+    out += "\n";
+  }
+  // Outages behind the bookings: what was booked there was moved, delayed or cancelled.
+  if (!r.outages.empty()) {
+    out += R"(<defs><pattern id="down" width="6" height="6" patternUnits="userSpaceOnUse" )"
+           R"svg(patternTransform="rotate(45)"><rect width="3" height="6" fill="#d62728" )svg"
+           R"(fill-opacity="0.45"/></pattern></defs>)";
+    out += "\n";
+  }
+  for (const auto& o : r.outages) {
+    const auto i = row_of.at({o.node, o.resource});
+    const double x = a.x(o.start_us);
+    const double w = std::max(1.0, a.x(o.end_us) - x);
+    put(out,
+        R"(<rect class="outage" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.0f}" )"
+        R"svg(fill="url(#down)" stroke="#d62728">)svg"
+        R"(<title>{}/{} {} {}&#10;{} &rarr; {} ({}){}{}</title></rect>)",
+        x, axis_h + row_h * static_cast<double>(i) + 1, w, row_h - 2, esc(o.node), esc(o.resource),
+        esc(o.kind), esc(o.outage_id), iso_utc(o.start_us), iso_utc(o.end_us),
+        esc(span_text(o.end_us - o.start_us)), o.reason.empty() ? "" : ": ", esc(o.reason));
     out += "\n";
   }
   for (const auto* b : bars) {

@@ -171,6 +171,26 @@ TEST(report, escapes_text_from_the_scenario) {
             std::string::npos);
 }
 
+TEST(report, draws_machine_outages_behind_the_bookings) {
+  testing::temp_dir dir;
+  auto r = synthetic();
+  r.outages = {
+      {"framecraft", "weld1", "framecraft/outage/1", "breakdown", t0 + 3 * us_per_hour,
+       t0 + 5 * us_per_hour, "servo <fault>"},
+      // A machine with no booking gets its row too.
+      {"alloyframe", "paint1", "alloyframe/outage/1", "maintenance", t0 + 6 * us_per_hour,
+       t0 + 8 * us_per_hour, ""},
+  };
+  ASSERT_TRUE(write_report(r, dir.path()));
+  const auto gantt = svg(slurp(dir.sub("index.html")), "gantt");
+  EXPECT_EQ(count(gantt, "class=\"outage\""), 2u);
+  EXPECT_NE(gantt.find("framecraft/weld1 breakdown framecraft/outage/1&#10;"), std::string::npos);
+  EXPECT_NE(gantt.find("servo &lt;fault&gt;"), std::string::npos);
+  EXPECT_NE(gantt.find(">alloyframe/paint1<"), std::string::npos);
+  // The outages come before the bookings, which are drawn over them.
+  EXPECT_LT(gantt.rfind("class=\"outage\""), gantt.find("<rect x="));
+}
+
 TEST(report, an_empty_run_still_writes_a_page) {
   testing::temp_dir dir;
   sim_result r;

@@ -33,6 +33,7 @@
 
 #include "gearmesh/actors/buyer.hpp"
 #include "gearmesh/actors/install.hpp"
+#include "gearmesh/actors/kpis.hpp"
 #include "gearmesh/actors/outage.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/actors/verify.hpp"
@@ -742,6 +743,7 @@ void world::collect(sim_result& r) {
     std::int64_t per_bucket = 0;
     timestamp_us bucket_us = 0;
     std::int64_t booked = 0;
+    std::vector<actors::outage_record> outages;
   };
   std::map<std::string, capacity> machines;
   for (auto& sn : nodes_) {
@@ -779,11 +781,15 @@ void world::collect(sim_result& r) {
     });
     (void)actors::tables::outages.for_each(env, [&](std::string_view, actors::outage_record&& o) {
       ++k.outages;
+      r.outages.push_back(
+          {sn.spec.id, o.resource, o.outage_id, actors::to_string(o.kind), o.from_us,
+           o.ended_us != 0 ? std::min(o.ended_us, o.until_us) : o.until_us, o.reason});
       for (const auto& e : o.effects) {
         if (e.outcome == actors::replan_outcome::rescheduled) ++k.outage_rescheduled;
         if (e.outcome == actors::replan_outcome::delayed) ++k.outage_delayed;
         if (e.outcome == actors::replan_outcome::cancelled) ++k.outage_cancelled;
       }
+      machines[sn.spec.id + "/" + o.resource].outages.push_back(std::move(o));
       return true;
     });
     (void)actors::tables::resources.for_each(env,
@@ -804,11 +810,17 @@ void world::collect(sim_result& r) {
   }
   for (const auto& [id, m] : machines) {
     if (m.per_bucket <= 0 || m.bucket_us <= 0) continue;
-    const double buckets =
-        std::ceil(static_cast<double>(horizon_end - r.start_us) / static_cast<double>(m.bucket_us));
-    k.utilization[id] =
-        buckets > 0 ? static_cast<double>(m.booked) / (buckets * static_cast<double>(m.per_bucket))
-                    : 0;
+    // The run's buckets, less those the machine was out of service in.
+    const auto first = r.start_us / m.bucket_us;
+    const auto end = (horizon_end + m.bucket_us - 1) / m.bucket_us;
+    std::vector<actors::down_span> down;
+    for (const auto& o : m.outages)
+      down.push_back(actors::down_span_of(o.first_bucket, o.last_bucket, o.ended_us, m.bucket_us));
+    const auto buckets = end - first - actors::down_buckets(std::move(down), first, end);
+    k.utilization[id] = buckets > 0
+                            ? static_cast<double>(m.booked) /
+                                  (static_cast<double>(buckets) * static_cast<double>(m.per_bucket))
+                            : 0;
   }
   k.on_time_pct =
       k.contracted ? 100.0 * static_cast<double>(on_time) / static_cast<double>(k.contracted) : 0;

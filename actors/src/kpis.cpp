@@ -83,6 +83,28 @@ struct order_samples {
 
 }  // namespace
 
+down_span down_span_of(std::int64_t first_bucket, std::int64_t last_bucket, timestamp_us ended_us,
+                       timestamp_us bucket_us) {
+  down_span d{first_bucket, last_bucket + 1};
+  if (ended_us != 0 && bucket_us > 0)
+    d.end = std::min(d.end, floor_div(ended_us - 1, bucket_us) + 1);
+  return d;
+}
+
+std::int64_t down_buckets(std::vector<down_span> spans, std::int64_t first, std::int64_t end) {
+  std::sort(spans.begin(), spans.end(),
+            [](const down_span& a, const down_span& b) { return a.first < b.first; });
+  std::int64_t buckets = 0;
+  std::int64_t covered_to = first;  // buckets before it are counted or outside
+  for (const auto& d : spans) {
+    const auto from = std::max(d.first, covered_to);
+    const auto to = std::min(d.end, end);
+    if (to > from) buckets += to - from;
+    covered_to = std::max(covered_to, to);
+  }
+  return buckets;
+}
+
 result<kpi_report> compute_kpis(const store::environment& env, const kpi_options& opts) {
   if (opts.from_us < 0 || opts.to_us < 0 || opts.from_us > kpi_time_max_us ||
       opts.to_us > kpi_time_max_us || opts.now_us < 0 || opts.now_us > kpi_time_max_us)
@@ -144,27 +166,17 @@ result<kpi_report> compute_kpis(const store::environment& env, const kpi_options
   // Buckets a machine was out of service (breakdowns, maintenance; up to the
   // bucket it came back up in) are no capacity: utilization is of the time
   // the machine could work.
-  std::map<std::string, std::vector<std::pair<std::int64_t, std::int64_t>>> down;
+  std::map<std::string, std::vector<down_span>> down;
   st = each(env, tables::outages, r.corrupt_records, [&](std::string_view, outage_record&& o) {
     auto it = resources.find(o.resource);
     if (it == resources.end()) return;
-    const auto& s = it->second;
-    auto first = std::max(o.first_bucket, s.first_bucket);
-    auto end = std::min(o.last_bucket + 1, s.last_bucket);
-    if (o.ended_us != 0) end = std::min(end, floor_div(o.ended_us - 1, s.bucket_us) + 1);
-    if (first < end) down[o.resource].emplace_back(first, end);
+    down[o.resource].push_back(
+        down_span_of(o.first_bucket, o.last_bucket, o.ended_us, it->second.bucket_us));
   });
   if (!st) return st;
   for (auto& [id, spans] : down) {
-    std::sort(spans.begin(), spans.end());
-    std::int64_t buckets = 0;
-    std::int64_t covered_to = std::numeric_limits<std::int64_t>::min();
-    for (const auto& [first, end] : spans) {
-      const auto from = std::max(first, covered_to);
-      if (end > from) buckets += end - from;
-      covered_to = std::max(covered_to, end);
-    }
     auto& s = resources.at(id);
+    const auto buckets = down_buckets(std::move(spans), s.first_bucket, s.last_bucket);
     if (__builtin_mul_overflow(s.capacity, buckets, &s.k.down_units))
       s.k.down_units = s.k.capacity_units;
     s.k.capacity_units -= std::min(s.k.down_units, s.k.capacity_units);

@@ -167,6 +167,20 @@ struct kpi_report {
 /// table. Values that fail to decode are counted in corrupt_records, not errors.
 result<kpi_report> compute_kpis(const store::environment& env, const kpi_options& opts);
 
+/// One outage of a machine in its calendar's buckets: [first, end), where
+/// `end` is one past the last blocked bucket, or the bucket after the one the
+/// machine came back up in if that was earlier.
+struct down_span {
+  std::int64_t first = 0;
+  std::int64_t end = 0;
+};
+/// The span of outage [first_bucket, last_bucket] (inclusive) that ended at
+/// `ended_us` (0: not early) on a calendar of `bucket_us`.
+down_span down_span_of(std::int64_t first_bucket, std::int64_t last_bucket, timestamp_us ended_us,
+                       timestamp_us bucket_us);
+/// Buckets in [first, end) inside at least one of `spans` (overlaps count once).
+std::int64_t down_buckets(std::vector<down_span> spans, std::int64_t first, std::int64_t end);
+
 /// The report as the JSON object of GET /v1/kpis (docs/operations.md).
 std::string kpis_to_json(const kpi_report& r);
 

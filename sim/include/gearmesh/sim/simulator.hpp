@@ -58,6 +58,17 @@ struct booking_span {
   timestamp_us end_us = 0;
 };
 
+/// One outage of a machine: a breakdown or maintenance window (for the Gantt chart).
+struct outage_span {
+  std::string node;
+  std::string resource;
+  std::string outage_id;
+  std::string kind;  // "breakdown", "maintenance"
+  timestamp_us start_us = 0;
+  timestamp_us end_us = 0;  // when it ended early, else when it was to end
+  std::string reason;
+};
+
 /// One order as the buyer ended it (for the order timeline).
 struct order_span {
   std::string order_id;
@@ -95,7 +106,8 @@ struct kpis {
   std::uint64_t outage_cancelled = 0;
   std::uint64_t orders_resourced = 0;
   /// Booked share of each machine's capacity from the start to the last
-  /// booking's end, by "node/resource".
+  /// booking's end, less the buckets it was out of service in, by
+  /// "node/resource".
   std::map<std::string, double> utilization;
 };
 
@@ -126,6 +138,7 @@ struct sim_result {
   double wall_seconds = 0;
   kpis k;
   std::vector<booking_span> bookings;
+  std::vector<outage_span> outages;
   std::vector<order_span> orders;
 };
 
