@@ -93,8 +93,8 @@ offer_split split_offer_hold(capacity_calendar& cal, const std::string& hold_id,
   if (cal.blocked(out.booked)) {
     const auto first = std::find_if(out.booked.allocations.begin(), out.booked.allocations.end(),
                                     [&](const allocation& a) { return cal.blocked(a.bucket); });
-    out = offer_split{};
     const auto from = static_cast<std::time_t>(cal.bucket_start(first->bucket) / 1'000'000);
+    out = offer_split{};  // `first` points into it: read first
     out.reason = fmt::format(
         "the machine is out of service from {:%Y-%m-%dT%H:%MZ}, inside the "
         "units asked for",
