@@ -357,7 +357,10 @@ void inline_writer::apply(write_batch* batch, completion* done) {
       for (const write_batch* b : ptrs) {
         for (const write_op& op : b->ops()) {
           if (ignored_.contains(op.table)) continue;
-          keys_[op.table].insert(op.key);
+          auto it = keys_.find(op.table);
+          if (it == keys_.end())
+            it = keys_.emplace(op.table, std::set<std::string, std::less<>>{}).first;
+          it->second.insert(op.key);
         }
       }
     }
@@ -365,15 +368,6 @@ void inline_writer::apply(write_batch* batch, completion* done) {
   for (auto& [b, d] : waiting)
     if (d) d(st);
   if (done && *done) (*done)(st);
-}
-
-written_keys inline_writer::take_keys() {
-  written_keys out;
-  for (auto& [table, keys] : keys_)
-    out.emplace(table, std::set<std::string, std::less<>>(std::make_move_iterator(keys.begin()),
-                                                          std::make_move_iterator(keys.end())));
-  keys_.clear();
-  return out;
 }
 
 }  // namespace gearmesh::store

@@ -26,8 +26,6 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -230,7 +228,7 @@ class inline_writer final : public commit_queue {
     ignored_ = std::move(ignored);
   }
   /// The keys recorded since the last call (empty unless record_keys).
-  written_keys take_keys();
+  written_keys take_keys() { return std::exchange(keys_, {}); }
 
  private:
   /// Applies the deferred batches and then `batch` (if any) in one
@@ -243,9 +241,7 @@ class inline_writer final : public commit_queue {
   std::vector<std::pair<write_batch, completion>> deferred_;
   bool recording_ = false;
   std::set<std::string, std::less<>> ignored_;
-  /// Hashed while recording, sorted by take_keys: a sorted set insert per
-  /// written key was ~7 % of a simulation's time.
-  std::unordered_map<std::string, std::unordered_set<std::string>> keys_;
+  written_keys keys_;
 };
 
 /// Counters of a group_commit_writer.
