@@ -781,9 +781,10 @@ void world::collect(sim_result& r) {
     });
     (void)actors::tables::outages.for_each(env, [&](std::string_view, actors::outage_record&& o) {
       ++k.outages;
-      r.outages.push_back(
-          {sn.spec.id, o.resource, o.outage_id, actors::to_string(o.kind), o.from_us,
-           o.ended_us != 0 ? std::min(o.ended_us, o.until_us) : o.until_us, o.reason});
+      const auto end = o.ended_us != 0 ? std::min(o.ended_us, o.until_us) : o.until_us;
+      if (end > o.from_us)  // not cancelled before it began
+        r.outages.push_back({sn.spec.id, o.resource, o.outage_id, actors::to_string(o.kind),
+                             o.from_us, end, o.reason});
       for (const auto& e : o.effects) {
         if (e.outcome == actors::replan_outcome::rescheduled) ++k.outage_rescheduled;
         if (e.outcome == actors::replan_outcome::delayed) ++k.outage_delayed;

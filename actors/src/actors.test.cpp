@@ -1324,6 +1324,56 @@ TEST_F(actors_test, a_breakdown_moves_booked_work_to_another_welder_or_delays_it
   expect_quiet_and_clean(w, {"velo", "framecraft"}, {"velo"});
 }
 
+// A maintenance window planned by mistake is cancelled before it begins:
+// it no longer counts as an outage of the machine, it is listed and stored
+// as cancelled, and one that has begun cannot be cancelled (it ends with
+// `up`).
+TEST_F(actors_test, a_planned_maintenance_window_is_cancelled_before_it_begins) {
+  world w(dir_);
+  w.add_node("framecraft", factory_toml(3000, 5000, 4000, 10000));
+  auto fc = w.admin("framecraft");
+  const auto now = system_clock().now();
+  auto planned = post_machine(fc, "/v1/machines/weld1/maintenance",
+                              {{"from_us", now + 2 * us_per_day},
+                               {"until_us", now + 3 * us_per_day},
+                               {"reason", "booked by mistake"}},
+                              201);
+  const std::string id = planned.at("outage_id");
+  EXPECT_EQ(planned.at("state"), "planned");
+  auto begun = post_machine(fc, "/v1/machines/weld2/down", {{"for_s", 3600}}, 201);
+
+  // Bad input: nothing changes.
+  post_machine(fc, "/v1/machines/weld1/cancel", json::object(), 400);
+  post_machine(fc, "/v1/machines/weld1/cancel", {{"outage_id", "framecraft/outage/99"}}, 404);
+  post_machine(fc, "/v1/machines/weld2/cancel", {{"outage_id", id}}, 404);  // not weld2's
+  auto refused =
+      post_machine(fc, "/v1/machines/weld2/cancel", {{"outage_id", begun.at("outage_id")}}, 409);
+  EXPECT_NE(refused.dump().find("has begun"), std::string::npos) << refused.dump();
+
+  auto done = post_machine(fc, "/v1/machines/weld1/cancel", {{"outage_id", id}}, 200);
+  EXPECT_EQ(done.at("cancelled").at("outage_id"), id);
+  EXPECT_EQ(done.at("cancelled").at("state"), "cancelled");
+  // Twice: it is no longer open.
+  post_machine(fc, "/v1/machines/weld1/cancel", {{"outage_id", id}}, 404);
+
+  auto ml = json::parse(call(fc, "GET", "/v1/machines").body);
+  for (const auto& m : ml.at("machines")) {
+    if (m.at("id") == "weld1") {
+      EXPECT_TRUE(m.at("outages").empty()) << m.dump();
+    }
+  }
+  for (const auto& o : ml.at("outages")) {
+    if (o.at("outage_id") == id) {
+      EXPECT_EQ(o.at("state"), "cancelled");
+    }
+  }
+  // Recorded: a restart does not block the window again.
+  auto rec = tables::outages.get(w.node("framecraft").store(), id);
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_NE((*rec)->ended_us, 0);
+  EXPECT_LE((*rec)->ended_us, (*rec)->from_us);
+}
+
 // A breakdown Framecraft cannot absorb (both welders down for a week, at
 // most an hour late accepted): the contract is cancelled with the reason,
 // Velo records it as cancelled and sources the order again; Alloyframe wins

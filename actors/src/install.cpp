@@ -337,7 +337,7 @@ result<std::pair<std::string, posted_event>> parse_event(const std::string& body
 }
 
 const char* outage_state(const outage_record& o, timestamp_us now) {
-  if (o.ended_us != 0) return "ended";
+  if (o.ended_us != 0) return o.ended_us <= o.from_us ? "cancelled" : "ended";
   if (now >= o.until_us) return "over";
   return now < o.from_us ? "planned" : "active";
 }
@@ -588,7 +588,7 @@ void add_machine_routes(admin::router& r, node_context& ctx, caf::actor_system& 
     const auto slash = rest.rfind('/');
     if (slash == std::string::npos || slash == 0)
       return admin::error_response(
-          404, "no such resource: POST /v1/machines/<id>/down|maintenance|up|health");
+          404, "no such resource: POST /v1/machines/<id>/down|maintenance|up|health|cancel");
     outage_request o;
     o.machine = rest.substr(0, slash);
     const auto what = rest.substr(slash + 1);
@@ -603,6 +603,15 @@ void add_machine_routes(admin::router& r, node_context& ctx, caf::actor_system& 
       o.kind = what == "down" ? outage_kind::breakdown : outage_kind::maintenance;
     } else if (what == "up") {
       o.what = outage_request::action::up;
+    } else if (what == "cancel") {
+      json j = json::parse(req.body, nullptr, false);
+      if (j.is_discarded() || !j.is_object())
+        return admin::error_response(400, "body must be a JSON object");
+      auto id = j.find("outage_id");
+      if (id == j.end() || !id->is_string() || id->get<std::string>().empty())
+        return admin::error_response(400, "outage_id (a string) is required");
+      o.what = outage_request::action::cancel;
+      o.outage_id = id->get<std::string>();
     } else if (what == "health") {
       json j = json::parse(req.body, nullptr, false);
       if (j.is_discarded() || !j.is_object())
@@ -614,7 +623,8 @@ void add_machine_routes(admin::router& r, node_context& ctx, caf::actor_system& 
       o.health_score = static_cast<std::int32_t>(score);
     } else {
       return admin::error_response(
-          404, "no such action " + what + ": POST /v1/machines/<id>/down|maintenance|up|health");
+          404,
+          "no such action " + what + ": POST /v1/machines/<id>/down|maintenance|up|health|cancel");
     }
     if (!p) return admin::error_response(404, "this node has no factory role: it has no machines");
     const auto action = o.what;
@@ -627,6 +637,8 @@ void add_machine_routes(admin::router& r, node_context& ctx, caf::actor_system& 
       for (const auto& x : reply.outages) ended.push_back(outage_json(x, after));
       return json_response(200, json{{"ended", std::move(ended)}});
     }
+    if (action == outage_request::action::cancel && !reply.outages.empty())
+      return json_response(200, json{{"cancelled", outage_json(reply.outages.front(), after)}});
     if (reply.outages.empty()) return json_response(200, json{{"outage", nullptr}});
     return json_response(reply.http_status, outage_json(reply.outages.front(), after));
   });

@@ -974,6 +974,25 @@ caf::response_promise on_outage(participant_actor* self, outage_request& req) {
                    ended.size());
       return reply_after(commit(self, std::move(b), nullptr, {}, {}), 200, std::move(ended));
     }
+    case outage_request::action::cancel: {
+      auto it = st.outages.find(req.outage_id);
+      if (it == st.outages.end() || it->second.resource != req.machine || it->second.ended_us != 0)
+        return answer(404, "no open outage " + req.outage_id + " of " + req.machine);
+      if (it->second.from_us <= now)
+        return answer(
+            409, "outage " + req.outage_id + " has begun: end it with `machine up` (POST .../up)");
+      // What opening it moved, delayed or cancelled stays as it is; the
+      // capacity is for sale again from now on.
+      auto copy = it->second;
+      copy.ended_us = now;
+      store::write_batch b;
+      tables::outages.put(b, copy.outage_id, copy);
+      cal->second.unblock(copy.outage_id);
+      st.outages.erase(it);
+      spdlog::info("{}: planned outage {} of {} cancelled", st.ctx->node_id(), copy.outage_id,
+                   req.machine);
+      return reply_after(commit(self, std::move(b), nullptr, {}, {}), 200, {std::move(copy)});
+    }
     case outage_request::action::health: {
       if (req.health_score < 0 || req.health_score > 100)
         return answer(400, "score must be in 0..100");

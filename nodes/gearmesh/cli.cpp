@@ -904,6 +904,11 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   }
   auto* m_up = machine->add_subcommand("up", "The machine works again: its outages end now");
   m_up->add_option("MACHINE", machine_id, "Machine id")->required();
+  std::string m_outage_id;
+  auto* m_cancel = machine->add_subcommand(
+      "cancel", "Cancel a planned outage (maintenance window) that has not begun");
+  m_cancel->add_option("MACHINE", machine_id, "Machine id")->required();
+  m_cancel->add_option("OUTAGE", m_outage_id, "Outage id, as `machine list` shows it")->required();
   auto* m_health = machine->add_subcommand(
       "health",
       "Report a health score 0..100; below the machine's health_threshold it opens a "
@@ -1145,10 +1150,15 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
     return exit_ok;
   }
 
-  if (m_down->parsed() || m_maint->parsed() || m_up->parsed() || m_health->parsed()) {
+  if (m_down->parsed() || m_maint->parsed() || m_up->parsed() || m_health->parsed() ||
+      m_cancel->parsed()) {
     const std::int64_t now = now_us();
     json body = json::object();
-    std::string action = m_up->parsed() ? "up" : m_health->parsed() ? "health" : "";
+    std::string action = m_up->parsed()       ? "up"
+                         : m_health->parsed() ? "health"
+                         : m_cancel->parsed() ? "cancel"
+                                              : "";
+    if (m_cancel->parsed()) body["outage_id"] = m_outage_id;
     if (m_down->parsed() || m_maint->parsed()) {
       action = m_down->parsed() ? "down" : "maintenance";
       std::int64_t from = now;
@@ -1181,6 +1191,9 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
     } else if (action == "up") {
       const auto n = answer->value("ended", json::array()).size();
       out << machine_id << " is up; " << n << (n == 1 ? " outage" : " outages") << " ended\n";
+    } else if (action == "cancel") {
+      out << m_outage_id << " cancelled: " << machine_id
+          << " stays in service then (work it moved stays where it went)\n";
     } else if (answer->contains("outage") && (*answer)["outage"].is_null()) {
       out << "no outage opened (score at or above the threshold, no threshold, or already "
              "down)\n";

@@ -247,6 +247,8 @@ class cli_e2e : public ::testing::Test {
         return admin::error_response(404, "no machine weld9 at framecraft");
       if (req.path == "/v1/machines/weld1/up")
         return json_response(R"({"ended":[{"outage_id":"framecraft/outage/1"}]})");
+      if (req.path == "/v1/machines/weld1/cancel")
+        return json_response(R"({"cancelled":{"outage_id":"framecraft/outage/2"}})");
       if (req.path == "/v1/machines/weld1/health" && req.body.find("90") != std::string::npos)
         return json_response(R"({"outage":null})");
       return json_response(R"({"outage_id":"framecraft/outage/1","machine":"weld1",
@@ -582,9 +584,12 @@ TEST_F(cli_e2e, machine_down_up_health_and_list) {
   EXPECT_EQ(out_.str(), "weld1 is up; 1 outage ended\n");
   ASSERT_EQ(cli({"machine", "health", "weld1", "90"}), exit_ok) << err_.str();
   EXPECT_NE(out_.str().find("no outage opened"), std::string::npos);
+  ASSERT_EQ(cli({"machine", "cancel", "weld1", "framecraft/outage/2"}), exit_ok) << err_.str();
+  EXPECT_NE(out_.str().find("framecraft/outage/2 cancelled"), std::string::npos) << out_.str();
   {
     std::lock_guard lock(mutex_);
-    ASSERT_EQ(posted_.size(), 4u);
+    ASSERT_EQ(posted_.size(), 5u);
+    EXPECT_EQ(posted_[4], R"(/v1/machines/weld1/cancel {"outage_id":"framecraft/outage/2"})");
     EXPECT_EQ(posted_[0], R"(/v1/machines/weld1/down {"from_us":1796083200000000,)"
                           R"("reason":"servo fault","until_us":1796104800000000})");
     EXPECT_EQ(posted_[1], R"(/v1/machines/weld1/maintenance {"from_us":1796083200000000,)"

@@ -65,11 +65,12 @@ inline constexpr timestamp_us outage_length_max_us = 90 * us_per_day;
 /// Most open outages (not ended, not past) one machine keeps.
 inline constexpr std::size_t open_outages_per_machine_max = 64;
 
-/// POST /v1/machines/<id>/down|maintenance|up|health.
+/// POST /v1/machines/<id>/down|maintenance|up|health|cancel.
 struct outage_request {
-  enum class action : std::uint8_t { down, up, health };
+  enum class action : std::uint8_t { down, up, health, cancel };
   action what = action::down;
   std::string machine;
+  std::string outage_id;  // cancel: a planned outage of `machine` that has not begun
   outage_kind kind = outage_kind::breakdown;  // down only
   timestamp_us from_us = 0;                   // down: 0 = now
   timestamp_us until_us = 0;                  // down: required, > now and > from
@@ -80,13 +81,15 @@ struct outage_request {
 /// The participant's answer, once its step is durable.
 struct outage_reply {
   /// 201 an outage was opened; 200 nothing opened (health above the
-  /// threshold, or already down) or outages ended (up); 400 bad input (the
+  /// threshold, or already down), outages ended (up) or one cancelled
+  /// (cancel); 409 cancel of an outage that has begun; 400 bad input (the
   /// window in the past or reversed, too long, a score out of range); 404
   /// unknown machine or no factory role; 503 too many open outages, or the
   /// participant unavailable; 500 the store failed; 504 no answer in time.
   unsigned http_status = 504;
   std::string error;
-  /// down/health: the outage opened; up: the outages ended.
+  /// down/health: the outage opened; up: the outages ended; cancel: the
+  /// outage cancelled.
   std::vector<outage_record> outages;
 };
 
