@@ -90,11 +90,11 @@ offer_split split_offer_hold(capacity_calendar& cal, const std::string& hold_id,
   // The machine broke down (or is in maintenance) in part of what would be
   // sold: capacity that is not there is never sold. The offer stays; a
   // smaller booking that ends before the outage may still fit.
-  if (cal.blocked(out.booked)) {
-    const auto first = std::find_if(out.booked.allocations.begin(), out.booked.allocations.end(),
-                                    [&](const allocation& a) { return cal.blocked(a.bucket); });
-    const auto from = static_cast<std::time_t>(cal.bucket_start(first->bucket) / 1'000'000);
-    out = offer_split{};  // `first` points into it: read first
+  const auto down = std::find_if(out.booked.allocations.begin(), out.booked.allocations.end(),
+                                 [&](const allocation& a) { return cal.blocked(a.bucket); });
+  if (down != out.booked.allocations.end()) {
+    const auto from = static_cast<std::time_t>(cal.bucket_start(down->bucket) / 1'000'000);
+    out = offer_split{};  // `down` points into it: read first
     out.reason = fmt::format(
         "the machine is out of service from {:%Y-%m-%dT%H:%MZ}, inside the "
         "units asked for",

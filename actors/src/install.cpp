@@ -259,16 +259,23 @@ std::optional<status> json_integer(const json& j, const char* key, bool required
   return std::nullopt;
 }
 
+/// Reads a required, non-empty string field of `j` into `out`; an error
+/// status, or nullopt when fine.
+std::optional<status> json_string(const json& j, const char* key, std::string& out) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string() || it->get_ref<const std::string&>().empty())
+    return status(errc::invalid_argument, std::string(key) + " is required (a string)");
+  out = it->get<std::string>();
+  return std::nullopt;
+}
+
 /// Parses the body of POST /v1/capacity/offers.
 result<publish_request> parse_publish(const std::string& body) {
   json j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return status(errc::invalid_argument, "body must be a JSON object");
   publish_request r;
-  auto cap = j.find("capability");
-  if (cap == j.end() || !cap->is_string() || cap->get<std::string>().empty())
-    return status(errc::invalid_argument, "capability is required (a string)");
-  r.capability = cap->get<std::string>();
+  if (auto e = json_string(j, "capability", r.capability)) return *e;
   if (auto m = j.find("machine"); m != j.end() && !m->is_null()) {
     if (!m->is_string()) return status(errc::invalid_argument, "machine must be a string");
     r.resource = m->get<std::string>();
@@ -291,10 +298,7 @@ result<book_request> parse_booking(const std::string& body) {
   if (j.is_discarded() || !j.is_object())
     return status(errc::invalid_argument, "body must be a JSON object");
   book_request r;
-  auto id = j.find("offer_id");
-  if (id == j.end() || !id->is_string() || id->get<std::string>().empty())
-    return status(errc::invalid_argument, "offer_id is required (a string)");
-  r.offer_id = id->get<std::string>();
+  if (auto e = json_string(j, "offer_id", r.offer_id)) return *e;
   std::int64_t units = 0;
   if (auto e = json_integer(j, "units", true, 1, std::numeric_limits<std::uint32_t>::max(), units))
     return *e;
@@ -307,9 +311,8 @@ result<std::pair<std::string, posted_event>> parse_event(const std::string& body
   auto bad = [](std::string what) { return status(errc::invalid_argument, std::move(what)); };
   json j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return bad("body must be a JSON object");
-  auto id = j.find("contract_id");
-  if (id == j.end() || !id->is_string() || id->get<std::string>().empty())
-    return bad("contract_id is required (a string)");
+  std::string contract_id;
+  if (auto e = json_string(j, "contract_id", contract_id)) return *e;
   auto kind = j.find("kind");
   if (kind == j.end() || !kind->is_string())
     return bad("kind is required: started, completed, delayed or delivered");
@@ -333,7 +336,7 @@ result<std::pair<std::string, posted_event>> parse_event(const std::string& body
       return bad("reason must be a string of at most 1024 bytes");
     p.reason = r->get<std::string>();
   }
-  return std::make_pair(id->get<std::string>(), std::move(p));
+  return std::make_pair(std::move(contract_id), std::move(p));
 }
 
 const char* outage_state(const outage_record& o, timestamp_us now) {
@@ -607,11 +610,9 @@ void add_machine_routes(admin::router& r, node_context& ctx, caf::actor_system& 
       json j = json::parse(req.body, nullptr, false);
       if (j.is_discarded() || !j.is_object())
         return admin::error_response(400, "body must be a JSON object");
-      auto id = j.find("outage_id");
-      if (id == j.end() || !id->is_string() || id->get<std::string>().empty())
-        return admin::error_response(400, "outage_id (a string) is required");
+      if (auto e = json_string(j, "outage_id", o.outage_id))
+        return admin::error_response(400, e->message());
       o.what = outage_request::action::cancel;
-      o.outage_id = id->get<std::string>();
     } else if (what == "health") {
       json j = json::parse(req.body, nullptr, false);
       if (j.is_discarded() || !j.is_object())

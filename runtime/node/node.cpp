@@ -47,6 +47,7 @@
 #include "gearmesh/keys/keys.hpp"
 #include "gearmesh/node/caf_types.hpp"
 #include "gearmesh/store/store.hpp"
+#include "gearmesh/string_hash.hpp"
 #include "gearmesh/transport/zmq_transport.hpp"
 #include "gearmesh/wire/codec.hpp"
 
@@ -545,14 +546,6 @@ struct committed_ref {
   bool operator<(const committed_ref& o) const { return at < o.at; }
 };
 
-/// Hashes std::string and std::string_view alike (lookups by a view).
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return std::hash<std::string_view>{}(s);
-  }
-};
-
 struct gateway_state {
   node::impl* host = nullptr;
   /// By sender. Entries are never erased while the node runs, so pointers
@@ -579,20 +572,24 @@ struct gateway_state {
   static inline const char* name = "gearmesh.gateway";
 };
 
+/// A sender's inbox with its name (the key of gateway_state::inboxes).
+struct sender_ref {
+  const std::string* name = nullptr;
+  sender_inbox* inbox = nullptr;
+};
+
 /// The inbox of `sender`, created on first use.
-std::pair<const std::string*, sender_inbox*> inbox_of(gateway_state& st, std::string_view sender) {
+sender_ref inbox_of(gateway_state& st, std::string_view sender) {
   auto it = st.inboxes.find(sender);
   if (it == st.inboxes.end()) it = st.inboxes.emplace(std::string(sender), sender_inbox{}).first;
   return {&it->first, &it->second};
 }
 
-/// Records message `id` from `sender` as committed (unless it is already).
-void remember_committed(gateway_state& st, std::string_view sender, std::uint64_t id,
-                        inbox_entry e) {
-  auto [name, inbox] = inbox_of(st, sender);
+/// Records message `id` of `from` as committed (unless it is already).
+void remember_committed(gateway_state& st, sender_ref from, std::uint64_t id, inbox_entry e) {
   const auto at = e.at;
-  if (inbox->committed.emplace(id, std::move(e)).second)
-    st.committed_by_time.push_back(committed_ref{at, name, inbox, id});
+  if (from.inbox->committed.emplace(id, std::move(e)).second)
+    st.committed_by_time.push_back(committed_ref{at, from.name, from.inbox, id});
 }
 
 /// Forgets inbox entries older than the replay window plus the skew bound.
@@ -680,7 +677,7 @@ void on_deliver(gateway_actor_type* self, verified_frame& vf) {
     take_acks(st, h.sender, std::span(&a->acked_message_id, 1));
     return;
   }
-  auto* inbox = inbox_of(st, h.sender).second;
+  auto* inbox = inbox_of(st, h.sender).inbox;
   if (auto it = inbox->committed.find(h.message_id); it != inbox->committed.end()) {
     host->duplicates.fetch_add(1, std::memory_order_relaxed);
     queue_ack(self, h.sender, h.message_id);
@@ -735,12 +732,12 @@ void on_deliver(gateway_actor_type* self, verified_frame& vf) {
 void on_committed(gateway_actor_type* self, commit_done& done) {
   auto* host = self->state.host;
   auto& st = self->state;
+  const sender_ref from = done.cause ? inbox_of(st, done.cause->sender) : sender_ref{};
   if (done.cause) {
-    auto* inbox = inbox_of(st, done.cause->sender).second;
-    auto it = inbox->in_flight.find(done.cause->message_id);
-    if (it != inbox->in_flight.end()) {
+    auto it = from.inbox->in_flight.find(done.cause->message_id);
+    if (it != from.inbox->in_flight.end()) {
       it->second->queued.fetch_sub(1, std::memory_order_relaxed);
-      inbox->in_flight.erase(it);
+      from.inbox->in_flight.erase(it);
     }
   }
   if (!done.ok || host->failed.load(std::memory_order_relaxed)) return;
@@ -762,7 +759,7 @@ void on_committed(gateway_actor_type* self, commit_done& done) {
     fault::crash_point("send.after_frames");
     // Commit times only grow (the clock is monotonic): committed_by_time
     // stays sorted.
-    remember_committed(st, done.cause->sender, done.cause->message_id,
+    remember_committed(st, from, done.cause->message_id,
                        inbox_entry{done.at, std::move(done.replies)});
     if (!done.cause_acked_by_reply) queue_ack(self, done.cause->sender, done.cause->message_id);
   }
@@ -783,7 +780,7 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
       ++unreadable;
       return true;
     }
-    remember_committed(st, k.substr(0, slash), id, parse_inbox_value(v, now));
+    remember_committed(st, inbox_of(st, k.substr(0, slash)), id, parse_inbox_value(v, now));
     return true;
   });
   std::stable_sort(st.committed_by_time.begin(), st.committed_by_time.end());

@@ -86,6 +86,8 @@
 #include <utility>
 #include <variant>
 
+#include "gearmesh/string_hash.hpp"
+
 namespace gearmesh::transport {
 namespace {
 
@@ -115,14 +117,6 @@ constexpr int monitor_events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHA
 constexpr auto monitor_sweep_interval = std::chrono::milliseconds(50);
 
 using steady = std::chrono::steady_clock;
-
-/// Hash for heterogeneous lookup (find by string_view without a copy).
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return std::hash<std::string_view>{}(s);
-  }
-};
 
 struct socket_closer {
   void operator()(void* s) const noexcept {

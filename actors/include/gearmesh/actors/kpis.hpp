@@ -128,8 +128,8 @@ struct resource_kpis {
   std::optional<double> held_pct;         // held / capacity
   std::int64_t energy_wh_per_hour = 0;
   double energy_wh = 0;  // of the booked units in the window
-  std::int64_t down_units =
-      0;  // capacity x buckets out of service (outages), not in capacity_units
+  /// capacity x buckets out of service (outages), not in capacity_units
+  std::int64_t down_units = 0;
   bool operator==(const resource_kpis&) const = default;
 };
 
