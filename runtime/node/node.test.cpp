@@ -24,6 +24,7 @@
 
 #include <caf/all.hpp>
 
+#include "free_port.hpp"
 #include "gearmesh/keys/keys.hpp"
 #include "gearmesh/node/caf_types.hpp"
 #include "gearmesh/transport/zmq_transport.hpp"
@@ -34,17 +35,7 @@ using namespace std::chrono_literals;
 namespace gearmesh {
 namespace {
 
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+using testing::free_port;
 
 /// Waits up to 10 s for `pred`.
 bool eventually(const std::function<bool()>& pred) {

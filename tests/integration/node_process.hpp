@@ -34,24 +34,11 @@
 
 extern char** environ;
 
+#include "../support/free_port.hpp"
 #include "../support/temp_dir.hpp"
 #include "gearmesh/node/admin.hpp"
 
 namespace gearmesh::testing {
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-inline std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 class node_process {
  public:
