@@ -25,6 +25,7 @@
 #include <optional>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
@@ -35,6 +36,7 @@
 #include "gearmesh/actors/negotiation.hpp"
 #include "gearmesh/actors/outage.hpp"
 #include "gearmesh/actors/records.hpp"
+#include "gearmesh/string_hash.hpp"
 #include "pending_writes.hpp"
 
 namespace gearmesh::actors {
@@ -60,7 +62,13 @@ struct participant_state {
   /// Held proposals by (buyer, order id): answers a repeated CFP and a Cancel
   /// without contract id. Entries leave when the offer leaves `held` or expires
   /// (offers with component orders: only when they leave `held`).
-  std::map<std::pair<std::string, std::string>, std::pair<std::string, timestamp_us>> held;
+  /// (By buyer, then order id: hashed, and searched without copying keys.)
+  struct held_entry {
+    std::string proposal_id;
+    timestamp_us until_us = 0;
+  };
+  using held_orders = std::unordered_map<std::string, held_entry, string_hash, std::equal_to<>>;
+  std::unordered_map<std::string, held_orders, string_hash, std::equal_to<>> held;
   std::multimap<timestamp_us, std::pair<std::string, std::string>> held_expiry;
   /// The node's buyer: sources bought components (nested negotiation).
   caf::actor buyer;
@@ -113,6 +121,11 @@ std::uint64_t commit(participant_actor* self, store::write_batch writes,
   return seq;
 }
 
+/// Erases the hold records of `refs` (a held offer's: it has no bookings).
+void erase_holds(store::write_batch& b, const std::vector<reservation_ref>& refs) {
+  for (const auto& r : refs) tables::holds.erase(b, reservation_key(r.resource, r.reservation_id));
+}
+
 /// Erases the hold and booking records of `refs` (a release).
 void erase_reservations(store::write_batch& b, const std::vector<reservation_ref>& refs) {
   for (const auto& r : refs) {
@@ -122,13 +135,28 @@ void erase_reservations(store::write_batch& b, const std::vector<reservation_ref
   }
 }
 
-void forget_held(participant_actor* self, const std::string& buyer, const std::string& order_id) {
-  self->state.held.erase({buyer, order_id});
+void forget_held(participant_actor* self, std::string_view buyer, std::string_view order_id) {
+  auto& held = self->state.held;
+  auto b = held.find(buyer);
+  if (b == held.end()) return;
+  if (auto it = b->second.find(order_id); it != b->second.end()) b->second.erase(it);
+  if (b->second.empty()) held.erase(b);
+}
+
+/// The proposal held for `buyer`'s order `order_id`, or null.
+const participant_state::held_entry* find_held(participant_actor* self, std::string_view buyer,
+                                               std::string_view order_id) {
+  const auto& held = self->state.held;
+  auto b = held.find(buyer);
+  if (b == held.end()) return nullptr;
+  auto it = b->second.find(order_id);
+  return it == b->second.end() ? nullptr : &it->second;
 }
 
 void remember_held(participant_actor* self, const offer_record& o) {
   auto& st = self->state;
-  st.held[{o.buyer, o.order_id}] = {o.proposal_id, o.valid_until_us};
+  st.held[o.buyer].insert_or_assign(o.order_id,
+                                    participant_state::held_entry{o.proposal_id, o.valid_until_us});
   // An offer with component orders stays until it leaves `held`, past its
   // deadline too: a Cancel for it must still withdraw them (they may have
   // been contracted by an award the node crashed in the middle of).
@@ -142,8 +170,8 @@ void sweep_held(participant_actor* self, timestamp_us now) {
     auto key = st.held_expiry.begin()->second;
     auto deadline = st.held_expiry.begin()->first;
     st.held_expiry.erase(st.held_expiry.begin());
-    auto it = st.held.find(key);
-    if (it != st.held.end() && it->second.second == deadline) st.held.erase(it);
+    if (const auto* h = find_held(self, key.first, key.second); h && h->until_us == deadline)
+      forget_held(self, key.first, key.second);
   }
 }
 
@@ -409,8 +437,8 @@ void on_cfp(participant_actor* self, const wire::envelope& env, const wire::cfp&
   const auto& buyer = env.header.sender;
   sweep_held(self, now);
   // The same order again: answer with the proposal already held for it.
-  if (auto it = st.held.find({buyer, c.order_id}); it != st.held.end()) {
-    auto o = read(self, tables::offers, it->second.first);
+  if (const auto* h = find_held(self, buyer, c.order_id)) {
+    auto o = read(self, tables::offers, h->proposal_id);
     if (o && hold_valid(*o, now)) {
       wire::propose p{o->order_id,          o->proposal_id,     o->price_cents,
                       o->promised_start_us, o->promised_due_us, o->valid_until_us};
@@ -604,7 +632,7 @@ void on_reject(participant_actor* self, const wire::envelope& env, const wire::r
   if (o && o->buyer == env.header.sender && o->order_id == r.order_id &&
       o->state == offer_state::held) {
     release_all(self, o->reservations);
-    erase_reservations(released, o->reservations);
+    erase_holds(released, o->reservations);
     withdraw(self, o->sub_orders, "the proposal it backed was rejected: " + r.reason);
     o->state = offer_state::rejected;
     o->reason = r.reason;
@@ -648,8 +676,8 @@ void on_cancel(participant_actor* self, const wire::envelope& env, const wire::c
     }
   }
   // Release the order's held proposal, if any.
-  if (auto it = st.held.find({buyer, c.order_id}); it != st.held.end()) {
-    auto o = read(self, tables::offers, it->second.first);
+  if (const auto* h = find_held(self, buyer, c.order_id)) {
+    auto o = read(self, tables::offers, h->proposal_id);
     if (o && o->state == offer_state::held) cancel_offer(std::move(*o));
   }
   commit(self, std::move(b), &env, {}, c.order_id, std::move(released));

@@ -376,14 +376,14 @@ void node::impl::commit(effects fx) {
     std::string value = out.receiver;
     value.push_back('\0');
     value.append(cf.frame.begin(), cf.frame.end());
-    batch.put(outbox_table, store::key_u64(cf.message_id), value);
+    batch.put_owned(outbox_table, store::key_u64(cf.message_id), std::move(value));
     done.frames.push_back(std::move(cf));
   }
   if (fx.cause) {
     done.at = clk.now();
     done.replies = reply_ids(done.frames);
-    batch.put(inbox_table, inbox_key(fx.cause->sender, fx.cause->message_id),
-              inbox_value(done.at, done.replies));
+    batch.put_owned(inbox_table, inbox_key(fx.cause->sender, fx.cause->message_id),
+                    inbox_value(done.at, done.replies));
   }
   if (next_msg_id > msg_id_hw) {
     msg_id_hw += msg_id_block;

@@ -125,6 +125,11 @@ void write_batch::put(std::string_view table, std::string_view key, std::string_
       write_op{write_op::kind::put, std::string(table), std::string(key), std::string(value)});
 }
 
+void write_batch::put_owned(std::string_view table, std::string_view key, std::string value) {
+  ops_.push_back(
+      write_op{write_op::kind::put, std::string(table), std::string(key), std::move(value)});
+}
+
 void write_batch::erase(std::string_view table, std::string_view key) {
   ops_.push_back(write_op{write_op::kind::erase, std::string(table), std::string(key), {}});
 }

@@ -69,6 +69,8 @@ struct write_op {
 class write_batch {
  public:
   void put(std::string_view table, std::string_view key, std::string_view value);
+  /// The same, taking `value` over (an encoded record is not copied again).
+  void put_owned(std::string_view table, std::string_view key, std::string value);
   void erase(std::string_view table, std::string_view key);
   /// Appends all ops of `other` after this batch's ops.
   void append(write_batch&& other);
@@ -319,7 +321,7 @@ class table {
   std::string_view name() const noexcept { return name_; }
 
   void put(write_batch& b, std::string_view key, const T& value) const {
-    b.put(name_, key, codec<T>::encode(value));
+    b.put_owned(name_, key, codec<T>::encode(value));
   }
   void erase(write_batch& b, std::string_view key) const { b.erase(name_, key); }
 
