@@ -246,6 +246,7 @@ class actors_test : public ::testing::Test {
 
 using testing::all;
 using testing::eventually;
+using testing::kept_holds;
 
 bool terminal(order_state s) {
   return s == order_state::contracted || s == order_state::failed || s == order_state::cancelled;
@@ -313,7 +314,7 @@ void expect_quiet_and_clean(world& w, const std::vector<std::string>& nodes,
       for (const auto& [id, o] : all(w.node(b).store(), tables::orders))
         if (!terminal(o.state)) return false;
     for (const auto& n : nodes)
-      if (!all(w.node(n).store(), tables::holds).empty() ||
+      if (!kept_holds(w.node(n).store(), system_clock().now()).empty() ||
           !all(w.node(n).store(), tables::replans).empty())
         return false;
     return true;
@@ -568,9 +569,9 @@ TEST_F(actors_test, orders_contract_with_the_cheapest_feasible_seller) {
   }));
   // Losers release their holds once rejected; winners' holds became bookings.
   ASSERT_TRUE(eventually([&] {
-    return all(w.node("alloyframe").store(), tables::holds).empty() &&
-           all(w.node("framecraft").store(), tables::holds).empty() &&
-           all(w.node("cellpack").store(), tables::holds).empty();
+    return kept_holds(w.node("alloyframe").store(), system_clock().now()).empty() &&
+           kept_holds(w.node("framecraft").store(), system_clock().now()).empty() &&
+           kept_holds(w.node("cellpack").store(), system_clock().now()).empty();
   }));
 
   auto orders = all(velo, tables::orders);
@@ -945,8 +946,8 @@ sellers = ["framecraft"]
     }
   }
   ASSERT_TRUE(eventually([&] {
-    return all(w.node("framecraft").store(), tables::holds).empty() &&
-           all(w.node("alloyframe").store(), tables::holds).empty();
+    return kept_holds(w.node("framecraft").store(), system_clock().now()).empty() &&
+           kept_holds(w.node("alloyframe").store(), system_clock().now()).empty();
   }));
   EXPECT_EQ(all(w.node("framecraft").store(), tables::bookings).size(), 3u);  // bikeco's
   EXPECT_EQ(all(w.node("framecraft").store(), tables::contracts).size(), 1u);
@@ -985,7 +986,7 @@ sellers = ["framecraft", "alloyframe"]
   EXPECT_EQ((**tables::contracts.get(velo, id + "/c1")).state, contract_state::cancelled);
   ASSERT_TRUE(eventually([&] {
     return all(w.node("framecraft").store(), tables::bookings).empty() &&
-           all(w.node("framecraft").store(), tables::holds).empty();
+           kept_holds(w.node("framecraft").store(), system_clock().now()).empty();
   }));
   expect_agreement(w, {"velo", "framecraft", "alloyframe"});
   expect_calendars_ok(w, "framecraft");
@@ -1046,8 +1047,60 @@ TEST_F(actors_test, restart_rebuilds_counters_and_calendars) {
   EXPECT_EQ(c2.seller, "framecraft");
   EXPECT_GT(c2.promised_due_us, c1.promised_due_us);
   EXPECT_NE(c1.proposal_id, c2.proposal_id);
-  ASSERT_TRUE(eventually([&] { return all(w.node("alloyframe").store(), tables::holds).empty(); }));
+  ASSERT_TRUE(eventually(
+      [&] { return kept_holds(w.node("alloyframe").store(), system_clock().now()).empty(); }));
   expect_agreement(w, {"velo", "framecraft", "alloyframe"});
+  expect_calendars_ok(w, "framecraft");
+}
+
+// A held offer carries its holds (records.hpp): no hold records are written,
+// and a restart puts the holds back into the calendars, so capacity promised
+// to a buyer still deciding is not sold again.
+TEST_F(actors_test, a_restart_keeps_the_holds_that_held_offers_carry) {
+  const auto due = system_clock().now() + 30 * us_per_day;
+  timestamp_us held_due = 0;
+  {
+    world w(dir_);
+    // velo waits for ghost, which never answers: framecraft's offer stays held.
+    w.add_node("velo", R"(
+[buyer]
+proposal_window_ms = 60000
+[[buyer.sources]]
+item = "FRAME"
+sellers = ["framecraft", "ghost"]
+)");
+    w.add_node("framecraft", factory_toml(3000, 5000, 4000, 600000));
+    post_order(w.admin("velo"), "FRAME", 50, due);
+    auto& fc = w.node("framecraft").store();
+    ASSERT_TRUE(eventually([&] { return all(fc, tables::offers).size() == 1; }));
+    const auto o = all(fc, tables::offers).begin()->second;
+    ASSERT_EQ(o.state, offer_state::held);
+    ASSERT_EQ(o.reservations.size(), 3u);
+    for (const auto& r : o.reservations) EXPECT_TRUE(r.carried()) << r.reservation_id;
+    EXPECT_TRUE(all(fc, tables::holds).empty());
+    EXPECT_EQ(kept_holds(fc, system_clock().now()).size(), 3u);
+    held_due = o.promised_due_us;
+  }
+  // framecraft restarts (velo does not); bikeco orders the same work.
+  world w(dir_);
+  w.add_node("bikeco", R"(
+[buyer]
+proposal_window_ms = 3000
+[[buyer.sources]]
+item = "FRAME"
+sellers = ["framecraft"]
+)");
+  w.add_node("framecraft", factory_toml(3000, 5000, 4000, 600000));
+  const auto id = post_order(w.admin("bikeco"), "FRAME", 50, due);
+  ASSERT_TRUE(eventually([&] {
+    auto o = tables::orders.get(w.node("bikeco").store(), id);
+    return o && *o && (*o)->state == order_state::contracted;
+  }));
+  auto& bikeco = w.node("bikeco").store();
+  auto c = **tables::contracts.get(bikeco, (**tables::orders.get(bikeco, id)).contract_id);
+  // Without the held capacity it would be planned exactly like the held offer.
+  EXPECT_GT(c.promised_due_us, held_due);
+  EXPECT_EQ(kept_holds(w.node("framecraft").store(), system_clock().now()).size(), 3u);
   expect_calendars_ok(w, "framecraft");
 }
 
@@ -1100,8 +1153,9 @@ TEST_F(actors_test, restart_releases_reservations_no_offer_backs) {
   world w(dir_);
   w.add_node("framecraft", factory_toml(3000, 5000, 4000, 5000));
   auto& fc = w.node("framecraft").store();
-  ASSERT_TRUE(eventually(
-      [&] { return all(fc, tables::bookings).empty() && all(fc, tables::holds).empty(); }));
+  ASSERT_TRUE(eventually([&] {
+    return all(fc, tables::bookings).empty() && kept_holds(fc, system_clock().now()).empty();
+  }));
   expect_calendars_ok(w, "framecraft");
 }
 
@@ -1543,8 +1597,8 @@ TEST_F(actors_test, outages_and_unreported_re_plans_survive_a_restart) {
     for (const auto* m : {"weld1", "weld2"})
       post_machine(w.admin("framecraft"), std::string("/v1/machines/") + m + "/maintenance",
                    {{"from_us", now + us_per_day}, {"for_s", 5 * 3600}}, 201);
-    ASSERT_TRUE(
-        eventually([&] { return all(w.node("framecraft").store(), tables::holds).empty(); }));
+    ASSERT_TRUE(eventually(
+        [&] { return kept_holds(w.node("framecraft").store(), system_clock().now()).empty(); }));
   }
   // A re-plan record the executor never reported (as if the node stopped
   // right after the participant's commit).

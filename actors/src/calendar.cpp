@@ -295,6 +295,17 @@ reservation_record reservation_of(std::string_view resource, std::string_view id
   return r;
 }
 
+std::vector<reservation_record> carried_holds(const offer_record& o, timestamp_us now) {
+  std::vector<reservation_record> out;
+  if (o.state != offer_state::held || now > o.valid_until_us) return out;
+  for (const auto& r : o.reservations)
+    if (r.carried())
+      out.push_back(reservation_of(r.resource, r.reservation_id, reservation_kind::hold,
+                                   o.valid_until_us,
+                                   placement{r.start_us, r.end_us, r.allocations}));
+  return out;
+}
+
 std::optional<reservation_record> capacity_calendar::to_record(std::string_view resource,
                                                                std::string_view id) const {
   const auto* e = find(id);

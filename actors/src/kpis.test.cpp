@@ -338,6 +338,38 @@ TEST_F(kpis_test, seller_win_rate_revenue_utilization_and_energy_per_unit) {
   EXPECT_EQ(*later.resources[1].utilization_pct, 0.0);
 }
 
+// Held offers carry their holds (records.hpp): live ones are held units, a
+// lapsed one is not, and one also stored in "holds" counts once.
+TEST_F(kpis_test, holds_that_held_offers_carry_are_held_units) {
+  write([](store::write_batch& b) {
+    b.put("meta", meta_node_id_key, "framecraft");
+    tables::resources.put(b, "weld1", resource_record{"weld1", 60, us_per_hour, 0});
+    auto carrying = [&](int n, std::int64_t units, timestamp_us until) {
+      offer_record o;
+      o.proposal_id = "framecraft/proposal/" + std::to_string(n);
+      o.state = offer_state::held;
+      o.promised_due_us = t0 + us_per_day;
+      o.valid_until_us = until;
+      reservation_ref ref{"weld1", o.proposal_id + "#0"};
+      ref.start_us = (hour0 + 2) * us_per_hour;
+      ref.end_us = ref.start_us + units * us_per_min;
+      ref.allocations = {{hour0 + 2, units}};
+      o.reservations = {ref};
+      tables::offers.put(b, o.proposal_id, o);
+    };
+    carrying(1, 15, t0 + us_per_min);  // live
+    carrying(2, 7, t0 - us_per_s);     // lapsed
+    carrying(3, 5, t0 + us_per_min);   // live, and also a record
+    booking(b, "weld1", "framecraft/proposal/3#0", reservation_kind::hold, hour0 + 2, 5,
+            t0 + us_per_min);
+  });
+  auto r = kpis(at(t0, t0, t0 + us_per_day));
+  ASSERT_EQ(r.resources.size(), 1u);
+  EXPECT_EQ(r.resources[0].held_units, 20);
+  EXPECT_EQ(r.resources[0].booked_units, 0);
+  EXPECT_EQ(r.corrupt_records, 0u);
+}
+
 TEST_F(kpis_test, time_a_machine_was_out_of_service_is_no_capacity) {
   write([](store::write_batch& b) {
     b.put("meta", meta_node_id_key, "framecraft");

@@ -122,15 +122,17 @@ std::uint64_t commit(participant_actor* self, store::write_batch writes,
 }
 
 /// Erases the hold records of `refs` (a held offer's: it has no bookings).
+/// A hold the offer carries has no record: the offer's new state ends it.
 void erase_holds(store::write_batch& b, const std::vector<reservation_ref>& refs) {
-  for (const auto& r : refs) tables::holds.erase(b, reservation_key(r.resource, r.reservation_id));
+  for (const auto& r : refs)
+    if (!r.carried()) tables::holds.erase(b, reservation_key(r.resource, r.reservation_id));
 }
 
 /// Erases the hold and booking records of `refs` (a release).
 void erase_reservations(store::write_batch& b, const std::vector<reservation_ref>& refs) {
   for (const auto& r : refs) {
     const auto key = reservation_key(r.resource, r.reservation_id);
-    tables::holds.erase(b, key);
+    if (!r.carried()) tables::holds.erase(b, key);
     tables::bookings.erase(b, key);
   }
 }
@@ -214,6 +216,17 @@ std::vector<reservation_ref> refs_of(const std::vector<chosen_step>& steps) {
   std::vector<reservation_ref> out;
   out.reserve(steps.size());
   for (const auto& s : steps) out.push_back({s.resource, s.reservation_id});
+  return out;
+}
+
+/// `steps` held for an offer, as references that carry their placements:
+/// the offer record is then the holds' only record (records.hpp).
+std::vector<reservation_ref> carried_refs_of(const std::vector<chosen_step>& steps) {
+  std::vector<reservation_ref> out;
+  out.reserve(steps.size());
+  for (const auto& s : steps)
+    out.push_back(
+        {s.resource, s.reservation_id, s.where.start_us, s.where.end_us, s.where.allocations});
   return out;
 }
 
@@ -341,18 +354,15 @@ void place_and_propose(participant_actor* self, const wire::envelope& env, const
   o.promised_due_us = chosen.back().where.end_us;
   o.valid_until_us = deadline;
   o.state = offer_state::held;
-  o.reservations = refs_of(chosen);
+  // The offer carries its holds (deadline valid_until_us): one record, in
+  // the same commit as the Propose it backs.
+  o.reservations = carried_refs_of(chosen);
   o.sub_orders = comps.orders;
   tables::offers.put(b, o.proposal_id, o);
-  store::write_batch holds;
-  for (const auto& s : chosen)
-    tables::holds.put(
-        holds, reservation_key(s.resource, s.reservation_id),
-        reservation_of(s.resource, s.reservation_id, reservation_kind::hold, deadline, s.where));
   wire::propose p{o.order_id,          o.proposal_id,     o.price_cents,
                   o.promised_start_us, o.promised_due_us, o.valid_until_us};
   remember_held(self, o);
-  commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id, std::move(holds));
+  commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id);
 }
 
 /// Nested negotiation: the CFP needs bought components. The buyer runs one
@@ -474,6 +484,8 @@ void contract(participant_actor* self, const wire::envelope& env, const wire::ac
   auto& st = self->state;
   o.state = offer_state::contracted;
   o.contract_id = a.contract_id;
+  // Booked: each booking has its record now; the offer only names them.
+  for (auto& r : o.reservations) r = reservation_ref{r.resource, r.reservation_id};
   store::write_batch b;
   tables::offers.put(b, o.proposal_id, o);
   tables::contracts.put(b, o.contract_id, seller_contract(o, st.ctx->node_id()));
@@ -842,7 +854,16 @@ std::uint64_t reconcile(participant_actor* self, outage_record& out, bool openin
   };
   // Records `o`'s moved steps as `kind` (erase the old keys, put the new).
   auto record_moved = [&](offer_record& o, const std::vector<chosen_step>& old_steps,
-                          const replan& r, reservation_kind kind, timestamp_us deadline) {
+                          const replan& r, reservation_kind kind) {
+    if (kind == reservation_kind::hold) {
+      // A held offer carries all its holds, moved or not (records.hpp); a
+      // record left from a store written before that goes.
+      for (const auto& s : old_steps)
+        tables::holds.erase(step.reservations, reservation_key(s.resource, s.reservation_id));
+      o.reservations = carried_refs_of(r.steps);
+      tables::offers.put(step.writes, o.proposal_id, o);
+      return;
+    }
     for (std::size_t k = r.first_moved; k < old_steps.size(); ++k) {
       const auto key = reservation_key(old_steps[k].resource, old_steps[k].reservation_id);
       tables::holds.erase(step.reservations, key);
@@ -850,9 +871,8 @@ std::uint64_t reconcile(participant_actor* self, outage_record& out, bool openin
     }
     for (std::size_t k = r.first_moved; k < r.steps.size(); ++k) {
       const auto& s = r.steps[k];
-      const auto rec = reservation_of(s.resource, s.reservation_id, kind, deadline, s.where);
-      (kind == reservation_kind::hold ? tables::holds : tables::bookings)
-          .put(step.reservations, reservation_key(s.resource, s.reservation_id), rec);
+      tables::bookings.put(step.reservations, reservation_key(s.resource, s.reservation_id),
+                           reservation_of(s.resource, s.reservation_id, kind, 0, s.where));
     }
     o.reservations = refs_of(r.steps);
     tables::offers.put(step.writes, o.proposal_id, o);
@@ -876,7 +896,7 @@ std::uint64_t reconcile(participant_actor* self, outage_record& out, bool openin
     const timestamp_us late = r ? r->end_us - o.promised_due_us : 0;
     if (r && late <= st.policy->reschedule_delay_max_us()) {
       auto old_steps = *steps;
-      record_moved(o, old_steps, *r, reservation_kind::booking, 0);
+      record_moved(o, old_steps, *r, reservation_kind::booking);
       std::string text = why + ": work moved to " + moved_to(*r) +
                          (late > 0 ? ", " + minutes_text(late) + " later than promised"
                                    : ", delivery as promised");
@@ -905,7 +925,7 @@ std::uint64_t reconcile(participant_actor* self, outage_record& out, bool openin
     auto r = move(o, *steps, terms);
     if (r && r->first_moved == steps->size()) continue;
     if (r && r->end_us <= o.promised_due_us) {
-      record_moved(o, *steps, *r, reservation_kind::hold, o.valid_until_us);
+      record_moved(o, *steps, *r, reservation_kind::hold);
       ++out.holds_moved;
       continue;
     }
@@ -1334,6 +1354,7 @@ result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
   // Ended offers whose component orders may still be open: those of the last
   // week (a component order lapses by itself unless it was contracted).
   const auto recent = now - 7 * us_per_day;
+  status carried_err;
   st = tables::offers.for_each(env, [&](std::string_view, offer_record&& o) {
     const bool ended = o.state == offer_state::rejected || o.state == offer_state::cancelled ||
                        o.state == offer_state::failed;
@@ -1356,12 +1377,26 @@ result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
         }
       }
     }
+    // The holds a held offer carries (records.hpp) come back with it; one
+    // also stored in "holds" (written before offers carried them) is not
+    // counted twice.
+    for (const auto& h : carried_holds(o, now)) {
+      auto c = cals.find(h.resource);
+      if (c == cals.end() || c->second.find(h.reservation_id)) continue;
+      if (auto s = c->second.restore(h); !s) {
+        carried_err = status(errc::storage, "calendar of " + h.resource + ": offer " +
+                                                o.proposal_id + ": " + s.message() +
+                                                " (was its capacity or bucket length reduced?)");
+        return false;
+      }
+    }
     if (hold_valid(o, now) ||
         (o.state == offer_state::held && !o.sub_orders.empty() && o.valid_until_us >= recent))
       init->held.push_back(std::move(o));
     return true;
   });
   if (!st) return st;
+  if (!carried_err) return carried_err;
   init->cals = std::move(cals);
   return sys.spawn(participant, &ctx, std::move(policy), std::move(init), buyer);
 }

@@ -174,6 +174,13 @@ auto verified(std::string_view bytes, const char* what, Read&& read)
 
 }  // namespace
 
+bool offer_held_at(std::string_view bytes, timestamp_us now) {
+  auto held = verified<fb::Offer>(bytes, "offer", [now](const fb::Offer& r) -> result<bool> {
+    return r.state() == fb::OfferState::Held && now <= r.valid_until_us();
+  });
+  return held && *held;
+}
+
 }  // namespace gearmesh::actors
 
 namespace gearmesh::store {
@@ -353,6 +360,9 @@ std::string codec<offer_record>::encode(const offer_record& v) {
     auto rt = std::make_unique<fb::ReservationRefT>();
     rt->resource = r.resource;
     rt->reservation_id = r.reservation_id;
+    rt->start_us = r.start_us;
+    rt->end_us = r.end_us;
+    for (const auto& a : r.allocations) rt->allocations.emplace_back(a.bucket, a.units);
     t.reservations.push_back(std::move(rt));
   }
   t.sub_orders = v.sub_orders;
@@ -382,8 +392,14 @@ result<offer_record> codec<offer_record>::decode(std::string_view bytes) {
     v.contract_id = str(r.contract_id());
     v.reason = str(r.reason());
     if (r.reservations())
-      for (const auto* x : *r.reservations())
-        v.reservations.push_back({str(x->resource()), str(x->reservation_id())});
+      for (const auto* x : *r.reservations()) {
+        reservation_ref ref{
+            str(x->resource()), str(x->reservation_id()), x->start_us(), x->end_us(), {}};
+        if (x->allocations())
+          for (const auto* a : *x->allocations())
+            ref.allocations.push_back({a->bucket(), a->units()});
+        v.reservations.push_back(std::move(ref));
+      }
     if (r.sub_orders())
       for (const auto* s : *r.sub_orders()) v.sub_orders.push_back(str(s));
     v.ended_us = r.ended_us();

@@ -94,6 +94,17 @@ TEST(records, contract_offer_reservation_counter_tombstone_round_trip) {
   o.reason = "x";
   o.reservations = {{"saw1", "framecraft/proposal/1#0"}, {"weld1", "framecraft/proposal/1#1"}};
   EXPECT_EQ(round_trip(o), o);
+  // A held offer carrying its holds' placements (records.hpp).
+  o.state = offer_state::held;
+  o.reservations[0].start_us = 7;
+  o.reservations[0].end_us = 8;
+  o.reservations[0].allocations = {{100, 60}, {101, 5}};
+  EXPECT_TRUE(o.reservations[0].carried());
+  EXPECT_FALSE(o.reservations[1].carried());
+  EXPECT_EQ(round_trip(o), o);
+  EXPECT_TRUE(offer_held_at(store::codec<offer_record>::encode(o), 6));
+  EXPECT_FALSE(offer_held_at(store::codec<offer_record>::encode(o), 7));  // past valid_until
+  EXPECT_FALSE(offer_held_at("not an offer", 0));
   reservation_record r{"saw1", "fc/proposal/1#0",    reservation_kind::booking, 0, 10,
                        20,     {{100, 60}, {101, 5}}};
   EXPECT_EQ(round_trip(r), r);

@@ -17,6 +17,8 @@
 #include <caf/all.hpp>
 
 #include "caf_messages.hpp"
+#include "gearmesh/actors/calendar.hpp"
+#include "gearmesh/actors/records.hpp"
 #include "gearmesh/node/context.hpp"
 #include "gearmesh/store/store.hpp"
 #include "gearmesh/wire/codec.hpp"
@@ -155,6 +157,16 @@ std::map<std::string, T> all(const store::environment& env, const store::table<T
     return true;
   });
   EXPECT_TRUE(st.is_ok()) << st.to_string();
+  return out;
+}
+
+/// The holds `env` keeps at `now`: its records in "holds" and the live
+/// holds its held offers carry (records.hpp).
+inline std::vector<reservation_record> kept_holds(const store::environment& env, timestamp_us now) {
+  std::vector<reservation_record> out;
+  for (auto& [k, h] : all(env, tables::holds)) out.push_back(std::move(h));
+  for (const auto& [k, o] : all(env, tables::offers))
+    for (auto& h : carried_holds(o, now)) out.push_back(std::move(h));
   return out;
 }
 

@@ -326,6 +326,10 @@ class checker {
         } else if (table == tables::offers.name()) {
           st = check_one(tables::offers, key, [&](offer_record&& o) {
             if (key != o.proposal_id) key_mismatch(table, key, "proposal_id", o.proposal_id);
+            // New holds it carries add to their resources' loads.
+            for (const auto& h : carried_holds(o, opts_.now_us))
+              if (!h.resource.empty() && h.resource.find('/') == std::string::npos)
+                dirty.emplace(h.resource);
           });
         } else if (table == tables::contracts.name()) {
           st = check_one(tables::contracts, key, [&](contract_record&& c) {
@@ -378,6 +382,22 @@ class checker {
         });
         if (!st) return st;
       }
+    }
+    if (!dirty.empty()) {
+      // The holds that held offers carry, on the resources summed again
+      // (only live held offers are decoded; a corrupt one was reported when
+      // it changed).
+      status err;
+      auto st =
+          env_->for_each(tables::offers.name(), [&](std::string_view key, std::string_view value) {
+            if (!offer_held_at(value, opts_.now_us)) return true;
+            auto o = store::codec<offer_record>::decode(value);
+            if (!o || key != o->proposal_id) return true;
+            err = add_carried_holds(key, *o, nullptr, &dirty);
+            return err.is_ok();
+          });
+      if (!st) return st;
+      if (!err) return err;
     }
     check_capacity();
     return status::ok();
@@ -484,13 +504,35 @@ class checker {
   status check_offers(store_summary& s) {
     return for_each_decoded(*env_, tables::offers, [&](std::string_view key, offer_record&& o) {
       ++s.offers;
-      if (key != o.proposal_id)
+      if (key != o.proposal_id) {
         key_mismatch(tables::offers.name(), key, "proposal_id", o.proposal_id);
-      else
-        for (const auto& sub : o.sub_orders)
-          backing_.emplace(sub, std::make_pair(o.proposal_id, o.state));
-      return status::ok();
+        return status::ok();
+      }
+      for (const auto& sub : o.sub_orders)
+        backing_.emplace(sub, std::make_pair(o.proposal_id, o.state));
+      return add_carried_holds(key, o, &s.holds);
     });
+  }
+
+  /// Adds the live holds `o` carries (records.hpp) to the bucket loads, but
+  /// not one that is also a record in "holds" (a store written before offers
+  /// carried their holds): that record is counted with its table.
+  /// With `only`, just those on the resources it names.
+  status add_carried_holds(std::string_view key, const offer_record& o, std::uint64_t* count,
+                           const std::set<std::string, std::less<>>* only = nullptr) {
+    for (const auto& h : carried_holds(o, opts_.now_us)) {
+      if (only && !only->contains(h.resource)) continue;
+      if (h.resource.empty() || h.resource.find('/') != std::string::npos) {
+        add(violation_kind::corrupt_record, node_, tables::offers.name(), key,
+            "a hold it carries names resource \"" + h.resource + "\"");
+        continue;
+      }
+      auto rec = env_->get(tables::holds.name(), reservation_key(h.resource, h.reservation_id));
+      if (!rec) return rec.error();
+      if (rec->has_value()) continue;
+      if (add_load(tables::offers.name(), key, h) && count) ++*count;
+    }
+    return status::ok();
   }
 
   /// Nested negotiation within this store: component orders against the

@@ -225,6 +225,78 @@ TEST_F(verify_test, over_commitment_is_found_per_bucket) {
       << v[0].message;
 }
 
+// A held offer carries its holds (records.hpp): they count against capacity
+// until the offer's deadline, a hold also stored in "holds" counts once, and
+// an incremental check sums a resource again when such an offer changes.
+TEST_F(verify_test, holds_that_held_offers_carry_count_until_their_deadline) {
+  write_buyer();
+  write_seller();  // saw1, bucket hour0 + 1: booked 40 + held 20 (a record) of 60
+  auto carrying = [](const std::string& id, std::int64_t units, timestamp_us until) {
+    offer_record o;
+    o.proposal_id = id;
+    o.order_id = "alpha/order/" + id.substr(id.rfind('/') + 1);
+    o.buyer = "alpha";
+    o.state = offer_state::held;
+    o.valid_until_us = until;
+    reservation_ref ref{"saw1", id + "#0"};
+    ref.start_us = (hour0 + 1) * us_per_hour;
+    ref.end_us = ref.start_us + us_per_hour;
+    ref.allocations = {{hour0 + 1, units}};
+    o.reservations = {ref};
+    return o;
+  };
+  // The record's hold carried by its offer as well: counted once, clean.
+  write("framecraft", [&](store::write_batch& b) {
+    auto o = carrying("framecraft/proposal/2", 20, t0 + 5 * us_per_min);
+    tables::offers.put(b, o.proposal_id, o);
+  });
+  auto r = verify({"velo", "framecraft"});
+  EXPECT_TRUE(r.clean()) << dump(r);
+  // A carried hold of 10 more units: over capacity until its deadline.
+  write("framecraft", [&](store::write_batch& b) {
+    auto o = carrying("framecraft/proposal/3", 10, t0 + us_per_hour);
+    tables::offers.put(b, o.proposal_id, o);
+  });
+  r = verify({"velo", "framecraft"});
+  auto v = of_kind(r, violation_kind::over_commitment);
+  ASSERT_EQ(v.size(), 1u) << dump(r);
+  EXPECT_EQ(v[0].key, "saw1");
+  EXPECT_NE(v[0].message.find("held 30 + booked 40 = 70 units > capacity 60"), std::string::npos)
+      << v[0].message;
+  EXPECT_EQ(r.violations_total, 1u) << dump(r);
+  EXPECT_EQ(r.stores[1].holds, 2u);  // the record and the carried one
+  // Past the offer's deadline it holds nothing, and no "expired hold" is
+  // left behind: there is no record to erase (the record's own hold is).
+  r = verify({"velo", "framecraft"}, t0 + us_per_hour + 1);
+  EXPECT_TRUE(of_kind(r, violation_kind::over_commitment).empty()) << dump(r);
+  for (const auto& x : of_kind(r, violation_kind::expired_hold))
+    EXPECT_EQ(x.table, "holds") << dump(r);
+  // Incrementally: the change of the offer's key alone finds it.
+  store::options opts;
+  opts.path = dir("framecraft");
+  opts.sync = false;
+  auto env = store::environment::open(opts);
+  ASSERT_TRUE(env) << env.error().to_string();
+  verify_options vo;
+  vo.now_us = t0;
+  auto changed = verify_changes(
+      {{{dir("framecraft"), env->get()}, "framecraft", {{"offers", {"framecraft/proposal/3"}}}}},
+      vo);
+  ASSERT_TRUE(changed) << changed.error().to_string();
+  ASSERT_EQ(of_kind(*changed, violation_kind::over_commitment).size(), 1u) << dump(*changed);
+  // Rejected, the offer carries no hold any more.
+  store::write_batch b;
+  auto o = carrying("framecraft/proposal/3", 10, t0 + us_per_hour);
+  o.state = offer_state::rejected;
+  tables::offers.put(b, o.proposal_id, o);
+  ASSERT_TRUE((*env)->apply(b));
+  changed = verify_changes(
+      {{{dir("framecraft"), env->get()}, "framecraft", {{"offers", {"framecraft/proposal/3"}}}}},
+      vo);
+  ASSERT_TRUE(changed) << changed.error().to_string();
+  EXPECT_TRUE(changed->clean()) << dump(*changed);
+}
+
 TEST_F(verify_test, reservations_of_an_undefined_resource_are_unchecked) {
   write("old", [](store::write_batch& b) {
     // Written before "resources" existed: 500 units cannot be judged.

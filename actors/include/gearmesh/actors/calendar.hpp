@@ -63,6 +63,11 @@ reservation_record reservation_of(std::string_view resource, std::string_view id
                                   reservation_kind kind, timestamp_us deadline_us,
                                   const placement& where);
 
+/// The holds offer `o` carries (reservation_ref::carried), as hold records
+/// with the offer's deadline (valid_until_us); none unless `o` is held and
+/// `now` is not past that deadline (a lapsed hold takes no capacity).
+std::vector<reservation_record> carried_holds(const offer_record& o, timestamp_us now);
+
 class capacity_calendar {
  public:
   /// Most buckets one search examines (bounds find_earliest).

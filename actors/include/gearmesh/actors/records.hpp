@@ -23,6 +23,14 @@
 //   "replans"    key = "<contract id>#<n, 20 digits>"     value = replan_record (seller:
 //                re-plans the executor has not yet reported to the buyer)
 //
+// The holds a participant places for a proposal are carried by its offer
+// (reservation_ref::carried: placement in the offer, deadline its
+// valid_until_us) and have no "holds" record: one write per proposal instead
+// of one per machine, and nothing to erase when the offer is rejected or
+// lapses. A held offer's carried holds are put back into the calendars at
+// start and count for verify and the KPIs until its deadline. Stores written
+// before that keep their "holds" records, which still load and count (a hold
+// in both places counts once). Bookings always have their records.
 // Capacity offers (capacity.hpp) reserve their unbooked units as the hold
 // "<offer id>#open" and each granted booking n as the booking "<offer id>#b<n>"
 // in the calendars' "holds"/"bookings" tables.
@@ -152,10 +160,25 @@ struct contract_record {
   bool same_terms(const contract_record& o) const;
 };
 
-/// Names one reservation in one resource's calendar.
+/// Capacity units taken from one calendar bucket.
+struct allocation {
+  std::int64_t bucket = 0;  // floor(time / bucket length)
+  std::int64_t units = 0;
+  bool operator==(const allocation&) const = default;
+};
+
+/// Names one reservation in one resource's calendar. A hold placed for a
+/// held offer is carried by the offer itself: `allocations` (with `start_us`
+/// and `end_us`) is its placement and the offer's valid_until_us its
+/// deadline, and "holds" has no record of it. Empty `allocations`: the
+/// reservation's record is in "holds" or "bookings".
 struct reservation_ref {
   std::string resource;
   std::string reservation_id;
+  timestamp_us start_us = 0;
+  timestamp_us end_us = 0;
+  std::vector<allocation> allocations{};
+  bool carried() const noexcept { return !allocations.empty(); }
   bool operator==(const reservation_ref&) const = default;
 };
 
@@ -184,13 +207,6 @@ struct offer_record {
   /// it could not source again); 0 otherwise.
   timestamp_us ended_us = 0;
   bool operator==(const offer_record&) const = default;
-};
-
-/// Capacity units taken from one calendar bucket.
-struct allocation {
-  std::int64_t bucket = 0;  // floor(time / bucket length)
-  std::int64_t units = 0;
-  bool operator==(const allocation&) const = default;
 };
 
 /// Tables "holds" and "bookings": one reservation in one resource's calendar.
@@ -393,6 +409,11 @@ inline constexpr store::table<replan_record> replans{"replans"};
 
 /// Key of a reservation in "holds"/"bookings": "<resource>/<reservation id>".
 std::string reservation_key(std::string_view resource, std::string_view reservation_id);
+
+/// Whether the encoded offer `bytes` is held with its deadline not before
+/// `now` (so it may carry live holds), read without decoding the whole
+/// record; false if it does not verify. A filter for scans of "offers".
+bool offer_held_at(std::string_view bytes, timestamp_us now);
 
 }  // namespace gearmesh::actors
 
