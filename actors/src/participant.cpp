@@ -498,14 +498,15 @@ void contract(participant_actor* self, const wire::envelope& env, const wire::ac
   if (st.executor) self->send(st.executor, execute_atom::value, std::move(e));
 }
 
-/// The writes that turn the holds of `records` into bookings.
-store::write_batch bookings_of(const std::vector<reservation_record>& records) {
+/// The writes that turn the holds `held` (an offer's reservations) into the
+/// bookings `records`: hold records erased (a carried hold has none), booking
+/// records put.
+store::write_batch bookings_of(const std::vector<reservation_ref>& held,
+                               const std::vector<reservation_record>& records) {
   store::write_batch b;
-  for (const auto& r : records) {
-    const auto key = reservation_key(r.resource, r.reservation_id);
-    tables::holds.erase(b, key);
-    tables::bookings.put(b, key, r);
-  }
+  erase_holds(b, held);
+  for (const auto& r : records)
+    tables::bookings.put(b, reservation_key(r.resource, r.reservation_id), r);
   return b;
 }
 
@@ -552,7 +553,7 @@ void replace(participant_actor* self, const wire::envelope& env, const wire::acc
   // is the same: erase first, then put).
   store::write_batch b;
   erase_reservations(b, o.reservations);
-  b.append(bookings_of(records));
+  b.append(bookings_of({}, records));
   auto n = o;
   n.reservations = refs_of(*placed);
   contract(self, env, a, std::move(n), std::move(b), records);
@@ -586,7 +587,7 @@ void award_components(participant_actor* self, const wire::envelope& env, const 
     for (std::size_t k = 0; k < j->awards.size() && why.empty(); ++k)
       if (!j->awards[k].ok) why = "component order " + o.sub_orders[k] + ": " + j->awards[k].reason;
     if (why.empty()) {
-      contract(self, env, a, o, bookings_of(records), records);
+      contract(self, env, a, o, bookings_of(o.reservations, records), records);
       // A machine that went down meanwhile: re-plan the new contract now.
       return reconcile_resources(self, o.reservations);
     }
@@ -631,7 +632,10 @@ void on_accept(participant_actor* self, const wire::envelope& env, const wire::a
       auto records = book_all(self, o->reservations);
       if (records && !o->sub_orders.empty())
         return award_components(self, env, a, std::move(*o), std::move(*records));
-      if (records) return contract(self, env, a, std::move(*o), bookings_of(*records), *records);
+      if (records) {
+        auto b = bookings_of(o->reservations, *records);
+        return contract(self, env, a, std::move(*o), std::move(b), *records);
+      }
       return replace(self, env, a, std::move(*o));
     }
   }
