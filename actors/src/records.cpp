@@ -150,6 +150,20 @@ status corrupt(const char* what) {
   return {errc::storage, std::string("corrupt ") + what + " record"};
 }
 
+/// The calling thread's builder, cleared: its buffer is kept from one
+/// record to the next (encoding allocates only the result string).
+flatbuffers::FlatBufferBuilder& builder() {
+  thread_local flatbuffers::FlatBufferBuilder fbb(1024);
+  fbb.Clear();
+  return fbb;
+}
+
+/// `s`, or no string at all if empty (as the object API's Pack does).
+flatbuffers::Offset<flatbuffers::String> opt_string(flatbuffers::FlatBufferBuilder& fbb,
+                                                    const std::string& s) {
+  return s.empty() ? 0 : fbb.CreateString(s);
+}
+
 /// Verifies `bytes` as a T root and calls `read(const T&)`. LMDB values are
 /// only 2-byte aligned, so misaligned input is copied first.
 template <class T, class Read>
@@ -190,52 +204,52 @@ using namespace gearmesh::actors;
 // --- order ---------------------------------------------------------------
 
 std::string codec<order_record>::encode(const order_record& v) {
-  fb::OrderT t;
-  t.order_id = v.order_id;
-  t.item = v.item;
-  t.quantity = v.quantity;
-  t.due_us = v.due_us;
-  t.earliest_start_us = v.earliest_start_us;
-  t.max_price_cents = v.max_price_cents;
-  t.currency = v.currency;
-  for (const auto& a : v.attributes) {
-    auto at = std::make_unique<fb::AttributeT>();
-    at->key = a.key;
-    at->value = a.value;
-    t.attributes.push_back(std::move(at));
+  // Built directly (no OrderT copy), in the order Order::Pack creates its
+  // parts, so the bytes are those Pack would give.
+  auto& fbb = builder();
+  auto order_id = opt_string(fbb, v.order_id);
+  auto item = opt_string(fbb, v.item);
+  auto currency = opt_string(fbb, v.currency);
+  flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::Attribute>>> attributes;
+  if (!v.attributes.empty()) {
+    std::vector<flatbuffers::Offset<fb::Attribute>> a;
+    a.reserve(v.attributes.size());
+    for (const auto& x : v.attributes) {
+      auto key = opt_string(fbb, x.key);
+      auto value = opt_string(fbb, x.value);
+      a.push_back(fb::CreateAttribute(fbb, key, value));
+    }
+    attributes = fbb.CreateVector(a);
   }
-  t.created_us = v.created_us;
-  t.reply_by_us = v.reply_by_us;
-  t.confirm_timeout_us = v.confirm_timeout_us;
-  t.state = static_cast<fb::OrderState>(v.state);
-  t.reason = v.reason;
-  t.sellers = v.sellers;
-  for (const auto& p : v.proposals) {
-    auto pt = std::make_unique<fb::ProposalT>();
-    pt->seller = p.seller;
-    pt->proposal_id = p.proposal_id;
-    pt->price_cents = p.price_cents;
-    pt->promised_start_us = p.promised_start_us;
-    pt->promised_due_us = p.promised_due_us;
-    pt->valid_until_us = p.valid_until_us;
-    pt->received_us = p.received_us;
-    pt->state = static_cast<fb::ProposalState>(p.state);
-    pt->reason = p.reason;
-    pt->contract_id = p.contract_id;
-    pt->round = p.round;
-    t.proposals.push_back(std::move(pt));
+  auto reason = opt_string(fbb, v.reason);
+  auto sellers = v.sellers.empty() ? 0 : fbb.CreateVectorOfStrings(v.sellers);
+  flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::Proposal>>> proposals;
+  if (!v.proposals.empty()) {
+    std::vector<flatbuffers::Offset<fb::Proposal>> ps;
+    ps.reserve(v.proposals.size());
+    for (const auto& p : v.proposals) {
+      auto seller = opt_string(fbb, p.seller);
+      auto proposal_id = opt_string(fbb, p.proposal_id);
+      auto p_reason = opt_string(fbb, p.reason);
+      auto contract_id = opt_string(fbb, p.contract_id);
+      ps.push_back(fb::CreateProposal(fbb, seller, proposal_id, p.price_cents, p.promised_start_us,
+                                      p.promised_due_us, p.valid_until_us, p.received_us,
+                                      static_cast<fb::ProposalState>(p.state), p_reason,
+                                      contract_id, p.round));
+    }
+    proposals = fbb.CreateVector(ps);
   }
-  t.contract_id = v.contract_id;
-  t.awarded_proposal_id = v.awarded_proposal_id;
-  t.confirm_deadline_us = v.confirm_deadline_us;
-  t.accepts_sent = v.accepts_sent;
-  t.parent_buyer = v.parent_buyer;
-  t.parent_order_id = v.parent_order_id;
-  t.award_by_us = v.award_by_us;
-  t.need_by_us = v.need_by_us;
-  t.round = v.round;
-  flatbuffers::FlatBufferBuilder fbb(256);
-  fbb.Finish(fb::Order::Pack(fbb, &t), fb::OrderIdentifier());
+  auto contract_id = opt_string(fbb, v.contract_id);
+  auto awarded_proposal_id = opt_string(fbb, v.awarded_proposal_id);
+  auto parent_buyer = opt_string(fbb, v.parent_buyer);
+  auto parent_order_id = opt_string(fbb, v.parent_order_id);
+  fbb.Finish(fb::CreateOrder(fbb, order_id, item, v.quantity, v.due_us, v.earliest_start_us,
+                             v.max_price_cents, currency, attributes, v.created_us, v.reply_by_us,
+                             v.confirm_timeout_us, static_cast<fb::OrderState>(v.state), reason,
+                             sellers, proposals, contract_id, awarded_proposal_id,
+                             v.confirm_deadline_us, v.accepts_sent, parent_buyer, parent_order_id,
+                             v.award_by_us, v.need_by_us, v.round),
+             fb::OrderIdentifier());
   return finish(fbb);
 }
 
@@ -340,35 +354,41 @@ result<contract_record> codec<contract_record>::decode(std::string_view bytes) {
 // --- offer ---------------------------------------------------------------
 
 std::string codec<offer_record>::encode(const offer_record& v) {
-  fb::OfferT t;
-  t.proposal_id = v.proposal_id;
-  t.order_id = v.order_id;
-  t.buyer = v.buyer;
-  t.item = v.item;
-  t.quantity = v.quantity;
-  t.currency = v.currency;
-  t.earliest_start_us = v.earliest_start_us;
-  t.due_us = v.due_us;
-  t.price_cents = v.price_cents;
-  t.promised_start_us = v.promised_start_us;
-  t.promised_due_us = v.promised_due_us;
-  t.valid_until_us = v.valid_until_us;
-  t.state = static_cast<fb::OfferState>(v.state);
-  t.contract_id = v.contract_id;
-  t.reason = v.reason;
-  for (const auto& r : v.reservations) {
-    auto rt = std::make_unique<fb::ReservationRefT>();
-    rt->resource = r.resource;
-    rt->reservation_id = r.reservation_id;
-    rt->start_us = r.start_us;
-    rt->end_us = r.end_us;
-    for (const auto& a : r.allocations) rt->allocations.emplace_back(a.bucket, a.units);
-    t.reservations.push_back(std::move(rt));
+  // Built directly, in Offer::Pack's order (see the order's encoder).
+  auto& fbb = builder();
+  auto proposal_id = opt_string(fbb, v.proposal_id);
+  auto order_id = opt_string(fbb, v.order_id);
+  auto buyer = opt_string(fbb, v.buyer);
+  auto item = opt_string(fbb, v.item);
+  auto currency = opt_string(fbb, v.currency);
+  auto contract_id = opt_string(fbb, v.contract_id);
+  auto reason = opt_string(fbb, v.reason);
+  flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::ReservationRef>>> reservations;
+  if (!v.reservations.empty()) {
+    std::vector<flatbuffers::Offset<fb::ReservationRef>> rs;
+    rs.reserve(v.reservations.size());
+    std::vector<fb::Allocation> allocs;
+    for (const auto& r : v.reservations) {
+      auto resource = opt_string(fbb, r.resource);
+      auto reservation_id = opt_string(fbb, r.reservation_id);
+      flatbuffers::Offset<flatbuffers::Vector<const fb::Allocation*>> allocations;
+      if (!r.allocations.empty()) {
+        allocs.clear();
+        for (const auto& a : r.allocations) allocs.emplace_back(a.bucket, a.units);
+        allocations = fbb.CreateVectorOfStructs(allocs);
+      }
+      rs.push_back(fb::CreateReservationRef(fbb, resource, reservation_id, r.start_us, r.end_us,
+                                            allocations));
+    }
+    reservations = fbb.CreateVector(rs);
   }
-  t.sub_orders = v.sub_orders;
-  t.ended_us = v.ended_us;
-  flatbuffers::FlatBufferBuilder fbb(256);
-  fbb.Finish(fb::Offer::Pack(fbb, &t), fb::OrderIdentifier());
+  auto sub_orders = v.sub_orders.empty() ? 0 : fbb.CreateVectorOfStrings(v.sub_orders);
+  fbb.Finish(
+      fb::CreateOffer(fbb, proposal_id, order_id, buyer, item, v.quantity, currency,
+                      v.earliest_start_us, v.due_us, v.price_cents, v.promised_start_us,
+                      v.promised_due_us, v.valid_until_us, static_cast<fb::OfferState>(v.state),
+                      contract_id, reason, reservations, sub_orders, v.ended_us),
+      fb::OrderIdentifier());
   return finish(fbb);
 }
 
