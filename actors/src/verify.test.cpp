@@ -45,6 +45,16 @@ class verify_test : public ::testing::Test {
     ASSERT_TRUE((*env)->apply(b));
   }
 
+  /// Opens the store `name` (created if missing) and keeps it open.
+  std::unique_ptr<store::environment> open_store(const std::string& name) const {
+    store::options opts;
+    opts.path = dir(name);
+    opts.sync = false;
+    auto env = store::environment::open(opts);
+    EXPECT_TRUE(env) << env.error().to_string();
+    return env ? std::move(*env) : nullptr;
+  }
+
   verify_report verify(const std::vector<std::string>& names, timestamp_us now = t0) {
     std::vector<std::string> dirs;
     for (const auto& n : names) dirs.push_back(dir(n));
@@ -272,15 +282,12 @@ TEST_F(verify_test, holds_that_held_offers_carry_count_until_their_deadline) {
   for (const auto& x : of_kind(r, violation_kind::expired_hold))
     EXPECT_EQ(x.table, "holds") << dump(r);
   // Incrementally: the change of the offer's key alone finds it.
-  store::options opts;
-  opts.path = dir("framecraft");
-  opts.sync = false;
-  auto env = store::environment::open(opts);
-  ASSERT_TRUE(env) << env.error().to_string();
+  auto env = open_store("framecraft");
+  ASSERT_TRUE(env);
   verify_options vo;
   vo.now_us = t0;
   auto changed = verify_changes(
-      {{{dir("framecraft"), env->get()}, "framecraft", {{"offers", {"framecraft/proposal/3"}}}}},
+      {{{dir("framecraft"), env.get()}, "framecraft", {{"offers", {"framecraft/proposal/3"}}}}},
       vo);
   ASSERT_TRUE(changed) << changed.error().to_string();
   ASSERT_EQ(of_kind(*changed, violation_kind::over_commitment).size(), 1u) << dump(*changed);
@@ -289,9 +296,9 @@ TEST_F(verify_test, holds_that_held_offers_carry_count_until_their_deadline) {
   auto o = carrying("framecraft/proposal/3", 10, t0 + us_per_hour);
   o.state = offer_state::rejected;
   tables::offers.put(b, o.proposal_id, o);
-  ASSERT_TRUE((*env)->apply(b));
+  ASSERT_TRUE(env->apply(b));
   changed = verify_changes(
-      {{{dir("framecraft"), env->get()}, "framecraft", {{"offers", {"framecraft/proposal/3"}}}}},
+      {{{dir("framecraft"), env.get()}, "framecraft", {{"offers", {"framecraft/proposal/3"}}}}},
       vo);
   ASSERT_TRUE(changed) << changed.error().to_string();
   EXPECT_TRUE(changed->clean()) << dump(*changed);
@@ -584,14 +591,11 @@ TEST_F(verify_test, listed_violations_are_bounded_but_all_counted) {
 
 TEST_F(verify_test, verifies_environments_that_are_already_open) {
   write_buyer();
-  store::options opts;
-  opts.path = dir("velo");
-  opts.sync = false;
-  auto env = store::environment::open(opts);
-  ASSERT_TRUE(env) << env.error().to_string();
+  auto env = open_store("velo");
+  ASSERT_TRUE(env);
   verify_options vo;
   vo.now_us = t0;
-  auto r = verify_stores({{"velo-in-memory", env->get()}}, vo);
+  auto r = verify_stores({{"velo-in-memory", env.get()}}, vo);
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_TRUE(r->clean()) << dump(*r);
   EXPECT_EQ(r->stores[0].path, "velo-in-memory");
@@ -603,20 +607,17 @@ TEST_F(verify_test, verifies_environments_that_are_already_open) {
 TEST_F(verify_test, changes_find_what_a_full_check_finds_of_the_instant_invariants) {
   write_buyer();
   write_seller();
-  store::options opts;
-  opts.path = dir("framecraft");
-  opts.sync = false;
-  auto env = store::environment::open(opts);
-  ASSERT_TRUE(env) << env.error().to_string();
+  auto env = open_store("framecraft");
+  ASSERT_TRUE(env);
   verify_options vo;
   vo.now_us = t0;
   auto changes = [&](store::written_keys keys) {
-    auto r = verify_changes({{{dir("framecraft"), env->get()}, "framecraft", std::move(keys)}}, vo);
+    auto r = verify_changes({{{dir("framecraft"), env.get()}, "framecraft", std::move(keys)}}, vo);
     EXPECT_TRUE(r) << r.error().to_string();
     return r ? std::move(*r) : verify_report{};
   };
   auto full = [&] {
-    auto r = verify_stores({{dir("framecraft"), env->get()}}, vo);
+    auto r = verify_stores({{dir("framecraft"), env.get()}}, vo);
     EXPECT_TRUE(r) << r.error().to_string();
     verify_report out;
     if (!r) return out;
@@ -633,7 +634,7 @@ TEST_F(verify_test, changes_find_what_a_full_check_finds_of_the_instant_invarian
   store::write_batch b;
   put_reservation(b, reservation("saw1", "framecraft/proposal/3#0", reservation_kind::hold,
                                  hour0 + 1, 10, t0 + us_per_hour));
-  ASSERT_TRUE((*env)->apply(b));
+  ASSERT_TRUE(env->apply(b));
   auto r = changes({{"holds", {reservation_key("saw1", "framecraft/proposal/3#0")}}});
   auto v = of_kind(r, violation_kind::over_commitment);
   ASSERT_EQ(v.size(), 1u) << dump(r);
@@ -643,18 +644,18 @@ TEST_F(verify_test, changes_find_what_a_full_check_finds_of_the_instant_invarian
   // Releasing it again: clean; so is an erased key.
   store::write_batch release;
   tables::holds.erase(release, reservation_key("saw1", "framecraft/proposal/3#0"));
-  ASSERT_TRUE((*env)->apply(release));
+  ASSERT_TRUE(env->apply(release));
   EXPECT_TRUE(changes({{"holds", {reservation_key("saw1", "framecraft/proposal/3#0")}}}).clean());
   // A lower capacity is a change of the resource: its load is summed again.
   store::write_batch shrink;
   tables::resources.put(shrink, "weld1", resource_record{"weld1", 10, us_per_hour});
-  ASSERT_TRUE((*env)->apply(shrink));
+  ASSERT_TRUE(env->apply(shrink));
   r = changes({{"resources", {"weld1"}}});
   ASSERT_EQ(of_kind(r, violation_kind::over_commitment).size(), 1u) << dump(r);
   EXPECT_EQ(r.violations, full().violations);
   store::write_batch restore;
   tables::resources.put(restore, "weld1", resource_record{"weld1", 60, us_per_hour});
-  ASSERT_TRUE((*env)->apply(restore));
+  ASSERT_TRUE(env->apply(restore));
   // Corrupt and misplaced records among the changed keys.
   store::write_batch bad;
   bad.put("contracts", "velo/order/8/c1", "not a flatbuffer");
@@ -663,7 +664,7 @@ TEST_F(verify_test, changes_find_what_a_full_check_finds_of_the_instant_invarian
                     reservation("saw1", "framecraft/proposal/2#0", reservation_kind::hold,
                                 hour0 + 1, 1, t0 + us_per_hour));
   tables::offers.put(bad, "framecraft/proposal/9", offer_record{});
-  ASSERT_TRUE((*env)->apply(bad));
+  ASSERT_TRUE(env->apply(bad));
   r = changes({{"contracts", {"velo/order/8/c1"}},
                {"seq", {"order"}},
                {"holds", {"saw1/elsewhere"}},
