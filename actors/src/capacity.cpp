@@ -14,6 +14,7 @@
 #include "gearmesh/actors/capacity.hpp"
 
 #include <algorithm>
+#include <ctime>
 #include <functional>
 #include <limits>
 #include <map>
@@ -22,7 +23,6 @@
 #include <fmt/chrono.h>
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
-#include <ctime>
 
 #include "caf_messages.hpp"
 #include "gearmesh/actors/records.hpp"

@@ -212,14 +212,33 @@ result<kpi_report> compute_kpis(const store::environment& env, const kpi_options
               if (rec.deadline_us >= opts.now_us) load(rec, false);
             });
   if (!st) return st;
-  // The holds held offers carry (records.hpp), unless also stored above.
-  // (Undecodable offers are counted by the offers' own pass below.)
-  std::uint64_t counted_below = 0;
-  st = each(env, tables::offers, counted_below, [&](std::string_view, offer_record&& o) {
+
+  // --- offers (seller) --------------------------------------------------------
+  std::unordered_map<std::string, std::vector<reservation_ref>> contracted_offers;
+  // One pass: the seller's figures, and the holds held offers carry
+  // (records.hpp) into the loads, unless also stored in "holds" above.
+  st = each(env, tables::offers, r.corrupt_records, [&](std::string_view, offer_record&& o) {
     for (const auto& h : carried_holds(o, opts.now_us))
       if (!hold_keys.contains(reservation_key(h.resource, h.reservation_id))) load(h, false);
+    if (o.state == offer_state::contracted)
+      contracted_offers.emplace(o.proposal_id, o.reservations);
+    if (!in_window(o.promised_due_us)) return;
+    auto& k = r.seller;
+    ++k.offers;
+    if (o.state == offer_state::contracted) {
+      ++k.offers_contracted;
+      if (o.promised_due_us <= o.due_us) ++k.promised_on_time;
+    } else if (o.state == offer_state::held && o.valid_until_us >= opts.now_us) {
+      ++k.offers_pending;
+    } else {
+      ++k.offers_lost;
+    }
   });
   if (!st) return st;
+  r.seller.win_rate_pct =
+      percent(r.seller.offers_contracted, r.seller.offers - r.seller.offers_pending);
+  r.seller.promised_on_time_pct = percent(r.seller.promised_on_time, r.seller.offers_contracted);
+
   for (auto& [id, s] : resources) {
     s.k.utilization_pct = percent(s.k.booked_units, s.k.capacity_units);
     s.k.held_pct = percent(s.k.held_units, s.k.capacity_units);
@@ -300,28 +319,6 @@ result<kpi_report> compute_kpis(const store::environment& env, const kpi_options
   };
   finish(r.customer_orders, customer);
   finish(r.component_orders, component);
-
-  // --- offers (seller) --------------------------------------------------------
-  std::unordered_map<std::string, std::vector<reservation_ref>> contracted_offers;
-  st = each(env, tables::offers, r.corrupt_records, [&](std::string_view, offer_record&& o) {
-    if (o.state == offer_state::contracted)
-      contracted_offers.emplace(o.proposal_id, o.reservations);
-    if (!in_window(o.promised_due_us)) return;
-    auto& k = r.seller;
-    ++k.offers;
-    if (o.state == offer_state::contracted) {
-      ++k.offers_contracted;
-      if (o.promised_due_us <= o.due_us) ++k.promised_on_time;
-    } else if (o.state == offer_state::held && o.valid_until_us >= opts.now_us) {
-      ++k.offers_pending;
-    } else {
-      ++k.offers_lost;
-    }
-  });
-  if (!st) return st;
-  r.seller.win_rate_pct =
-      percent(r.seller.offers_contracted, r.seller.offers - r.seller.offers_pending);
-  r.seller.promised_on_time_pct = percent(r.seller.promised_on_time, r.seller.offers_contracted);
 
   // --- energy per unit: seller contracts through their offers' bookings -------
   for (const auto& c : seller_contracts) {

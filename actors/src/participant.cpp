@@ -130,11 +130,9 @@ void erase_holds(store::write_batch& b, const std::vector<reservation_ref>& refs
 
 /// Erases the hold and booking records of `refs` (a release).
 void erase_reservations(store::write_batch& b, const std::vector<reservation_ref>& refs) {
-  for (const auto& r : refs) {
-    const auto key = reservation_key(r.resource, r.reservation_id);
-    if (!r.carried()) tables::holds.erase(b, key);
-    tables::bookings.erase(b, key);
-  }
+  erase_holds(b, refs);
+  for (const auto& r : refs)
+    tables::bookings.erase(b, reservation_key(r.resource, r.reservation_id));
 }
 
 void forget_held(participant_actor* self, std::string_view buyer, std::string_view order_id) {
@@ -222,11 +220,12 @@ std::vector<reservation_ref> refs_of(const std::vector<chosen_step>& steps) {
 /// `steps` held for an offer, as references that carry their placements:
 /// the offer record is then the holds' only record (records.hpp).
 std::vector<reservation_ref> carried_refs_of(const std::vector<chosen_step>& steps) {
-  std::vector<reservation_ref> out;
-  out.reserve(steps.size());
-  for (const auto& s : steps)
-    out.push_back(
-        {s.resource, s.reservation_id, s.where.start_us, s.where.end_us, s.where.allocations});
+  auto out = refs_of(steps);
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    out[i].start_us = steps[i].where.start_us;
+    out[i].end_us = steps[i].where.end_us;
+    out[i].allocations = steps[i].where.allocations;
+  }
   return out;
 }
 

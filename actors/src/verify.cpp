@@ -146,6 +146,8 @@ class checker {
     backing_.clear();
     loads_.clear();
     reservation_counts_.clear();
+    stored_holds_.clear();
+    carried_.clear();
     if (auto st = check_resources(in.summary); !st) return st;
     if (auto st = check_orders(in.summary); !st) return st;
     if (auto st = check_offers(in.summary); !st) return st;
@@ -153,6 +155,7 @@ class checker {
     if (auto st = check_contracts(in.summary); !st) return st;
     if (auto st = check_reservations(tables::holds, reservation_kind::hold, in.summary.holds); !st)
       return st;
+    add_carried(&in.summary.holds);  // after the hold records: counted once
     if (auto st =
             check_reservations(tables::bookings, reservation_kind::booking, in.summary.bookings);
         !st)
@@ -291,6 +294,8 @@ class checker {
     resources_.clear();
     loads_.clear();
     reservation_counts_.clear();
+    stored_holds_.clear();
+    carried_.clear();
     // Resources whose load or definition may have changed: summed again
     // over all their holds and bookings.
     std::set<std::string, std::less<>> dirty;
@@ -387,17 +392,15 @@ class checker {
       // The holds that held offers carry, on the resources summed again
       // (only live held offers are decoded; a corrupt one was reported when
       // it changed).
-      status err;
       auto st =
           env_->for_each(tables::offers.name(), [&](std::string_view key, std::string_view value) {
             if (!offer_held_at(value, opts_.now_us)) return true;
             auto o = store::codec<offer_record>::decode(value);
-            if (!o || key != o->proposal_id) return true;
-            err = add_carried_holds(key, *o, nullptr, &dirty);
-            return err.is_ok();
+            if (o && key == o->proposal_id) collect_carried(key, *o, &dirty);
+            return true;
           });
       if (!st) return st;
-      if (!err) return err;
+      add_carried(nullptr);
     }
     check_capacity();
     return status::ok();
@@ -510,29 +513,36 @@ class checker {
       }
       for (const auto& sub : o.sub_orders)
         backing_.emplace(sub, std::make_pair(o.proposal_id, o.state));
-      return add_carried_holds(key, o, &s.holds);
+      collect_carried(key, o);
+      return status::ok();
     });
   }
 
-  /// Adds the live holds `o` carries (records.hpp) to the bucket loads, but
-  /// not one that is also a record in "holds" (a store written before offers
-  /// carried their holds): that record is counted with its table.
-  /// With `only`, just those on the resources it names.
-  status add_carried_holds(std::string_view key, const offer_record& o, std::uint64_t* count,
-                           const std::set<std::string, std::less<>>* only = nullptr) {
-    for (const auto& h : carried_holds(o, opts_.now_us)) {
+  /// Keeps the live holds offer `key` carries (records.hpp) for add_carried;
+  /// with `only`, just those on the resources it names.
+  void collect_carried(std::string_view key, const offer_record& o,
+                       const std::set<std::string, std::less<>>* only = nullptr) {
+    for (auto& h : carried_holds(o, opts_.now_us)) {
       if (only && !only->contains(h.resource)) continue;
       if (h.resource.empty() || h.resource.find('/') != std::string::npos) {
         add(violation_kind::corrupt_record, node_, tables::offers.name(), key,
             "a hold it carries names resource \"" + h.resource + "\"");
         continue;
       }
-      auto rec = env_->get(tables::holds.name(), reservation_key(h.resource, h.reservation_id));
-      if (!rec) return rec.error();
-      if (rec->has_value()) continue;
-      if (add_load(tables::offers.name(), key, h) && count) ++*count;
+      carried_.emplace_back(std::string(key), std::move(h));
     }
-    return status::ok();
+  }
+
+  /// Adds the kept carried holds to the bucket loads (counting them in
+  /// `count`), once the hold records were scanned: one also stored in
+  /// "holds" (a store written before offers carried their holds) was
+  /// counted with its table.
+  void add_carried(std::uint64_t* count) {
+    for (const auto& [key, h] : carried_)
+      if (!stored_holds_.contains(reservation_key(h.resource, h.reservation_id)) &&
+          add_load(tables::offers.name(), key, h) && count)
+        ++*count;
+    carried_.clear();
   }
 
   /// Nested negotiation within this store: component orders against the
@@ -625,6 +635,7 @@ class checker {
   /// if it is malformed.
   bool check_reservation(const store::table<reservation_record>& t, reservation_kind kind,
                          std::string_view key, const reservation_record& r) {
+    if (t.name() == tables::holds.name()) stored_holds_.emplace(key);
     if (key != reservation_key(r.resource, r.reservation_id) ||
         r.resource.find('/') != std::string::npos) {
       key_mismatch(t.name(), key, "resource and reservation id",
@@ -776,6 +787,10 @@ class checker {
   std::map<std::string, std::pair<std::string, offer_state>, std::less<>> backing_;
   std::map<std::string, std::map<std::int64_t, load>, std::less<>> loads_;
   std::map<std::string, std::uint64_t, std::less<>> reservation_counts_;
+  /// Keys of the "holds" records scanned, and the holds offers carry
+  /// (offer key, hold) waiting for add_carried.
+  std::set<std::string, std::less<>> stored_holds_;
+  std::vector<std::pair<std::string, reservation_record>> carried_;
 };
 
 /// The node id of a store: "meta"/"node_id", else the ids its records name,

@@ -248,11 +248,8 @@ TEST_F(verify_test, holds_that_held_offers_carry_count_until_their_deadline) {
     o.buyer = "alpha";
     o.state = offer_state::held;
     o.valid_until_us = until;
-    reservation_ref ref{"saw1", id + "#0"};
-    ref.start_us = (hour0 + 1) * us_per_hour;
-    ref.end_us = ref.start_us + us_per_hour;
-    ref.allocations = {{hour0 + 1, units}};
-    o.reservations = {ref};
+    const auto h = reservation("saw1", id + "#0", reservation_kind::hold, hour0 + 1, units, until);
+    o.reservations = {{h.resource, h.reservation_id, h.start_us, h.end_us, h.allocations}};
     return o;
   };
   // The record's hold carried by its offer as well: counted once, clean.
