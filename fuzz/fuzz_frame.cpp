@@ -1,6 +1,8 @@
 // libFuzzer target over the inbound path: untrusted bytes -> wire::decode with
 // the node's default limits -> everything the gateway reads from a decoded
-// envelope (runtime/node/node.cpp: on_frame and the gateway actor).
+// envelope (runtime/node/node.cpp: on_frame and the gateway actor). Input
+// with the bundle identifier "GMSB" goes through wire::for_each_bundled first,
+// as the transport reads it, and then each frame inside as above.
 //
 // Besides the sanitizers' findings, these are crashes (abort):
 //   - decode fails with an error other than malformed_frame or
@@ -8,7 +10,10 @@
 //   - the same bytes decode differently at an unaligned address;
 //   - a decoded envelope does not survive encode -> decode unchanged, or
 //     encodes to different bytes the second time;
-//   - a decoded payload's type does not index the gateway's route table.
+//   - a decoded payload's type does not index the gateway's route table;
+//   - a bundle is read differently at an unaligned address, fails with an
+//     error other than malformed_frame, or does not survive encode_bundle ->
+//     for_each_bundled with the same frames.
 //
 // Run it with fuzz/run.sh; docs/security.md explains the CI run and the long
 // one. Reproduce a crash: build-fuzz/fuzz/fuzz_frame CRASH_FILE.
@@ -24,6 +29,7 @@
 #include <variant>
 #include <vector>
 
+#include "gearmesh/wire/bundle.hpp"
 #include "gearmesh/wire/codec.hpp"
 
 namespace {
@@ -225,11 +231,11 @@ std::string describe(const wire::envelope& env) {
          std::to_string(env.header.message_id);
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+/// One frame, as the node reads it (alone, or out of a bundle).
+void check_frame(std::span<const std::uint8_t> frame) {
   const wire::limits lim;  // the node's defaults ([transport] frame_bytes_max = 64 KiB)
-  const std::span<const std::uint8_t> frame(data, size);
+  const std::uint8_t* data = frame.data();
+  const std::size_t size = frame.size();
   auto env = wire::decode(frame, lim);
 
   // The same bytes one byte off alignment (decode copies them) decode the same.
@@ -245,7 +251,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(!st.message().empty());
     FUZZ_CHECK(env_shifted.error().code() == st.code(), env_shifted.error().to_string());
     use(st.to_string());
-    return 0;
+    return;
   }
   FUZZ_CHECK(*env == *env_shifted, describe(*env));
   gateway_reads(*env);
@@ -260,5 +266,51 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(env2.has_value(), describe(*env) + ": " + env2.error().to_string());
   FUZZ_CHECK(*env2 == *env, describe(*env));
   FUZZ_CHECK(wire::encode(*env2) == again, describe(*env));
+}
+
+using frame_list = std::vector<std::vector<std::uint8_t>>;
+
+/// The frames of a bundle, copied; the error if it is malformed.
+result<frame_list> unbundle(std::span<const std::uint8_t> message) {
+  frame_list out;
+  const status st = wire::for_each_bundled(
+      message, [&](std::span<const std::uint8_t> f) { out.emplace_back(f.begin(), f.end()); });
+  if (!st) return st;
+  return out;
+}
+
+/// A bundle, as the transport reads it: verified whole (the same at an
+/// unaligned address), re-encoded to the same frames, each frame checked.
+void check_bundle(std::span<const std::uint8_t> message) {
+  auto frames = unbundle(message);
+  std::vector<std::uint8_t> shifted(message.size() + 1);
+  std::memcpy(shifted.data() + 1, message.data(), message.size());
+  auto frames_shifted = unbundle(std::span(shifted).subspan(1));
+  FUZZ_CHECK(frames.has_value() == frames_shifted.has_value());
+  if (!frames) {
+    FUZZ_CHECK(frames.error().code() == errc::malformed_frame, frames.error().to_string());
+    FUZZ_CHECK(!frames.error().message().empty());
+    use(frames.error().to_string());
+    return;
+  }
+  FUZZ_CHECK(*frames == *frames_shifted);
+  FUZZ_CHECK(!frames->empty() && frames->size() <= wire::bundle_frames_max);
+  const std::vector<std::span<const std::uint8_t>> spans(frames->begin(), frames->end());
+  std::vector<std::uint8_t> again;
+  wire::encode_bundle(spans, again);
+  auto frames2 = unbundle(again);
+  FUZZ_CHECK(frames2.has_value(), frames2.error().to_string());
+  FUZZ_CHECK(*frames2 == *frames);
+  for (const auto& f : *frames) check_frame(f);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::span<const std::uint8_t> message(data, size);
+  if (wire::is_bundle(message))
+    check_bundle(message);
+  else
+    check_frame(message);
   return 0;
 }

@@ -1,7 +1,7 @@
 // Writes the seed corpora:
 //   fuzz_frame (fuzz/corpus/frame/): real encoded envelopes of every message
-//     type, the limits' edge cases, and frames that each fail one check of the
-//     decoder;
+//     type, the limits' edge cases, frames that each fail one check of the
+//     decoder, and bundles of them (valid and not);
 //   fuzz_dispatch (fuzz/corpus/dispatch/): identity byte + frame for every
 //     message type acting on the state a session starts from, and one per
 //     drop reason of the node (fuzz/dispatch_scenario.hpp).
@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "dispatch_scenario.hpp"
+#include "gearmesh/wire/bundle.hpp"
+#include "gearmesh/wire/bundle_generated.h"
 #include "gearmesh/wire/codec.hpp"
 #include "gearmesh/wire/gearmesh_generated.h"
 
@@ -238,6 +240,35 @@ std::vector<std::pair<std::string, wire::bytes>> invalid_seeds(
   return s;
 }
 
+/// Bundles of the frame seeds (several frames for one receiver in one
+/// message), and bundles that fail one check each.
+std::vector<std::pair<std::string, wire::bytes>> bundle_seeds(
+    const std::vector<std::pair<std::string, wire::bytes>>& valid,
+    const std::vector<std::pair<std::string, wire::bytes>>& invalid) {
+  std::vector<std::pair<std::string, wire::bytes>> s;
+  const auto bundle = [](const std::vector<const wire::bytes*>& frames) {
+    std::vector<std::span<const std::uint8_t>> spans;
+    for (const auto* f : frames) spans.emplace_back(*f);
+    wire::bytes out;
+    wire::encode_bundle(spans, out);
+    return out;
+  };
+  std::vector<const wire::bytes*> conversation;
+  for (std::size_t i = 0; i < 8 && i < valid.size(); ++i) conversation.push_back(&valid[i].second);
+  s.emplace_back("bundle-conversation", bundle(conversation));
+  s.emplace_back("bundle-valid-and-invalid-frames",
+                 bundle({&valid.at(0).second, &invalid.at(0).second, &invalid.at(3).second}));
+  const wire::bytes good = bundle({&valid.at(0).second, &valid.at(1).second});
+  s.emplace_back("bad-bundle-truncated",
+                 wire::bytes(good.begin(), good.begin() + static_cast<long>(good.size() / 2)));
+  fb::FlatBufferBuilder b;
+  b.Finish(wire::CreateBundle(b, b.CreateVector(std::vector<fb::Offset<wire::BundledFrame>>{})),
+           wire::BundleIdentifier());
+  s.emplace_back("bad-bundle-empty",
+                 wire::bytes(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize()));
+  return s;
+}
+
 /// Writes `seeds` to `out` (created), each checked to decode or not as expected.
 bool write_seeds(const fs::path& out,
                  const std::vector<std::pair<std::string, wire::bytes>>& seeds) {
@@ -286,6 +317,16 @@ int main(int argc, char** argv) {
   }
   for (const auto& seed : invalid) {
     if (!decodes_as_expected(seed.first, seed.second, false)) return 1;
+    frames.push_back(seed);
+  }
+  for (const auto& seed : bundle_seeds(valid, invalid)) {
+    const bool should_read = seed.first.rfind("bad-", 0) != 0;
+    const bool read = wire::for_each_bundled(seed.second, [](auto) {}).is_ok();
+    if (read != should_read) {
+      std::fprintf(stderr, "seed %s: expected the bundle to be %s\n", seed.first.c_str(),
+                   should_read ? "read" : "refused");
+      return 1;
+    }
     frames.push_back(seed);
   }
   if (!write_seeds(argv[1], frames)) return 1;

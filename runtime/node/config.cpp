@@ -352,6 +352,7 @@ status read_transport_section(const config_file& file, node_config& cfg) {
   cfg.frame_bytes_max = static_cast<std::size_t>(frame);
   r.read_int("retry_initial_ms", 1, retry_ms_max_limit, cfg.retry_initial_ms);
   r.read_int("retry_max_ms", 1, retry_ms_max_limit, cfg.retry_max_ms);
+  r.read_bool("bundle", cfg.transport_bundle);
   std::int64_t replay_hours = cfg.replay_window_us / 3'600'000'000LL;
   r.read_int("replay_window_hours", 1, 24 * 365, replay_hours);
   cfg.replay_window_us = replay_hours * 3'600'000'000LL;

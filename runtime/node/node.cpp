@@ -899,6 +899,7 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
     zo.node_id = c.node_id;
     zo.listen_endpoint = c.listen;
     zo.frame_bytes_max = c.frame_bytes_max;
+    zo.bundle = c.transport_bundle;
     zo.send_queue_max = std::max<std::size_t>(zo.send_queue_max, c.peers.size() * 1024);
     if (!c.insecure) {
       if (c.secret_key_file.empty()) {
@@ -996,6 +997,8 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
     field("transport_dropped_unknown_peer", t.dropped_unknown_peer);
     field("transport_dropped_malformed", t.dropped_malformed);
     field("transport_auth_denied", t.auth_denied);
+    field("transport_bundles_sent", t.bundles_sent);
+    field("transport_bundles_received", t.bundles_received);
     body += "}";
     return admin::response{200, body};
   });

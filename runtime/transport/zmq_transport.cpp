@@ -61,11 +61,22 @@
 // writes events with a blocking send from its own I/O thread, which must
 // never wait for us.
 //
-// Sizes: libzmq's ZMQ_MAXMSGSIZE on the ROUTER is a hard cap at twice
-// frame_bytes_max; a message above it makes libzmq drop the connection, which
-// would hide the event from the counters. Frames between frame_bytes_max and
-// that cap are received, counted as dropped_oversized and discarded, so the
-// link survives and the drop is visible.
+// Bundles (zmq_options::bundle, docs/protocol.md section 2): the I/O thread
+// gathers the sends of one command batch per peer, in order, and sends each
+// peer's frames in as few messages as the bundle limits allow (one frame
+// alone travels as itself). A bundle is one ZeroMQ message and one CurveZMQ
+// box for many frames: under load the frames of a group commit leave
+// together. Inbound bundles are verified whole, then each frame is handed to
+// receive_fn as if it had come alone; a malformed one counts once in
+// dropped_malformed and delivers nothing.
+//
+// Sizes: libzmq's ZMQ_MAXMSGSIZE on the ROUTER is a hard cap at twice the
+// largest message accepted (frame_bytes_max, or wire::bundle_bytes_max for a
+// bundle if that is larger); a message above it makes libzmq drop the
+// connection, which would hide the event from the counters. Messages between
+// the limit and that cap are received, counted as dropped_oversized and
+// discarded, so the link survives and the drop is visible; so are frames
+// inside a bundle that are larger than frame_bytes_max.
 #include "gearmesh/transport/zmq_transport.hpp"
 
 #include <pthread.h>
@@ -79,6 +90,7 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <span>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -87,6 +99,7 @@
 #include <variant>
 
 #include "gearmesh/string_hash.hpp"
+#include "gearmesh/wire/bundle.hpp"
 
 namespace gearmesh::transport {
 namespace {
@@ -344,6 +357,8 @@ class zmq_transport final : public transport {
     s.handshakes_refused = handshakes_refused_.load(std::memory_order_relaxed);
     s.handshakes_protocol_error = handshakes_protocol_error_.load(std::memory_order_relaxed);
     s.links_recreated = links_recreated_.load(std::memory_order_relaxed);
+    s.bundles_sent = bundles_sent_.load(std::memory_order_relaxed);
+    s.bundles_received = bundles_received_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -364,6 +379,9 @@ class zmq_transport final : public transport {
     int relink_retry_ms = relink_retry_ms_min;
     bool relink_pending = false;  // `out` is dead: re-create it at relink_at
     steady::time_point relink_at;
+    /// Frames of the command batch being run, for flush_pending (views of
+    /// the batch's send commands).
+    std::vector<std::span<const std::uint8_t>> pending;
   };
 
   /// A ROUTER with this transport's options (CURVE server, size cap, ...), not bound.
@@ -380,7 +398,7 @@ class zmq_transport final : public transport {
         return {errc::transport, zmq_error("ROUTER CURVE setsockopt")};
       }
     }
-    const std::int64_t msg_bytes_max = static_cast<std::int64_t>(opts_.frame_bytes_max) * 2;
+    const std::int64_t msg_bytes_max = static_cast<std::int64_t>(inbound_bundle_bytes_max_) * 2;
     const int zero = 0;
     const int one = 1;
     if (zmq_setsockopt(router.get(), ZMQ_MAXMSGSIZE, &msg_bytes_max, sizeof msg_bytes_max) != 0 ||
@@ -529,47 +547,90 @@ class zmq_transport final : public transport {
   }
 
   void run_commands(std::vector<command>& batch) {
-    std::uint64_t frames = 0;
-    std::uint64_t bytes = 0;
-    std::uint64_t unknown = 0;
-    std::uint64_t full = 0;
+    // Sends are gathered per peer (in order) and leave when the batch ends,
+    // or before a peer command, so a send never crosses an add or a removal.
     // Consecutive sends usually go to the same peer: skip the hash lookup.
     const std::string* last_id = nullptr;
-    void* last_dealer = nullptr;
+    peer_link* last_link = nullptr;
     for (command& c : batch) {
       if (auto* s = std::get_if<send_cmd>(&c)) {
-        void* dealer = nullptr;
+        peer_link* link = nullptr;
         if (last_id != nullptr && *last_id == s->peer_id) {
-          dealer = last_dealer;
+          link = last_link;
         } else {
           auto it = peers_.find(s->peer_id);
           if (it == peers_.end()) {
-            ++unknown;
+            ++pending_unknown_;
             continue;
           }
-          dealer = it->second.out.dealer();
+          link = &it->second;
           last_id = &it->first;
-          last_dealer = dealer;
+          last_link = link;
         }
-        if (zmq_send(dealer, s->frame.data(), s->frame.size(), ZMQ_DONTWAIT) < 0) {
-          ++full;  // EAGAIN: HWM reached; the caller's outbox retries.
-          continue;
-        }
-        ++frames;
-        bytes += s->frame.size();
-      } else if (auto* a = std::get_if<add_peer_cmd>(&c)) {
-        last_id = nullptr;  // peers_ may rehash
-        connect(a->p);
+        if (link->pending.empty()) pending_links_.push_back(link);
+        link->pending.emplace_back(s->frame);
       } else {
-        last_id = nullptr;
-        forget(std::get<remove_peer_cmd>(c).peer_id);
+        flush_pending();
+        last_id = nullptr;  // peers_ may rehash
+        if (auto* a = std::get_if<add_peer_cmd>(&c))
+          connect(a->p);
+        else
+          forget(std::get<remove_peer_cmd>(c).peer_id);
       }
     }
+    flush_pending();
+  }
+
+  /// Sends what run_commands gathered: a peer's frames go out alone, or
+  /// several in a bundle (opts_.bundle) within the link's size limit.
+  void flush_pending() {
+    std::uint64_t frames = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t bundles = 0;
+    std::uint64_t full = 0;
+    for (peer_link* link : pending_links_) {
+      auto& pending = link->pending;
+      for (std::size_t first = 0; first < pending.size();) {
+        // The longest run from `first` that fits in one bundle.
+        std::size_t end = first + 1;
+        std::size_t run_bytes = pending[first].size();
+        if (opts_.bundle) {
+          while (end < pending.size() && end - first < wire::bundle_frames_max &&
+                 wire::bundle_bytes_bound(end - first + 1, run_bytes + pending[end].size()) <=
+                     bundle_bytes_max_) {
+            run_bytes += pending[end].size();
+            ++end;
+          }
+        }
+        const auto run = std::span(pending).subspan(first, end - first);
+        first = end;
+        int rc = 0;
+        if (run.size() == 1) {
+          rc = zmq_send(link->out.dealer(), run[0].data(), run[0].size(), ZMQ_DONTWAIT);
+        } else {
+          wire::encode_bundle(run, bundle_);
+          rc = zmq_send(link->out.dealer(), bundle_.data(), bundle_.size(), ZMQ_DONTWAIT);
+        }
+        if (rc < 0) {
+          full += run.size();  // EAGAIN: HWM reached; the caller's outbox retries.
+          continue;
+        }
+        frames += run.size();
+        bytes += run_bytes;
+        if (run.size() > 1) ++bundles;
+      }
+      pending.clear();
+    }
+    pending_links_.clear();
     if (frames != 0) {
       frames_sent_.fetch_add(frames, std::memory_order_relaxed);
       bytes_sent_.fetch_add(bytes, std::memory_order_relaxed);
     }
-    if (unknown != 0) dropped_unknown_peer_.fetch_add(unknown, std::memory_order_relaxed);
+    if (bundles != 0) bundles_sent_.fetch_add(bundles, std::memory_order_relaxed);
+    if (pending_unknown_ != 0) {
+      dropped_unknown_peer_.fetch_add(pending_unknown_, std::memory_order_relaxed);
+      pending_unknown_ = 0;
+    }
     if (full != 0) dropped_queue_full_.fetch_add(full, std::memory_order_relaxed);
   }
 
@@ -789,6 +850,7 @@ class zmq_transport final : public transport {
     std::uint64_t frames = 0;
     std::uint64_t bytes = 0;
     std::uint64_t unknown = 0;
+    std::uint64_t oversized = 0;  // frames inside bundles
     for (int i = 0; i < receive_batch_max; ++i) {
       if (zmq_msg_recv(id.get(), router_.get(), ZMQ_DONTWAIT) < 0) break;  // EAGAIN
       ++handled;
@@ -804,7 +866,9 @@ class zmq_transport final : public transport {
         dropped_malformed_.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
-      if (body.size() > opts_.frame_bytes_max) {
+      const std::span<const std::uint8_t> message(body.data(), body.size());
+      const bool bundle = wire::is_bundle(message);
+      if (message.size() > (bundle ? inbound_bundle_bytes_max_ : opts_.frame_bytes_max)) {
         dropped_oversized_.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
@@ -831,9 +895,25 @@ class zmq_transport final : public transport {
           continue;
         }
       }
+      if (bundle) {
+        const auto st = wire::for_each_bundled(message, [&](std::span<const std::uint8_t> frame) {
+          if (frame.size() > opts_.frame_bytes_max) {
+            ++oversized;
+            return;
+          }
+          ++frames;
+          bytes += frame.size();
+          if (receive_fn_) receive_fn_(*from, frame);
+        });
+        if (st)
+          bundles_received_.fetch_add(1, std::memory_order_relaxed);
+        else
+          dropped_malformed_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       ++frames;
       bytes += body.size();
-      if (receive_fn_) receive_fn_(*from, std::span<const std::uint8_t>(body.data(), body.size()));
+      if (receive_fn_) receive_fn_(*from, message);
     }
     // Counted after the handlers ran, in batches; readers only need eventual values.
     if (frames != 0) {
@@ -841,6 +921,7 @@ class zmq_transport final : public transport {
       bytes_received_.fetch_add(bytes, std::memory_order_relaxed);
     }
     if (unknown != 0) dropped_unknown_peer_.fetch_add(unknown, std::memory_order_relaxed);
+    if (oversized != 0) dropped_oversized_.fetch_add(oversized, std::memory_order_relaxed);
     return handled != 0;
   }
 
@@ -885,6 +966,17 @@ class zmq_transport final : public transport {
   /// ever added.
   std::unordered_set<std::string> removed_ids_;
   std::string from_;
+  /// run_commands -> flush_pending: the peers with pending frames, and the
+  /// sends to unknown peers.
+  std::vector<peer_link*> pending_links_;
+  std::uint64_t pending_unknown_ = 0;
+  std::vector<std::uint8_t> bundle_;  // reused encoding buffer
+  /// Largest bundle sent: the protocol's bound, or the frame size limit if
+  /// it is lower (peers are expected to share it).
+  const std::size_t bundle_bytes_max_ = std::min(opts_.frame_bytes_max, wire::bundle_bytes_max);
+  /// Largest bundle accepted (docs/protocol.md, section 2).
+  const std::size_t inbound_bundle_bytes_max_ =
+      std::max(opts_.frame_bytes_max, wire::bundle_bytes_max);
 
   std::atomic<std::uint64_t> frames_sent_{0};
   std::atomic<std::uint64_t> frames_received_{0};
@@ -900,6 +992,8 @@ class zmq_transport final : public transport {
   std::atomic<std::uint64_t> handshakes_refused_{0};
   std::atomic<std::uint64_t> handshakes_protocol_error_{0};
   std::atomic<std::uint64_t> links_recreated_{0};
+  std::atomic<std::uint64_t> bundles_sent_{0};
+  std::atomic<std::uint64_t> bundles_received_{0};
 };
 
 }  // namespace

@@ -65,6 +65,9 @@ struct node_config {
   std::size_t frame_bytes_max = 64 * 1024;                      // [transport] frame_bytes_max
   std::int64_t retry_initial_ms = 200;                          // [transport] retry_initial_ms
   std::int64_t retry_max_ms = 5000;                             // [transport] retry_max_ms
+  /// [transport] bundle: frames ready for the same peer at once leave in one
+  /// ZeroMQ message (schemas/bundle.fbs); inbound bundles are always accepted.
+  bool transport_bundle = true;
   /// [transport] replay_window_hours: an inbound message stamped earlier than
   /// this is acknowledged without effect (a replay), and the inbox remembers
   /// processed messages this long plus clock_skew_max_us, then forgets them:

@@ -37,8 +37,9 @@ struct transport_stats {
   std::uint64_t dropped_unknown_peer = 0;
   std::uint64_t dropped_queue_full = 0;  // peer not keeping up (HWM) or queue bound hit
   std::uint64_t dropped_oversized = 0;   // inbound frame above the size limit
-  std::uint64_t dropped_malformed = 0;   // inbound message with unexpected parts
-  std::uint64_t auth_denied = 0;         // CURVE handshakes refused: key of no peer
+  std::uint64_t dropped_malformed =
+      0;                          // inbound message with unexpected parts, or a malformed bundle
+  std::uint64_t auth_denied = 0;  // CURVE handshakes refused: key of no peer
   /// Revocations: remove_peer() of a known peer, or add_peer() changing a
   /// known peer's key. Each closes the inbound connections (see remove_peer).
   std::uint64_t peers_removed = 0;
@@ -56,6 +57,11 @@ struct transport_stats {
   /// end a ZeroMQ connection for good. Frames queued on the old link (counted
   /// in frames_sent) are lost; the node's outbox re-sends them.
   std::uint64_t links_recreated = 0;
+  /// Bundles (several frames for one peer in one message; their frames
+  /// count in frames_sent / frames_received). A malformed bundle counts in
+  /// dropped_malformed, and none of its frames is received.
+  std::uint64_t bundles_sent = 0;
+  std::uint64_t bundles_received = 0;
 };
 
 class transport {

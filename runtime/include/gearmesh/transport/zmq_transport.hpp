@@ -31,6 +31,11 @@ struct zmq_options {
   /// authenticated it, not the routing id the client chose. Every DEALER is a
   /// CURVE client pinned to its peer's public key. Unset: plain TCP.
   std::optional<curve_keys> curve = {};
+  /// Frames ready for the same peer at the same time leave in one bundle
+  /// (schemas/bundle.fbs): one ZeroMQ message and one CurveZMQ box for
+  /// several frames. Bundles stay within frame_bytes_max. Inbound bundles
+  /// are always accepted.
+  bool bundle = true;
 };
 
 /// Creates a ZeroMQ transport; nothing is opened until start().
