@@ -93,7 +93,10 @@ constexpr auto measure_max = std::chrono::seconds(60);
 struct config {
   double seconds = 5.0;
   double warmup = 2.0;
-  int window = 256;
+  /// Enough orders in flight to keep both cores busy: with 256 the chain of
+  /// about five durable commits per negotiation leaves a quarter of the
+  /// CPU idle (bench/README.md), so the figure would measure latency.
+  int window = 1024;
   int latency_orders = 500;
   std::vector<std::string> modes = {"group", "curve", "one_sync"};
   std::string node_binary = GEARMESH_NODE_BIN;
