@@ -164,6 +164,11 @@ inline std::vector<scripted_frame> seeds() {
                              t0_us + 3 * day_us, t0_us + day_us}));
   add("refuse", alloyframe,
       envelope("alloyframe", 101, wire::refuse{"framecraft/order/1", "no stock"}));
+  // -> the capacity broker: a cancellation of a booking this node never made.
+  add("capacity-cancelled-unknown", tubeco,
+      envelope("tubeco", 120,
+               wire::capacity_cancelled{"tubeco/capacity/1", "framecraft/booking/9",
+                                        "saw1 broke down"}));
   const wire::propose p = tubeco_proposal();
   add("confirm", tubeco,
       envelope("tubeco", 101,

@@ -153,6 +153,11 @@ struct payload_reader {
     use(m.reason);
     use(m.remaining);
   }
+  void operator()(const wire::capacity_cancelled& m) const {
+    use(m.offer_id);
+    use(m.booking_id);
+    use(m.reason);
+  }
   void operator()(const wire::resolve& m) const {
     use(m.query_id);
     use(m.identifier);

@@ -113,6 +113,10 @@ std::vector<std::pair<std::string, wire::bytes>> valid_seeds() {
                                    wire::capacity_refused{"framecraft/capacity/1", "velo/booking/2",
                                                           "only 360 units remain", 360},
                                    12));
+  add("capacity_cancelled",
+      envelope(17, "framecraft", "velo",
+               wire::capacity_cancelled{"framecraft/capacity/1", "velo/booking/1",
+                                        "paint1 broke down (pump failure)"}));
   add("empty-fields", envelope(1, "", "", wire::cfp{}));
   add("resolve", envelope(12, "velo", "registry", wire::resolve{3, "acme.plant1/machine/m7", ""}));
   add("resolve-capability", envelope(13, "velo", "registry", wire::resolve{4, "", "welding"}));

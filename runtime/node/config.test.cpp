@@ -375,16 +375,17 @@ TEST(config, peer_message_type_lists) {
   EXPECT_EQ(config_error(base + "receive = [\"cfp\", \"proposal\"]\n"),
             "velo.toml:8: peers[0].receive: expected message type names (cfp, propose, refuse, "
             "accept, reject, confirm, failure, cancel, ack, capacity_offer, book_capacity, "
-            "capacity_booked, capacity_refused, resolve, resolution, production_event), got "
+            "capacity_booked, capacity_refused, resolve, resolution, production_event, "
+            "capacity_cancelled), got "
             "\"proposal\"");
   EXPECT_EQ(config_error(base + "send = \"cfp\"\n"),
             "velo.toml:8: peers[0].send: expected an array of message types like [\"cfp\", "
             "\"accept\"], got a string");
-  EXPECT_EQ(
-      config_error(base + "send = [1]\n"),
-      "velo.toml:8: peers[0].send: expected message type names (cfp, propose, refuse, "
-      "accept, reject, confirm, failure, cancel, ack, capacity_offer, book_capacity, "
-      "capacity_booked, capacity_refused, resolve, resolution, production_event), got an integer");
+  EXPECT_EQ(config_error(base + "send = [1]\n"),
+            "velo.toml:8: peers[0].send: expected message type names (cfp, propose, refuse, "
+            "accept, reject, confirm, failure, cancel, ack, capacity_offer, book_capacity, "
+            "capacity_booked, capacity_refused, resolve, resolution, production_event, "
+            "capacity_cancelled), got an integer");
   // The directory messages are names like any other.
   auto lists = config_file::parse(
       with_security(base + "receive = [\"resolve\"]\nsend = [\"resolution\"]\n"), "velo.toml");

@@ -133,6 +133,12 @@ struct payload_encoder {
     auto reason = put(b, m.reason);
     return CreateCapacityRefused(b, offer_id, booking_id, reason, m.remaining).Union();
   }
+  fb::Offset<void> operator()(const capacity_cancelled& m) const {
+    auto offer_id = put(b, m.offer_id);
+    auto booking_id = put(b, m.booking_id);
+    auto reason = put(b, m.reason);
+    return CreateCapacityCancelled(b, offer_id, booking_id, reason).Union();
+  }
   fb::Offset<void> operator()(const resolve& m) const {
     auto identifier = put(b, m.identifier);
     auto capability = put(b, m.capability);
@@ -498,6 +504,14 @@ payload read(const CapacityRefused& t, field_reader& r) {
   return m;
 }
 
+payload read(const CapacityCancelled& t, field_reader& r) {
+  capacity_cancelled m;
+  m.offer_id = r.id(t.offer_id(), "offer_id");
+  m.booking_id = r.id(t.booking_id(), "booking_id");
+  m.reason = r.str(t.reason(), "reason");
+  return m;
+}
+
 payload read(const Resolve& t, field_reader& r) {
   resolve m;
   m.query_id = t.query_id();
@@ -648,6 +662,9 @@ result<envelope> decode_aligned(const std::uint8_t* data, std::size_t size, cons
       break;
     case Payload::ProductionEvent:
       env.payload = read(*e->payload_as_ProductionEvent(), r);
+      break;
+    case Payload::CapacityCancelled:
+      env.payload = read(*e->payload_as_CapacityCancelled(), r);
       break;
     case Payload::NONE:
       break;  // rejected above

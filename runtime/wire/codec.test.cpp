@@ -117,6 +117,8 @@ std::vector<payload> every_payload() {
       resolve{7, "acme.plant1/machine/m7", "", 3},
       sample_resolution(),
       sample_production_event(),
+      capacity_cancelled{"framecraft/capacity/3", "velo/booking/1",
+                         "paint1 broke down (pump failure)"},
   };
 }
 

@@ -36,6 +36,8 @@ const char* to_string(message_type t) noexcept {
       return "resolution";
     case message_type::production_event:
       return "production_event";
+    case message_type::capacity_cancelled:
+      return "capacity_cancelled";
   }
   return "unknown";
 }

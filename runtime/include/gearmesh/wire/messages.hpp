@@ -145,6 +145,15 @@ struct capacity_refused {
   bool operator==(const capacity_refused&) const = default;
 };
 
+/// Publisher -> booker: a granted booking is cancelled (its machine went out
+/// of service over the booked window).
+struct capacity_cancelled {
+  std::string offer_id;
+  std::string booking_id;
+  std::string reason;
+  bool operator==(const capacity_cancelled&) const = default;
+};
+
 /// Directory query (docs/protocol.md section 7): exactly one of `identifier`
 /// and `capability` is set.
 struct resolve {
@@ -241,7 +250,7 @@ struct production_event {
 /// One protocol message. The alternative order matches the schema's union.
 using payload = std::variant<cfp, propose, refuse, accept, reject, confirm, failure, cancel, ack,
                              capacity_offer, book_capacity, capacity_booked, capacity_refused,
-                             resolve, resolution, production_event>;
+                             resolve, resolution, production_event, capacity_cancelled>;
 
 /// Message types, numbered as the alternatives of `payload` (variant index).
 enum class message_type : std::uint8_t {
@@ -260,9 +269,10 @@ enum class message_type : std::uint8_t {
   capacity_refused,
   resolve,
   resolution,
-  production_event
+  production_event,
+  capacity_cancelled
 };
-constexpr std::size_t message_type_count = 16;
+constexpr std::size_t message_type_count = 17;
 
 inline message_type type_of(const payload& p) noexcept {
   return static_cast<message_type>(p.index());
