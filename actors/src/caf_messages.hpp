@@ -87,6 +87,13 @@ using publish_atom = caf::atom_constant<caf::atom("publish")>;
 using reserve_atom = caf::atom_constant<caf::atom("reserve")>;
 /// (sweep_atom): the broker's timer; erases received offers that expired.
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
+/// (broker_atom, caf::actor): tells the participant the node's capacity
+/// broker (sent once by install_roles).
+using broker_atom = caf::atom_constant<caf::atom("broker")>;
+/// (capacity_cancel_atom, resource, reservation_ids, reason): the participant
+/// tells the broker that these capacity bookings lie where `resource` is out
+/// of service; the broker cancels the granted ones (no answer).
+using capacity_cancel_atom = caf::atom_constant<caf::atom("capcancel")>;
 
 // Executor (executor.cpp).
 /// (execute_atom, execution_record): a contract the participant just recorded.

@@ -155,6 +155,9 @@ struct broker_state {
   timestamp_us sweep_armed_us = 0;  // 0 = no timer pending
   /// Admin requests waiting for the publisher's answer, by booking id.
   std::map<std::string, caf::response_promise, std::less<>> waiting;
+  /// Publisher: granted bookings by reservation id ("<offer id>#b<n>") ->
+  /// their capacity_sold key, so an outage can find what it covers.
+  std::map<std::string, std::string, std::less<>> sold_by_reservation;
   static inline const char* name = "gearmesh.capacity";
 };
 
@@ -435,8 +438,10 @@ void on_book(broker_actor* self, const wire::envelope& env, const wire::book_cap
   // The same booking id again: the answer it got.
   if (auto prior = read(self, tables::capacity_sold, sold_key(booker, m.booking_id))) {
     wire::payload answer =
-        prior->state == capacity_booking_state::booked
-            ? wire::payload{booked_message(*prior)}
+        prior->state == capacity_booking_state::booked ? wire::payload{booked_message(*prior)}
+        : prior->state == capacity_booking_state::cancelled
+            ? wire::payload{wire::capacity_cancelled{prior->offer_id, prior->booking_id,
+                                                     prior->reason}}
             : wire::payload{wire::capacity_refused{prior->offer_id, prior->booking_id,
                                                    prior->reason, prior->remaining}};
     return commit(self, {}, &env, {outbound{booker, m.offer_id, 0, std::move(answer)}});
@@ -509,11 +514,51 @@ void on_book(broker_actor* self, const wire::envelope& env, const wire::book_cap
             announce(o, msgs);
             spdlog::info("{}: capacity booking {} of {}: {} units for {}, {} remain",
                          st.ctx->node_id(), r.booking_id, o.offer_id, r.units, booker, o.remaining);
+            st.sold_by_reservation.insert_or_assign(booking_rid, sold_key(booker, r.booking_id));
             commit(self, std::move(b), &env, std::move(msgs), std::move(res));
           },
           [=](caf::error& e) {
             refuse_booking(self, env, m, "machine unavailable: " + to_string(e), 0);
           });
+}
+
+/// The participant found granted bookings `rids` where `resource` is out of
+/// service (docs/protocol.md 6.5): each one still booked is cancelled, in
+/// one commit: the booking record (cancelled, with the reason), its
+/// reservation record erased, and a CapacityCancelled to its booker; once
+/// that is durable the participant releases them from the calendar.
+/// Bookings already cancelled, or not granted here, are skipped (the
+/// participant names them again after a restart).
+void on_capacity_cancel(broker_actor* self, const std::string& resource,
+                        const std::vector<std::string>& rids, const std::string& reason) {
+  auto& st = self->state;
+  store::write_batch b;
+  store::write_batch res;
+  std::vector<outbound> msgs;
+  std::vector<std::string> released;
+  for (const auto& rid : rids) {
+    auto key = st.sold_by_reservation.find(rid);
+    if (key == st.sold_by_reservation.end()) continue;
+    auto r = read(self, tables::capacity_sold, key->second);
+    if (!r || r->state != capacity_booking_state::booked || r->resource != resource) continue;
+    r->state = capacity_booking_state::cancelled;
+    r->reason = reason;
+    tables::capacity_sold.put(b, key->second, *r);
+    tables::bookings.erase(res, reservation_key(resource, rid));
+    msgs.push_back(outbound{r->booker, r->offer_id, 0,
+                            wire::capacity_cancelled{r->offer_id, r->booking_id, reason}});
+    spdlog::warn("{}: capacity booking {} of {} ({} units for {}) cancelled: {}", st.ctx->node_id(),
+                 r->booking_id, r->offer_id, r->units, r->booker, reason);
+    released.push_back(rid);
+    st.sold_by_reservation.erase(key);
+  }
+  if (released.empty()) return;
+  commit(self, std::move(b), nullptr, std::move(msgs), std::move(res),
+         [participant = st.cfg.participant, resource, released = std::move(released)](bool ok) {
+           if (!ok || !participant) return;  // a failed store stops the node
+           for (const auto& rid : released)
+             caf::anon_send(participant, release_atom::value, resource, rid);
+         });
 }
 
 // --- partner ------------------------------------------------------------------
@@ -641,11 +686,15 @@ caf::response_promise on_reserve(broker_actor* self, book_request& req) {
 }
 
 /// Records the publisher's answer to one of our bookings; answers the waiting
-/// admin request once that is durable.
+/// admin request once that is durable. `after_booked`: the answer may also
+/// follow a CapacityBooked (a cancellation).
 void on_answer(broker_actor* self, const wire::envelope& env, const std::string& booking_id,
-               const std::function<void(capacity_booking_record&)>& apply) {
+               const std::function<void(capacity_booking_record&)>& apply,
+               bool after_booked = false) {
   auto r = read(self, tables::capacity_bookings, booking_id);
-  if (!r || r->publisher != env.header.sender || r->state != capacity_booking_state::requested) {
+  if (!r || r->publisher != env.header.sender ||
+      !(r->state == capacity_booking_state::requested ||
+        (after_booked && r->state == capacity_booking_state::booked))) {
     // Unknown, someone else's, or already answered (a re-sent answer).
     return commit(self, {}, &env, {});
   }
@@ -668,10 +717,12 @@ void on_answer(broker_actor* self, const wire::envelope& env, const std::string&
 
 caf::behavior broker(broker_actor* self, node_context* ctx, capacity_config cfg,
                      std::uint64_t next_offer, std::uint64_t next_booking,
-                     std::vector<std::pair<timestamp_us, std::string>> received) {
+                     std::vector<std::pair<timestamp_us, std::string>> received,
+                     std::map<std::string, std::string, std::less<>> sold_by_reservation) {
   auto& st = self->state;
   st.ctx = ctx;
   st.cfg = std::move(cfg);
+  st.sold_by_reservation = std::move(sold_by_reservation);
   st.next_offer = next_offer;
   st.next_booking = next_booking;
   for (auto& [t, id] : received) st.received_expiry.emplace(t, std::move(id));
@@ -703,6 +754,16 @@ caf::behavior broker(broker_actor* self, node_context* ctx, capacity_config cfg,
                   r.reason = m.reason;
                   r.remaining = m.remaining;
                 });
+              else if constexpr (std::is_same_v<T, wire::capacity_cancelled>)
+                // Booked, or still requested (the cancellation overtook the
+                // CapacityBooked, which then changes nothing): the terms stay.
+                on_answer(
+                    self, env, m.booking_id,
+                    [&m](capacity_booking_record& r) {
+                      r.state = capacity_booking_state::cancelled;
+                      r.reason = m.reason;
+                    },
+                    /*after_booked=*/true);
               else  // not routed here; still acknowledge it
                 commit(self, {}, &env, {});
             },
@@ -712,6 +773,8 @@ caf::behavior broker(broker_actor* self, node_context* ctx, capacity_config cfg,
       [=](reserve_atom, book_request& req) { return on_reserve(self, req); },
       [=](withdraw_atom, const std::string& id) { return on_withdraw(self, id); },
       [=](durable_atom, std::uint64_t seq, bool ok) { on_durable(self, seq, ok); },
+      [=](capacity_cancel_atom, const std::string& resource, const std::vector<std::string>& rids,
+          const std::string& reason) { on_capacity_cancel(self, resource, rids, reason); },
       [=](sweep_atom) {
         self->state.sweep_armed_us = 0;
         sweep(self);
@@ -736,8 +799,16 @@ result<caf::actor> spawn_capacity_broker(caf::actor_system& sys, node_context& c
         return true;
       });
   if (!st) return st;
+  std::map<std::string, std::string, std::less<>> sold_by_reservation;
+  st = tables::capacity_sold.for_each(env, [&](std::string_view key, capacity_booking_record&& b) {
+    if (b.state == capacity_booking_state::booked && !b.reservation_id.empty())
+      sold_by_reservation.emplace(std::move(b.reservation_id), std::string(key));
+    return true;
+  });
+  if (!st) return st;
   return sys.spawn(broker, &ctx, std::move(cfg), *offers ? (*offers)->value + 1 : 1,
-                   *bookings ? (*bookings)->value + 1 : 1, std::move(received));
+                   *bookings ? (*bookings)->value + 1 : 1, std::move(received),
+                   std::move(sold_by_reservation));
 }
 
 publish_reply publish_offer(caf::actor_system& sys, const caf::actor& broker, publish_request req,

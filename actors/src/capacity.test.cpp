@@ -17,6 +17,7 @@
 #include "caf_messages.hpp"
 #include "gearmesh/actors/factory.hpp"
 #include "gearmesh/actors/install.hpp"
+#include "gearmesh/actors/outage.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/actors/roles_config.hpp"
 #include "gearmesh/actors/verify.hpp"
@@ -188,12 +189,15 @@ class cap_world {
     return *n;
   }
   void spawn_broker(const std::string& id, capacity_config cc) {
+    const bool cc_has_participant = static_cast<bool>(cc.participant);
     auto b = spawn_capacity_broker(*sys_, node(id), std::move(cc));
     EXPECT_TRUE(b.has_value()) << b.error().to_string();
     net_.route(id,
                {wire::message_type::capacity_offer, wire::message_type::book_capacity,
-                wire::message_type::capacity_booked, wire::message_type::capacity_refused},
+                wire::message_type::capacity_booked, wire::message_type::capacity_refused,
+                wire::message_type::capacity_cancelled},
                *b);
+    if (cc_has_participant) caf::anon_send(participant_, broker_atom::value, *b);
     brokers_[id] = *b;
     actors_.push_back(*b);
   }
@@ -475,6 +479,98 @@ TEST_F(capacity_test, a_withdrawn_offer_releases_its_units_and_keeps_its_booking
   expect_calendars_ok(w);
   // The released units can be offered again.
   EXPECT_EQ(publish(w, 40), "framecraft/capacity/2");
+}
+
+TEST_F(capacity_test, a_breakdown_cancels_the_bookings_it_covers_and_tells_their_bookers) {
+  auto wp = std::make_unique<cap_world>(dir_);
+  auto& w = *wp;
+  const auto offer = publish(w, 120);  // paint1: 60 units in each of the first two hours
+  for (const auto& id : partners)
+    ASSERT_TRUE(eventually([&] { return received(w, id, offer, 120); }));
+  // velo's 50 units lie in the first hour; alloyframe's 70 in both.
+  auto r = call(w.admin("velo"), "POST", "/v1/capacity/bookings",
+                json{{"offer_id", offer}, {"units", 50}}.dump());
+  ASSERT_EQ(r.status, 201u) << r.body;
+  r = call(w.admin("alloyframe"), "POST", "/v1/capacity/bookings",
+           json{{"offer_id", offer}, {"units", 70}}.dump());
+  ASSERT_EQ(r.status, 201u) << r.body;
+  auto& fc = w.node("framecraft").store();
+  const auto o = **tables::capacity_offers.get(fc, offer);
+
+  // paint1 breaks down over the second hour of the window.
+  outage_request down;
+  down.machine = "paint1";
+  down.from_us = o.window_start_us + us_per_hour;
+  down.until_us = o.window_start_us + 2 * us_per_hour;
+  down.reason = "pump failure";
+  auto reply = machine_outage(w.system(), w.participant(), down, 5s);
+  ASSERT_EQ(reply.http_status, 201u) << reply.error;
+
+  // alloyframe hears it and records the booking as cancelled, terms kept.
+  capacity_booking_record cancelled;
+  ASSERT_TRUE(eventually([&] {
+    auto b = tables::capacity_bookings.get(w.node("alloyframe").store(), "alloyframe/booking/1");
+    if (!b || !*b || (*b)->state != capacity_booking_state::cancelled) return false;
+    cancelled = **b;
+    return true;
+  }));
+  EXPECT_EQ(cancelled.reason, "paint1 broke down (pump failure)");
+  EXPECT_EQ(cancelled.units, 70u);
+  EXPECT_EQ(cancelled.price_cents, 70 * 150);
+  // The publisher agrees, and the booking no longer reserves the machine.
+  auto sold = **tables::capacity_sold.get(fc, "alloyframe/alloyframe/booking/1");
+  EXPECT_EQ(sold.state, capacity_booking_state::cancelled);
+  EXPECT_EQ(sold.reason, cancelled.reason);
+  ASSERT_TRUE(
+      eventually([&] { return all(fc, tables::bookings).count("paint1/" + offer + "#b2") == 0; }));
+  // velo's booking, before the breakdown, stands.
+  EXPECT_EQ((**tables::capacity_bookings.get(w.node("velo").store(), "velo/booking/1")).state,
+            capacity_booking_state::booked);
+  EXPECT_EQ(all(fc, tables::bookings).count("paint1/" + offer + "#b1"), 1u);
+  // The offer keeps its count: cancelled units do not return to it.
+  EXPECT_EQ((**tables::capacity_offers.get(fc, offer)).remaining, 0u);
+  auto api = json::parse(call(w.admin("alloyframe"), "GET", "/v1/capacity/bookings").body);
+  ASSERT_EQ(api.at("bookings").size(), 1u);
+  EXPECT_EQ(api.at("bookings")[0].at("state"), "cancelled");
+  expect_calendars_ok(w);
+  ASSERT_TRUE(eventually([&] {
+    auto s = caf::scoped_actor(w.system());
+    std::string why = "no answer";
+    s->request(w.participant(), 5s, check_atom::value)
+        .receive([&](std::string& v) { why = v; }, [](caf::error&) {});
+    return why.empty();
+  }));
+
+  // A restart reconciles the open outage again: nothing more is cancelled.
+  const auto sold_before = all(fc, tables::capacity_sold);
+  const auto booked_before = all(w.node("alloyframe").store(), tables::capacity_bookings);
+  wp.reset();
+  wp = std::make_unique<cap_world>(dir_);
+  std::this_thread::sleep_for(200ms);
+  auto& fc2 = wp->node("framecraft").store();
+  EXPECT_EQ(all(fc2, tables::capacity_sold), sold_before);
+  EXPECT_EQ(all(wp->node("alloyframe").store(), tables::capacity_bookings), booked_before);
+  EXPECT_EQ(all(fc2, tables::bookings).count("paint1/" + offer + "#b1"), 1u);
+
+  // `gearmesh verify`: both ends agree, the offer is not over-sold.
+  verify_options vo;
+  vo.now_us = system_clock().now();
+  std::vector<store_ref> stores{{"framecraft", &fc2}};
+  for (const auto& id : partners) stores.push_back({id, &wp->node(id).store()});
+  auto report = verify_stores(stores, vo);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  for (const auto& v : report->violations) ADD_FAILURE() << to_string(v.kind) << ": " << v.message;
+  // A booker that missed the cancellation is a disagreement.
+  auto still = cancelled;
+  still.state = capacity_booking_state::booked;
+  store::write_batch b;
+  tables::capacity_bookings.put(b, still.booking_id, still);
+  ASSERT_TRUE(const_cast<store::environment&>(wp->node("alloyframe").store()).apply(b));
+  report = verify_stores(stores, vo);
+  ASSERT_TRUE(report.has_value());
+  ASSERT_EQ(report->violations.size(), 1u);
+  EXPECT_EQ(report->violations[0].kind, violation_kind::capacity_booking_mismatch);
+  EXPECT_EQ(report->violations[0].message, "booked at alloyframe, cancelled at framecraft");
 }
 
 TEST_F(capacity_test, rejects_bad_publications) {

@@ -852,8 +852,11 @@ result<installed_roles> install_roles_with_handles(node& n, const config_file& f
   auto broker = spawn_capacity_broker(sys, ctx, std::move(cap));
   if (!broker) return broker.error();
   n.route({wire::message_type::capacity_offer, wire::message_type::book_capacity,
-           wire::message_type::capacity_booked, wire::message_type::capacity_refused},
+           wire::message_type::capacity_booked, wire::message_type::capacity_refused,
+           wire::message_type::capacity_cancelled},
           *broker);
+  // Outages cancel the capacity bookings they cover through the broker.
+  if (participant) caf::anon_send(*participant, broker_atom::value, *broker);
   add_capacity_routes(n.admin_routes(), ctx, sys, *broker);
   installed_roles out;
   out.directory = directory;

@@ -82,6 +82,10 @@ struct participant_state {
   std::multimap<std::uint64_t, std::pair<caf::response_promise, outage_reply>> replies;
   /// Re-plans committed, to hand to the executor (it may not be known yet).
   std::vector<replan_record> unsent_replans;
+  /// The node's capacity broker: cancels capacity bookings an outage covers.
+  caf::actor broker;
+  /// (resource, reservation ids, reason) for the broker, until it is known.
+  std::vector<std::tuple<std::string, std::vector<std::string>, std::string>> unsent_cancels;
   /// Held offers whose Accept waits for their component awards (their holds
   /// are bookings in memory already): an outage leaves them to the contract.
   std::set<std::string, std::less<>> awarding;
@@ -798,6 +802,18 @@ std::string minutes_text(timestamp_us us) {
   return std::to_string((us + us_per_min - 1) / us_per_min) + " min";
 }
 
+/// Hands capacity bookings `rids` on `resource`, which an outage covers, to
+/// the broker to cancel (capacity.hpp); kept until the broker is known. The
+/// broker's commit follows the outage's in the node's commit order.
+void cancel_capacity(participant_actor* self, const std::string& resource,
+                     std::vector<std::string> rids, const std::string& why) {
+  auto& st = self->state;
+  if (st.broker)
+    self->send(st.broker, capacity_cancel_atom::value, resource, std::move(rids), why);
+  else
+    st.unsent_cancels.emplace_back(resource, std::move(rids), why);
+}
+
 /// Moves, delays or cancels what is reserved in the window of outage `out`
 /// (its buckets are blocked already) and records what it did in `out`, all
 /// in one commit with `out`. Held offers whose Accept is being completed
@@ -811,8 +827,15 @@ std::uint64_t reconcile(participant_actor* self, outage_record& out, bool openin
   expire_holds(self);
   // What was reserved in the window, by offer.
   std::vector<std::string> proposals;
+  std::vector<std::string> capacity_bookings;
   for (const auto& rid : cal.overlapping(out.first_bucket, out.last_bucket)) {
-    if (is_capacity_reservation(rid)) continue;  // capacity offers are not moved
+    if (is_capacity_reservation(rid)) {
+      // Capacity offers are not moved; their granted bookings are cancelled
+      // (below), their unbooked units stay held (bookings there are refused).
+      if (const auto* e = cal.find(rid); e && e->kind == reservation_kind::booking)
+        capacity_bookings.push_back(rid);
+      continue;
+    }
     auto pid = rid.substr(0, rid.rfind('#'));
     if (std::find(proposals.begin(), proposals.end(), pid) == proposals.end())
       proposals.push_back(std::move(pid));
@@ -836,12 +859,14 @@ std::uint64_t reconcile(participant_actor* self, outage_record& out, bool openin
       held.push_back(std::move(*o));
     }
   }
+  const auto why = reason_of(out);
+  if (!capacity_bookings.empty())
+    cancel_capacity(self, out.resource, std::move(capacity_bookings), why);
   if (!opening && sold.empty() && held.empty()) return 0;
   std::sort(sold.begin(), sold.end(), [](const auto& a, const auto& b) {
     return std::tie(a.second.promised_due_us, a.second.contract_id) <
            std::tie(b.second.promised_due_us, b.second.contract_id);
   });
-  const auto why = reason_of(out);
   replan_step step;
   // Moves `o`'s steps off the blocked buckets; the new steps, or nothing
   // when they cannot be placed again. Only finished steps blocked: unchanged.
@@ -1237,6 +1262,13 @@ caf::behavior participant(participant_actor* self, node_context* ctx,
         return std::string{};
       },
       // The executor is our child: it exits with us (node::stop exits the routed actors).
+      [=](broker_atom, const caf::actor& b) {
+        auto& st = self->state;
+        st.broker = b;
+        for (auto& [resource, rids, why] : st.unsent_cancels)
+          self->send(b, capacity_cancel_atom::value, resource, std::move(rids), std::move(why));
+        st.unsent_cancels.clear();
+      },
       [=](executor_atom, const caf::actor& e) {
         auto& st = self->state;
         st.executor = e;

@@ -85,6 +85,8 @@ const char* to_string(capacity_booking_state s) noexcept {
       return "requested";
     case capacity_booking_state::booked:
       return "booked";
+    case capacity_booking_state::cancelled:
+      return "cancelled";
     case capacity_booking_state::refused:
       return "refused";
   }
@@ -593,7 +595,7 @@ result<capacity_booking_record> codec<capacity_booking_record>::decode(std::stri
   return verified<fb::CapacityBooking>(
       bytes, "capacity booking",
       [](const fb::CapacityBooking& r) -> result<capacity_booking_record> {
-        if (!enum_in_range(r.state(), fb::CapacityBookingState::Refused))
+        if (!enum_in_range(r.state(), fb::CapacityBookingState::Cancelled))
           return corrupt("capacity booking");
         capacity_booking_record v;
         v.booking_id = str(r.booking_id());

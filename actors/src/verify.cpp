@@ -674,13 +674,15 @@ class checker {
     return true;
   }
 
-  /// No capacity offer is over-sold: its booked bookings add up to
+  /// No capacity offer is over-sold: its granted bookings (booked, or
+  /// cancelled since: their units do not return to the offer) add up to
   /// units - remaining <= units.
   status check_capacity_offers() {
     std::map<std::string, std::uint64_t, std::less<>> sold;
     auto st = for_each_decoded(*env_, tables::capacity_sold,
                                [&](std::string_view, capacity_booking_record&& b) {
-                                 if (b.state == capacity_booking_state::booked)
+                                 if (b.state == capacity_booking_state::booked ||
+                                     b.state == capacity_booking_state::cancelled)
                                    sold[b.offer_id] += b.units;
                                  return status::ok();
                                });

@@ -22,12 +22,18 @@
 //   never see the same `remaining`: no offer is ever over-sold.
 //   An offer past valid_until_us is expired: the machine's calendar releases
 //   the hold by itself (timer, and lazily), bookings after it are refused.
+//   An outage of the machine (outage.hpp) over a granted booking cancels it:
+//   the participant names the bookings its window covers, and the broker
+//   commits each as cancelled (the reason kept, its reservation record
+//   erased) with a CapacityCancelled to the booker, then has the participant
+//   release them from the calendar. The units do not return to the offer.
 //
 // Partner. Stores received offers ("capacity_received", highest revision
 //   wins, expired ones are erased by a timer), and books them: book() commits
 //   the booking as requested ("capacity_bookings", id "<node id>/booking/<n>")
 //   with the BookCapacity, then records the publisher's answer (booked with
-//   its terms, or refused with the reason) when it arrives.
+//   its terms, or refused with the reason) when it arrives, and a later
+//   CapacityCancelled (cancelled with the reason, terms kept).
 //
 // Threading: spawn and the blocking helpers are called from one controlling
 // thread (install, admin handlers); the actor runs on CAF's scheduler.

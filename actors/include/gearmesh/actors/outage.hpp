@@ -29,7 +29,9 @@
 //      ends by the promised due, else released (an Accept then places the
 //      work again or fails, as for a lapsed hold). Contracts whose work is
 //      completed, and reservations of capacity offers (capacity.hpp), are
-//      not moved.
+//      not moved: a granted capacity booking in the window is cancelled
+//      by the capacity broker, which tells its booker (CapacityCancelled),
+//      in a commit of its own that follows this one.
 //   3. It commits, in ONE step, the outage record ("outages"), the moved or
 //      released reservation records, the changed offers and contracts, and
 //      one replan record per contract touched ("replans"); then hands each

@@ -252,7 +252,9 @@ struct resource_record {
 /// (computed, not stored).
 enum class capacity_offer_state : std::uint8_t { open, withdrawn };
 /// A capacity booking: asked for (booker only), booked, or refused.
-enum class capacity_booking_state : std::uint8_t { requested, booked, refused };
+/// cancelled: granted, then cancelled by its publisher (the machine went out
+/// of service over the booked window); the terms stay as they were booked.
+enum class capacity_booking_state : std::uint8_t { requested, booked, refused, cancelled };
 const char* to_string(capacity_offer_state s) noexcept;
 const char* to_string(capacity_booking_state s) noexcept;
 
