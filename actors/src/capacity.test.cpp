@@ -129,7 +129,11 @@ const std::vector<std::string> partners{"velo", "alloyframe", "motorworks"};
 /// framecraft (factory, publishes) and partners that only book.
 class cap_world {
  public:
-  explicit cap_world(std::filesystem::path dir, timestamp_us partner_clock_offset_us = 0)
+  /// `broker_told`: false leaves framecraft's participant without its broker
+  /// (as a node that stops before install_roles told it): outages then
+  /// cancel no capacity booking until the next start.
+  explicit cap_world(std::filesystem::path dir, timestamp_us partner_clock_offset_us = 0,
+                     bool broker_told = true)
       : dir_(std::move(dir)) {
     cfg_.set("scheduler.max-threads", 2);
     sys_ = std::make_unique<caf::actor_system>(cfg_);
@@ -157,6 +161,9 @@ class cap_world {
       add(id, partner_clock_offset_us);
       spawn_broker(id, {});
     }
+    // Last: cancellations it sends at once find every partner routed (the
+    // test network sends a frame once; a node's outbox would re-send it).
+    if (broker_told) caf::anon_send(participant_, broker_atom::value, brokers_.at("framecraft"));
   }
 
   ~cap_world() {
@@ -189,7 +196,6 @@ class cap_world {
     return *n;
   }
   void spawn_broker(const std::string& id, capacity_config cc) {
-    const bool cc_has_participant = static_cast<bool>(cc.participant);
     auto b = spawn_capacity_broker(*sys_, node(id), std::move(cc));
     EXPECT_TRUE(b.has_value()) << b.error().to_string();
     net_.route(id,
@@ -197,7 +203,6 @@ class cap_world {
                 wire::message_type::capacity_booked, wire::message_type::capacity_refused,
                 wire::message_type::capacity_cancelled},
                *b);
-    if (cc_has_participant) caf::anon_send(participant_, broker_atom::value, *b);
     brokers_[id] = *b;
     actors_.push_back(*b);
   }
@@ -571,6 +576,44 @@ TEST_F(capacity_test, a_breakdown_cancels_the_bookings_it_covers_and_tells_their
   ASSERT_EQ(report->violations.size(), 1u);
   EXPECT_EQ(report->violations[0].kind, violation_kind::capacity_booking_mismatch);
   EXPECT_EQ(report->violations[0].message, "booked at alloyframe, cancelled at framecraft");
+}
+
+TEST_F(capacity_test, bookings_an_outage_covered_before_a_stop_are_cancelled_at_the_next_start) {
+  std::string offer;
+  {
+    // The outage is committed, the broker never hears of it (the node
+    // stops between the two commits, as a crash could).
+    cap_world w(dir_, 0, /*broker_told=*/false);
+    offer = publish(w, 120);
+    ASSERT_TRUE(eventually([&] { return received(w, "alloyframe", offer, 120); }));
+    auto r = call(w.admin("alloyframe"), "POST", "/v1/capacity/bookings",
+                  json{{"offer_id", offer}, {"units", 70}}.dump());
+    ASSERT_EQ(r.status, 201u) << r.body;
+    const auto o = **tables::capacity_offers.get(w.node("framecraft").store(), offer);
+    outage_request down;
+    down.machine = "paint1";
+    down.from_us = o.window_start_us + us_per_hour;
+    down.until_us = o.window_start_us + 2 * us_per_hour;
+    down.reason = "pump failure";
+    ASSERT_EQ(machine_outage(w.system(), w.participant(), down, 5s).http_status, 201u);
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(
+        (**tables::capacity_bookings.get(w.node("alloyframe").store(), "alloyframe/booking/1"))
+            .state,
+        capacity_booking_state::booked);
+  }
+  cap_world w(dir_);  // the next start reconciles the open outage
+  ASSERT_TRUE(eventually([&] {
+    auto b = tables::capacity_bookings.get(w.node("alloyframe").store(), "alloyframe/booking/1");
+    return b && *b && (*b)->state == capacity_booking_state::cancelled &&
+           (*b)->reason == "paint1 broke down (pump failure)";
+  }));
+  auto& fc = w.node("framecraft").store();
+  EXPECT_EQ((**tables::capacity_sold.get(fc, "alloyframe/alloyframe/booking/1")).state,
+            capacity_booking_state::cancelled);
+  ASSERT_TRUE(
+      eventually([&] { return all(fc, tables::bookings).count("paint1/" + offer + "#b1") == 0; }));
+  expect_calendars_ok(w);
 }
 
 TEST_F(capacity_test, rejects_bad_publications) {
