@@ -163,10 +163,65 @@ status read_demand(const config_file& file, const toml::table& t, std::size_t i,
   return r.state();
 }
 
-/// Buyers and the sellers their sources name talk to each other.
+/// One [[capacity]] entry and its bookings; the nodes are checked by the caller.
+status read_capacity(const config_file& file, const toml::table& t, const std::string& field,
+                     capacity_spec& out) {
+  reader r(file, t, field + ".");
+  r.string("publisher", true, out.publisher);
+  r.string("capability", true, out.capability);
+  std::int64_t units = 0;
+  r.integer("units", 1, 1, units);
+  if (!t.get("units")) r.fail(nullptr, "units", "missing required field");
+  out.units = static_cast<std::uint32_t>(std::min<std::int64_t>(units, 1'000'000));
+  r.integer("unit_price_cents", 0, 1, out.unit_price_cents);
+  double at_h = 0, valid_h = 0;
+  r.number("at_hours", 1, at_h);
+  r.number("valid_hours", 1, valid_h);
+  r.interval("window_hours", us_per_hour, out.window_us);
+  if (!t.get("window_hours")) r.fail(nullptr, "window_hours", "missing required field");
+  out.at_us = static_cast<timestamp_us>(at_h * us_per_hour);
+  out.valid_us = static_cast<timestamp_us>(valid_h * us_per_hour);
+  if (r.state() && out.window_us.hi <= out.window_us.lo)
+    r.fail(t.get("window_hours"), "window_hours", "the window must end after it starts");
+  if (r.state() && out.window_us.lo <= out.at_us)
+    r.fail(t.get("window_hours"), "window_hours", "the window must start after at_hours");
+  if (const toml::node* n = t.get("bookings"); n && r.state()) {
+    const auto* list = n->as_array();
+    if (!list) r.fail(n, "bookings", "expected [[capacity.bookings]] tables");
+    for (std::size_t i = 0; list && r.state() && i < list->size(); ++i) {
+      const auto* bt = (*list)[i].as_table();
+      const std::string bf = field + ".bookings[" + std::to_string(i) + "]";
+      if (!bt) return file.error(&(*list)[i], bf, "expected a table");
+      reader br(file, *bt, bf + ".");
+      capacity_booking_spec b;
+      double b_at = 0;
+      std::int64_t b_units = 0;
+      br.string("booker", true, b.booker);
+      br.number("at_hours", 1, b_at);
+      br.integer("units", 1, 1, b_units);
+      if (!bt->get("units")) br.fail(nullptr, "units", "missing required field");
+      br.only({"booker", "at_hours", "units"});
+      if (!br.state()) return br.state();
+      b.at_us = static_cast<timestamp_us>(b_at * us_per_hour);
+      b.units = static_cast<std::uint32_t>(std::min<std::int64_t>(b_units, 1'000'000));
+      out.bookings.push_back(std::move(b));
+    }
+  }
+  r.only({"publisher", "capability", "units", "unit_price_cents", "at_hours", "window_hours",
+          "valid_hours", "bookings"});
+  return r.state();
+}
+
+/// Buyers and the sellers their sources name talk to each other, and so do
+/// capacity publishers and their bookers.
 void derive_peers(scenario& s) {
   std::map<std::string, std::set<std::string>> peers;
   for (auto& n : s.nodes) peers[n.id].insert(n.peers.begin(), n.peers.end());
+  for (const auto& c : s.capacity)
+    for (const auto& b : c.bookings) {
+      peers[c.publisher].insert(b.booker);
+      peers[b.booker].insert(c.publisher);
+    }
   for (auto& n : s.nodes) {
     auto roles = toml::parse(n.roles_toml);
     if (const auto* sources = roles["buyer"]["sources"].as_array()) {
@@ -349,6 +404,26 @@ result<scenario> parse_scenario(std::string_view text, const std::string& name) 
       b.for_us = static_cast<timestamp_us>(for_h * us_per_hour);
       b.maintenance = kind == "maintenance";
       s.breakdowns.push_back(std::move(b));
+    }
+  }
+  if (const auto* list = root["capacity"].as_array()) {
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const auto* t = (*list)[i].as_table();
+      const std::string field = "capacity[" + std::to_string(i) + "]";
+      if (!t) return file->error(&(*list)[i], field, "expected a table");
+      capacity_spec c;
+      if (auto st = read_capacity(*file, *t, field, c); !st) return st;
+      const auto publisher = std::find_if(s.nodes.begin(), s.nodes.end(),
+                                          [&](const node_spec& n) { return n.id == c.publisher; });
+      if (publisher == s.nodes.end() || publisher->machines.empty())
+        return file->error(t->get("publisher"), field + ".publisher",
+                           "no factory node \"" + c.publisher + "\" (capacity is a machine's)");
+      for (std::size_t j = 0; j < c.bookings.size(); ++j)
+        if (!ids.contains(c.bookings[j].booker) || c.bookings[j].booker == c.publisher)
+          return file->error(t->get("bookings"),
+                             field + ".bookings[" + std::to_string(j) + "].booker",
+                             "no other node \"" + c.bookings[j].booker + "\"");
+      s.capacity.push_back(std::move(c));
     }
   }
   for (const auto& n : s.nodes)

@@ -340,6 +340,39 @@ TEST(scenario, breakdowns_name_a_node_and_one_of_its_machines) {
             "s.toml:21: breakdowns[0].kind: expected \"breakdown\" or \"maintenance\"");
 }
 
+TEST(scenario, capacity_offers_name_a_factory_and_other_nodes_as_bookers) {
+  const std::string nodes =
+      "[[nodes]]\nid = \"fc\"\n[nodes.factory]\n[[nodes.factory.machines]]\nid = \"paint1\"\n"
+      "capabilities = [\"coating\"]\n[[nodes]]\nid = \"velo\"\n[nodes.supplier]\n";
+  auto err = [&](std::string capacity) {
+    auto s = parse_scenario(nodes + capacity, "s.toml");
+    return s ? std::string("ok") : s.error().message();
+  };
+  const std::string offer =
+      "[[capacity]]\npublisher = \"fc\"\ncapability = \"coating\"\nunits = 60\n"
+      "window_hours = [2, 4]\n";
+  EXPECT_EQ(err(offer + "[[capacity.bookings]]\nbooker = \"velo\"\nat_hours = 1\nunits = 30\n"),
+            "ok");
+  auto s = parse_scenario(
+      nodes + offer + "[[capacity.bookings]]\nbooker = \"velo\"\nat_hours = 1\nunits = 30\n",
+      "s.toml");
+  ASSERT_TRUE(s);
+  ASSERT_EQ(s->capacity.size(), 1u);
+  EXPECT_EQ(s->capacity[0].window_us.lo, 2 * us_per_hour);
+  EXPECT_EQ(s->capacity[0].bookings[0].units, 30u);
+  EXPECT_EQ(s->nodes[1].peers, std::vector<std::string>{"fc"});  // bookers become peers
+  EXPECT_EQ(err("[[capacity]]\npublisher = \"velo\"\ncapability = \"coating\"\nunits = 60\n"
+                "window_hours = [2, 4]\n"),
+            "s.toml:11: capacity[0].publisher: no factory node \"velo\" (capacity is a "
+            "machine's)");
+  EXPECT_EQ(err(offer + "[[capacity.bookings]]\nbooker = \"fc\"\nunits = 1\n"),
+            "s.toml:15: capacity[0].bookings[0].booker: no other node \"fc\"");
+  EXPECT_EQ(err("[[capacity]]\npublisher = \"fc\"\ncapability = \"coating\"\nunits = 60\n"
+                "window_hours = [4, 2]\n"),
+            "s.toml:14: capacity[0].window_hours: expected [low, high] with 0 <= low <= high, or "
+            "one number >= 0");
+}
+
 // Machine breakdowns in the three-tier example, with crashes, partitions,
 // lost and duplicated frames and clock skew: over a bounded seed sweep every
 // run quiesces with every invariant kept (agreement of the contracts a
@@ -359,13 +392,21 @@ TEST(simulator, breakdowns_move_delay_or_cancel_work_and_break_no_invariant) {
     EXPECT_TRUE(r->ok) << r->failure;
     EXPECT_TRUE(r->quiesced);
     EXPECT_EQ(r->k.open, 0u);
-    EXPECT_EQ(r->k.orders_placed, 30u);
+    // Each order is placed, or refused by a buyer that crashed just then.
+    EXPECT_EQ(r->k.orders_placed + r->k.orders_refused, 30u);
     breakdowns += r->breakdowns;
     sum.outages += r->k.outages;
     sum.outage_delayed += r->k.outage_delayed + r->k.outage_rescheduled;
     sum.outage_cancelled += r->k.outage_cancelled;
     sum.orders_resourced += r->k.orders_resourced;
     sum.contracted += r->k.contracted;
+    sum.capacity_offers += r->k.capacity_offers;
+    sum.capacity_booked += r->k.capacity_booked;
+    sum.capacity_cancelled += r->k.capacity_cancelled;
+    // Every booking asked for ends booked, refused or cancelled.
+    EXPECT_EQ(r->k.capacity_booked + r->k.capacity_refused + r->k.capacity_cancelled +
+                  r->k.capacity_not_asked,
+              2u);
   }
   EXPECT_GE(breakdowns, 6u * 3u);  // the three scheduled ones, at least
   EXPECT_GE(sum.outages, 6u * 3u);
@@ -373,6 +414,12 @@ TEST(simulator, breakdowns_move_delay_or_cancel_work_and_break_no_invariant) {
   EXPECT_GT(sum.outage_cancelled, 0u);
   EXPECT_GT(sum.orders_resourced, 0u);
   EXPECT_GT(sum.contracted, 6u * 25u);
+  // Framecraft's coating capacity: paint1's breakdown cancels the booking
+  // it covers (both ends agree: verify's capacity checks are part of the
+  // end-of-run invariants) and keeps the other.
+  EXPECT_GE(sum.capacity_offers, 5u);
+  EXPECT_GT(sum.capacity_booked, 0u);
+  EXPECT_GT(sum.capacity_cancelled, 0u);
   // A breakdown is part of the seed: the same seed replays exactly.
   sim_options o;
   o.seed = 4;

@@ -32,6 +32,7 @@
 #include <unordered_map>
 
 #include "gearmesh/actors/buyer.hpp"
+#include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/install.hpp"
 #include "gearmesh/actors/kpis.hpp"
 #include "gearmesh/actors/outage.hpp"
@@ -121,6 +122,7 @@ struct sim_node {
   caf::actor buyer;
   bool is_buyer = false;
   caf::actor participant;  // machine breakdowns go here
+  caf::actor capacity;     // the capacity broker: publishes and books offers
   /// Last events, for violation reports: a line, or a frame delivered here
   /// (kept as bytes and decoded only if a report is printed).
   struct tail_entry {
@@ -173,7 +175,9 @@ struct event {
     partition,
     heal,
     disrupt,
-    breakdown
+    breakdown,
+    publish,  // [[capacity]] a
+    book      // [[capacity]] a, its booking b
   };
   timestamp_us at = 0;
   std::uint64_t seq = 0;
@@ -216,7 +220,9 @@ class world {
   void push(event e) {
     e.seq = next_seq_++;
     if (e.what == event::kind::deliver) ++in_flight_;
-    if (e.what == event::kind::breakdown) ++breakdowns_pending_;
+    if (e.what == event::kind::breakdown || e.what == event::kind::publish ||
+        e.what == event::kind::book)
+      ++scheduled_pending_;
     queue_.push(std::move(e));
   }
   void fire(event& e);
@@ -248,6 +254,9 @@ class world {
   void place_order(std::size_t demand, std::size_t number);
   /// A machine breakdown: [[breakdowns]] number `b`, or a seeded one (b = none).
   void break_down(std::size_t b);
+  /// [[capacity]] number `c`: published, or its booking `b` asked for.
+  void publish(std::size_t c);
+  void book(std::size_t c, std::size_t b);
   std::size_t settle();
   /// Crashes node i now and schedules its restart.
   void crash(std::size_t i, std::string_view why);
@@ -287,7 +296,8 @@ class world {
   std::priority_queue<event, std::vector<event>, later> queue_;
   std::uint64_t next_seq_ = 0;
   std::uint64_t in_flight_ = 0;
-  std::uint64_t breakdowns_pending_ = 0;               // scheduled breakdowns not yet fired
+  /// Breakdowns, capacity offers and bookings not yet fired: part of the run.
+  std::uint64_t scheduled_pending_ = 0;
   std::set<std::pair<std::size_t, std::size_t>> cut_;  // partitioned links (lo, hi)
   std::uint64_t trace_ = fnv1a_init;
   /// Nodes that may have ready jobs (woken since the last settle).
@@ -303,6 +313,7 @@ class world {
   std::string crash_point_;
   /// (due, node, generation): each live node's earliest actor timer.
   std::set<std::tuple<timestamp_us, std::size_t, std::uint64_t>> timers_;
+  std::vector<std::string> offer_ids_;                // by [[capacity]] entry, once published
   std::map<std::string, timestamp_us> placed_at_;     // order id -> placed
   std::map<std::string, timestamp_us> confirmed_at_;  // order id -> Confirm at the buyer
   sim_result r_;
@@ -356,6 +367,7 @@ status world::start_node(std::size_t i) {
   sn.buyer = roles->buyer;
   sn.is_buyer = static_cast<bool>(roles->buyer);
   sn.participant = roles->participant;
+  sn.capacity = roles->capacity;
   sn.clock_at = now_;
   active_.insert(i);
   return status::ok();
@@ -377,6 +389,7 @@ void world::stop_node(sim_node& sn, bool crashed) {
   sn.net = nullptr;
   sn.buyer = nullptr;
   sn.participant = nullptr;
+  sn.capacity = nullptr;
   if (crashed) ++r_.crashes;
 }
 
@@ -449,6 +462,59 @@ void world::break_down(std::size_t b) {
                           if (reply.http_status != 201 && reply.http_status != 200)
                             note(i, "breakdown refused: " + reply.error);
                         });
+}
+
+void world::publish(std::size_t c) {
+  const auto& spec = s_.capacity[c];
+  const auto i = index_.at(spec.publisher);
+  auto& sn = nodes_[i];
+  trace("publish", i, c, nullptr);
+  if (!sn.n || !sn.capacity) {
+    note(i, fmt::format("capacity offer {} not published: the node is down", c));
+    return;
+  }
+  actors::publish_request req;
+  req.capability = spec.capability;
+  req.units = spec.units;
+  req.unit_price_cents = spec.unit_price_cents;
+  req.window_start_us = s_.start_us + spec.window_us.lo;
+  req.window_end_us = s_.start_us + spec.window_us.hi;
+  req.valid_until_us = spec.valid_us > 0 ? sn.clock->now() + spec.valid_us : 0;
+  wake(i);
+  actors::submit_publish(sn.n->system(), sn.capacity, std::move(req), std::chrono::seconds(30),
+                         [this, i, c](actors::publish_reply reply) {
+                           if (reply.http_status == 201) {
+                             offer_ids_[c] = reply.offer.offer_id;
+                             ++r_.k.capacity_offers;
+                           } else {
+                             note(i, "capacity offer refused: " + reply.error);
+                           }
+                         });
+}
+
+void world::book(std::size_t c, std::size_t b) {
+  const auto& spec = s_.capacity[c].bookings[b];
+  const auto i = index_.at(spec.booker);
+  auto& sn = nodes_[i];
+  trace("book", c, b, nullptr);
+  if (offer_ids_[c].empty() || !sn.n || !sn.capacity) {
+    ++r_.k.capacity_not_asked;
+    note(i, offer_ids_[c].empty() ? "capacity booking not asked: the offer is not published"
+                                  : "capacity booking not asked: the node is down");
+    return;
+  }
+  wake(i);
+  actors::submit_book(
+      sn.n->system(), sn.capacity, actors::book_request{offer_ids_[c], spec.units},
+      std::chrono::seconds(30), [this, i](actors::book_reply reply) {
+        // A booking the publisher answers ends in the store
+        // (counted by collect); one never asked is counted here.
+        if (reply.http_status == 404 || reply.http_status == 410 || reply.http_status == 400)
+          ++r_.k.capacity_not_asked;
+        if (reply.http_status != 201)
+          note(i, fmt::format("capacity booking: {} {}", reply.http_status,
+                              reply.error.empty() ? reply.booking.reason : reply.error));
+      });
 }
 
 void world::crash(std::size_t i, std::string_view why) {
@@ -560,8 +626,16 @@ void world::fire(event& e) {
       return;
     }
     case event::kind::breakdown:
-      --breakdowns_pending_;
+      --scheduled_pending_;
       break_down(e.b);
+      return;
+    case event::kind::publish:
+      --scheduled_pending_;
+      publish(e.a);
+      return;
+    case event::kind::book:
+      --scheduled_pending_;
+      book(e.a, e.b);
       return;
     case event::kind::heal:
       cut_.erase({e.a, e.b});
@@ -629,8 +703,9 @@ std::size_t world::settle() {
 }
 
 bool world::quiesced() {
-  // A scheduled breakdown still to come is part of the run.
-  if (in_flight_ != 0 || !cut_.empty() || breakdowns_pending_ != 0) return false;
+  // A scheduled breakdown, capacity offer or booking still to come is part
+  // of the run.
+  if (in_flight_ != 0 || !cut_.empty() || scheduled_pending_ != 0) return false;
   for (auto& sn : nodes_) {
     if (!sn.n || sn.n->stats().outbox_pending != 0) return false;
     if (!sn.is_buyer) continue;
@@ -800,6 +875,13 @@ void world::collect(sim_result& r) {
                                                m.bucket_us = res.bucket_us;
                                                return true;
                                              });
+    (void)actors::tables::capacity_bookings.for_each(
+        env, [&](std::string_view, actors::capacity_booking_record&& b) {
+          if (b.state == actors::capacity_booking_state::booked) ++k.capacity_booked;
+          if (b.state == actors::capacity_booking_state::refused) ++k.capacity_refused;
+          if (b.state == actors::capacity_booking_state::cancelled) ++k.capacity_cancelled;
+          return true;
+        });
     (void)actors::tables::bookings.for_each(
         env, [&](std::string_view, actors::reservation_record&& b) {
           auto& m = machines[sn.spec.id + "/" + b.resource];
@@ -914,6 +996,12 @@ result<sim_result> world::run() {
   }
   for (std::size_t b = 0; b < s_.breakdowns.size(); ++b)
     push(event{s_.start_us + s_.breakdowns[b].at_us, 0, event::kind::breakdown, 0, b, {}});
+  offer_ids_.assign(s_.capacity.size(), {});
+  for (std::size_t c = 0; c < s_.capacity.size(); ++c) {
+    push(event{s_.start_us + s_.capacity[c].at_us, 0, event::kind::publish, c, 0, {}});
+    for (std::size_t b = 0; b < s_.capacity[c].bookings.size(); ++b)
+      push(event{s_.start_us + s_.capacity[c].bookings[b].at_us, 0, event::kind::book, c, b, {}});
+  }
   if (s_.faults.breakdowns_per_day > 0) {
     const auto at = s_.start_us + rng_.exponential(s_.faults.breakdowns_per_day);
     if (at <= demand_end) push(event{at, 0, event::kind::breakdown, 0, none, {}});

@@ -80,6 +80,12 @@ json to_json(const sim::sim_result& r) {
                   {"delayed", r.k.outage_delayed},
                   {"cancelled", r.k.outage_cancelled},
                   {"orders_resourced", r.k.orders_resourced}}},
+                {"capacity",
+                 {{"offers", r.k.capacity_offers},
+                  {"booked", r.k.capacity_booked},
+                  {"refused", r.k.capacity_refused},
+                  {"cancelled", r.k.capacity_cancelled},
+                  {"not_asked", r.k.capacity_not_asked}}},
                 {"utilization", util}}}};
 }
 
@@ -122,6 +128,12 @@ void print_one(const sim::sim_result& r, std::ostream& out) {
         "breakdowns {} machine outages: {} contracts rescheduled, {} delayed, {} cancelled by "
         "their seller; {} orders sourced again\n",
         k.outages, k.outage_rescheduled, k.outage_delayed, k.outage_cancelled, k.orders_resourced);
+  if (k.capacity_offers > 0 || k.capacity_not_asked > 0)
+    out << fmt::format(
+        "capacity   {} offers; bookings: {} booked, {} refused, {} cancelled by an outage, {} not "
+        "asked\n",
+        k.capacity_offers, k.capacity_booked, k.capacity_refused, k.capacity_cancelled,
+        k.capacity_not_asked);
   if (!k.utilization.empty()) {
     // The busiest machines; --json and the report list all of them.
     constexpr std::size_t shown_max = 20;

@@ -41,6 +41,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -124,6 +125,14 @@ publish_reply withdraw_offer(caf::actor_system& sys, const caf::actor& broker, s
 /// "requested" and is completed when the answer arrives).
 book_reply book_offer(caf::actor_system& sys, const caf::actor& broker, book_request req,
                       std::chrono::milliseconds timeout);
+
+/// publish_offer and book_offer for a caller that must not block (the
+/// simulator): `done` runs on an actor of `sys` with the reply (504 once
+/// `timeout` passes, 503 if the broker is gone).
+void submit_publish(caf::actor_system& sys, const caf::actor& broker, publish_request req,
+                    std::chrono::milliseconds timeout, std::function<void(publish_reply)> done);
+void submit_book(caf::actor_system& sys, const caf::actor& broker, book_request req,
+                 std::chrono::milliseconds timeout, std::function<void(book_reply)> done);
 
 // --- reservations of offers (pure) -----------------------------------------
 

@@ -40,6 +40,19 @@
 //   breakdowns_per_day = 2         # a random machine of a random factory (Poisson)
 //   breakdown_hours = [1, 12]      # down this long, uniform       (default [1, 12])
 //
+//   [[capacity]]                   # spare capacity a factory publishes
+//   publisher = "framecraft"       # (docs/protocol.md 6.5); its bookers
+//   capability = "coating"         # become its peers
+//   units = 240                    # machine-minutes
+//   unit_price_cents = 150
+//   at_hours = 1                   # published then
+//   window_hours = [20, 28]        # the window, in hours after the start
+//   valid_hours = 12               # bookable this long (default: until the window)
+//   [[capacity.bookings]]
+//   booker = "velo"
+//   at_hours = 2
+//   units = 60
+//
 //   [[demand]]                     # orders placed at a buyer node
 //   buyer = "velo"
 //   item = "FRAME"
@@ -127,6 +140,24 @@ struct breakdown_spec {
   std::string reason;
 };
 
+struct capacity_booking_spec {
+  std::string booker;
+  timestamp_us at_us = 0;  // after the start
+  std::uint32_t units = 0;
+};
+
+/// A capacity offer a factory publishes, and the bookings partners ask for.
+struct capacity_spec {
+  std::string publisher;
+  std::string capability;
+  std::uint32_t units = 0;
+  std::int64_t unit_price_cents = 0;
+  timestamp_us at_us = 0;     // published, after the start
+  range window_us;            // after the start
+  timestamp_us valid_us = 0;  // bookable this long after publishing; 0 = until the window
+  std::vector<capacity_booking_spec> bookings;
+};
+
 struct scenario {
   std::string name;
   std::string path;  // for messages
@@ -139,6 +170,7 @@ struct scenario {
   std::vector<demand_spec> demand;
   std::vector<disruption_spec> disruptions;
   std::vector<breakdown_spec> breakdowns;
+  std::vector<capacity_spec> capacity;
 };
 
 /// Parses scenario TOML; `name` appears in errors ("<name>:<line>: <field>: ...").

@@ -105,6 +105,15 @@ struct kpis {
   std::uint64_t outage_delayed = 0;
   std::uint64_t outage_cancelled = 0;
   std::uint64_t orders_resourced = 0;
+  /// Capacity sharing ([[capacity]]): offers published; bookings as their
+  /// bookers ended them (booked, refused, cancelled by an outage of the
+  /// machine), and bookings that could not be asked (the offer not
+  /// published or not received yet, the booker down).
+  std::uint64_t capacity_offers = 0;
+  std::uint64_t capacity_booked = 0;
+  std::uint64_t capacity_refused = 0;
+  std::uint64_t capacity_cancelled = 0;
+  std::uint64_t capacity_not_asked = 0;
   /// Booked share of each machine's capacity from the start to the last
   /// booking's end, less the buckets it was out of service in, by
   /// "node/resource".
