@@ -293,6 +293,47 @@ void expect_booking_agreement(cap_world& w) {
   EXPECT_EQ(at_bookers, booked);
 }
 
+/// `gearmesh verify` over framecraft's and the partners' stores finds nothing.
+void expect_verify_clean(cap_world& w) {
+  verify_options vo;
+  vo.now_us = system_clock().now();
+  std::vector<store_ref> stores{{"framecraft", &w.node("framecraft").store()}};
+  for (const auto& id : partners) stores.push_back({id, &w.node(id).store()});
+  auto report = verify_stores(stores, vo);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  for (const auto& v : report->violations) ADD_FAILURE() << to_string(v.kind) << ": " << v.message;
+}
+
+/// Stores `b` at its booker behind the broker's back; verify must then find
+/// exactly one capacity_booking_mismatch, saying `message`.
+void expect_mismatch_found(cap_world& w, const capacity_booking_record& b,
+                           const std::string& message) {
+  store::write_batch batch;
+  tables::capacity_bookings.put(batch, b.booking_id, b);
+  ASSERT_TRUE(const_cast<store::environment&>(w.node(b.booker).store()).apply(batch));
+  verify_options vo;
+  vo.now_us = system_clock().now();
+  std::vector<store_ref> stores{{"framecraft", &w.node("framecraft").store()}};
+  for (const auto& id : partners) stores.push_back({id, &w.node(id).store()});
+  auto report = verify_stores(stores, vo);
+  ASSERT_TRUE(report.has_value());
+  ASSERT_EQ(report->violations.size(), 1u);
+  EXPECT_EQ(report->violations[0].kind, violation_kind::capacity_booking_mismatch);
+  EXPECT_EQ(report->violations[0].message, message);
+}
+
+/// paint1 breaks down over the second hour of `offer`'s window ("pump
+/// failure"); the HTTP status of the outage.
+unsigned break_paint1_in_second_hour(cap_world& w, const std::string& offer) {
+  const auto o = **tables::capacity_offers.get(w.node("framecraft").store(), offer);
+  outage_request down;
+  down.machine = "paint1";
+  down.from_us = o.window_start_us + us_per_hour;
+  down.until_us = o.window_start_us + 2 * us_per_hour;
+  down.reason = "pump failure";
+  return machine_outage(w.system(), w.participant(), down, 5s).http_status;
+}
+
 // --- tests ------------------------------------------------------------------
 
 TEST_F(capacity_test, partners_book_an_offer_until_it_is_sold_out) {
@@ -355,24 +396,11 @@ TEST_F(capacity_test, partners_book_an_offer_until_it_is_sold_out) {
   EXPECT_EQ(flist.at("bookings").size(), 4u);  // 2 booked, 2 refused
 
   // `gearmesh verify` over all stores: bookings agree at publisher and bookers...
-  verify_options vo;
-  vo.now_us = system_clock().now();
-  std::vector<store_ref> stores{{"framecraft", &fc}};
-  for (const auto& id : partners) stores.push_back({id, &w.node(id).store()});
-  auto report = verify_stores(stores, vo);
-  ASSERT_TRUE(report.has_value()) << report.error().to_string();
-  for (const auto& v : report->violations) ADD_FAILURE() << to_string(v.kind) << ": " << v.message;
+  expect_verify_clean(w);
   // ...and notice when a booker records other terms than its publisher.
   auto vb = **tables::capacity_bookings.get(w.node("velo").store(), "velo/booking/1");
   vb.units = 49;
-  store::write_batch b;
-  tables::capacity_bookings.put(b, vb.booking_id, vb);
-  ASSERT_TRUE(const_cast<store::environment&>(w.node("velo").store()).apply(b));
-  report = verify_stores(stores, vo);
-  ASSERT_TRUE(report.has_value());
-  ASSERT_EQ(report->violations.size(), 1u);
-  EXPECT_EQ(report->violations[0].kind, violation_kind::capacity_booking_mismatch);
-  EXPECT_EQ(report->violations[0].message, "terms differ between framecraft and velo");
+  expect_mismatch_found(w, vb, "terms differ between framecraft and velo");
 }
 
 TEST_F(capacity_test, concurrent_bookings_never_over_sell) {
@@ -500,16 +528,7 @@ TEST_F(capacity_test, a_breakdown_cancels_the_bookings_it_covers_and_tells_their
            json{{"offer_id", offer}, {"units", 70}}.dump());
   ASSERT_EQ(r.status, 201u) << r.body;
   auto& fc = w.node("framecraft").store();
-  const auto o = **tables::capacity_offers.get(fc, offer);
-
-  // paint1 breaks down over the second hour of the window.
-  outage_request down;
-  down.machine = "paint1";
-  down.from_us = o.window_start_us + us_per_hour;
-  down.until_us = o.window_start_us + 2 * us_per_hour;
-  down.reason = "pump failure";
-  auto reply = machine_outage(w.system(), w.participant(), down, 5s);
-  ASSERT_EQ(reply.http_status, 201u) << reply.error;
+  ASSERT_EQ(break_paint1_in_second_hour(w, offer), 201u);
 
   // alloyframe hears it and records the booking as cancelled, terms kept.
   capacity_booking_record cancelled;
@@ -557,25 +576,12 @@ TEST_F(capacity_test, a_breakdown_cancels_the_bookings_it_covers_and_tells_their
   EXPECT_EQ(all(wp->node("alloyframe").store(), tables::capacity_bookings), booked_before);
   EXPECT_EQ(all(fc2, tables::bookings).count("paint1/" + offer + "#b1"), 1u);
 
-  // `gearmesh verify`: both ends agree, the offer is not over-sold.
-  verify_options vo;
-  vo.now_us = system_clock().now();
-  std::vector<store_ref> stores{{"framecraft", &fc2}};
-  for (const auto& id : partners) stores.push_back({id, &wp->node(id).store()});
-  auto report = verify_stores(stores, vo);
-  ASSERT_TRUE(report.has_value()) << report.error().to_string();
-  for (const auto& v : report->violations) ADD_FAILURE() << to_string(v.kind) << ": " << v.message;
-  // A booker that missed the cancellation is a disagreement.
+  // `gearmesh verify`: both ends agree, the offer is not over-sold...
+  expect_verify_clean(*wp);
+  // ...and a booker that missed the cancellation is a disagreement.
   auto still = cancelled;
   still.state = capacity_booking_state::booked;
-  store::write_batch b;
-  tables::capacity_bookings.put(b, still.booking_id, still);
-  ASSERT_TRUE(const_cast<store::environment&>(wp->node("alloyframe").store()).apply(b));
-  report = verify_stores(stores, vo);
-  ASSERT_TRUE(report.has_value());
-  ASSERT_EQ(report->violations.size(), 1u);
-  EXPECT_EQ(report->violations[0].kind, violation_kind::capacity_booking_mismatch);
-  EXPECT_EQ(report->violations[0].message, "booked at alloyframe, cancelled at framecraft");
+  expect_mismatch_found(*wp, still, "booked at alloyframe, cancelled at framecraft");
 }
 
 TEST_F(capacity_test, bookings_an_outage_covered_before_a_stop_are_cancelled_at_the_next_start) {
@@ -589,13 +595,7 @@ TEST_F(capacity_test, bookings_an_outage_covered_before_a_stop_are_cancelled_at_
     auto r = call(w.admin("alloyframe"), "POST", "/v1/capacity/bookings",
                   json{{"offer_id", offer}, {"units", 70}}.dump());
     ASSERT_EQ(r.status, 201u) << r.body;
-    const auto o = **tables::capacity_offers.get(w.node("framecraft").store(), offer);
-    outage_request down;
-    down.machine = "paint1";
-    down.from_us = o.window_start_us + us_per_hour;
-    down.until_us = o.window_start_us + 2 * us_per_hour;
-    down.reason = "pump failure";
-    ASSERT_EQ(machine_outage(w.system(), w.participant(), down, 5s).http_status, 201u);
+    ASSERT_EQ(break_paint1_in_second_hour(w, offer), 201u);
     std::this_thread::sleep_for(100ms);
     EXPECT_EQ(
         (**tables::capacity_bookings.get(w.node("alloyframe").store(), "alloyframe/booking/1"))
