@@ -323,6 +323,15 @@ void write_kpi_table(std::string& out, const kpis& k) {
   kpi_row(out, "Negotiation latency mean / p95",
           fmt::format("{:.0f} ms / {:.0f} ms", k.negotiation_ms_mean, k.negotiation_ms_p95));
   kpi_row(out, "Messages per order", fmt::format("{:.1f}", k.messages_per_order));
+  if (k.outages > 0)
+    kpi_row(
+        out, "Machine outages: contracts rescheduled / delayed / cancelled",
+        fmt::format("{}: {} / {} / {} ({} orders sourced again)", k.outages, k.outage_rescheduled,
+                    k.outage_delayed, k.outage_cancelled, k.orders_resourced));
+  if (k.capacity_offers > 0 || k.capacity_not_asked > 0)
+    kpi_row(out, "Capacity offers: bookings booked / refused / cancelled by an outage",
+            fmt::format("{}: {} / {} / {} ({} not asked)", k.capacity_offers, k.capacity_booked,
+                        k.capacity_refused, k.capacity_cancelled, k.capacity_not_asked));
   out += "</table></div>\n";
 }
 

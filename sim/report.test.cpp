@@ -191,6 +191,27 @@ TEST(report, draws_machine_outages_behind_the_bookings) {
   EXPECT_LT(gantt.rfind("class=\"outage\""), gantt.find("<rect x="));
 }
 
+TEST(report, lists_outage_and_capacity_kpis_when_the_run_had_them) {
+  testing::temp_dir dir;
+  auto r = synthetic();
+  ASSERT_TRUE(write_report(r, dir.sub("plain")));
+  auto page = slurp(dir.sub("plain/index.html"));
+  EXPECT_EQ(page.find("Machine outages"), std::string::npos);
+  EXPECT_EQ(page.find("Capacity offers"), std::string::npos);
+  r.k.outages = 3;
+  r.k.outage_delayed = 2;
+  r.k.outage_cancelled = 1;
+  r.k.orders_resourced = 1;
+  r.k.capacity_offers = 1;
+  r.k.capacity_booked = 1;
+  r.k.capacity_cancelled = 1;
+  ASSERT_TRUE(write_report(r, dir.sub("faults")));
+  page = slurp(dir.sub("faults/index.html"));
+  EXPECT_NE(page.find("<td class=\"num\">3: 0 / 2 / 1 (1 orders sourced again)</td>"),
+            std::string::npos);
+  EXPECT_NE(page.find("<td class=\"num\">1: 1 / 0 / 1 (0 not asked)</td>"), std::string::npos);
+}
+
 TEST(report, an_empty_run_still_writes_a_page) {
   testing::temp_dir dir;
   sim_result r;
