@@ -109,8 +109,9 @@ constexpr int reconnect_ivl_ms = 100;
 constexpr int reconnect_ivl_max_ms = 2000;
 /// How long a closing DEALER may still try to flush queued frames.
 constexpr int dealer_linger_ms = 100;
-/// Inbound messages handled per poll round, so commands are not starved.
-constexpr int receive_batch_max = 4096;
+/// Inbound messages handled per poll round, so commands are not starved; a
+/// bundle counts as the frames it carries.
+constexpr std::uint64_t receive_batch_max = 4096;
 /// libzmq's routing ids are 1..255 bytes.
 constexpr std::size_t routing_id_bytes_max = 255;
 /// Z85 text of a CURVE key.
@@ -844,16 +845,19 @@ class zmq_transport final : public transport {
     return std::max<long>(0, static_cast<long>(wait.count()));
   }
 
-  /// Handles up to receive_batch_max inbound messages; false if none was waiting.
+  /// Handles inbound messages until receive_batch_max frames (or messages)
+  /// were handled; false if none was waiting.
   bool receive_some(message& id, message& body) {
     int handled = 0;
     std::uint64_t frames = 0;
     std::uint64_t bytes = 0;
     std::uint64_t unknown = 0;
     std::uint64_t oversized = 0;  // frames inside bundles
-    for (int i = 0; i < receive_batch_max; ++i) {
+    std::uint64_t weight = 0;     // messages, and the frames in bundles
+    while (weight < receive_batch_max) {
       if (zmq_msg_recv(id.get(), router_.get(), ZMQ_DONTWAIT) < 0) break;  // EAGAIN
       ++handled;
+      ++weight;
       if (!id.more()) {
         dropped_malformed_.fetch_add(1, std::memory_order_relaxed);
         continue;
@@ -897,6 +901,7 @@ class zmq_transport final : public transport {
       }
       if (bundle) {
         const auto st = wire::for_each_bundled(message, [&](std::span<const std::uint8_t> frame) {
+          ++weight;
           if (frame.size() > opts_.frame_bytes_max) {
             ++oversized;
             return;
