@@ -1,10 +1,9 @@
 // Bundles (see bundle.hpp).
 #include "gearmesh/wire/bundle.hpp"
 
-#include <cstring>
-#include <memory>
 #include <string>
 
+#include "aligned.hpp"
 #include "gearmesh/wire/bundle_generated.h"
 
 namespace gearmesh::wire {
@@ -12,15 +11,40 @@ namespace {
 
 namespace fb = ::flatbuffers;
 
-/// Frames start at this alignment within a bundle: FlatBuffers reads 8-byte
-/// scalars in place, so an aligned frame in an aligned buffer needs no copy.
-constexpr std::size_t frame_alignment = 8;
+/// Frames start at this alignment within a bundle, so an aligned bundle's
+/// frames are read in place (aligned.hpp).
+constexpr std::size_t frame_alignment = detail::buffer_alignment;
 
 /// Depth: Bundle -> frames vector -> BundledFrame -> frame vector.
 constexpr unsigned bundle_depth_max = 4;
 
 status malformed(std::string message) {
   return {errc::malformed_frame, "bundle: " + std::move(message)};
+}
+
+/// for_each_bundled on a buffer aligned for FlatBuffers.
+status for_each_aligned(std::span<const std::uint8_t> message,
+                        const std::function<void(std::span<const std::uint8_t>)>& fn) {
+  fb::Verifier::Options opts;
+  opts.max_depth = bundle_depth_max;
+  opts.max_tables = bundle_frames_max + 1;
+  // Checks the offsets' alignment, not the frames' (bytes): decode copies a
+  // frame that is not aligned.
+  opts.check_alignment = true;
+  fb::Verifier verifier(message.data(), message.size(), opts);
+  if (!VerifyBundleBuffer(verifier)) return malformed("verifier rejected it");
+  const auto* frames = GetBundle(message.data())->frames();
+  if (frames->size() == 0) return malformed("no frame");
+  if (frames->size() > bundle_frames_max) {
+    return malformed(std::to_string(frames->size()) + " frames, more than " +
+                     std::to_string(bundle_frames_max));
+  }
+  for (const auto* f : *frames) {
+    if (f->frame()->size() == 0) return malformed("an empty frame");
+  }
+  for (const auto* f : *frames)
+    fn(std::span<const std::uint8_t>(f->frame()->data(), f->frame()->size()));
+  return status::ok();
 }
 
 }  // namespace
@@ -49,34 +73,10 @@ void encode_bundle(std::span<const std::span<const std::uint8_t>> frames,
 status for_each_bundled(std::span<const std::uint8_t> message,
                         const std::function<void(std::span<const std::uint8_t>)>& fn) {
   if (!is_bundle(message)) return malformed("no \"GMSB\" file identifier");
-  // FlatBuffers reads offsets through typed pointers: a bundle at an
-  // unaligned address (a receive buffer) is read from an aligned copy.
-  std::unique_ptr<std::uint8_t[]> copy;
-  if (reinterpret_cast<std::uintptr_t>(message.data()) % frame_alignment != 0) {
-    copy = std::make_unique_for_overwrite<std::uint8_t[]>(message.size());
-    std::memcpy(copy.get(), message.data(), message.size());
-    message = {copy.get(), message.size()};
-  }
-  fb::Verifier::Options opts;
-  opts.max_depth = bundle_depth_max;
-  opts.max_tables = bundle_frames_max + 1;
-  // Checks the offsets' alignment, not the frames' (bytes): decode copies a
-  // frame that is not aligned.
-  opts.check_alignment = true;
-  fb::Verifier verifier(message.data(), message.size(), opts);
-  if (!VerifyBundleBuffer(verifier)) return malformed("verifier rejected it");
-  const auto* frames = GetBundle(message.data())->frames();
-  if (frames->size() == 0) return malformed("no frame");
-  if (frames->size() > bundle_frames_max) {
-    return malformed(std::to_string(frames->size()) + " frames, more than " +
-                     std::to_string(bundle_frames_max));
-  }
-  for (const auto* f : *frames) {
-    if (f->frame()->size() == 0) return malformed("an empty frame");
-  }
-  for (const auto* f : *frames)
-    fn(std::span<const std::uint8_t>(f->frame()->data(), f->frame()->size()));
-  return status::ok();
+  // A bundle at an unaligned address (a receive buffer) is read from a copy.
+  return detail::with_aligned(message, [&](std::span<const std::uint8_t> aligned) {
+    return for_each_aligned(aligned, fn);
+  });
 }
 
 }  // namespace gearmesh::wire

@@ -5,13 +5,12 @@
 #include "gearmesh/wire/codec.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <string_view>
 #include <type_traits>
 
+#include "aligned.hpp"
 #include "gearmesh/wire/gearmesh_generated.h"
 
 namespace gearmesh::wire {
@@ -561,12 +560,8 @@ payload read(const ProductionEvent& t, field_reader& r) {
 /// Smallest frame that can hold a root offset and the file identifier.
 constexpr std::size_t frame_bytes_min = sizeof(fb::uoffset_t) + fb::kFileIdentifierLength;
 
-/// Frames are read in place when suitably aligned; otherwise (e.g. a frame at
-/// an odd offset in a receive buffer) they are copied, since FlatBuffers reads
-/// scalars through typed pointers. Small frames use the stack.
-constexpr std::size_t frame_alignment = alignof(std::uint64_t);
-constexpr std::size_t stack_copy_bytes_max = 1024;
-
+/// Frames are read in place when suitably aligned, else from a copy
+/// (aligned.hpp).
 result<envelope> decode_aligned(const std::uint8_t* data, std::size_t size, const limits& lim) {
   fb::Verifier::Options opts;
   opts.max_depth = lim.depth_max;
@@ -706,18 +701,9 @@ result<envelope> decode(std::span<const std::uint8_t> frame, const limits& lim) 
     return malformed("bad file identifier (want \"" + std::string(EnvelopeIdentifier()) + "\")");
   }
 
-  if (reinterpret_cast<std::uintptr_t>(frame.data()) % frame_alignment == 0) {
-    return decode_aligned(frame.data(), frame.size(), lim);
-  }
-  if (frame.size() <= stack_copy_bytes_max) {
-    alignas(frame_alignment) std::array<std::uint8_t, stack_copy_bytes_max> copy;
-    std::memcpy(copy.data(), frame.data(), frame.size());
-    return decode_aligned(copy.data(), frame.size(), lim);
-  }
-  // operator new[] returns memory aligned for any scalar type.
-  auto copy = std::make_unique_for_overwrite<std::uint8_t[]>(frame.size());
-  std::memcpy(copy.get(), frame.data(), frame.size());
-  return decode_aligned(copy.get(), frame.size(), lim);
+  return detail::with_aligned(frame, [&](std::span<const std::uint8_t> aligned) {
+    return decode_aligned(aligned.data(), aligned.size(), lim);
+  });
 }
 
 }  // namespace gearmesh::wire
