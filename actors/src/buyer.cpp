@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
 
+#include "ask_async.hpp"
 #include "caf_messages.hpp"
 #include "gearmesh/actors/negotiation.hpp"
 #include "gearmesh/actors/records.hpp"
@@ -583,31 +584,11 @@ order_reply place_order(caf::actor_system& sys, const caf::actor& buyer, order_r
                       order_atom::value, std::move(req));
 }
 
-namespace {
-
-/// One order request on behalf of a non-actor caller (submit_order).
-void order_requester(caf::event_based_actor* self, const caf::actor& buyer, order_request req,
-                     std::chrono::milliseconds timeout,
-                     const std::function<void(order_reply)>& done) {
-  self->request(buyer, timeout, order_atom::value, std::move(req))
-      .then([done](order_reply& r) { done(std::move(r)); },
-            [done](caf::error& e) {
-              order_reply r{504, {}, {}, "no answer from the buyer in time"};
-              if (e != caf::sec::request_timeout) {
-                r.http_status = 503;
-                r.error = "buyer unavailable: " + to_string(e);
-              }
-              done(std::move(r));
-            });
-}
-
-}  // namespace
-
 void submit_order(caf::actor_system& sys, const caf::actor& buyer, order_request req,
                   std::chrono::milliseconds timeout, std::function<void(order_reply)> done) {
-  // A function with arguments: CAF 0.17 spawns an argument-less one through
-  // a null tuple pointer (undefined behaviour that UBSan reports).
-  sys.spawn(order_requester, buyer, std::move(req), timeout, std::move(done));
+  ask_async<order_atom>(sys, buyer, timeout,
+                        order_reply{504, {}, {}, "no answer from the buyer in time"}, "buyer",
+                        std::move(req), std::move(done));
 }
 
 }  // namespace gearmesh::actors

@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
 
+#include "ask_async.hpp"
 #include "caf_messages.hpp"
 #include "gearmesh/actors/records.hpp"
 #include "pending_writes.hpp"
@@ -825,38 +826,19 @@ publish_reply withdraw_offer(caf::actor_system& sys, const caf::actor& broker, s
                       "capacity broker", withdraw_atom::value, std::move(offer_id));
 }
 
-namespace {
-
-/// One broker request on behalf of a non-actor caller (submit_publish,
-/// submit_book): `Reply` carries http_status and error.
-template <class Reply, class Atom, class Request>
-void broker_requester(caf::event_based_actor* self, const caf::actor& broker, Request req,
-                      std::chrono::milliseconds timeout, const std::function<void(Reply)>& done) {
-  self->request(broker, timeout, Atom::value, std::move(req))
-      .then([done](Reply& r) { done(std::move(r)); },
-            [done](caf::error& e) {
-              Reply r;
-              r.http_status = e == caf::sec::request_timeout ? 504 : 503;
-              r.error = e == caf::sec::request_timeout
-                            ? std::string("no answer from the capacity broker in time")
-                            : "capacity broker unavailable: " + to_string(e);
-              done(std::move(r));
-            });
-}
-
-}  // namespace
-
 void submit_publish(caf::actor_system& sys, const caf::actor& broker, publish_request req,
                     std::chrono::milliseconds timeout, std::function<void(publish_reply)> done) {
-  // A function with arguments (see submit_order in buyer.cpp).
-  sys.spawn(broker_requester<publish_reply, publish_atom, publish_request>, broker, std::move(req),
-            timeout, std::move(done));
+  ask_async<publish_atom>(sys, broker, timeout,
+                          publish_reply{504, "no answer from the capacity broker in time", {}},
+                          "capacity broker", std::move(req), std::move(done));
 }
 
 void submit_book(caf::actor_system& sys, const caf::actor& broker, book_request req,
                  std::chrono::milliseconds timeout, std::function<void(book_reply)> done) {
-  sys.spawn(broker_requester<book_reply, reserve_atom, book_request>, broker, std::move(req),
-            timeout, std::move(done));
+  ask_async<reserve_atom>(
+      sys, broker, timeout,
+      book_reply{504, "no answer from the publisher in time; the booking stays requested", {}},
+      "capacity broker", std::move(req), std::move(done));
 }
 
 book_reply book_offer(caf::actor_system& sys, const caf::actor& broker, book_request req,

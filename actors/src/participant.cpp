@@ -30,6 +30,7 @@
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
 
+#include "ask_async.hpp"
 #include "caf_messages.hpp"
 #include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/execution.hpp"
@@ -1443,30 +1444,11 @@ outage_reply machine_outage(caf::actor_system& sys, const caf::actor& participan
                       "participant", outage_atom::value, std::move(req));
 }
 
-namespace {
-
-/// One outage request on behalf of a non-actor caller (submit_outage).
-void outage_requester(caf::event_based_actor* self, const caf::actor& participant,
-                      outage_request req, std::chrono::milliseconds timeout,
-                      const std::function<void(outage_reply)>& done) {
-  self->request(participant, timeout, outage_atom::value, std::move(req))
-      .then([done](outage_reply& r) { done(std::move(r)); },
-            [done](caf::error& e) {
-              outage_reply r{504, "no answer from the participant in time", {}};
-              if (e != caf::sec::request_timeout) {
-                r.http_status = 503;
-                r.error = "participant unavailable: " + to_string(e);
-              }
-              done(std::move(r));
-            });
-}
-
-}  // namespace
-
 void submit_outage(caf::actor_system& sys, const caf::actor& participant, outage_request req,
                    std::chrono::milliseconds timeout, std::function<void(outage_reply)> done) {
-  // A function with arguments (see submit_order in buyer.cpp).
-  sys.spawn(outage_requester, participant, std::move(req), timeout, std::move(done));
+  ask_async<outage_atom>(sys, participant, timeout,
+                         outage_reply{504, "no answer from the participant in time", {}},
+                         "participant", std::move(req), std::move(done));
 }
 
 }  // namespace gearmesh::actors
