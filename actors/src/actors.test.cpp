@@ -56,6 +56,13 @@ item = "BATTERY"
 sellers = ["cellpack"]
 )";
 
+/// A buyer sourcing `item` from `sellers` (TOML array items, e.g. "\"a\", \"b\"").
+std::string buyer_toml(int proposal_window_ms, const std::string& item,
+                       const std::string& sellers) {
+  return "[buyer]\nproposal_window_ms = " + std::to_string(proposal_window_ms) +
+         "\n[[buyer.sources]]\nitem = \"" + item + "\"\nsellers = [" + sellers + "]\n";
+}
+
 std::string factory_toml(int saw, int weld, int paint, int hold_ttl_ms) {
   return "[factory]\nhold_ttl_ms = " + std::to_string(hold_ttl_ms) + R"(
 bucket_minutes = 60
@@ -896,13 +903,7 @@ confirm_timeout_ms = 3000
 item = "FRAME"
 sellers = ["framecraft", "alloyframe", "ghost"]
 )");
-  w.add_node("bikeco", R"(
-[buyer]
-proposal_window_ms = 3000
-[[buyer.sources]]
-item = "FRAME"
-sellers = ["framecraft"]
-)");
+  w.add_node("bikeco", buyer_toml(3000, "FRAME", R"("framecraft")"));
   // framecraft is cheaper, but its clock runs 2 s ahead and its holds last
   // 100 ms: to velo its proposal still looks valid at the decision (at
   // reply_by, as ghost never answers), while at framecraft the hold lapsed and
@@ -995,13 +996,7 @@ sellers = ["framecraft", "alloyframe"]
 
 TEST_F(actors_test, no_answer_at_all_fails_at_reply_by) {
   world w(dir_);
-  w.add_node("velo", R"(
-[buyer]
-proposal_window_ms = 300
-[[buyer.sources]]
-item = "BATTERY"
-sellers = ["ghost"]
-)");
+  w.add_node("velo", buyer_toml(300, "BATTERY", R"("ghost")"));
   auto api = w.admin("velo");
   const auto id = post_order(api, "BATTERY", 5, system_clock().now() + us_per_day);
   ASSERT_TRUE(eventually([&] {
@@ -1062,13 +1057,7 @@ TEST_F(actors_test, a_restart_keeps_the_holds_that_held_offers_carry) {
   {
     world w(dir_);
     // velo waits for ghost, which never answers: framecraft's offer stays held.
-    w.add_node("velo", R"(
-[buyer]
-proposal_window_ms = 60000
-[[buyer.sources]]
-item = "FRAME"
-sellers = ["framecraft", "ghost"]
-)");
+    w.add_node("velo", buyer_toml(60000, "FRAME", R"("framecraft", "ghost")"));
     w.add_node("framecraft", factory_toml(3000, 5000, 4000, 600000));
     post_order(w.admin("velo"), "FRAME", 50, due);
     auto& fc = w.node("framecraft").store();
@@ -1083,13 +1072,7 @@ sellers = ["framecraft", "ghost"]
   }
   // framecraft restarts (velo does not); bikeco orders the same work.
   world w(dir_);
-  w.add_node("bikeco", R"(
-[buyer]
-proposal_window_ms = 3000
-[[buyer.sources]]
-item = "FRAME"
-sellers = ["framecraft"]
-)");
+  w.add_node("bikeco", buyer_toml(3000, "FRAME", R"("framecraft")"));
   w.add_node("framecraft", factory_toml(3000, 5000, 4000, 600000));
   const auto id = post_order(w.admin("bikeco"), "FRAME", 50, due);
   ASSERT_TRUE(eventually([&] {

@@ -553,6 +553,7 @@ class zmq_transport final : public transport {
     // Consecutive sends usually go to the same peer: skip the hash lookup.
     const std::string* last_id = nullptr;
     peer_link* last_link = nullptr;
+    std::uint64_t unknown = 0;
     for (command& c : batch) {
       if (auto* s = std::get_if<send_cmd>(&c)) {
         peer_link* link = nullptr;
@@ -561,7 +562,7 @@ class zmq_transport final : public transport {
         } else {
           auto it = peers_.find(s->peer_id);
           if (it == peers_.end()) {
-            ++pending_unknown_;
+            ++unknown;
             continue;
           }
           link = &it->second;
@@ -580,6 +581,7 @@ class zmq_transport final : public transport {
       }
     }
     flush_pending();
+    if (unknown != 0) dropped_unknown_peer_.fetch_add(unknown, std::memory_order_relaxed);
   }
 
   /// Sends what run_commands gathered: a peer's frames go out alone, or
@@ -628,10 +630,6 @@ class zmq_transport final : public transport {
       bytes_sent_.fetch_add(bytes, std::memory_order_relaxed);
     }
     if (bundles != 0) bundles_sent_.fetch_add(bundles, std::memory_order_relaxed);
-    if (pending_unknown_ != 0) {
-      dropped_unknown_peer_.fetch_add(pending_unknown_, std::memory_order_relaxed);
-      pending_unknown_ = 0;
-    }
     if (full != 0) dropped_queue_full_.fetch_add(full, std::memory_order_relaxed);
   }
 
@@ -971,10 +969,8 @@ class zmq_transport final : public transport {
   /// ever added.
   std::unordered_set<std::string> removed_ids_;
   std::string from_;
-  /// run_commands -> flush_pending: the peers with pending frames, and the
-  /// sends to unknown peers.
+  /// run_commands -> flush_pending: the peers with pending frames.
   std::vector<peer_link*> pending_links_;
-  std::uint64_t pending_unknown_ = 0;
   std::vector<std::uint8_t> bundle_;  // reused encoding buffer
   /// Largest bundle sent: the protocol's bound, or the frame size limit if
   /// it is lower (peers are expected to share it).
