@@ -187,6 +187,11 @@ struct event {
   wire::bytes frame;
 };
 
+/// Events of the scenario's schedule that keep a run from quiescing.
+bool scheduled(event::kind k) {
+  return k == event::kind::breakdown || k == event::kind::publish || k == event::kind::book;
+}
+
 struct later {
   bool operator()(const event& x, const event& y) const {
     return x.at != y.at ? x.at > y.at : x.seq > y.seq;
@@ -220,9 +225,7 @@ class world {
   void push(event e) {
     e.seq = next_seq_++;
     if (e.what == event::kind::deliver) ++in_flight_;
-    if (e.what == event::kind::breakdown || e.what == event::kind::publish ||
-        e.what == event::kind::book)
-      ++scheduled_pending_;
+    if (scheduled(e.what)) ++scheduled_pending_;
     queue_.push(std::move(e));
   }
   void fire(event& e);
@@ -528,6 +531,7 @@ void world::crash(std::size_t i, std::string_view why) {
 }
 
 void world::fire(event& e) {
+  if (scheduled(e.what)) --scheduled_pending_;
   switch (e.what) {
     case event::kind::deliver: {
       --in_flight_;
@@ -626,15 +630,12 @@ void world::fire(event& e) {
       return;
     }
     case event::kind::breakdown:
-      --scheduled_pending_;
       break_down(e.b);
       return;
     case event::kind::publish:
-      --scheduled_pending_;
       publish(e.a);
       return;
     case event::kind::book:
-      --scheduled_pending_;
       book(e.a, e.b);
       return;
     case event::kind::heal:
