@@ -2,10 +2,13 @@
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <unistd.h>
@@ -160,6 +163,55 @@ TEST(simulator, runtime_fault_points_strike_and_no_invariant_breaks) {
 // The checker is live: a store broken mid-run (a booking far beyond a
 // machine's capacity, written behind the actors' back) stops the run with
 // the seed, the simulated time, the invariant and the node's last events.
+/// Points $TMPDIR at a fresh directory of its own while it lives.
+class scratch_tmpdir {
+ public:
+  scratch_tmpdir() {
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "gearmesh-scratch-XXXXXX").string();
+    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    if (const char* t = std::getenv("TMPDIR")) old_ = t;
+    ::setenv("TMPDIR", dir_.c_str(), 1);
+  }
+  ~scratch_tmpdir() {
+    if (old_)
+      ::setenv("TMPDIR", old_->c_str(), 1);
+    else
+      ::unsetenv("TMPDIR");
+    std::filesystem::remove_all(dir_);
+  }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  std::optional<std::string> old_;
+};
+
+TEST(simulator, runs_store_in_tmpdir_and_an_interrupted_run_removes_its_stores) {
+  scratch_tmpdir tmp;
+  EXPECT_EQ(scratch_root(), tmp.dir());
+  auto s = small();
+  std::atomic<bool> stop{false};
+  sim_options o;
+  o.seed = 3;
+  o.interrupted = &stop;
+  // Mid-run, the nodes' stores are in a directory of their own under $TMPDIR.
+  bool seen = false;
+  o.inject = [&](timestamp_us, const std::string& node_id, node&) {
+    for (const auto& d : std::filesystem::directory_iterator(tmp.dir()))
+      seen = seen || std::filesystem::exists(d.path() / node_id / "data.mdb");
+    stop = true;
+  };
+  auto r = run_simulation(s, o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), errc::shutting_down);
+  EXPECT_NE(r.error().message().find("interrupted at simulated time 2026-"), std::string::npos)
+      << r.error().message();
+  EXPECT_TRUE(seen);
+  EXPECT_TRUE(std::filesystem::is_empty(tmp.dir()));
+}
+
 TEST(simulator, a_broken_invariant_stops_the_run_with_seed_time_and_events) {
   auto s = small(0, 0);
   sim_options o;

@@ -31,6 +31,9 @@
 #include <tuple>
 #include <unordered_map>
 
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+
 #include "gearmesh/actors/buyer.hpp"
 #include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/install.hpp"
@@ -53,6 +56,25 @@ std::uint64_t fnv1a(std::uint64_t h, const void* data, std::size_t n) {
     h *= 1099511628211ULL;
   }
   return h;
+}
+
+namespace {
+
+/// Free space /dev/shm needs to be chosen (scratch_root).
+constexpr std::uint64_t scratch_free_min = std::uint64_t{4} << 30;
+constexpr long tmpfs_magic = 0x01021994;  // TMPFS_MAGIC, linux/magic.h
+
+}  // namespace
+
+std::string scratch_root() {
+  if (const char* t = std::getenv("TMPDIR"); t && *t) return t;
+  struct statfs fsi {};
+  struct statvfs vfs {};
+  if (::statfs("/dev/shm", &fsi) == 0 && fsi.f_type == tmpfs_magic &&
+      ::statvfs("/dev/shm", &vfs) == 0 &&
+      static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize >= scratch_free_min)
+    return "/dev/shm";
+  return std::filesystem::temp_directory_path().string();
 }
 
 namespace {
@@ -924,7 +946,7 @@ result<sim_result> world::run() {
   r_.start_us = s_.start_us;
   now_ = s_.start_us;
   if (o_.work_dir.empty()) {
-    std::string tmpl = (fs::temp_directory_path() / "gearmesh-sim-XXXXXX").string();
+    std::string tmpl = (fs::path(scratch_root()) / "gearmesh-sim-XXXXXX").string();
     if (!::mkdtemp(tmpl.data()))
       return status(errc::storage, "cannot create a temporary directory: " + tmpl);
     dir_ = tmpl;
@@ -1010,6 +1032,8 @@ result<sim_result> world::run() {
 
   timestamp_us next_check = s_.start_us + o_.check_every_us;
   for (;;) {
+    if (o_.interrupted && o_.interrupted->load(std::memory_order_relaxed))
+      return status(errc::shutting_down, "interrupted at simulated time " + iso(now_));
     r_.actor_jobs += settle();
     if (!r_.failure.empty()) break;
     if (now_ >= next_check) {

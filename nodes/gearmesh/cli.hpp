@@ -30,6 +30,8 @@ enum exit_code : int {
   /// The node's admin API could not be reached (connect failed or timed out),
   /// or `verify` could not open or read a store.
   exit_unreachable = 3,
+  /// `sim` was stopped by SIGINT or SIGTERM (its temporary stores removed).
+  exit_interrupted = 130,
 };
 
 /// Parses a point in time given on the command line, as microseconds since

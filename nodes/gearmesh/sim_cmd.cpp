@@ -9,6 +9,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <csignal>
 #include <map>
 #include <mutex>
 #include <ostream>
@@ -24,6 +25,36 @@ namespace gearmesh::cli {
 namespace {
 
 using nlohmann::json;
+
+/// Set by SIGINT and SIGTERM while a `sim` command runs (lock-free, so a
+/// signal handler may set it).
+std::atomic<bool> interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+
+/// Routes SIGINT and SIGTERM to `interrupted` while it lives: runs stop at
+/// their next step and remove their temporary stores (in /dev/shm they would
+/// hold memory until a reboot), instead of the process dying with them.
+class interrupt_guard {
+ public:
+  interrupt_guard() {
+    interrupted.store(false);
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { interrupted.store(true, std::memory_order_relaxed); };
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~interrupt_guard() {
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  interrupt_guard(const interrupt_guard&) = delete;
+  interrupt_guard& operator=(const interrupt_guard&) = delete;
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
 
 bool parse_u64(std::string_view s, std::uint64_t& v) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -167,15 +198,17 @@ int sim_command(const sim_command_options& o, std::ostream& out, std::ostream& e
     err << "gearmesh sim: --seeds: expected N or A..B with A <= B, got \"" << o.seeds << "\"\n";
     return exit_usage;
   }
+  interrupt_guard guard;
   if (!sweep) {
     sim::sim_options so;
     so.seed = first;
     so.work_dir = o.work_dir;
     so.check_every_us = static_cast<timestamp_us>(o.check_every_s * us_per_s);
+    so.interrupted = &interrupted;
     auto r = sim::run_simulation(*s, so);
     if (!r) {
       err << "gearmesh sim: " << r.error().message() << '\n';
-      return exit_usage;
+      return interrupted ? exit_interrupted : exit_usage;
     }
     if (o.json)
       out << to_json(*r).dump(2) << '\n';
@@ -204,12 +237,14 @@ int sim_command(const sim_command_options& o, std::ostream& out, std::ostream& e
   std::vector<std::thread> workers;
   for (unsigned w = 0; w < jobs; ++w) {
     workers.emplace_back([&] {
-      for (std::uint64_t seed; (seed = next.fetch_add(1)) <= last;) {
+      for (std::uint64_t seed; !interrupted && (seed = next.fetch_add(1)) <= last;) {
         sim::sim_options so;
         so.seed = seed;
         so.check_every_us = static_cast<timestamp_us>(o.check_every_s * us_per_s);
+        so.interrupted = &interrupted;
         auto r = sim::run_simulation(*s, so);
         std::lock_guard<std::mutex> g{mx};
+        if (interrupted) break;  // unfinished: neither a result nor a failure
         if (!r) {
           errors[seed] = r.error().message();
           continue;
@@ -226,6 +261,14 @@ int sim_command(const sim_command_options& o, std::ostream& out, std::ostream& e
     });
   }
   for (auto& t : workers) t.join();
+  if (interrupted) {
+    err << fmt::format("gearmesh sim: interrupted after {} of {} seeds ({} failing so far)\n",
+                       results.size() + errors.size(), count,
+                       std::count_if(results.begin(), results.end(), [](const auto& r) {
+                         return !r.second.ok;
+                       }) + errors.size());
+    return exit_interrupted;
+  }
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   std::vector<std::uint64_t> failing;

@@ -20,6 +20,7 @@
 // and the last events of the nodes involved.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -45,10 +46,22 @@ struct sim_options {
   timestamp_us check_every_us = us_per_min;
   /// Events of each node kept for a violation report.
   std::size_t trace_tail = 12;
+  /// Set (by a signal handler, say) to stop the run at its next step: it
+  /// then fails with errc::shutting_down and its temporary stores are
+  /// removed. Null: runs to the end.
+  const std::atomic<bool>* interrupted = nullptr;
   /// Tests only: called before every mid-run check for each live node, to
   /// break a store on purpose and see the violation reported.
   std::function<void(timestamp_us now, const std::string& node_id, node& n)> inject;
 };
+
+/// Where runs put their temporary stores (sim_options::work_dir empty):
+/// $TMPDIR if set; else /dev/shm when it is a tmpfs with 4 GiB free; else
+/// the system's temporary directory. The stores are real LMDB files either
+/// way. On a disk, each run creates and removes three inodes per node, and
+/// ext4's inode allocation (it skips recently deleted inodes) took up to a
+/// fifth of a 1,000-node run's time when runs followed each other.
+std::string scratch_root();
 
 /// One booked interval of a machine (for the Gantt chart).
 struct booking_span {
