@@ -171,6 +171,8 @@ struct sim_node {
   /// Keys its store's actor tables got since its last mid-run check (kept
   /// across a crash: a store is checked again once its node is back up).
   store::written_keys unchecked;
+  /// What the mid-run checks keep of this node's store between them.
+  std::unique_ptr<actors::check_index> index;
 };
 
 /// Adds the keys of `from` to `to`.
@@ -781,8 +783,11 @@ std::string world::check(bool all) {
       if (!sn.n) continue;
       merge_keys(sn.unchecked, sn.n->take_written_keys());
       if (sn.unchecked.empty()) continue;
-      changed.push_back(
-          {{sn.data_dir, &sn.n->context().store()}, sn.spec.id, std::exchange(sn.unchecked, {})});
+      if (!sn.index) sn.index = std::make_unique<actors::check_index>();
+      changed.push_back({{sn.data_dir, &sn.n->context().store()},
+                         sn.spec.id,
+                         std::exchange(sn.unchecked, {}),
+                         sn.index.get()});
     }
     if (!changed.empty()) add_report(actors::verify_changes(changed, vo));
     return report;

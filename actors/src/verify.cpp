@@ -125,6 +125,45 @@ struct input {
   store_summary summary;
 };
 
+}  // namespace
+
+/// See verify.hpp. Loads count only records that passed their checks, as in
+/// a full pass.
+struct check_index::state {
+  /// A stored hold or booking, or a hold a held offer carries.
+  struct reservation {
+    std::string resource;
+    reservation_kind kind = reservation_kind::hold;
+    std::vector<allocation> allocations;
+  };
+  struct carried {
+    std::string key;  // "<resource>/<reservation id>"
+    reservation r;
+    bool counted = false;  // false while a "holds" record has the same key
+  };
+  struct held_offer {
+    timestamp_us deadline_us = 0;  // carries nothing once now is past it
+    std::vector<carried> holds;
+  };
+  bool primed = false;
+  timestamp_us now_us = 0;
+  std::map<std::string, resource_record, std::less<>> resources;  // valid definitions
+  std::map<std::string, reservation, std::less<>> holds, bookings;
+  /// Keys of every "holds" record that decodes (a carried hold with the
+  /// same key is counted with the table, not again).
+  std::set<std::string, std::less<>> stored_holds;
+  std::map<std::string, held_offer, std::less<>> offers;          // by offer key
+  std::multimap<std::string, std::string, std::less<>> carriers;  // hold key -> offer key
+  std::multimap<timestamp_us, std::string> deadlines;             // -> offer key
+  std::map<std::string, std::map<std::int64_t, load>, std::less<>> loads;
+  std::map<std::string, std::uint64_t, std::less<>> counts;  // reservations per resource
+};
+
+check_index::check_index() : state_(std::make_unique<state>()) {}
+check_index::~check_index() = default;
+
+namespace {
+
 class checker {
  public:
   checker(const verify_options& opts, verify_report& report) : opts_(opts), report_(report) {}
@@ -291,6 +330,7 @@ class checker {
   status check_changes(const store_changes& in) {
     node_ = in.node_id;
     env_ = in.store.env;
+    if (in.index) return check_indexed(in.keys, in.index->get());
     resources_.clear();
     loads_.clear();
     reservation_counts_.clear();
@@ -324,40 +364,19 @@ class checker {
           dirty.emplace(key);
           st = check_one(tables::resources, key,
                          [&](resource_record&& r) { check_resource(key, std::move(r)); });
-        } else if (table == tables::orders.name()) {
-          st = check_one(tables::orders, key, [&](order_record&& o) {
-            if (key != o.order_id) key_mismatch(table, key, "order_id", o.order_id);
-          });
         } else if (table == tables::offers.name()) {
           st = check_one(tables::offers, key, [&](offer_record&& o) {
             if (key != o.proposal_id) key_mismatch(table, key, "proposal_id", o.proposal_id);
             // New holds it carries add to their resources' loads.
-            for (const auto& h : carried_holds(o, opts_.now_us))
-              if (!h.resource.empty() && h.resource.find('/') == std::string::npos)
+            for (const auto& h : carried_holds(o, opts_.now_us)) {
+              if (valid_resource_name(h.resource))
                 dirty.emplace(h.resource);
+              else
+                bad_carried_name(key, h.resource);
+            }
           });
-        } else if (table == tables::contracts.name()) {
-          st = check_one(tables::contracts, key, [&](contract_record&& c) {
-            if (key != c.contract_id) key_mismatch(table, key, "contract_id", c.contract_id);
-          });
-        } else if (table == tables::capacity_offers.name()) {
-          st = check_one(tables::capacity_offers, key, [&](capacity_offer_record&& o) {
-            if (key != o.offer_id) key_mismatch(table, key, "offer_id", o.offer_id);
-          });
-        } else if (table == tables::tombstones.name()) {
-          st = check_one(tables::tombstones, key, [](tombstone_record&&) {});
-        } else if (table == tables::seq.name()) {
-          st = check_one(tables::seq, key, [](counter_record&&) {});
-        } else if (table == tables::capacity_received.name()) {
-          st = check_one(tables::capacity_received, key, [](capacity_offer_record&&) {});
-        } else if (table == tables::capacity_bookings.name()) {
-          st = check_one(tables::capacity_bookings, key, [](capacity_booking_record&&) {});
-        } else if (table == tables::capacity_sold.name()) {
-          st = check_one(tables::capacity_sold, key, [](capacity_booking_record&&) {});
-        } else if (table == tables::executions.name()) {
-          st = check_one(tables::executions, key, [](execution_record&&) {});
-        } else if (table == tables::progress.name()) {
-          st = check_one(tables::progress, key, [](progress_record&&) {});
+        } else {
+          st = check_other(table, key);
         }
         if (!st) return st;
       }
@@ -368,7 +387,7 @@ class checker {
         resource_record def;
         found f;
         if (auto st = lookup(*env_, tables::resources, resource, f, def); !st) return st;
-        if (f == found::yes && def.id == resource && def.capacity > 0 && def.bucket_us > 0)
+        if (f == found::yes && valid_resource(resource, def, /*report=*/false))
           resources_.emplace(resource, std::move(def));
       }
       const std::string prefix = resource + "/";
@@ -459,15 +478,25 @@ class checker {
   /// Checks a resource record against its key; a valid one defines its
   /// resource's capacity for check_capacity().
   void check_resource(std::string_view key, resource_record&& r) {
-    if (key != r.id) {
-      key_mismatch(tables::resources.name(), key, "id", r.id);
-    } else if (r.capacity <= 0 || r.bucket_us <= 0) {
-      add(violation_kind::corrupt_record, node_, tables::resources.name(), key,
-          "capacity " + std::to_string(r.capacity) + " and bucket_us " +
-              std::to_string(r.bucket_us) + " must be > 0");
-    } else {
+    if (valid_resource(key, r, /*report=*/true))
       resources_.insert_or_assign(std::string(key), std::move(r));
+  }
+
+  /// Whether `r` is a valid definition stored under `key`; if not and
+  /// `report`, a corrupt_record.
+  bool valid_resource(std::string_view key, const resource_record& r, bool report) {
+    if (key != r.id) {
+      if (report) key_mismatch(tables::resources.name(), key, "id", r.id);
+      return false;
     }
+    if (r.capacity <= 0 || r.bucket_us <= 0) {
+      if (report)
+        add(violation_kind::corrupt_record, node_, tables::resources.name(), key,
+            "capacity " + std::to_string(r.capacity) + " and bucket_us " +
+                std::to_string(r.bucket_us) + " must be > 0");
+      return false;
+    }
+    return true;
   }
 
   status check_resources(store_summary& s) {
@@ -518,15 +547,23 @@ class checker {
     });
   }
 
+  static bool valid_resource_name(std::string_view resource) {
+    return !resource.empty() && resource.find('/') == std::string_view::npos;
+  }
+
+  void bad_carried_name(std::string_view offer_key, std::string_view resource) {
+    add(violation_kind::corrupt_record, node_, tables::offers.name(), offer_key,
+        "a hold it carries names resource \"" + std::string(resource) + "\"");
+  }
+
   /// Keeps the live holds offer `key` carries (records.hpp) for add_carried;
   /// with `only`, just those on the resources it names.
   void collect_carried(std::string_view key, const offer_record& o,
                        const std::set<std::string, std::less<>>* only = nullptr) {
     for (auto& h : carried_holds(o, opts_.now_us)) {
       if (only && !only->contains(h.resource)) continue;
-      if (h.resource.empty() || h.resource.find('/') != std::string::npos) {
-        add(violation_kind::corrupt_record, node_, tables::offers.name(), key,
-            "a hold it carries names resource \"" + h.resource + "\"");
+      if (!valid_resource_name(h.resource)) {
+        bad_carried_name(key, h.resource);
         continue;
       }
       carried_.emplace_back(std::string(key), std::move(h));
@@ -653,16 +690,8 @@ class checker {
   /// Adds `r`'s allocations to its resource's buckets; false (and a
   /// corrupt_record) if they are malformed.
   bool add_load(std::string_view table, std::string_view key, const reservation_record& r) {
-    bool ok = !r.allocations.empty();
-    for (std::size_t i = 0; ok && i < r.allocations.size(); ++i) {
-      const auto& a = r.allocations[i];
-      ok = a.units > 0 && a.units <= allocation_units_max &&
-           (i == 0 || a.bucket > r.allocations[i - 1].bucket);
-    }
-    if (!ok) {
-      add(violation_kind::corrupt_record, node_, table, key,
-          "malformed allocations (empty, units outside 1.." + std::to_string(allocation_units_max) +
-              ", or buckets not ascending)");
+    if (!valid_allocations(r.allocations)) {
+      report_allocations(table, key);
       return false;
     }
     ++reservation_counts_[r.resource];
@@ -765,16 +794,318 @@ class checker {
         report_.reservations_unchecked += reservation_counts_[resource];
         continue;
       }
-      const auto& def = it->second;
-      for (const auto& [bucket, l] : buckets) {
-        if (l.held + l.booked <= def.capacity) continue;
-        add(violation_kind::over_commitment, node_, tables::resources.name(), resource,
-            "bucket " + std::to_string(bucket) + " (from " +
-                iso_minute(bucket_start_us(bucket, def.bucket_us)) + "): held " +
-                std::to_string(l.held) + " + booked " + std::to_string(l.booked) + " = " +
-                std::to_string(l.held + l.booked) + " units > capacity " +
-                std::to_string(def.capacity));
+      for (const auto& [bucket, l] : buckets) check_bucket(resource, it->second, bucket, l);
+    }
+  }
+
+  /// Invariant 1 for one bucket of a defined resource.
+  void check_bucket(std::string_view resource, const resource_record& def, std::int64_t bucket,
+                    const load& l) {
+    if (l.held + l.booked <= def.capacity) return;
+    add(violation_kind::over_commitment, node_, tables::resources.name(), resource,
+        "bucket " + std::to_string(bucket) + " (from " +
+            iso_minute(bucket_start_us(bucket, def.bucket_us)) + "): held " +
+            std::to_string(l.held) + " + booked " + std::to_string(l.booked) + " = " +
+            std::to_string(l.held + l.booked) + " units > capacity " +
+            std::to_string(def.capacity));
+  }
+
+  /// A changed key of a table other than holds, bookings, resources and
+  /// offers: decoded and checked against its key.
+  status check_other(std::string_view table, const std::string& key) {
+    if (table == tables::orders.name()) {
+      return check_one(tables::orders, key, [&](order_record&& o) {
+        if (key != o.order_id) key_mismatch(table, key, "order_id", o.order_id);
+      });
+    }
+    if (table == tables::contracts.name()) {
+      return check_one(tables::contracts, key, [&](contract_record&& c) {
+        if (key != c.contract_id) key_mismatch(table, key, "contract_id", c.contract_id);
+      });
+    }
+    if (table == tables::capacity_offers.name()) {
+      return check_one(tables::capacity_offers, key, [&](capacity_offer_record&& o) {
+        if (key != o.offer_id) key_mismatch(table, key, "offer_id", o.offer_id);
+      });
+    }
+    if (table == tables::tombstones.name()) {
+      return check_one(tables::tombstones, key, [](tombstone_record&&) {});
+    }
+    if (table == tables::seq.name()) {
+      return check_one(tables::seq, key, [](counter_record&&) {});
+    }
+    if (table == tables::capacity_received.name()) {
+      return check_one(tables::capacity_received, key, [](capacity_offer_record&&) {});
+    }
+    if (table == tables::capacity_bookings.name()) {
+      return check_one(tables::capacity_bookings, key, [](capacity_booking_record&&) {});
+    }
+    if (table == tables::capacity_sold.name()) {
+      return check_one(tables::capacity_sold, key, [](capacity_booking_record&&) {});
+    }
+    if (table == tables::executions.name()) {
+      return check_one(tables::executions, key, [](execution_record&&) {});
+    }
+    if (table == tables::progress.name()) {
+      return check_one(tables::progress, key, [](progress_record&&) {});
+    }
+    return status::ok();
+  }
+
+  // --- verify_changes with a check_index ----------------------------------
+
+  using index_state = check_index::state;
+
+  /// check_changes with `ix`: the changed records update the index, then
+  /// the buckets whose load grew are checked.
+  status check_indexed(const store::written_keys& keys, index_state& ix) {
+    grown_.clear();
+    if (!ix.primed || opts_.now_us < ix.now_us) {
+      if (auto st = prime(ix); !st) return st;
+    } else {
+      expire_carried(ix);
+    }
+    ix.now_us = opts_.now_us;
+    for (const auto& [table, changed] : keys) {
+      for (const auto& key : changed) {
+        status st;
+        if (table == tables::holds.name()) {
+          st = update_reservation(ix, tables::holds, reservation_kind::hold, key);
+        } else if (table == tables::bookings.name()) {
+          st = update_reservation(ix, tables::bookings, reservation_kind::booking, key);
+        } else if (table == tables::resources.name()) {
+          st = update_resource(ix, key);
+        } else if (table == tables::offers.name()) {
+          st = update_offer(ix, key);
+        } else {
+          st = check_other(table, key);
+        }
+        if (!st) return st;
       }
+    }
+    for (const auto& [resource, buckets] : grown_) {
+      auto loads = ix.loads.find(resource);
+      if (loads == ix.loads.end()) continue;  // released again
+      auto def = ix.resources.find(resource);
+      if (def == ix.resources.end()) {
+        report_.reservations_unchecked += ix.counts[resource];
+        continue;
+      }
+      if (!buckets) {
+        for (const auto& [bucket, l] : loads->second)
+          check_bucket(resource, def->second, bucket, l);
+        continue;
+      }
+      for (auto bucket : *buckets)
+        if (auto l = loads->second.find(bucket); l != loads->second.end())
+          check_bucket(resource, def->second, bucket, l->second);
+    }
+    return status::ok();
+  }
+
+  /// Builds `ix` from the store (nothing is reported: the store is taken
+  /// to be clean up to the changes that follow), and marks every resource
+  /// to be checked whole.
+  status prime(index_state& ix) {
+    ix = index_state{};
+    ix.primed = true;
+    ix.now_us = opts_.now_us;
+    auto st = env_->for_each(tables::resources.name(), [&](std::string_view k, std::string_view v) {
+      auto r = store::codec<resource_record>::decode(v);
+      if (r && valid_resource(k, *r, /*report=*/false))
+        ix.resources.emplace(std::string(k), std::move(*r));
+      return true;
+    });
+    if (!st) return st;
+    for (const auto* t : {&tables::holds, &tables::bookings}) {
+      const auto kind = t == &tables::holds ? reservation_kind::hold : reservation_kind::booking;
+      st = env_->for_each(t->name(), [&](std::string_view k, std::string_view v) {
+        auto r = store::codec<reservation_record>::decode(v);
+        if (!r) return true;
+        if (kind == reservation_kind::hold) ix.stored_holds.emplace(k);
+        if (valid_reservation(kind, k, *r))
+          (kind == reservation_kind::hold ? ix.holds : ix.bookings)
+              .emplace(std::string(k),
+                       index_state::reservation{r->resource, kind, std::move(r->allocations)});
+        return true;
+      });
+      if (!st) return st;
+    }
+    for (auto& [key, r] : ix.holds) count(ix, r, +1);
+    for (auto& [key, r] : ix.bookings) count(ix, r, +1);
+    st = env_->for_each(tables::offers.name(), [&](std::string_view k, std::string_view v) {
+      if (!offer_held_at(v, opts_.now_us)) return true;
+      auto o = store::codec<offer_record>::decode(v);
+      if (o && k == o->proposal_id) add_offer(ix, k, *o, /*report=*/false);
+      return true;
+    });
+    if (!st) return st;
+    grown_.clear();
+    for (const auto& [resource, buckets] : ix.loads) grown_[resource] = std::nullopt;
+    return status::ok();
+  }
+
+  /// Whether a decoded reservation of table kind `kind` stored under `key`
+  /// passes check_reservation's checks (without reporting).
+  static bool valid_reservation(reservation_kind kind, std::string_view key,
+                                const reservation_record& r) {
+    return r.kind == kind && key == reservation_key(r.resource, r.reservation_id) &&
+           r.resource.find('/') == std::string::npos && valid_allocations(r.allocations);
+  }
+
+  static bool valid_allocations(const std::vector<allocation>& a) {
+    bool ok = !a.empty();
+    for (std::size_t i = 0; ok && i < a.size(); ++i)
+      ok = a[i].units > 0 && a[i].units <= allocation_units_max &&
+           (i == 0 || a[i].bucket > a[i - 1].bucket);
+    return ok;
+  }
+
+  void report_allocations(std::string_view table, std::string_view key) {
+    add(violation_kind::corrupt_record, node_, table, key,
+        "malformed allocations (empty, units outside 1.." + std::to_string(allocation_units_max) +
+            ", or buckets not ascending)");
+  }
+
+  /// Adds (`sign` +1) or takes away (-1) `r`'s allocations from the loads;
+  /// buckets that grow are checked at the end of the check.
+  void count(index_state& ix, const index_state::reservation& r, int sign) {
+    auto& buckets = ix.loads[r.resource];
+    for (const auto& a : r.allocations) {
+      auto& l = buckets[a.bucket];
+      (r.kind == reservation_kind::hold ? l.held : l.booked) += sign * a.units;
+      if (l.held == 0 && l.booked == 0) buckets.erase(a.bucket);
+    }
+    auto& n = ix.counts[r.resource];
+    n = sign > 0 ? n + 1 : n - 1;
+    if (n == 0) {
+      ix.counts.erase(r.resource);
+      ix.loads.erase(r.resource);
+      return;
+    }
+    if (sign < 0) return;
+    // An entry without buckets stands for the whole resource.
+    auto [grown, fresh] = grown_.try_emplace(r.resource, std::set<std::int64_t>{});
+    if (grown->second)
+      for (const auto& a : r.allocations) grown->second->insert(a.bucket);
+  }
+
+  /// Counts or stops counting the carried holds with key `hold_key`, as a
+  /// "holds" record with that key disappears or appears.
+  void recount_carried(index_state& ix, std::string_view hold_key, bool counted) {
+    auto [lo, hi] = ix.carriers.equal_range(hold_key);
+    for (auto it = lo; it != hi; ++it)
+      for (auto& c : ix.offers.at(it->second).holds)
+        if (c.key == hold_key && c.counted != counted) {
+          c.counted = counted;
+          count(ix, c.r, counted ? +1 : -1);
+        }
+  }
+
+  status update_reservation(index_state& ix, const store::table<reservation_record>& t,
+                            reservation_kind kind, const std::string& key) {
+    auto& records = kind == reservation_kind::hold ? ix.holds : ix.bookings;
+    if (auto it = records.find(key); it != records.end()) {
+      count(ix, it->second, -1);
+      records.erase(it);
+    }
+    const bool was_stored = kind == reservation_kind::hold && ix.stored_holds.erase(key) > 0;
+    bool stored = false;
+    auto st = check_one(t, key, [&](reservation_record&& r) {
+      stored = kind == reservation_kind::hold;
+      if (stored) ix.stored_holds.insert(key);
+      if (key != reservation_key(r.resource, r.reservation_id) ||
+          r.resource.find('/') != std::string::npos) {
+        key_mismatch(t.name(), key, "resource and reservation id",
+                     reservation_key(r.resource, r.reservation_id));
+      } else if (r.kind != kind) {
+        add(violation_kind::corrupt_record, node_, t.name(), key,
+            std::string("a ") + to_string(r.kind) + " stored in table " + std::string(t.name()));
+      } else if (!valid_allocations(r.allocations)) {
+        report_allocations(t.name(), key);
+      } else {
+        auto& e = records[key] = {r.resource, kind, std::move(r.allocations)};
+        count(ix, e, +1);
+      }
+    });
+    if (!st) return st;
+    if (was_stored != stored) recount_carried(ix, key, !stored);
+    return status::ok();
+  }
+
+  status update_resource(index_state& ix, const std::string& key) {
+    ix.resources.erase(key);
+    auto st = check_one(tables::resources, key, [&](resource_record&& r) {
+      if (valid_resource(key, r, /*report=*/true)) ix.resources.insert_or_assign(key, std::move(r));
+    });
+    if (!st) return st;
+    grown_[key] = std::nullopt;  // a changed capacity: every bucket
+    return status::ok();
+  }
+
+  status update_offer(index_state& ix, const std::string& key) {
+    if (auto it = ix.offers.find(key); it != ix.offers.end()) {
+      drop_offer(ix, it);
+    }
+    return check_one(tables::offers, key, [&](offer_record&& o) {
+      if (key != o.proposal_id) {
+        key_mismatch(tables::offers.name(), key, "proposal_id", o.proposal_id);
+        return;
+      }
+      add_offer(ix, key, o, /*report=*/true);
+    });
+  }
+
+  /// Indexes the holds offer `key` carries now (reporting malformed ones if
+  /// `report`).
+  void add_offer(index_state& ix, std::string_view key, const offer_record& o, bool report) {
+    index_state::held_offer held;
+    held.deadline_us = o.valid_until_us;
+    for (auto& h : carried_holds(o, opts_.now_us)) {
+      if (!valid_resource_name(h.resource)) {
+        if (report) bad_carried_name(key, h.resource);
+        continue;
+      }
+      if (!valid_allocations(h.allocations)) {
+        if (report) report_allocations(tables::offers.name(), key);
+        continue;
+      }
+      auto hold_key = reservation_key(h.resource, h.reservation_id);
+      held.holds.push_back(
+          {hold_key,
+           {std::move(h.resource), reservation_kind::hold, std::move(h.allocations)},
+           !ix.stored_holds.contains(hold_key)});
+    }
+    if (held.holds.empty()) return;
+    auto [it, fresh] = ix.offers.emplace(std::string(key), std::move(held));
+    if (!fresh) return;  // cannot be: update_offer dropped it
+    for (auto& c : it->second.holds) {
+      ix.carriers.emplace(c.key, it->first);
+      if (c.counted) count(ix, c.r, +1);
+    }
+    ix.deadlines.emplace(it->second.deadline_us, it->first);
+  }
+
+  void drop_offer(index_state& ix, decltype(index_state::offers)::iterator it) {
+    for (auto& c : it->second.holds) {
+      if (c.counted) count(ix, c.r, -1);
+      auto [lo, hi] = ix.carriers.equal_range(c.key);
+      for (auto k = lo; k != hi; ++k)
+        if (k->second == it->first) {
+          ix.carriers.erase(k);
+          break;
+        }
+    }
+    ix.offers.erase(it);
+  }
+
+  /// Offers whose deadline is behind now carry nothing any more.
+  void expire_carried(index_state& ix) {
+    while (!ix.deadlines.empty() && ix.deadlines.begin()->first < opts_.now_us) {
+      auto [deadline, key] = *ix.deadlines.begin();
+      ix.deadlines.erase(ix.deadlines.begin());
+      auto it = ix.offers.find(key);
+      if (it != ix.offers.end() && it->second.deadline_us == deadline) drop_offer(ix, it);
     }
   }
 
@@ -793,6 +1124,9 @@ class checker {
   /// (offer key, hold) waiting for add_carried.
   std::set<std::string, std::less<>> stored_holds_;
   std::vector<std::pair<std::string, reservation_record>> carried_;
+  /// check_indexed: the buckets whose load grew this check, by resource;
+  /// none (std::nullopt) for every bucket of the resource.
+  std::map<std::string, std::optional<std::set<std::int64_t>>, std::less<>> grown_;
 };
 
 /// The node id of a store: "meta"/"node_id", else the ids its records name,

@@ -168,6 +168,27 @@ struct store_ref {
 result<verify_report> verify_stores(const std::vector<store_ref>& stores,
                                     const verify_options& opts);
 
+/// What verify_changes keeps of one store between its checks, so that a
+/// check reads no more than the changed keys: the allocations of every hold
+/// and booking, the holds that live held offers carry (until their
+/// deadline), the resource definitions, and the load of every bucket. One per
+/// store, used with that store only. The first check with a new index reads
+/// the store's holds, bookings, resources and held offers once. A check
+/// whose now_us is earlier than the previous one's rebuilds it.
+class check_index {
+ public:
+  check_index();
+  ~check_index();
+  check_index(const check_index&) = delete;
+  check_index& operator=(const check_index&) = delete;
+
+  struct state;  // verify.cpp
+  state& get() { return *state_; }
+
+ private:
+  std::unique_ptr<state> state_;
+};
+
 /// The writes to one store since it was last checked, for verify_changes.
 struct store_changes {
   store_ref store;
@@ -175,18 +196,24 @@ struct store_changes {
   /// Keys written (put or erased) since the last check, by table; tables
   /// the checker does not know are ignored.
   store::written_keys keys;
+  /// Kept between this store's checks (not owned); null: each check sums
+  /// every changed resource again over all its holds and bookings.
+  check_index* index = nullptr;
 };
 
 /// The invariants that hold at every instant of a running network --
 /// over_commitment and corrupt_record -- checked incrementally, for a
 /// simulator that checks its live stores often: every changed key that
-/// still has a value is decoded and checked against its key, and every
-/// resource with a changed hold, booking or definition is summed again over
-/// all its holds and bookings (a prefix scan) against its capacity. If the
-/// previous check of each store was clean and `keys` lists every write since,
-/// the report holds the same over_commitment and corrupt_record violations
-/// as verify_stores on the same stores (and no other kind); it reads only
-/// what changed. Any number of stores; the summaries carry only path and
+/// still has a value is decoded and checked against its key. Without an
+/// index, every resource with a changed hold, booking or definition is
+/// summed again over all its holds and bookings (a prefix scan), and every
+/// live held offer is read for the holds it carries, against its capacity;
+/// with one, only the changed records are read, and the buckets whose load
+/// grew (every bucket of a resource whose definition changed) are checked.
+/// If the previous check of each store was clean and `keys` lists every
+/// write since, the report holds the same over_commitment and
+/// corrupt_record violations as verify_stores on the same stores (and no
+/// other kind). Any number of stores; the summaries carry only path and
 /// node id. Errors: errc::invalid_argument for a null env, errc::storage if
 /// LMDB fails to read.
 result<verify_report> verify_changes(const std::vector<store_changes>& stores,
