@@ -267,8 +267,8 @@ struct node::impl final : node_context {
       dropped_unknown_sender{0}, dropped_sender_mismatch{0}, dropped_unauthorized{0},
       dropped_rate_limited{0}, dropped_overload{0}, withheld_by_policy{0},
       dropped_wrong_receiver{0}, dropped_unroutable{0}, duplicates{0}, duplicate_replies{0},
-      dropped_replayed{0}, dropped_clock_skew{0}, inbox_pruned{0}, retransmits{0}, acks_in{0},
-      outbox_pending{0}, commits{0}, commit_failures{0};
+      dropped_replayed{0}, dropped_clock_skew{0}, inbox_pruned{0}, retransmits{0},
+      retransmits_parked{0}, acks_in{0}, outbox_pending{0}, commits{0}, commit_failures{0};
   throttled_warning warn_clock_skew, warn_sender_mismatch, warn_unauthorized, warn_rate_limited,
       warn_overload, warn_withheld, warn_bad_effect;
 
@@ -522,6 +522,19 @@ struct pending_frame {
   wire::bytes frame;
   timestamp_us next_send_us = 0;
   timestamp_us backoff_us = 0;
+  timestamp_us sent_us = 0;  // last transmission (0: not since this start)
+};
+
+/// What the gateway knows of one partner it sends to. A partner is silent
+/// for a message if no frame of its has been handled since that message was
+/// last sent: it may be down or cut off. Then only one of the messages due
+/// to it is re-sent (the probe, on its own backoff); the others are parked
+/// and go out at once when the partner is heard again. So a partner that is
+/// down for hours gets one frame per retry_max_ms, not one per message.
+struct peer_link {
+  timestamp_us heard_us = 0;
+  std::uint64_t probe_id = 0;
+  std::deque<std::uint64_t> parked;  // oldest first
 };
 
 /// What the gateway knows of the messages from one sender, by message id
@@ -557,6 +570,8 @@ struct gateway_state {
   timestamp_us next_prune_us = 0;
   /// Outbox messages waiting for their Ack, by message id.
   std::map<std::uint64_t, pending_frame> pending;
+  /// By partner (see peer_link).
+  std::unordered_map<std::string, peer_link, string_hash, std::equal_to<>> links;
   /// (next_send_us, message id) of every pending message: a tick touches
   /// only what is due. Entries of acknowledged messages are dropped lazily.
   std::set<std::pair<timestamp_us, std::uint64_t>> due;
@@ -653,6 +668,35 @@ void schedule_tick(gateway_actor_type* self, timestamp_us due_us) {
                      ++st.tick_generation);
 }
 
+/// A frame of `sender` was handled (after the acks it carries): it is not
+/// silent (peer_link), and what was parked for it goes out now.
+void heard_from(gateway_actor_type* self, const std::string& sender) {
+  auto& st = self->state;
+  auto* host = st.host;
+  const auto now = host->clk.now();
+  auto it = st.links.find(sender);
+  if (it == st.links.end()) it = st.links.emplace(sender, peer_link{}).first;
+  auto& link = it->second;
+  link.heard_us = now;
+  // The probe too: it was last sent while the partner was silent.
+  const auto probe = std::exchange(link.probe_id, 0);
+  if (probe != 0 && st.pending.contains(probe)) link.parked.push_front(probe);
+  const auto initial = host->cfg.retry_initial_ms * us_per_ms;
+  for (auto id : link.parked) {
+    auto p = st.pending.find(id);
+    if (p == st.pending.end()) continue;  // acknowledged meanwhile
+    auto& f = p->second;
+    host->retransmits.fetch_add(1, std::memory_order_relaxed);
+    host->transmit(f.receiver, f.frame);
+    f.sent_us = now;
+    f.backoff_us = initial;
+    f.next_send_us = now + initial;
+    st.due.emplace(f.next_send_us, id);
+    schedule_tick(self, f.next_send_us);
+  }
+  link.parked.clear();
+}
+
 void on_deliver(gateway_actor_type* self, verified_frame& vf) {
   auto* host = self->state.host;
   auto& st = self->state;
@@ -675,8 +719,10 @@ void on_deliver(gateway_actor_type* self, verified_frame& vf) {
   if (auto* a = std::get_if<wire::ack>(&env.payload)) {
     host->acks_in.fetch_add(1, std::memory_order_relaxed);
     take_acks(st, h.sender, std::span(&a->acked_message_id, 1));
+    heard_from(self, h.sender);
     return;
   }
+  heard_from(self, h.sender);
   auto* inbox = inbox_of(st, h.sender).inbox;
   if (auto it = inbox->committed.find(h.message_id); it != inbox->committed.end()) {
     host->duplicates.fetch_add(1, std::memory_order_relaxed);
@@ -687,6 +733,7 @@ void on_deliver(gateway_actor_type* self, verified_frame& vf) {
       host->duplicate_replies.fetch_add(1, std::memory_order_relaxed);
       host->frames_out.fetch_add(1, std::memory_order_relaxed);
       host->transmit(p->second.receiver, p->second.frame);
+      p->second.sent_us = host->clk.now();
     });
     return;
   }
@@ -749,6 +796,7 @@ void on_committed(gateway_actor_type* self, commit_done& done) {
     pending_frame p{std::move(f.receiver), std::move(f.frame), 0,
                     host->cfg.retry_initial_ms * us_per_ms};
     p.next_send_us = host->serving ? now + p.backoff_us : now;
+    if (host->serving) p.sent_us = now;
     schedule_tick(self, p.next_send_us);
     st.due.emplace(p.next_send_us, f.message_id);
     st.pending.emplace(f.message_id, std::move(p));
@@ -832,12 +880,38 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
           st.due.erase(st.due.begin());
           auto it = st.pending.find(id);
           if (it == st.pending.end() || it->second.next_send_us != at) continue;  // acked
-          auto& p = it->second;
+          auto send = it;  // the message that goes out
+          auto& link = st.links[it->second.receiver];
+          if (it->second.sent_us != 0 && link.heard_us < it->second.sent_us) {  // silent
+            if (link.probe_id != id && st.pending.contains(link.probe_id)) {
+              host->retransmits_parked.fetch_add(1, std::memory_order_relaxed);
+              link.parked.push_back(id);
+              continue;
+            }
+            // This is the probe (peer_link). If others are parked, the one
+            // parked longest goes out in its place and it is parked: every
+            // message goes out in turn, so one the partner never
+            // acknowledges (its policy refuses the type, say) cannot hold
+            // back the others.
+            while (!link.parked.empty() && send == it) {
+              auto next = st.pending.find(link.parked.front());
+              link.parked.pop_front();
+              if (next != st.pending.end()) send = next;
+            }
+            if (send != it) {
+              host->retransmits_parked.fetch_add(1, std::memory_order_relaxed);
+              link.parked.push_back(id);
+              send->second.backoff_us = it->second.backoff_us;
+            }
+            link.probe_id = send->first;
+          }
+          auto& p = send->second;
           host->retransmits.fetch_add(1, std::memory_order_relaxed);
           host->transmit(p.receiver, p.frame);
+          p.sent_us = now;
           p.next_send_us = now + p.backoff_us;
           p.backoff_us = std::min(p.backoff_us * 2, max_backoff);
-          st.due.emplace(p.next_send_us, id);
+          st.due.emplace(p.next_send_us, send->first);
         }
         // Drop what acknowledged messages left at the front.
         while (!st.due.empty() && !st.pending.contains(st.due.begin()->second))
@@ -986,6 +1060,7 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
     field("dropped_clock_skew", s.dropped_clock_skew);
     field("inbox_pruned", s.inbox_pruned);
     field("retransmits", s.retransmits);
+    field("retransmits_parked", s.retransmits_parked);
     field("acks_in", s.acks_in);
     field("outbox_pending", s.outbox_pending);
     field("commits", s.commits);
@@ -1117,6 +1192,7 @@ node_stats node::stats() const {
   s.dropped_clock_skew = p.dropped_clock_skew;
   s.inbox_pruned = p.inbox_pruned;
   s.retransmits = p.retransmits;
+  s.retransmits_parked = p.retransmits_parked;
   s.acks_in = p.acks_in;
   s.outbox_pending = p.outbox_pending;
   s.commits = p.commits;

@@ -20,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -308,6 +309,63 @@ TEST_F(node_host, acks_ride_on_replies_and_are_batched_per_partner) {
   EXPECT_EQ(wire::acknowledged_ids(sent[0]), std::vector<std::uint64_t>{4});
   EXPECT_TRUE(std::holds_alternative<wire::ack>(sent[0].payload));
   b.stop();
+}
+
+// Retries to a silent partner (node.cpp, peer_link): one message at a time
+// probes it, on its backoff, in turn; once the partner is heard again the
+// others go out at once.
+TEST_F(node_host, a_silent_partner_gets_one_probe_at_a_time_and_the_rest_when_heard) {
+  std::vector<wire::envelope> sent;
+  auto owned = std::make_unique<captured_transport>(&sent);
+  auto* net = owned.get();
+  manual_clock clk(system_clock().now());
+  auto n = node::open(config("a"), clk, std::move(owned), execution::deterministic);
+  ASSERT_TRUE(n) << n.error().to_string();
+  auto& a = **n;
+  ASSERT_TRUE(a.serve());
+  a.run_ready();
+  for (int i = 1; i <= 4; ++i) a.context().commit(cfp_to_b("a/order/" + std::to_string(i)));
+  a.run_ready();
+  ASSERT_EQ(sent.size(), 4u);  // each sent once; b is down
+  std::set<std::uint64_t> ids;
+  for (const auto& e : sent) ids.insert(e.header.message_id);
+  sent.clear();
+  // Moves both clocks by `ms` and runs what is due.
+  auto advance = [&](std::int64_t ms) {
+    clk.advance(ms * us_per_ms);
+    a.advance_time_us(ms * us_per_ms);
+    a.run_ready();
+  };
+  // retry_initial_ms 50 doubling to retry_max_ms 200: over 2 s, one frame
+  // per backoff, each of the four messages in turn.
+  std::set<std::uint64_t> probed;
+  for (int step = 0; step < 200; ++step) advance(10);
+  for (const auto& e : sent) probed.insert(e.header.message_id);
+  EXPECT_GE(sent.size(), 8u);
+  EXPECT_LE(sent.size(), 12u);  // without probing: about 4 x 11
+  EXPECT_EQ(probed, ids);
+  EXPECT_GE(a.stats().retransmits_parked, 8u);
+  // b is back: its Ack of one message makes the others go out at once.
+  sent.clear();
+  wire::envelope ack;
+  ack.header = {wire::protocol_version, 0, "b", "a", "", 0, clk.now(), {}};
+  ack.payload = wire::ack{*ids.begin()};
+  net->deliver("b", ack);
+  a.run_ready();
+  advance(0);
+  std::set<std::uint64_t> resent;
+  for (const auto& e : sent) resent.insert(e.header.message_id);
+  EXPECT_EQ(resent, std::set<std::uint64_t>(std::next(ids.begin()), ids.end()));
+  EXPECT_EQ(a.stats().outbox_pending, 3u);
+  // Acked, the outbox drains and nothing more is sent.
+  ack.header.acks.assign(std::next(ids.begin()), ids.end());
+  net->deliver("b", ack);
+  a.run_ready();
+  EXPECT_EQ(a.stats().outbox_pending, 0u);
+  sent.clear();
+  for (int step = 0; step < 50; ++step) advance(10);
+  EXPECT_TRUE(sent.empty());
+  a.stop();
 }
 
 TEST_F(node_host, committed_message_survives_restart_and_arrives_once) {

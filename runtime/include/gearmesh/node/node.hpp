@@ -50,6 +50,7 @@ struct node_stats {
   std::uint64_t dropped_clock_skew = 0;       // stamped too far in the future (not acked)
   std::uint64_t inbox_pruned = 0;             // inbox entries forgotten after the window
   std::uint64_t retransmits = 0;              // outbox frames re-sent
+  std::uint64_t retransmits_parked = 0;       // re-sends held back: the partner was silent
   std::uint64_t acks_in = 0;
   std::uint64_t outbox_pending = 0;  // unacknowledged messages now
   std::uint64_t commits = 0;         // effects committed
