@@ -10,7 +10,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 DEB_PACKAGES := build-essential cmake ninja-build ccache pkg-config git \
   libcaf-dev libzmq3-dev cppzmq-dev libflatbuffers-dev flatbuffers-compiler \
-  liblmdb-dev lmdb-utils libjemalloc-dev libasio-dev libboost-dev libgtest-dev libgmock-dev \
+  liblmdb-dev lmdb-utils libxxhash-dev libjemalloc-dev libasio-dev libboost-dev libgtest-dev libgmock-dev \
   libbenchmark-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev \
   nlohmann-json3-dev curl jq clang-format clang libclang-rt-14-dev
 

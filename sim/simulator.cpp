@@ -16,6 +16,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <chrono>
@@ -49,13 +50,8 @@
 
 namespace gearmesh::sim {
 
-std::uint64_t fnv1a(std::uint64_t h, const void* data, std::size_t n) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (std::size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
+std::uint64_t hash_bytes(std::uint64_t h, const void* data, std::size_t n) {
+  return XXH3_64bits_withSeed(data, n, h);
 }
 
 namespace {
@@ -82,11 +78,11 @@ namespace {
 namespace fs = std::filesystem;
 
 std::uint64_t hash_u64(std::uint64_t h, std::uint64_t v) {
-  return fnv1a(h, &v, sizeof v);
+  return hash_bytes(h, &v, sizeof v);
 }
 std::uint64_t hash_str(std::uint64_t h, std::string_view s) {
   h = hash_u64(h, s.size());
-  return fnv1a(h, s.data(), s.size());
+  return hash_bytes(h, s.data(), s.size());
 }
 
 std::string iso(timestamp_us t) {
@@ -276,7 +272,7 @@ class world {
     trace_ = hash_str(trace_, kind);
     trace_ = hash_u64(trace_, a);
     trace_ = hash_u64(trace_, b);
-    if (frame) trace_ = fnv1a(trace_, frame->data(), frame->size());
+    if (frame) trace_ = hash_bytes(trace_, frame->data(), frame->size());
   }
   void place_order(std::size_t demand, std::size_t number);
   /// A machine breakdown: [[breakdowns]] number `b`, or a seeded one (b = none).
@@ -326,7 +322,7 @@ class world {
   /// Breakdowns, capacity offers and bookings not yet fired: part of the run.
   std::uint64_t scheduled_pending_ = 0;
   std::set<std::pair<std::size_t, std::size_t>> cut_;  // partitioned links (lo, hi)
-  std::uint64_t trace_ = fnv1a_init;
+  std::uint64_t trace_ = hash_init;
   /// Nodes that may have ready jobs (woken since the last settle).
   std::set<std::size_t> active_;
   /// buggify: the runtime's fault points, armed for this thread and run.
@@ -808,7 +804,7 @@ std::uint64_t world::state_hash() {
   static constexpr std::string_view tables[] = {"meta",       "inbox",  "outbox",   "orders",
                                                 "contracts",  "offers", "holds",    "bookings",
                                                 "tombstones", "seq",    "resources"};
-  std::uint64_t h = fnv1a_init;
+  std::uint64_t h = hash_init;
   for (auto& sn : nodes_) {
     h = hash_str(h, sn.spec.id);
     if (!sn.n) continue;

@@ -170,8 +170,10 @@ struct sim_result {
 /// false and `failure` set.
 result<sim_result> run_simulation(const scenario& s, const sim_options& opts);
 
-/// 64-bit FNV-1a, the hash of traces and states (stable across platforms).
-std::uint64_t fnv1a(std::uint64_t h, const void* data, std::size_t n);
-inline constexpr std::uint64_t fnv1a_init = 14695981039346656037ULL;
+/// The hash of traces and states: the 64-bit XXH3 of `data` seeded with
+/// the hash so far, `h` (libxxhash; XXH3's output is the same on every
+/// platform and fixed since xxHash 0.8.0).
+std::uint64_t hash_bytes(std::uint64_t h, const void* data, std::size_t n);
+inline constexpr std::uint64_t hash_init = 0;
 
 }  // namespace gearmesh::sim
