@@ -62,7 +62,7 @@ double thread_cpu_s() {
 /// transaction with an inbox and an outbox record. Frames per CPU second.
 double floor_rate(std::size_t frames) {
   namespace fs = std::filesystem;
-  const auto dir = fs::path(gearmesh::sim::scratch_root()) /
+  const auto dir = fs::path(gearmesh::sim::scratch_root(std::uint64_t{1} << 30)) /
                    ("gearmesh-bench-sim-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   double rate = 0;

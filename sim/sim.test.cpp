@@ -190,8 +190,9 @@ class scratch_tmpdir {
 
 TEST(simulator, runs_store_in_tmpdir_and_an_interrupted_run_removes_its_stores) {
   scratch_tmpdir tmp;
-  EXPECT_EQ(scratch_root(), tmp.dir());
+  EXPECT_EQ(scratch_root(1), tmp.dir());
   auto s = small();
+  EXPECT_EQ(store_bytes_estimate(s), 4 * (128u << 10) + 20 * (8u << 10));  // 4 nodes, 20 orders
   std::atomic<bool> stop{false};
   sim_options o;
   o.seed = 3;

@@ -56,19 +56,24 @@ std::uint64_t hash_bytes(std::uint64_t h, const void* data, std::size_t n) {
 
 namespace {
 
-/// Free space /dev/shm needs to be chosen (scratch_root).
-constexpr std::uint64_t scratch_free_min = std::uint64_t{4} << 30;
 constexpr long tmpfs_magic = 0x01021994;  // TMPFS_MAGIC, linux/magic.h
 
 }  // namespace
 
-std::string scratch_root() {
+std::uint64_t store_bytes_estimate(const scenario& s) {
+  std::uint64_t orders = 0;
+  for (const auto& d : s.demand) orders += d.orders;
+  return s.nodes.size() * (std::uint64_t{128} << 10) + orders * (std::uint64_t{8} << 10);
+}
+
+std::string scratch_root(std::uint64_t bytes_needed) {
   if (const char* t = std::getenv("TMPDIR"); t && *t) return t;
   struct statfs fsi {};
   struct statvfs vfs {};
+  const auto wanted = std::max(std::uint64_t{1} << 30, 2 * bytes_needed);
   if (::statfs("/dev/shm", &fsi) == 0 && fsi.f_type == tmpfs_magic &&
       ::statvfs("/dev/shm", &vfs) == 0 &&
-      static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize >= scratch_free_min)
+      static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize >= wanted)
     return "/dev/shm";
   return std::filesystem::temp_directory_path().string();
 }
@@ -947,7 +952,8 @@ result<sim_result> world::run() {
   r_.start_us = s_.start_us;
   now_ = s_.start_us;
   if (o_.work_dir.empty()) {
-    std::string tmpl = (fs::path(scratch_root()) / "gearmesh-sim-XXXXXX").string();
+    std::string tmpl =
+        (fs::path(scratch_root(store_bytes_estimate(s_))) / "gearmesh-sim-XXXXXX").string();
     if (!::mkdtemp(tmpl.data()))
       return status(errc::storage, "cannot create a temporary directory: " + tmpl);
     dir_ = tmpl;

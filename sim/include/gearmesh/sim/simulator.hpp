@@ -56,12 +56,18 @@ struct sim_options {
 };
 
 /// Where runs put their temporary stores (sim_options::work_dir empty):
-/// $TMPDIR if set; else /dev/shm when it is a tmpfs with 4 GiB free; else
-/// the system's temporary directory. The stores are real LMDB files either
-/// way. On a disk, each run creates and removes three inodes per node, and
-/// ext4's inode allocation (it skips recently deleted inodes) took up to a
-/// fifth of a 1,000-node run's time when runs followed each other.
-std::string scratch_root();
+/// $TMPDIR if set; else /dev/shm when it is a tmpfs with twice
+/// `bytes_needed`, and at least 1 GiB, free; else the system's temporary
+/// directory. The stores are real LMDB files either way. On a disk, each
+/// run creates and removes three inodes per node, and ext4's inode
+/// allocation (it skips recently deleted inodes) took up to a fifth of a
+/// 1,000-node run's time when runs followed each other.
+std::string scratch_root(std::uint64_t bytes_needed);
+
+/// A rough upper bound of what the stores of a run of `s` take: 128 KiB a
+/// node and 8 KiB an order (measured: 205 MB for 1,000 nodes and 20,000
+/// orders, 666 MB for 1,000 nodes and 100,000 orders).
+std::uint64_t store_bytes_estimate(const scenario& s);
 
 /// One booked interval of a machine (for the Gantt chart).
 struct booking_span {
