@@ -213,6 +213,27 @@ TEST(simulator, runs_store_in_tmpdir_and_an_interrupted_run_removes_its_stores) 
   EXPECT_TRUE(std::filesystem::is_empty(tmp.dir()));
 }
 
+// Stores are written through LMDB's write map: a full file system would kill
+// the process with SIGBUS. A run looks at the free space first and stops with
+// a clear error, removing its stores.
+TEST(simulator, a_run_stops_with_a_clear_error_when_its_file_system_is_nearly_full) {
+  scratch_tmpdir tmp;
+  sim_options o;
+  o.free_bytes_min = std::uint64_t{1} << 62;  // more than any file system has
+  auto r = run_simulation(small(), o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), errc::storage);
+  EXPECT_NE(r.error().message().find("stopped at simulated time 2026-01-05T06:00:00.000Z: the "
+                                     "file system of the stores (" +
+                                     tmp.dir() + "/gearmesh-sim-"),
+            std::string::npos)
+      << r.error().message();
+  EXPECT_NE(r.error().message().find("MiB free, less than the 4398046511104 MiB a run keeps free"),
+            std::string::npos)
+      << r.error().message();
+  EXPECT_TRUE(std::filesystem::is_empty(tmp.dir()));
+}
+
 TEST(simulator, a_broken_invariant_stops_the_run_with_seed_time_and_events) {
   auto s = small(0, 0);
   sim_options o;

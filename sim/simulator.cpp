@@ -246,6 +246,11 @@ class world {
 
  private:
   status start_node(std::size_t i);
+  /// errc::storage if the stores' file system has less than
+  /// sim_options::free_bytes_min free.
+  status enough_space() const;
+  /// Events between two looks at the free space (a few MB of writes at most).
+  static constexpr std::uint64_t free_space_every = 4096;
   void stop_node(sim_node& n, bool crashed);
   void push(event e) {
     e.seq = next_seq_++;
@@ -366,6 +371,18 @@ void world::send(std::size_t from, const std::string& to, wire::bytes frame) {
   }
   push(event{now_ + rng_.in(s_.network.latency_us), 0, event::kind::deliver, from, it->second,
              std::move(frame)});
+}
+
+status world::enough_space() const {
+  struct statvfs vfs {};
+  if (::statvfs(dir_.c_str(), &vfs) != 0) return status::ok();  // cannot tell: go on
+  const auto free = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (free >= o_.free_bytes_min) return status::ok();
+  return status(errc::storage,
+                fmt::format("stopped at simulated time {}: the file system of the stores ({}) "
+                            "has {} MiB free, less than the {} MiB a run keeps free; free some "
+                            "space, or put the stores elsewhere ($TMPDIR, --work-dir)",
+                            iso(now_), dir_, free >> 20, o_.free_bytes_min >> 20));
 }
 
 status world::start_node(std::size_t i) {
@@ -1001,6 +1018,7 @@ result<sim_result> world::run() {
     max_skew_us_ = std::max<timestamp_us>(max_skew_us_, skew < 0 ? -skew : skew);
     sn.clock = std::make_unique<skewed_clock>(clock_, skew);
   }
+  if (auto st = enough_space(); !st) return st;
   for (std::size_t i = 0; i < nodes_.size(); ++i)
     if (auto st = start_node(i); !st) return st;
 
@@ -1038,9 +1056,12 @@ result<sim_result> world::run() {
   }
 
   timestamp_us next_check = s_.start_us + o_.check_every_us;
+  std::uint64_t events = 0;
   for (;;) {
     if (o_.interrupted && o_.interrupted->load(std::memory_order_relaxed))
       return status(errc::shutting_down, "interrupted at simulated time " + iso(now_));
+    if (events++ % free_space_every == 0)
+      if (auto st = enough_space(); !st) return st;
     r_.actor_jobs += settle();
     if (!r_.failure.empty()) break;
     if (now_ >= next_check) {

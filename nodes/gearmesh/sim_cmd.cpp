@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "cli.hpp"
 #include "gearmesh/sim/report.hpp"
 #include "gearmesh/sim/scenario.hpp"
@@ -31,29 +33,50 @@ using nlohmann::json;
 std::atomic<bool> interrupted{false};
 static_assert(std::atomic<bool>::is_always_lock_free);
 
-/// Routes SIGINT and SIGTERM to `interrupted` while it lives: runs stop at
+/// SIGBUS while a `sim` command runs: the stores are written through
+/// LMDB's write map, and a write to a full file system faults. The runs
+/// look at the free space every few thousand events and stop with a clear
+/// error first (sim_options::free_bytes_min); this says what happened if a
+/// burst of writes got there in between.
+[[noreturn]] void on_bus_error(int) {
+  static constexpr char msg[] =
+      "gearmesh sim: bus error (SIGBUS) writing a store: the file system holding the stores "
+      "($TMPDIR, /dev/shm or /tmp, or --work-dir) is most likely full. Free some space; remove "
+      "the gearmesh-sim-* directories left there.\n";
+  [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+  ::_exit(exit_unreachable);
+}
+
+/// While it lives: SIGINT and SIGTERM set `interrupted`, so runs stop at
 /// their next step and remove their temporary stores (in /dev/shm they would
-/// hold memory until a reboot), instead of the process dying with them.
-class interrupt_guard {
+/// hold memory until a reboot) instead of the process dying with them; and
+/// SIGBUS says why the process dies (on_bus_error).
+class signal_guard {
  public:
-  interrupt_guard() {
+  signal_guard() {
     interrupted.store(false);
     struct sigaction sa {};
     sa.sa_handler = [](int) { interrupted.store(true, std::memory_order_relaxed); };
     sigemptyset(&sa.sa_mask);
     ::sigaction(SIGINT, &sa, &old_int_);
     ::sigaction(SIGTERM, &sa, &old_term_);
+    struct sigaction bus {};
+    bus.sa_handler = on_bus_error;
+    sigemptyset(&bus.sa_mask);
+    ::sigaction(SIGBUS, &bus, &old_bus_);
   }
-  ~interrupt_guard() {
+  ~signal_guard() {
     ::sigaction(SIGINT, &old_int_, nullptr);
     ::sigaction(SIGTERM, &old_term_, nullptr);
+    ::sigaction(SIGBUS, &old_bus_, nullptr);
   }
-  interrupt_guard(const interrupt_guard&) = delete;
-  interrupt_guard& operator=(const interrupt_guard&) = delete;
+  signal_guard(const signal_guard&) = delete;
+  signal_guard& operator=(const signal_guard&) = delete;
 
  private:
   struct sigaction old_int_ {};
   struct sigaction old_term_ {};
+  struct sigaction old_bus_ {};
 };
 
 bool parse_u64(std::string_view s, std::uint64_t& v) {
@@ -198,7 +221,7 @@ int sim_command(const sim_command_options& o, std::ostream& out, std::ostream& e
     err << "gearmesh sim: --seeds: expected N or A..B with A <= B, got \"" << o.seeds << "\"\n";
     return exit_usage;
   }
-  interrupt_guard guard;
+  signal_guard guard;
   if (!sweep) {
     sim::sim_options so;
     so.seed = first;
@@ -208,7 +231,8 @@ int sim_command(const sim_command_options& o, std::ostream& out, std::ostream& e
     auto r = sim::run_simulation(*s, so);
     if (!r) {
       err << "gearmesh sim: " << r.error().message() << '\n';
-      return interrupted ? exit_interrupted : exit_usage;
+      if (interrupted) return exit_interrupted;
+      return r.error().code() == errc::storage ? exit_unreachable : exit_usage;
     }
     if (o.json)
       out << to_json(*r).dump(2) << '\n';

@@ -50,6 +50,11 @@ struct sim_options {
   /// then fails with errc::shutting_down and its temporary stores are
   /// removed. Null: runs to the end.
   const std::atomic<bool>* interrupted = nullptr;
+  /// Free bytes the file system of the stores must keep: checked every few
+  /// thousand events, a run with less left stops with errc::storage. The
+  /// stores of a run are written through LMDB's write map, and a write to a
+  /// full file system would kill the process with SIGBUS instead.
+  std::uint64_t free_bytes_min = std::uint64_t{64} << 20;
   /// Tests only: called before every mid-run check for each live node, to
   /// break a store on purpose and see the violation reported.
   std::function<void(timestamp_us now, const std::string& node_id, node& n)> inject;
