@@ -28,7 +28,8 @@ enum exit_code : int {
   /// Bad command line.
   exit_usage = 2,
   /// The node's admin API could not be reached (connect failed or timed out),
-  /// or `verify` could not open or read a store.
+  /// `verify` could not open or read a store, or the file system of `sim`'s
+  /// stores is (nearly) full.
   exit_unreachable = 3,
   /// `sim` was stopped by SIGINT or SIGTERM (its temporary stores removed).
   exit_interrupted = 130,
