@@ -194,7 +194,7 @@ class checker {
     if (auto st = check_contracts(in.summary); !st) return st;
     if (auto st = check_reservations(tables::holds, reservation_kind::hold, in.summary.holds); !st)
       return st;
-    add_carried(&in.summary.holds);  // after the hold records: counted once
+    add_carried(in.summary.holds);  // after the hold records: counted once
     if (auto st =
             check_reservations(tables::bookings, reservation_kind::booking, in.summary.bookings);
         !st)
@@ -326,103 +326,14 @@ class checker {
     return status::ok();
   }
 
-  /// verify_changes for one store (see verify.hpp).
+  /// verify_changes for one store (see verify.hpp); without an index of
+  /// the caller's, one that lives for this check.
   status check_changes(const store_changes& in) {
     node_ = in.node_id;
     env_ = in.store.env;
     if (in.index) return check_indexed(in.keys, in.index->get());
-    resources_.clear();
-    loads_.clear();
-    reservation_counts_.clear();
-    stored_holds_.clear();
-    carried_.clear();
-    // Resources whose load or definition may have changed: summed again
-    // over all their holds and bookings.
-    std::set<std::string, std::less<>> dirty;
-    for (const auto& entry : in.keys) {
-      // Named, not a structured binding: lambdas below capture it (C++20
-      // allows capturing bindings, clang 14 does not).
-      const auto& table = entry.first;
-      for (const auto& key : entry.second) {
-        if (table == tables::holds.name() || table == tables::bookings.name()) {
-          const auto slash = key.find('/');
-          if (slash != std::string::npos && slash > 0) {
-            dirty.emplace(key.substr(0, slash));
-            continue;
-          }
-          // Not "<resource>/<id>": cannot belong to a resource's scan.
-          const bool hold = table == tables::holds.name();
-          const auto& t = hold ? tables::holds : tables::bookings;
-          auto st = check_one(t, key, [&](reservation_record&& r) {
-            check_reservation(t, hold ? reservation_kind::hold : reservation_kind::booking, key, r);
-          });
-          if (!st) return st;
-          continue;
-        }
-        status st;
-        if (table == tables::resources.name()) {
-          dirty.emplace(key);
-          st = check_one(tables::resources, key,
-                         [&](resource_record&& r) { check_resource(key, std::move(r)); });
-        } else if (table == tables::offers.name()) {
-          st = check_one(tables::offers, key, [&](offer_record&& o) {
-            if (key != o.proposal_id) key_mismatch(table, key, "proposal_id", o.proposal_id);
-            // New holds it carries add to their resources' loads.
-            for (const auto& h : carried_holds(o, opts_.now_us)) {
-              if (valid_resource_name(h.resource))
-                dirty.emplace(h.resource);
-              else
-                bad_carried_name(key, h.resource);
-            }
-          });
-        } else {
-          st = check_other(table, key);
-        }
-        if (!st) return st;
-      }
-    }
-    for (const auto& resource : dirty) {
-      if (!resources_.contains(resource)) {
-        // Unchanged definition: checked before; only its capacity is needed.
-        resource_record def;
-        found f;
-        if (auto st = lookup(*env_, tables::resources, resource, f, def); !st) return st;
-        if (f == found::yes && valid_resource(resource, def, /*report=*/false))
-          resources_.emplace(resource, std::move(def));
-      }
-      const std::string prefix = resource + "/";
-      for (const auto* t : {&tables::holds, &tables::bookings}) {
-        const auto kind = t == &tables::holds ? reservation_kind::hold : reservation_kind::booking;
-        status err;
-        auto st = env_->scan(t->name(), prefix, [&](std::string_view key, std::string_view value) {
-          if (!key.starts_with(prefix)) return false;
-          auto r = store::codec<reservation_record>::decode(value);
-          if (!r) {
-            add(violation_kind::corrupt_record, node_, t->name(), key, r.error().message());
-            return true;
-          }
-          check_reservation(*t, kind, key, *r);
-          return true;
-        });
-        if (!st) return st;
-      }
-    }
-    if (!dirty.empty()) {
-      // The holds that held offers carry, on the resources summed again
-      // (only live held offers are decoded; a corrupt one was reported when
-      // it changed).
-      auto st =
-          env_->for_each(tables::offers.name(), [&](std::string_view key, std::string_view value) {
-            if (!offer_held_at(value, opts_.now_us)) return true;
-            auto o = store::codec<offer_record>::decode(value);
-            if (o && key == o->proposal_id) collect_carried(key, *o, &dirty);
-            return true;
-          });
-      if (!st) return st;
-      add_carried(nullptr);
-    }
-    check_capacity();
-    return status::ok();
+    check_index once;
+    return check_indexed(in.keys, once.get());
   }
 
  private:
@@ -556,12 +467,9 @@ class checker {
         "a hold it carries names resource \"" + std::string(resource) + "\"");
   }
 
-  /// Keeps the live holds offer `key` carries (records.hpp) for add_carried;
-  /// with `only`, just those on the resources it names.
-  void collect_carried(std::string_view key, const offer_record& o,
-                       const std::set<std::string, std::less<>>* only = nullptr) {
+  /// Keeps the live holds offer `key` carries (records.hpp) for add_carried.
+  void collect_carried(std::string_view key, const offer_record& o) {
     for (auto& h : carried_holds(o, opts_.now_us)) {
-      if (only && !only->contains(h.resource)) continue;
       if (!valid_resource_name(h.resource)) {
         bad_carried_name(key, h.resource);
         continue;
@@ -574,11 +482,11 @@ class checker {
   /// `count`), once the hold records were scanned: one also stored in
   /// "holds" (a store written before offers carried their holds) was
   /// counted with its table.
-  void add_carried(std::uint64_t* count) {
+  void add_carried(std::uint64_t& count) {
     for (const auto& [key, h] : carried_)
       if (!stored_holds_.contains(reservation_key(h.resource, h.reservation_id)) &&
-          add_load(tables::offers.name(), key, h) && count)
-        ++*count;
+          add_load(tables::offers.name(), key, h))
+        ++count;
     carried_.clear();
   }
 

@@ -625,11 +625,11 @@ TEST_F(verify_test, changes_find_what_a_full_check_finds_of_the_instant_invarian
         out.violations.push_back(v);
     return out;
   };
-  // Nothing changed, or only tables the checker does not know: clean, nothing read.
+  // Nothing changed, or only tables the checker does not know: clean.
   EXPECT_TRUE(changes({}).clean());
   EXPECT_TRUE(changes({{"inbox", {"x"}}, {"unknown", {"y"}}}).clean());
   // A new hold pushes saw1's bucket hour0 + 1 over capacity: the change of
-  // that one key makes the whole resource be summed again.
+  // that one key finds it.
   store::write_batch b;
   put_reservation(b, reservation("saw1", "framecraft/proposal/3#0", reservation_kind::hold,
                                  hour0 + 1, 10, t0 + us_per_hour));
@@ -645,7 +645,7 @@ TEST_F(verify_test, changes_find_what_a_full_check_finds_of_the_instant_invarian
   tables::holds.erase(release, reservation_key("saw1", "framecraft/proposal/3#0"));
   ASSERT_TRUE(env->apply(release));
   EXPECT_TRUE(changes({{"holds", {reservation_key("saw1", "framecraft/proposal/3#0")}}}).clean());
-  // A lower capacity is a change of the resource: its load is summed again.
+  // A lower capacity is a change of the resource: all its buckets are checked.
   store::write_batch shrink;
   tables::resources.put(shrink, "weld1", resource_record{"weld1", 10, us_per_hour});
   ASSERT_TRUE(env->apply(shrink));
@@ -688,6 +688,7 @@ TEST_F(verify_test, changes_find_what_a_full_check_finds_of_the_instant_invarian
 // instant invariants, the check of the changes finds too, and nothing else.
 // Each write that broke one is then undone, so every check starts clean.
 TEST_F(verify_test, an_index_finds_what_a_full_check_finds_through_random_changes) {
+  // Not indexed: each check builds an index of its own.
   for (const bool indexed : {false, true}) {
     for (std::uint32_t seed = 1; seed <= 8; ++seed) {
       SCOPED_TRACE(::testing::Message() << "indexed " << indexed << ", seed " << seed);

@@ -196,26 +196,26 @@ struct store_changes {
   /// Keys written (put or erased) since the last check, by table; tables
   /// the checker does not know are ignored.
   store::written_keys keys;
-  /// Kept between this store's checks (not owned); null: each check sums
-  /// every changed resource again over all its holds and bookings.
+  /// Kept between this store's checks (not owned); null: a check builds
+  /// one for itself, reading the store's holds, bookings, resources and
+  /// held offers.
   check_index* index = nullptr;
 };
 
 /// The invariants that hold at every instant of a running network --
 /// over_commitment and corrupt_record -- checked incrementally, for a
 /// simulator that checks its live stores often: every changed key that
-/// still has a value is decoded and checked against its key. Without an
-/// index, every resource with a changed hold, booking or definition is
-/// summed again over all its holds and bookings (a prefix scan), and every
-/// live held offer is read for the holds it carries, against its capacity;
-/// with one, only the changed records are read, and the buckets whose load
-/// grew (every bucket of a resource whose definition changed) are checked.
-/// If the previous check of each store was clean and `keys` lists every
-/// write since, the report holds the same over_commitment and
-/// corrupt_record violations as verify_stores on the same stores (and no
-/// other kind). Any number of stores; the summaries carry only path and
-/// node id. Errors: errc::invalid_argument for a null env, errc::storage if
-/// LMDB fails to read.
+/// still has a value is decoded and checked against its key, and the
+/// changed holds, bookings, definitions and held offers update the index
+/// (check_index); then the buckets whose load grew are checked against
+/// their capacity (every bucket of a resource whose definition changed, and
+/// every bucket when the index was just built). If the previous check of
+/// each store was clean and `keys` lists every write since, the report
+/// holds the same over_commitment and corrupt_record violations as
+/// verify_stores on the same stores (and no other kind). Any number of
+/// stores; the summaries carry only path and node id. Errors:
+/// errc::invalid_argument for a null env, errc::storage if LMDB fails to
+/// read.
 result<verify_report> verify_changes(const std::vector<store_changes>& stores,
                                      const verify_options& opts);
 
