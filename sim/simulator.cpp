@@ -27,6 +27,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <set>
 #include <tuple>
@@ -58,6 +59,14 @@ namespace {
 
 constexpr long tmpfs_magic = 0x01021994;  // TMPFS_MAGIC, linux/magic.h
 
+/// Bytes an unprivileged writer may still use on the file system of
+/// `path`; std::nullopt if that cannot be told.
+std::optional<std::uint64_t> free_bytes(const char* path) {
+  struct statvfs vfs {};
+  if (::statvfs(path, &vfs) != 0) return std::nullopt;
+  return static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+}
+
 }  // namespace
 
 std::uint64_t store_bytes_estimate(const scenario& s) {
@@ -69,11 +78,9 @@ std::uint64_t store_bytes_estimate(const scenario& s) {
 std::string scratch_root(std::uint64_t bytes_needed) {
   if (const char* t = std::getenv("TMPDIR"); t && *t) return t;
   struct statfs fsi {};
-  struct statvfs vfs {};
   const auto wanted = std::max(std::uint64_t{1} << 30, 2 * bytes_needed);
   if (::statfs("/dev/shm", &fsi) == 0 && fsi.f_type == tmpfs_magic &&
-      ::statvfs("/dev/shm", &vfs) == 0 &&
-      static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize >= wanted)
+      free_bytes("/dev/shm").value_or(0) >= wanted)
     return "/dev/shm";
   return std::filesystem::temp_directory_path().string();
 }
@@ -249,7 +256,8 @@ class world {
   /// errc::storage if the stores' file system has less than
   /// sim_options::free_bytes_min free.
   status enough_space() const;
-  /// Events between two looks at the free space (a few MB of writes at most).
+  /// Turns of the run's loop (each runs one instant's jobs and events)
+  /// between two looks at the free space: a few MB of writes at most.
   static constexpr std::uint64_t free_space_every = 4096;
   void stop_node(sim_node& n, bool crashed);
   void push(event e) {
@@ -374,15 +382,13 @@ void world::send(std::size_t from, const std::string& to, wire::bytes frame) {
 }
 
 status world::enough_space() const {
-  struct statvfs vfs {};
-  if (::statvfs(dir_.c_str(), &vfs) != 0) return status::ok();  // cannot tell: go on
-  const auto free = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
-  if (free >= o_.free_bytes_min) return status::ok();
+  const auto free = free_bytes(dir_.c_str());
+  if (!free || *free >= o_.free_bytes_min) return status::ok();  // or cannot tell: go on
   return status(errc::storage,
                 fmt::format("stopped at simulated time {}: the file system of the stores ({}) "
                             "has {} MiB free, less than the {} MiB a run keeps free; free some "
                             "space, or put the stores elsewhere ($TMPDIR, --work-dir)",
-                            iso(now_), dir_, free >> 20, o_.free_bytes_min >> 20));
+                            iso(now_), dir_, *free >> 20, o_.free_bytes_min >> 20));
 }
 
 status world::start_node(std::size_t i) {
@@ -1056,11 +1062,11 @@ result<sim_result> world::run() {
   }
 
   timestamp_us next_check = s_.start_us + o_.check_every_us;
-  std::uint64_t events = 0;
+  std::uint64_t turns = 0;
   for (;;) {
     if (o_.interrupted && o_.interrupted->load(std::memory_order_relaxed))
       return status(errc::shutting_down, "interrupted at simulated time " + iso(now_));
-    if (events++ % free_space_every == 0)
+    if (turns++ % free_space_every == 0)
       if (auto st = enough_space(); !st) return st;
     r_.actor_jobs += settle();
     if (!r_.failure.empty()) break;

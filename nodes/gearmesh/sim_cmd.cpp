@@ -35,7 +35,7 @@ static_assert(std::atomic<bool>::is_always_lock_free);
 
 /// SIGBUS while a `sim` command runs: the stores are written through
 /// LMDB's write map, and a write to a full file system faults. The runs
-/// look at the free space every few thousand events and stop with a clear
+/// look at the free space every few thousand steps and stop with a clear
 /// error first (sim_options::free_bytes_min); this says what happened if a
 /// burst of writes got there in between.
 [[noreturn]] void on_bus_error(int) {
