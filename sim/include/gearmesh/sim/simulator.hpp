@@ -51,7 +51,7 @@ struct sim_options {
   /// removed. Null: runs to the end.
   const std::atomic<bool>* interrupted = nullptr;
   /// Free bytes the file system of the stores must keep: checked every few
-  /// thousand events, a run with less left stops with errc::storage. The
+  /// thousand steps, a run with less left stops with errc::storage. The
   /// stores of a run are written through LMDB's write map, and a write to a
   /// full file system would kill the process with SIGBUS instead.
   std::uint64_t free_bytes_min = std::uint64_t{64} << 20;
