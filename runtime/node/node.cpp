@@ -674,9 +674,7 @@ void heard_from(gateway_actor_type* self, const std::string& sender) {
   auto& st = self->state;
   auto* host = st.host;
   const auto now = host->clk.now();
-  auto it = st.links.find(sender);
-  if (it == st.links.end()) it = st.links.emplace(sender, peer_link{}).first;
-  auto& link = it->second;
+  auto& link = st.links[sender];
   link.heard_us = now;
   // The probe too: it was last sent while the partner was silent.
   const auto probe = std::exchange(link.probe_id, 0);
