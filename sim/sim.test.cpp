@@ -18,6 +18,7 @@
 #include "gearmesh/node/node.hpp"
 #include "gearmesh/sim/scenario.hpp"
 #include "gearmesh/sim/simulator.hpp"
+#include "temp_dir.hpp"
 
 namespace gearmesh::sim {
 namespace {
@@ -167,24 +168,20 @@ TEST(simulator, runtime_fault_points_strike_and_no_invariant_breaks) {
 class scratch_tmpdir {
  public:
   scratch_tmpdir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "gearmesh-scratch-XXXXXX").string();
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    EXPECT_FALSE(dir_.path().empty());
     if (const char* t = std::getenv("TMPDIR")) old_ = t;
-    ::setenv("TMPDIR", dir_.c_str(), 1);
+    ::setenv("TMPDIR", dir_.path().c_str(), 1);
   }
   ~scratch_tmpdir() {
     if (old_)
       ::setenv("TMPDIR", old_->c_str(), 1);
     else
       ::unsetenv("TMPDIR");
-    std::filesystem::remove_all(dir_);
   }
-  const std::string& dir() const { return dir_; }
+  const std::string& dir() const { return dir_.path(); }
 
  private:
-  std::string dir_;
+  gearmesh::testing::temp_dir dir_;
   std::optional<std::string> old_;
 };
 
