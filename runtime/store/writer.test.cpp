@@ -132,9 +132,11 @@ TEST(group_commit_writer, batches_queued_during_a_commit_share_one_transaction) 
   EXPECT_EQ(ok.load(), 101);
   auto s = writer.stats();
   EXPECT_EQ(s.batches, 101u);
-  // The first batch may be committed alone or with some of the others; the
-  // rest queue behind the blocked completion and go in one transaction.
-  EXPECT_LE(s.transactions, 2u);
+  // The first batch may be committed alone or with some of the others. With
+  // pipelined syncs (the default), batches already waiting then are committed
+  // before the first one's completion runs; the rest queue behind that
+  // blocked completion and go in one transaction: three at most.
+  EXPECT_LE(s.transactions, 3u);
 }
 
 /// Makes the writer's last group `big` batches (they queue while a
