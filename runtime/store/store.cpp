@@ -11,9 +11,11 @@
 #include <lmdb.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -21,6 +23,7 @@
 #include <shared_mutex>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -40,6 +43,9 @@ constexpr std::size_t idle_readers_max = 8;
 /// Upper bound on write attempts in one apply(): each MDB_MAP_FULL at least
 /// doubles the map (or fails at map_bytes_max), so 64 attempts cover any size_t.
 constexpr int apply_attempts_max = 64;
+/// Most transactions an environment::write_behind owner may have queued
+/// and not yet applied (memory: each holds its batches).
+constexpr std::uint64_t queued_behind_max = 16384;
 
 /// Table and key of the on-disk format stamp. The value is the decimal version.
 constexpr std::string_view meta_table = "meta";
@@ -184,7 +190,26 @@ struct environment::impl {
   mutable std::mutex idle_readers_mutex;
   mutable std::vector<MDB_txn*> idle_readers;
 
+  // -- write behind (environment::write_behind): the owning thread only,
+  // except that the apply thread reads a queued transaction's batches.
+  apply_thread::impl* behind = nullptr;
+  /// A transaction handed to the apply thread; freed once applied.
+  struct queued_txn {
+    std::uint64_t seq = 0;  // the apply thread's number for it
+    std::vector<write_batch> batches;
+  };
+  /// Queued and not known to be applied, oldest first: a few at most, as
+  /// the apply thread keeps up; get() looks through them, newest op first.
+  mutable std::deque<std::unique_ptr<queued_txn>> queued;
+  /// Forgets the queued transactions the apply thread has applied.
+  void forget_applied() const;
+  /// The newest queued write of (table, key), or null.
+  const write_op* queued_write(std::string_view table, std::string_view key) const;
+  /// Waits until every queued transaction is applied, then forgets them.
+  void wait_queued() const;
+
   ~impl() {
+    wait_queued();
     for (MDB_txn* t : idle_readers) mdb_txn_abort(t);
     idle_readers.clear();
     env.reset();
@@ -464,6 +489,173 @@ struct environment::impl {
 };
 
 // ---------------------------------------------------------------------------
+// apply_thread
+
+struct apply_thread::impl {
+  struct job {
+    environment::impl* env = nullptr;
+    const environment::impl::queued_txn* txn = nullptr;
+  };
+
+  explicit impl(std::uint32_t spin) : spin_us(spin) {
+    thread = std::thread([this] { loop(); });
+  }
+
+  ~impl() {
+    {
+      std::lock_guard lk(mutex);
+      stopping.store(true);
+      work_cv.notify_one();
+    }
+    thread.join();
+  }
+
+  /// Queues `txn` (numbering it) for `env`. Owning thread.
+  void push(environment::impl* env, environment::impl::queued_txn* txn) {
+    std::lock_guard lk(mutex);
+    txn->seq = ++last_seq;
+    queued_n.store(txn->seq, std::memory_order_release);
+    work.push_back(job{env, txn});
+    if (sleeping) work_cv.notify_one();
+  }
+
+  /// Waits until transaction `seq` is applied: polls briefly (the thread is
+  /// usually a few microseconds behind), then sleeps.
+  void wait(std::uint64_t seq) {
+    if (applied_n.load(std::memory_order_acquire) >= seq) return;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
+    for (unsigned i = 1;; ++i) {
+      if (applied_n.load(std::memory_order_acquire) >= seq) return;
+      if (i % 64 == 0 && std::chrono::steady_clock::now() > until) break;
+      pause();
+    }
+    std::unique_lock lk(mutex);
+    caller_waiting.store(true);
+    done_cv.wait(lk, [&] { return applied_n.load() >= seq; });
+    caller_waiting.store(false);
+  }
+
+  static void pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+
+  void loop() {
+    std::deque<job> batch;
+    std::vector<const write_batch*> ptrs;
+    for (;;) {
+      {
+        std::unique_lock lk(mutex);
+        if (work.empty()) {
+          // Poll for spin_us before sleeping: the next transaction usually
+          // comes within microseconds, and a wake-up costs the caller a syscall.
+          lk.unlock();
+          const auto seen = applied_n.load(std::memory_order_relaxed);
+          const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
+          for (unsigned i = 1; queued_n.load(std::memory_order_acquire) == seen &&
+                               !stopping.load(std::memory_order_relaxed);
+               ++i) {
+            if (i % 64 == 0 && std::chrono::steady_clock::now() > until) break;
+            pause();
+          }
+          lk.lock();
+          if (work.empty()) {
+            if (stopping.load()) return;
+            sleeping = true;
+            work_cv.wait(lk, [&] { return !work.empty() || stopping.load(); });
+            sleeping = false;
+            if (work.empty()) return;
+          }
+        }
+        batch.swap(work);
+      }
+      for (const job& j : batch) {
+        // The owning thread frees the transaction once applied_n reaches it:
+        // read its number first.
+        const std::uint64_t seq = j.txn->seq;
+        if (!failed_flag.load(std::memory_order_relaxed)) {
+          ptrs.clear();
+          for (const auto& b : j.txn->batches) ptrs.push_back(&b);
+          if (auto st = j.env->apply(ptrs, true); !st) {
+            std::lock_guard lk(mutex);
+            first_failure = st;
+            failed_flag.store(true);
+          } else {
+            applied_txns.fetch_add(1, std::memory_order_relaxed);
+          }
+        }
+        applied_n.store(seq);
+        if (caller_waiting.load()) {
+          std::lock_guard lk(mutex);
+          done_cv.notify_all();
+        }
+      }
+      batch.clear();
+    }
+  }
+
+  const std::uint32_t spin_us;
+  std::mutex mutex;
+  std::condition_variable work_cv;  // work queued, or stopping
+  std::condition_variable done_cv;  // applied_n moved while the caller waits
+  std::deque<job> work;             // guarded by mutex
+  std::uint64_t last_seq = 0;       // guarded by mutex
+  bool sleeping = false;            // guarded by mutex
+  status first_failure;             // guarded by mutex
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> caller_waiting{false};
+  std::atomic<bool> failed_flag{false};
+  std::atomic<std::uint64_t> queued_n{0};   // number of the last transaction queued
+  std::atomic<std::uint64_t> applied_n{0};  // ... applied (or skipped after a failure)
+  std::atomic<std::uint64_t> applied_txns{0};
+  std::thread thread;
+};
+
+apply_thread::apply_thread(std::uint32_t spin_us) : impl_(std::make_unique<impl>(spin_us)) {}
+apply_thread::~apply_thread() = default;
+
+status apply_thread::failure() const {
+  std::lock_guard lk(impl_->mutex);
+  return impl_->first_failure;
+}
+
+bool apply_thread::failed() const noexcept {
+  return impl_->failed_flag.load(std::memory_order_relaxed);
+}
+
+void apply_thread::drain() {
+  impl_->wait(impl_->queued_n.load(std::memory_order_acquire));
+}
+
+std::uint64_t apply_thread::transactions() const noexcept {
+  return impl_->applied_txns.load(std::memory_order_relaxed);
+}
+
+void environment::impl::forget_applied() const {
+  const auto done = behind->applied_n.load(std::memory_order_acquire);
+  while (!queued.empty() && queued.front()->seq <= done) queued.pop_front();
+}
+
+const write_op* environment::impl::queued_write(std::string_view table,
+                                                std::string_view key) const {
+  for (auto t = queued.rbegin(); t != queued.rend(); ++t) {
+    for (auto b = (*t)->batches.rbegin(); b != (*t)->batches.rend(); ++b) {
+      const auto& ops = b->ops();
+      for (auto op = ops.rbegin(); op != ops.rend(); ++op)
+        if (op->key == key && op->table == table) return &*op;
+    }
+  }
+  return nullptr;
+}
+
+void environment::impl::wait_queued() const {
+  if (queued.empty()) return;
+  behind->wait(queued.back()->seq);
+  forget_applied();
+}
+
+// ---------------------------------------------------------------------------
 // environment
 
 environment::environment(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
@@ -551,6 +743,15 @@ result<std::unique_ptr<environment>> environment::open(const options& opts) {
 
 result<std::optional<std::string>> environment::get(std::string_view table,
                                                     std::string_view key) const {
+  // After a failure every transaction before it is applied and none after
+  // it: the store alone is right.
+  if (!impl_->queued.empty() && !impl_->behind->failed_flag.load(std::memory_order_acquire)) {
+    impl_->forget_applied();
+    if (const write_op* op = impl_->queued_write(table, key)) {
+      if (op->op == write_op::kind::erase) return std::optional<std::string>{};
+      return std::optional<std::string>{op->value};
+    }
+  }
   auto dbi = impl_->find_dbi(table);
   if (!dbi) return dbi.error();
   // Keys outside LMDB's limits can never have been stored.
@@ -569,6 +770,7 @@ result<std::optional<std::string>> environment::get(std::string_view table,
 status environment::scan(
     std::string_view table, std::string_view from,
     const std::function<bool(std::string_view key, std::string_view value)>& fn) const {
+  impl_->wait_queued();
   auto dbi = impl_->find_dbi(table);
   if (!dbi) return dbi.error();
   if (!dbi->has_value()) return {};
@@ -599,11 +801,54 @@ std::size_t environment::key_bytes_max() const noexcept {
 }
 
 status environment::apply(const std::vector<const write_batch*>& batches) {
+  impl_->wait_queued();
   return impl_->apply(batches, true);
+}
+
+void environment::write_behind(apply_thread* t) {
+  impl_->wait_queued();
+  impl_->behind = t ? t->impl_.get() : nullptr;
+}
+
+bool environment::writes_behind() const noexcept {
+  return impl_->behind != nullptr;
+}
+
+status environment::apply_later(std::vector<write_batch> batches) {
+  auto& i = *impl_;
+  if (!i.behind) {
+    std::vector<const write_batch*> ptrs;
+    ptrs.reserve(batches.size());
+    for (const auto& b : batches) ptrs.push_back(&b);
+    return i.apply(ptrs, true);
+  }
+  if (i.behind->failed_flag.load(std::memory_order_relaxed)) {
+    std::lock_guard lk(i.behind->mutex);
+    return i.behind->first_failure;
+  }
+  bool any = false;
+  for (const auto& b : batches) {
+    if (auto st = i.check(b); !st) return st;
+    any = any || !b.empty();
+  }
+  if (!any) return {};
+  // Bound what waits: the owner never runs more than queued_behind_max
+  // transactions ahead of the thread.
+  if (const auto q = i.behind->queued_n.load(std::memory_order_relaxed); q > queued_behind_max)
+    i.behind->wait(q - queued_behind_max);
+  i.forget_applied();
+  auto txn = std::make_unique<impl::queued_txn>();
+  txn->batches = std::move(batches);
+  // The apply thread only reads the batches, and this thread frees them
+  // only once the thread has applied them.
+  i.behind->push(&i, txn.get());
+  i.queued.push_back(std::move(txn));
+  return {};
 }
 
 status environment::apply_pipelined(const std::vector<const write_batch*>& batches,
                                     bool& earlier_durable) {
+  impl_->wait_queued();
   return impl_->apply(batches, false, &earlier_durable);
 }
 
@@ -612,6 +857,7 @@ status environment::sync() {
 }
 
 result<std::vector<table_stats>> environment::stats() const {
+  impl_->wait_queued();
   // Every named table was opened at open() or by the writer; list names from
   // the main database, then stat all of them in one snapshot.
   std::vector<std::string> names;
@@ -652,6 +898,7 @@ result<std::vector<table_stats>> environment::stats() const {
 }
 
 status environment::copy_to(const std::string& dir) const {
+  impl_->wait_queued();
   // mdb_env_copy2 runs its own read transaction through the map: hold the gate
   // so the writer does not resize meanwhile (it waits for the copy to end).
   impl_->gate.enter_shared();

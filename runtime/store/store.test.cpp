@@ -13,6 +13,8 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -462,6 +464,174 @@ TEST(store, concurrent_reads_during_writes_and_map_growth) {
   for (auto& t : readers) t.join();
   EXPECT_EQ(read_errors.load(), 0);
   EXPECT_EQ(dump(*env, "grow").size(), 4000u);
+}
+
+// -- writing behind (environment::write_behind) ------------------------------
+
+TEST(write_behind, reads_see_queued_writes_and_the_stores_end_as_if_applied_at_once) {
+  temp_dir dir;
+  using model = std::map<std::pair<std::string, std::string>, std::string>;
+  std::vector<model> expect(2);
+  std::vector<options> opts;
+  for (int e = 0; e < 2; ++e) opts.push_back(test_options(dir.path() + "/s" + std::to_string(e)));
+  {
+    apply_thread t(20);
+    std::vector<std::unique_ptr<environment>> envs;
+    for (const auto& o : opts) {
+      envs.push_back(open_ok(o));
+      ASSERT_TRUE(envs.back());
+      envs.back()->write_behind(&t);
+      EXPECT_TRUE(envs.back()->writes_behind());
+    }
+    std::uint64_t x = 7;
+    auto next = [&](std::uint64_t n) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      return (x >> 33) % n;
+    };
+    const char* tables[] = {"a", "b", "c"};
+    for (int step = 0; step < 3000; ++step) {
+      const auto e = next(2);
+      auto& m = expect[e];
+      std::vector<write_batch> batches(1 + next(2));
+      for (auto& b : batches) {
+        for (auto ops = 1 + next(4); ops > 0; --ops) {
+          const std::string table = tables[next(3)];
+          const std::string key = key_u64(next(40));
+          if (next(3) == 0) {
+            b.erase(table, key);
+            m.erase({table, key});
+          } else {
+            const std::string value = std::to_string(step) + (next(2) ? std::string(600, 'v') : "");
+            b.put(table, key, value);
+            m[{table, key}] = value;
+          }
+        }
+      }
+      ASSERT_TRUE(envs[e]->apply_later(std::move(batches)));
+      // Point reads right after: they must see this write and every one before.
+      for (int r = 0; r < 3; ++r) {
+        const std::string table = tables[next(3)];
+        const std::string key = key_u64(next(40));
+        auto it = m.find({table, key});
+        const auto want = it == m.end() ? std::nullopt : std::optional<std::string>(it->second);
+        ASSERT_EQ(get_ok(*envs[e], table, key), want)
+            << "step " << step << " " << table << "/" << key;
+      }
+      if (step % 500 == 0) {  // a scan waits for the queue
+        const std::string table = tables[next(3)];
+        std::map<std::string, std::string> want;
+        for (const auto& [k, v] : m)
+          if (k.first == table) want.emplace(k.second, v);
+        ASSERT_EQ(dump(*envs[e], table), want) << "step " << step;
+      }
+    }
+    t.drain();
+    EXPECT_GT(t.transactions(), 2000u);
+    EXPECT_TRUE(t.failure());
+    // Destroyed with transactions possibly still queued: closing waits for them.
+  }
+  for (int e = 0; e < 2; ++e) {
+    auto env = open_ok(opts[static_cast<std::size_t>(e)]);
+    ASSERT_TRUE(env);
+    model got;
+    for (const char* table : {"a", "b", "c"})
+      for (auto& [k, v] : dump(*env, table)) got[{table, k}] = v;
+    EXPECT_EQ(got, expect[static_cast<std::size_t>(e)]) << "store " << e;
+  }
+}
+
+TEST(write_behind, closing_an_environment_waits_for_what_it_queued) {
+  temp_dir dir;
+  const auto o = test_options(dir.path());
+  apply_thread t;
+  {
+    auto env = open_ok(o);
+    ASSERT_TRUE(env);
+    env->write_behind(&t);
+    for (int i = 0; i < 2000; ++i) {
+      std::vector<write_batch> one(1);
+      one[0].put("t", key_u64(static_cast<std::uint64_t>(i)), std::string(300, 'x'));
+      ASSERT_TRUE(env->apply_later(std::move(one)));
+    }
+  }
+  auto env = open_ok(o);
+  ASSERT_TRUE(env);
+  EXPECT_EQ(dump(*env, "t").size(), 2000u);
+}
+
+TEST(write_behind, an_invalid_batch_is_refused_at_once_and_nothing_is_queued) {
+  temp_dir dir;
+  apply_thread t;
+  auto env = open_ok(test_options(dir.path()));
+  ASSERT_TRUE(env);
+  env->write_behind(&t);
+  std::vector<write_batch> bad(2);
+  bad[0].put("t", "fine", "1");
+  bad[1].put("t", "", "empty key");
+  auto st = env->apply_later(std::move(bad));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.code(), errc::invalid_argument);
+  EXPECT_EQ(get_ok(*env, "t", "fine"), std::nullopt);
+  EXPECT_TRUE(dump(*env, "t").empty());
+  EXPECT_TRUE(t.failure());
+}
+
+TEST(write_behind, a_failed_transaction_stops_the_thread_and_reads_show_what_was_applied) {
+  temp_dir dir;
+  options o = test_options(dir.path());
+  o.map_bytes_initial = std::size_t{1} << 20;
+  o.map_bytes_max = std::size_t{2} << 20;
+  apply_thread t;
+  auto env = open_ok(o);
+  ASSERT_TRUE(env);
+  env->write_behind(&t);
+  std::vector<write_batch> before(1);
+  before[0].put("t", "before", "1");
+  ASSERT_TRUE(env->apply_later(std::move(before)));
+  std::vector<write_batch> big(1);
+  big[0].put("t", "first", "should not appear");
+  for (int i = 0; i < 1500; ++i) big[0].put("blob", key_u64(i), std::string(4000, 'y'));
+  ASSERT_TRUE(env->apply_later(std::move(big)));  // fails later, on the thread
+  t.drain();
+  ASSERT_TRUE(t.failed());
+  const auto failure = t.failure();
+  EXPECT_EQ(failure.code(), errc::storage);
+  EXPECT_NE(failure.message().find("map full"), std::string::npos) << failure.message();
+  EXPECT_NE(failure.message().find(dir.path()), std::string::npos) << failure.message();
+  // Every later transaction fails with it, unapplied.
+  std::vector<write_batch> after(1);
+  after[0].put("t", "after", "2");
+  EXPECT_EQ(env->apply_later(std::move(after)).message(), failure.message());
+  EXPECT_EQ(get_ok(*env, "t", "before"), "1");
+  EXPECT_EQ(get_ok(*env, "t", "first"), std::nullopt);
+  EXPECT_EQ(get_ok(*env, "t", "after"), std::nullopt);
+  EXPECT_TRUE(dump(*env, "blob").empty());
+}
+
+TEST(write_behind, an_inline_writer_completes_at_once_and_records_the_keys) {
+  temp_dir dir;
+  apply_thread t;
+  auto env = open_ok(test_options(dir.path()));
+  ASSERT_TRUE(env);
+  env->write_behind(&t);
+  inline_writer w(*env, true);
+  w.record_keys({"inbox"});
+  int done = 0;
+  write_batch deferred;
+  deferred.erase("orders", "gone");
+  w.submit_deferred(std::move(deferred), [&](const status& st) { done += st ? 1 : 100; });
+  write_batch b;
+  b.put("orders", "o1", "v1");
+  b.put("inbox", "m1", "x");
+  w.submit(std::move(b), [&](const status& st) { done += st ? 1 : 100; });
+  EXPECT_EQ(done, 2);
+  EXPECT_EQ(get_ok(*env, "orders", "o1"), "v1");
+  const auto keys = w.take_keys();
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys.at("orders"), (std::set<std::string, std::less<>>{"gone", "o1"}));
+  env->write_behind(nullptr);  // waits, then applies at once again
+  EXPECT_FALSE(env->writes_behind());
+  EXPECT_EQ(dump(*env, "inbox").size(), 1u);
 }
 
 }  // namespace

@@ -92,6 +92,39 @@ struct table_stats {
   std::uint64_t bytes = 0;  // pages * page size
 };
 
+/// One thread that applies the write transactions of any number of
+/// environments (environment::write_behind) in the order they were queued,
+/// each in a transaction of its own: the LMDB work of a single-threaded
+/// simulation moves to a second core, and the stores end up byte for byte
+/// as if every transaction had been applied at once. When idle, it polls
+/// for `spin_us` before it sleeps, so that a caller queueing a transaction
+/// every few microseconds does not pay a wake-up each time. Destroy it after
+/// the environments that use it.
+class apply_thread {
+ public:
+  explicit apply_thread(std::uint32_t spin_us = 200);
+  /// Applies what is queued, then joins.
+  ~apply_thread();
+  apply_thread(const apply_thread&) = delete;
+  apply_thread& operator=(const apply_thread&) = delete;
+
+  /// Ok while every transaction applied; else the first failure (errc::storage
+  /// with the store's path). After it nothing more is applied.
+  status failure() const;
+  /// Whether a transaction failed (cheap: for a check at every step).
+  bool failed() const noexcept;
+  /// Waits until everything queued so far is applied (or skipped after a failure).
+  void drain();
+  /// Transactions applied so far.
+  std::uint64_t transactions() const noexcept;
+
+  struct impl;
+
+ private:
+  friend class environment;
+  std::unique_ptr<impl> impl_;
+};
+
 /// An open LMDB environment. Not copyable; close by destroying (after the
 /// commit_queue using it has stopped).
 class environment {
@@ -161,7 +194,29 @@ class environment {
 
   const std::string& path() const noexcept;
 
+  // -- writing behind (the simulator) ---------------------------------------
+
+  /// From now on apply_later() hands transactions to `t`, which applies them
+  /// on its own thread while the caller goes on; null: back to applying at
+  /// once. For a single-threaded owner (the simulator): every read and write
+  /// of this environment must then come from that one thread. Reads see the
+  /// queued transactions as if they were applied: get() answers the keys
+  /// they write from them; scan(), stats(), copy_to() and apply() first wait
+  /// until they are. Destroying the environment waits for them too, so what
+  /// was handed over is in the store when it closes (a simulated crash loses
+  /// nothing handed over). `t` must outlive this environment's use of it.
+  void write_behind(apply_thread* t);
+  bool writes_behind() const noexcept;
+
+  /// With write_behind: checks `batches` (errc::invalid_argument as apply(),
+  /// nothing queued), then queues them as ONE transaction after every one
+  /// queued before. A transaction that fails later (a full disk) stops the
+  /// thread's work: see apply_thread::failure(), which every later call
+  /// returns. Without write_behind: apply().
+  status apply_later(std::vector<write_batch> batches);
+
  private:
+  friend struct apply_thread::impl;
   struct impl;
   explicit environment(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
@@ -207,7 +262,10 @@ class commit_queue {
 /// crash before the writer's next transaction loses). With `fail_stop`,
 /// every batch after the first failure fails with it, as group_commit_writer's
 /// option. Not thread-safe: one caller at a time (the simulator runs
-/// everything on one thread).
+/// everything on one thread). When the environment writes behind
+/// (environment::write_behind), "applies" means "hands to the apply thread
+/// as one transaction": reads see the batch at once and its completion runs
+/// at once, ok unless the batch is invalid or the thread failed before.
 class inline_writer final : public commit_queue {
  public:
   inline_writer(environment& env, bool fail_stop) : env_(env), fail_stop_(fail_stop) {}
@@ -236,6 +294,8 @@ class inline_writer final : public commit_queue {
   /// Applies the deferred batches and then `batch` (if any) in one
   /// transaction and runs their completions in submission order.
   void apply(write_batch* batch, completion* done);
+  /// Remembers the keys `batches` write (record_keys).
+  void record(const std::vector<const write_batch*>& batches);
 
   environment& env_;
   bool fail_stop_;
