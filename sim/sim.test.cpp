@@ -161,9 +161,6 @@ TEST(simulator, runtime_fault_points_strike_and_no_invariant_breaks) {
   EXPECT_GT(crash_points, 0u);
 }
 
-// The checker is live: a store broken mid-run (a booking far beyond a
-// machine's capacity, written behind the actors' back) stops the run with
-// the seed, the simulated time, the invariant and the node's last events.
 /// Points $TMPDIR at a fresh directory of its own while it lives.
 class scratch_tmpdir {
  public:
@@ -231,6 +228,9 @@ TEST(simulator, a_run_stops_with_a_clear_error_when_its_file_system_is_nearly_fu
   EXPECT_TRUE(std::filesystem::is_empty(tmp.dir()));
 }
 
+// The checker is live: a store broken mid-run (a booking far beyond a
+// machine's capacity, written behind the actors' back) stops the run with
+// the seed, the simulated time, the invariant and the node's last events.
 TEST(simulator, a_broken_invariant_stops_the_run_with_seed_time_and_events) {
   auto s = small(0, 0);
   sim_options o;
@@ -499,6 +499,47 @@ TEST(simulator, breakdowns_move_delay_or_cancel_work_and_break_no_invariant) {
   ASSERT_TRUE(a && b);
   EXPECT_EQ(a->trace_hash, b->trace_hash);
   EXPECT_EQ(a->state_hash, b->state_hash);
+}
+
+// sim_options::write_behind moves the stores' transactions to a second
+// thread; the run must not change at all: same trace, same stores, same
+// KPIs, through crashes in the middle of steps, at fault points (BUGGIFY)
+// and in the middle of queued transactions, restarts from the stores,
+// partitions and breakdowns.
+TEST(simulator, writing_the_stores_behind_changes_nothing) {
+  auto breakdowns = load_scenario(std::string(GEARMESH_SCENARIOS) + "/breakdowns.toml");
+  ASSERT_TRUE(breakdowns) << breakdowns.error().to_string();
+  auto faulted = small(12, 24);
+  faulted.network.loss = 0.1;
+  faulted.network.duplicate = 0.1;
+  auto buggified = small(0, 0);  // crashes only at fault points
+  std::uint64_t crashes = 0, mid_step = 0, at_points = 0;
+  for (const scenario* s : {&*breakdowns, &faulted, &buggified}) {
+    for (std::uint64_t seed = 1; seed <= 12; ++seed) {
+      sim_options o;
+      o.seed = seed;
+      auto a = run_simulation(*s, o);
+      o.write_behind = true;
+      auto b = run_simulation(*s, o);
+      ASSERT_TRUE(a && b);
+      EXPECT_TRUE(b->ok) << b->failure;
+      EXPECT_EQ(a->ok, b->ok) << "seed " << seed;
+      EXPECT_EQ(a->trace_hash, b->trace_hash) << "seed " << seed;
+      EXPECT_EQ(a->state_hash, b->state_hash) << "seed " << seed;
+      EXPECT_EQ(a->frames_delivered, b->frames_delivered);
+      EXPECT_EQ(a->actor_jobs, b->actor_jobs);
+      EXPECT_EQ(a->invariant_checks, b->invariant_checks);
+      EXPECT_EQ(a->k.contracted, b->k.contracted);
+      EXPECT_EQ(a->k.on_time_pct, b->k.on_time_pct);
+      EXPECT_EQ(a->crashes, b->crashes);
+      crashes += b->crashes;
+      mid_step += b->mid_step_crashes;
+      at_points += b->crash_point_crashes;
+    }
+  }
+  EXPECT_GT(crashes, 0u);
+  EXPECT_GT(mid_step, 0u);
+  EXPECT_GT(at_points, 0u);
 }
 
 }  // namespace

@@ -345,6 +345,9 @@ class world {
   std::set<std::size_t> active_;
   /// buggify: the runtime's fault points, armed for this thread and run.
   std::unique_ptr<fault::scope> faults_;
+  /// sim_options::write_behind: applies the stores' transactions on a
+  /// second thread. Outlives the nodes (~world stops them first).
+  std::unique_ptr<store::apply_thread> behind_;
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
   /// How long deferred store writes wait for a commit to ride with, as
   /// group_commit_writer::options::deferred_delay_ms in production.
@@ -409,6 +412,7 @@ status world::start_node(std::size_t i) {
   auto* raw = net.get();
   auto n = node::open(std::move(*cfg), *sn.clock, std::move(net), execution::deterministic);
   if (!n) return n.error();
+  if (behind_) (*n)->write_store_behind(behind_.get());
   auto roles = actors::install_roles_with_handles(**n, *file);
   if (!roles) return roles.error();
   if (auto st = (*n)->serve(); !st) return st;
@@ -771,6 +775,9 @@ bool world::quiesced() {
 
 std::string world::check(bool all) {
   ++r_.invariant_checks;
+  // The checks read many stores; have every queued transaction applied first
+  // (a scan would wait for its own store's anyway).
+  if (behind_) behind_->drain();
   std::vector<actors::store_ref> stores;
   std::string report;
   actors::verify_options vo;
@@ -1025,6 +1032,7 @@ result<sim_result> world::run() {
     sn.clock = std::make_unique<skewed_clock>(clock_, skew);
   }
   if (auto st = enough_space(); !st) return st;
+  if (o_.write_behind) behind_ = std::make_unique<store::apply_thread>();
   for (std::size_t i = 0; i < nodes_.size(); ++i)
     if (auto st = start_node(i); !st) return st;
 
@@ -1069,6 +1077,7 @@ result<sim_result> world::run() {
     if (turns++ % free_space_every == 0)
       if (auto st = enough_space(); !st) return st;
     r_.actor_jobs += settle();
+    if (behind_ && behind_->failed()) return behind_->failure();
     if (!r_.failure.empty()) break;
     if (now_ >= next_check) {
       next_check += o_.check_every_us;
@@ -1142,6 +1151,10 @@ result<sim_result> world::run() {
   if (faults_)
     for (const auto& [name, n] : faults_->fired()) r_.fault_points[name] = n;
   r_.end_us = now_;
+  if (behind_) {
+    behind_->drain();
+    if (behind_->failed()) return behind_->failure();
+  }
   r_.trace_hash = trace_;
   r_.state_hash = state_hash();
   collect(r_);

@@ -228,6 +228,7 @@ int sim_command(const sim_command_options& o, std::ostream& out, std::ostream& e
     so.work_dir = o.work_dir;
     so.check_every_us = static_cast<timestamp_us>(o.check_every_s * us_per_s);
     so.interrupted = &interrupted;
+    so.write_behind = (o.threads ? o.threads : std::thread::hardware_concurrency()) >= 2;
     auto r = sim::run_simulation(*s, so);
     if (!r) {
       err << "gearmesh sim: " << r.error().message() << '\n';

@@ -1235,6 +1235,10 @@ store::written_keys node::take_written_keys() {
   return w ? w->take_keys() : std::exchange(impl_->keys_at_stop, {});
 }
 
+void node::write_store_behind(store::apply_thread* t) {
+  impl_->env->write_behind(t);
+}
+
 void node::kill_now() {
   auto& p = *impl_;
   if (auto* w = dynamic_cast<store::inline_writer*>(p.writer.get())) w->kill();

@@ -173,6 +173,13 @@ class node {
   /// until then. Empty when threaded.
   store::written_keys take_written_keys();
 
+  /// Hands the node's store transactions to `t` to apply on its thread
+  /// while the caller goes on (store::environment::write_behind); null:
+  /// applied at once again. The simulator's way to use a second core for
+  /// one run. Results do not change: reads see every commit at once, and
+  /// the store is complete when the node is stopped or killed.
+  void write_store_behind(store::apply_thread* t);
+
   /// A simulated kill -9 at this instant: nothing more is committed (later
   /// steps fail unapplied) and nothing more is sent. The caller then stops
   /// and discards the node, and may open its store again.

@@ -55,6 +55,11 @@ struct sim_options {
   /// stores of a run are written through LMDB's write map, and a write to a
   /// full file system would kill the process with SIGBUS instead.
   std::uint64_t free_bytes_min = std::uint64_t{64} << 20;
+  /// Apply the stores' write transactions on a second thread
+  /// (store::apply_thread) while the simulation goes on. Same results,
+  /// traces and hashes as without; a single run is faster on two cores,
+  /// several runs at once (a sweep with --jobs) are not.
+  bool write_behind = false;
   /// Tests only: called before every mid-run check for each live node, to
   /// break a store on purpose and see the violation reported.
   std::function<void(timestamp_us now, const std::string& node_id, node& n)> inject;
