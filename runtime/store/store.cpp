@@ -603,11 +603,14 @@ struct apply_thread::impl {
   std::uint64_t last_seq = 0;       // guarded by mutex
   bool sleeping = false;            // guarded by mutex
   status first_failure;             // guarded by mutex
-  std::atomic<bool> stopping{false};
-  std::atomic<bool> caller_waiting{false};
+  // Written by the owner (queued_n) and by the thread (the rest) on lines
+  // of their own: the owner reads applied_n and failed_flag at every read
+  // of a store with queued transactions.
+  alignas(64) std::atomic<std::uint64_t> queued_n{0};   // number of the last transaction queued
+  alignas(64) std::atomic<std::uint64_t> applied_n{0};  // ... applied (or skipped after a failure)
   std::atomic<bool> failed_flag{false};
-  std::atomic<std::uint64_t> queued_n{0};   // number of the last transaction queued
-  std::atomic<std::uint64_t> applied_n{0};  // ... applied (or skipped after a failure)
+  std::atomic<bool> caller_waiting{false};
+  std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> applied_txns{0};
   std::thread thread;
 };
@@ -836,7 +839,7 @@ status environment::apply_later(std::vector<write_batch> batches) {
   // transactions ahead of the thread.
   if (const auto q = i.behind->queued_n.load(std::memory_order_relaxed); q > queued_behind_max)
     i.behind->wait(q - queued_behind_max);
-  i.forget_applied();
+  if (!i.queued.empty()) i.forget_applied();
   auto txn = std::make_unique<impl::queued_txn>();
   txn->batches = std::move(batches);
   // The apply thread only reads the batches, and this thread frees them
