@@ -227,6 +227,8 @@ struct node::impl final : node_context {
   std::unique_ptr<store::environment> env;
   /// group_commit_writer (threaded) or inline_writer (deterministic).
   std::unique_ptr<store::commit_queue> writer;
+  /// `writer` when it is an inline_writer (deterministic), else null; reset with it.
+  store::inline_writer* inline_w = nullptr;
   execution mode = execution::threaded;
   /// The deterministic scheduler; null when threaded.
   caf::scheduler::test_coordinator* sched = nullptr;
@@ -960,6 +962,7 @@ result<std::unique_ptr<node>> node::open(node_config cfg, const gearmesh::clock&
   if (mode == execution::deterministic) {
     auto w = std::make_unique<store::inline_writer>(*p->env, wo.fail_stop);
     w->record_keys({std::string(inbox_table), std::string(outbox_table), std::string(meta_table)});
+    p->inline_w = w.get();
     p->writer = std::move(w);
   } else
     p->writer = std::make_unique<store::group_commit_writer>(*p->env, wo);
@@ -1222,16 +1225,16 @@ void node::advance_time_us(std::int64_t us) {
 }
 
 bool node::deferred_writes_pending() const {
-  auto* w = dynamic_cast<store::inline_writer*>(impl_->writer.get());
+  auto* w = impl_->inline_w;
   return w && w->deferred_pending();
 }
 
 void node::flush_deferred_writes() {
-  if (auto* w = dynamic_cast<store::inline_writer*>(impl_->writer.get())) w->flush_deferred();
+  if (auto* w = impl_->inline_w) w->flush_deferred();
 }
 
 store::written_keys node::take_written_keys() {
-  auto* w = dynamic_cast<store::inline_writer*>(impl_->writer.get());
+  auto* w = impl_->inline_w;
   return w ? w->take_keys() : std::exchange(impl_->keys_at_stop, {});
 }
 
@@ -1241,7 +1244,7 @@ void node::write_store_behind(store::apply_thread* t) {
 
 void node::kill_now() {
   auto& p = *impl_;
-  if (auto* w = dynamic_cast<store::inline_writer*>(p.writer.get())) w->kill();
+  if (auto* w = p.inline_w) w->kill();
   if (p.net) p.net->stop();
 }
 
@@ -1280,9 +1283,9 @@ void node::stop() {
   }
   p.sys->await_all_actors_done();
   p.writer->stop();
-  if (auto* w = dynamic_cast<store::inline_writer*>(p.writer.get()))
-    p.keys_at_stop = w->take_keys();
+  if (auto* w = p.inline_w) p.keys_at_stop = w->take_keys();
   p.sys.reset();
+  p.inline_w = nullptr;
   p.writer.reset();
   p.env.reset();
   spdlog::info("{}: stopped", p.cfg.node_id);
