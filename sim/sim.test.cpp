@@ -183,28 +183,33 @@ class scratch_tmpdir {
 };
 
 TEST(simulator, runs_store_in_tmpdir_and_an_interrupted_run_removes_its_stores) {
-  scratch_tmpdir tmp;
-  EXPECT_EQ(scratch_root(1), tmp.dir());
-  auto s = small();
-  EXPECT_EQ(store_bytes_estimate(s), 4 * (128u << 10) + 20 * (8u << 10));  // 4 nodes, 20 orders
-  std::atomic<bool> stop{false};
-  sim_options o;
-  o.seed = 3;
-  o.interrupted = &stop;
-  // Mid-run, the nodes' stores are in a directory of their own under $TMPDIR.
-  bool seen = false;
-  o.inject = [&](timestamp_us, const std::string& node_id, node&) {
-    for (const auto& d : std::filesystem::directory_iterator(tmp.dir()))
-      seen = seen || std::filesystem::exists(d.path() / node_id / "data.mdb");
-    stop = true;
-  };
-  auto r = run_simulation(s, o);
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code(), errc::shutting_down);
-  EXPECT_NE(r.error().message().find("interrupted at simulated time 2026-"), std::string::npos)
-      << r.error().message();
-  EXPECT_TRUE(seen);
-  EXPECT_TRUE(std::filesystem::is_empty(tmp.dir()));
+  // On one thread and writing the stores behind on a second.
+  for (bool behind : {false, true}) {
+    SCOPED_TRACE(behind ? "write_behind" : "one thread");
+    scratch_tmpdir tmp;
+    EXPECT_EQ(scratch_root(1), tmp.dir());
+    auto s = small();
+    EXPECT_EQ(store_bytes_estimate(s), 4 * (128u << 10) + 20 * (8u << 10));  // 4 nodes, 20 orders
+    std::atomic<bool> stop{false};
+    sim_options o;
+    o.seed = 3;
+    o.interrupted = &stop;
+    o.write_behind = behind;
+    // Mid-run, the nodes' stores are in a directory of their own under $TMPDIR.
+    bool seen = false;
+    o.inject = [&](timestamp_us, const std::string& node_id, node&) {
+      for (const auto& d : std::filesystem::directory_iterator(tmp.dir()))
+        seen = seen || std::filesystem::exists(d.path() / node_id / "data.mdb");
+      stop = true;
+    };
+    auto r = run_simulation(s, o);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), errc::shutting_down);
+    EXPECT_NE(r.error().message().find("interrupted at simulated time 2026-"), std::string::npos)
+        << r.error().message();
+    EXPECT_TRUE(seen);
+    EXPECT_TRUE(std::filesystem::is_empty(tmp.dir()));
+  }
 }
 
 // Stores are written through LMDB's write map: a full file system would kill
@@ -232,36 +237,41 @@ TEST(simulator, a_run_stops_with_a_clear_error_when_its_file_system_is_nearly_fu
 // machine's capacity, written behind the actors' back) stops the run with
 // the seed, the simulated time, the invariant and the node's last events.
 TEST(simulator, a_broken_invariant_stops_the_run_with_seed_time_and_events) {
-  auto s = small(0, 0);
-  sim_options o;
-  o.seed = 5;
-  bool done = false;
-  o.inject = [&](timestamp_us now, const std::string& id, node& n) {
-    if (done || id != "framecraft" || now < s.start_us + us_per_hour) return;
-    done = true;
-    actors::reservation_record b;
-    b.resource = "weld1";
-    b.reservation_id = "sabotage";
-    b.kind = actors::reservation_kind::booking;
-    b.start_us = now;
-    b.end_us = now + us_per_hour;
-    b.allocations = {{now / us_per_hour, 1'000'000}};
-    effects fx;
-    actors::tables::bookings.put(fx.writes, actors::reservation_key("weld1", "sabotage"), b);
-    n.context().commit(std::move(fx));
-  };
-  auto r = run_simulation(s, o);
-  ASSERT_TRUE(r) << r.error().to_string();
-  ASSERT_TRUE(done);
-  EXPECT_FALSE(r->ok);
-  EXPECT_NE(
-      r->failure.find("VIOLATION in two-tier demo with seed 5 at simulated time 2026-01-05T07:0"),
-      std::string::npos)
-      << r->failure;
-  EXPECT_NE(r->failure.find("over_commitment (invariant 1"), std::string::npos) << r->failure;
-  EXPECT_NE(r->failure.find("at node framecraft"), std::string::npos) << r->failure;
-  EXPECT_NE(r->failure.find("last events of framecraft:"), std::string::npos) << r->failure;
-  EXPECT_LT(r->end_us, s.start_us + 2 * us_per_hour);  // stopped at once, not at the end
+  // The check sees a write still queued for the second thread, too.
+  for (bool behind : {false, true}) {
+    SCOPED_TRACE(behind ? "write_behind" : "one thread");
+    auto s = small(0, 0);
+    sim_options o;
+    o.seed = 5;
+    o.write_behind = behind;
+    bool done = false;
+    o.inject = [&](timestamp_us now, const std::string& id, node& n) {
+      if (done || id != "framecraft" || now < s.start_us + us_per_hour) return;
+      done = true;
+      actors::reservation_record b;
+      b.resource = "weld1";
+      b.reservation_id = "sabotage";
+      b.kind = actors::reservation_kind::booking;
+      b.start_us = now;
+      b.end_us = now + us_per_hour;
+      b.allocations = {{now / us_per_hour, 1'000'000}};
+      effects fx;
+      actors::tables::bookings.put(fx.writes, actors::reservation_key("weld1", "sabotage"), b);
+      n.context().commit(std::move(fx));
+    };
+    auto r = run_simulation(s, o);
+    ASSERT_TRUE(r) << r.error().to_string();
+    ASSERT_TRUE(done);
+    EXPECT_FALSE(r->ok);
+    EXPECT_NE(
+        r->failure.find("VIOLATION in two-tier demo with seed 5 at simulated time 2026-01-05T07:0"),
+        std::string::npos)
+        << r->failure;
+    EXPECT_NE(r->failure.find("over_commitment (invariant 1"), std::string::npos) << r->failure;
+    EXPECT_NE(r->failure.find("at node framecraft"), std::string::npos) << r->failure;
+    EXPECT_NE(r->failure.find("last events of framecraft:"), std::string::npos) << r->failure;
+    EXPECT_LT(r->end_us, s.start_us + 2 * us_per_hour);  // stopped at once, not at the end
+  }
 }
 
 // Nested negotiation over every tier: each contracted e-bike has a contract
