@@ -541,6 +541,12 @@ TEST(simulator, writing_the_stores_behind_changes_nothing) {
       EXPECT_EQ(a->invariant_checks, b->invariant_checks);
       EXPECT_EQ(a->k.contracted, b->k.contracted);
       EXPECT_EQ(a->k.on_time_pct, b->k.on_time_pct);
+      EXPECT_EQ(a->k.lead_time_p95_h, b->k.lead_time_p95_h);
+      EXPECT_EQ(a->k.negotiation_ms_mean, b->k.negotiation_ms_mean);
+      EXPECT_EQ(a->k.utilization, b->k.utilization);
+      EXPECT_EQ(a->k.outages, b->k.outages);
+      EXPECT_EQ(a->orders.size(), b->orders.size());
+      EXPECT_EQ(a->bookings.size(), b->bookings.size());
       EXPECT_EQ(a->crashes, b->crashes);
       crashes += b->crashes;
       mid_step += b->mid_step_crashes;
