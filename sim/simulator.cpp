@@ -19,6 +19,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -236,6 +237,38 @@ bool terminal(actors::order_state s) {
          s == actors::order_state::cancelled;
 }
 
+/// A set of node indexes taken smallest first, as a bitmap: waking a node
+/// is the most frequent thing a run does, and a std::set allocated a tree
+/// node each time.
+class node_set {
+ public:
+  void resize(std::size_t nodes) { words_.assign((nodes + 63) / 64, 0); }
+  void insert(std::size_t i) {
+    auto& w = words_[i / 64];
+    const auto bit = std::uint64_t{1} << (i % 64);
+    if ((w & bit) == 0) {
+      w |= bit;
+      ++count_;
+      first_ = std::min(first_, i / 64);
+    }
+  }
+  bool empty() const noexcept { return count_ == 0; }
+  /// Removes and returns the smallest index. Not empty().
+  std::size_t take_first() {
+    while (words_[first_] == 0) ++first_;
+    auto& w = words_[first_];
+    const auto i = first_ * 64 + static_cast<std::size_t>(std::countr_zero(w));
+    w &= w - 1;
+    --count_;
+    return i;
+  }
+
+ private:
+  std::vector<std::uint64_t> words_;
+  std::size_t count_ = 0;
+  std::size_t first_ = 0;  // no word before it has a bit set
+};
+
 class world {
  public:
   world(const scenario& s, const sim_options& o)
@@ -343,7 +376,7 @@ class world {
   std::set<std::pair<std::size_t, std::size_t>> cut_;  // partitioned links (lo, hi)
   std::uint64_t trace_ = hash_init;
   /// Nodes that may have ready jobs (woken since the last settle).
-  std::set<std::size_t> active_;
+  node_set active_;
   /// buggify: the runtime's fault points, armed for this thread and run.
   std::unique_ptr<fault::scope> faults_;
   /// sim_options::write_behind: applies the stores' transactions on a
@@ -703,8 +736,7 @@ void world::fire(event& e) {
 std::size_t world::settle() {
   std::size_t total = 0;
   while (!active_.empty()) {
-    const auto i = *active_.begin();
-    active_.erase(active_.begin());
+    const auto i = active_.take_first();
     auto& sn = nodes_[i];
     if (!sn.n) continue;
     if (sn.deferred_since != 0 && now_ >= sn.deferred_since + deferred_delay_us) {
@@ -996,6 +1028,7 @@ result<sim_result> world::run() {
     if (ec) return status(errc::storage, dir_ + ": " + ec.message());
   }
   nodes_.resize(s_.nodes.size());
+  active_.resize(nodes_.size());
   for (std::size_t i = 0; i < s_.nodes.size(); ++i) {
     nodes_[i].spec = s_.nodes[i];
     nodes_[i].data_dir = (fs::path(dir_) / s_.nodes[i].id).string();
