@@ -559,12 +559,21 @@ TEST(write_behind, closing_an_environment_waits_for_what_it_queued) {
   EXPECT_EQ(dump(*env, "t").size(), 2000u);
 }
 
-TEST(write_behind, an_invalid_batch_is_refused_at_once_and_nothing_is_queued) {
+/// A store writing behind on an apply_thread of its own (closed first).
+struct behind_store {
   temp_dir dir;
   apply_thread t;
-  auto env = open_ok(test_options(dir.path()));
-  ASSERT_TRUE(env);
-  env->write_behind(&t);
+  std::unique_ptr<environment> env = open_ok(test_options(dir.path()));
+  behind_store() {
+    if (env) env->write_behind(&t);
+  }
+};
+
+TEST(write_behind, an_invalid_batch_is_refused_at_once_and_nothing_is_queued) {
+  behind_store store;
+  ASSERT_TRUE(store.env);
+  auto& env = store.env;
+  auto& t = store.t;
   std::vector<write_batch> bad(2);
   bad[0].put("t", "fine", "1");
   bad[1].put("t", "", "empty key");
@@ -609,11 +618,9 @@ TEST(write_behind, a_failed_transaction_stops_the_thread_and_reads_show_what_was
 }
 
 TEST(write_behind, an_inline_writer_completes_at_once_and_records_the_keys) {
-  temp_dir dir;
-  apply_thread t;
-  auto env = open_ok(test_options(dir.path()));
-  ASSERT_TRUE(env);
-  env->write_behind(&t);
+  behind_store store;
+  ASSERT_TRUE(store.env);
+  auto& env = store.env;
   inline_writer w(*env, true);
   w.record_keys({"inbox"});
   int done = 0;
