@@ -46,6 +46,10 @@ constexpr int apply_attempts_max = 64;
 /// Most transactions an environment::write_behind owner may have queued
 /// and not yet applied (memory: each holds its batches).
 constexpr std::uint64_t queued_behind_max = 16384;
+/// An environment forgets its applied transactions once it lists this
+/// many: reading applied_n costs a cache miss (the thread writes it), a
+/// look through a few more listed ones does not.
+constexpr std::size_t forget_at = 4;
 
 /// Table and key of the on-disk format stamp. The value is the decimal version.
 constexpr std::string_view meta_table = "meta";
@@ -198,7 +202,7 @@ struct environment::impl {
     std::uint64_t seq = 0;  // the apply thread's number for it
     std::vector<write_batch> batches;
   };
-  /// Queued and not known to be applied, oldest first: a few at most, as
+  /// Queued, oldest first, until forgotten once applied: a few at most, as
   /// the apply thread keeps up; get() looks through them, newest op first.
   mutable std::deque<std::unique_ptr<queued_txn>> queued;
   /// Forgets the queued transactions the apply thread has applied.
@@ -603,14 +607,15 @@ struct apply_thread::impl {
   std::uint64_t last_seq = 0;       // guarded by mutex
   bool sleeping = false;            // guarded by mutex
   status first_failure;             // guarded by mutex
-  // Written by the owner (queued_n) and by the thread (the rest) on lines
-  // of their own: the owner reads applied_n and failed_flag at every read
-  // of a store with queued transactions.
+  // On lines of their own: queued_n written by the owner, applied_n by the
+  // thread after every transaction (the owner reads it only to forget
+  // applied transactions, now and then), failed_flag read by the owner at
+  // every read of a store with queued transactions and written once at most.
   alignas(64) std::atomic<std::uint64_t> queued_n{0};   // number of the last transaction queued
   alignas(64) std::atomic<std::uint64_t> applied_n{0};  // ... applied (or skipped after a failure)
-  std::atomic<bool> failed_flag{false};
   std::atomic<bool> caller_waiting{false};
-  std::atomic<bool> stopping{false};
+  alignas(64) std::atomic<bool> failed_flag{false};
+  alignas(64) std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> applied_txns{0};
   std::thread thread;
 };
@@ -749,7 +754,7 @@ result<std::optional<std::string>> environment::get(std::string_view table,
   // After a failure every transaction before it is applied and none after
   // it: the store alone is right.
   if (!impl_->queued.empty() && !impl_->behind->failed_flag.load(std::memory_order_acquire)) {
-    impl_->forget_applied();
+    // Applied transactions still listed give the same answer as the store.
     if (const write_op* op = impl_->queued_write(table, key)) {
       if (op->op == write_op::kind::erase) return std::optional<std::string>{};
       return std::optional<std::string>{op->value};
@@ -839,7 +844,7 @@ status environment::apply_later(std::vector<write_batch> batches) {
   // transactions ahead of the thread.
   if (const auto q = i.behind->queued_n.load(std::memory_order_relaxed); q > queued_behind_max)
     i.behind->wait(q - queued_behind_max);
-  if (!i.queued.empty()) i.forget_applied();
+  if (i.queued.size() >= forget_at) i.forget_applied();
   auto txn = std::make_unique<impl::queued_txn>();
   txn->batches = std::move(batches);
   // The apply thread only reads the batches, and this thread frees them
