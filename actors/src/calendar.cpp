@@ -112,7 +112,10 @@ void capacity_calendar::apply(const placement& p, reservation_kind kind, std::in
 }
 
 status capacity_calendar::add(const std::string& id, calendar_entry e) {
-  if (entries_.count(id)) return {errc::invalid_argument, "reservation " + id + " exists"};
+  // One walk of the map: where `id` is, or goes (ids share long prefixes).
+  const auto at = entries_.lower_bound(id);
+  if (at != entries_.end() && at->first == id)
+    return {errc::invalid_argument, "reservation " + id + " exists"};
   if (entries_.size() >= entries_max)
     return {errc::overloaded, "calendar holds too many reservations"};
   if (e.where.allocations.empty()) return {errc::invalid_argument, "empty placement"};
@@ -128,7 +131,7 @@ status capacity_calendar::add(const std::string& id, calendar_entry e) {
   }
   apply(e.where, e.kind, +1);
   if (e.kind == reservation_kind::hold) hold_deadlines_.emplace(e.deadline_us, id);
-  entries_.emplace(id, std::move(e));
+  entries_.emplace_hint(at, id, std::move(e));
   return status::ok();
 }
 
