@@ -1173,14 +1173,19 @@ result<sim_result> world::run() {
   for (auto& sn : nodes_)
     if (sn.n) sn.n->flush_deferred_writes();
   // The state hash and the KPIs read the final stores like the full check:
-  // with two threads allowed (write_behind), they run beside it. Once every
-  // queued transaction is applied, reads from two threads are safe; they
-  // write other members of r_ than the check (invariant_checks).
+  // with two threads allowed (write_behind), they run beside it. A store
+  // that writes behind is one thread's alone (it forgets applied
+  // transactions as it reads), so every store first stops writing behind:
+  // that waits for its transactions and forgets them, and from then on its
+  // reads are thread-safe. The two write other members of r_ (the check
+  // only invariant_checks).
   std::uint64_t state = 0;
   std::thread side;
   if (behind_) {
     behind_->drain();
     if (behind_->failed()) return behind_->failure();
+    for (auto& sn : nodes_)
+      if (sn.n) sn.n->write_store_behind(nullptr);
     side = std::thread([this, &state] {
       state = state_hash();
       collect(r_);
