@@ -205,6 +205,17 @@ struct environment::impl {
   /// Queued, oldest first, until forgotten once applied: a few at most, as
   /// the apply thread keeps up; get() looks through them, newest op first.
   mutable std::deque<std::unique_ptr<queued_txn>> queued;
+  /// The thread that called write_behind(): the only one that may use the
+  /// environment while it writes behind.
+  std::thread::id owner;
+  /// Ok unless the environment writes behind and this is not its owner's
+  /// thread: that would race with the owner over `queued`.
+  status owner_only() const {
+    if (!behind || std::this_thread::get_id() == owner) return {};
+    return status(errc::internal, opts.path +
+                                      ": used from another thread while it writes behind "
+                                      "(environment::write_behind); stop writing behind first");
+  }
   /// Forgets the queued transactions the apply thread has applied.
   void forget_applied() const;
   /// The newest queued write of (table, key), or null.
@@ -751,6 +762,7 @@ result<std::unique_ptr<environment>> environment::open(const options& opts) {
 
 result<std::optional<std::string>> environment::get(std::string_view table,
                                                     std::string_view key) const {
+  if (auto st = impl_->owner_only(); !st) return st;
   // After a failure every transaction before it is applied and none after
   // it: the store alone is right.
   if (!impl_->queued.empty() && !impl_->behind->failed_flag.load(std::memory_order_acquire)) {
@@ -778,6 +790,7 @@ result<std::optional<std::string>> environment::get(std::string_view table,
 status environment::scan(
     std::string_view table, std::string_view from,
     const std::function<bool(std::string_view key, std::string_view value)>& fn) const {
+  if (auto st = impl_->owner_only(); !st) return st;
   impl_->wait_queued();
   auto dbi = impl_->find_dbi(table);
   if (!dbi) return dbi.error();
@@ -809,6 +822,7 @@ std::size_t environment::key_bytes_max() const noexcept {
 }
 
 status environment::apply(const std::vector<const write_batch*>& batches) {
+  if (auto st = impl_->owner_only(); !st) return st;
   impl_->wait_queued();
   return impl_->apply(batches, true);
 }
@@ -816,6 +830,7 @@ status environment::apply(const std::vector<const write_batch*>& batches) {
 void environment::write_behind(apply_thread* t) {
   impl_->wait_queued();
   impl_->behind = t ? t->impl_.get() : nullptr;
+  impl_->owner = std::this_thread::get_id();
 }
 
 bool environment::writes_behind() const noexcept {
@@ -824,6 +839,7 @@ bool environment::writes_behind() const noexcept {
 
 status environment::apply_later(std::vector<write_batch> batches) {
   auto& i = *impl_;
+  if (auto st = i.owner_only(); !st) return st;
   if (!i.behind) {
     std::vector<const write_batch*> ptrs;
     ptrs.reserve(batches.size());
@@ -856,6 +872,7 @@ status environment::apply_later(std::vector<write_batch> batches) {
 
 status environment::apply_pipelined(const std::vector<const write_batch*>& batches,
                                     bool& earlier_durable) {
+  if (auto st = impl_->owner_only(); !st) return st;
   impl_->wait_queued();
   return impl_->apply(batches, false, &earlier_durable);
 }
@@ -865,6 +882,7 @@ status environment::sync() {
 }
 
 result<std::vector<table_stats>> environment::stats() const {
+  if (auto st = impl_->owner_only(); !st) return st;
   impl_->wait_queued();
   // Every named table was opened at open() or by the writer; list names from
   // the main database, then stat all of them in one snapshot.
@@ -906,6 +924,7 @@ result<std::vector<table_stats>> environment::stats() const {
 }
 
 status environment::copy_to(const std::string& dir) const {
+  if (auto st = impl_->owner_only(); !st) return st;
   impl_->wait_queued();
   // mdb_env_copy2 runs its own read transaction through the map: hold the gate
   // so the writer does not resize meanwhile (it waits for the copy to end).

@@ -617,6 +617,35 @@ TEST(write_behind, a_failed_transaction_stops_the_thread_and_reads_show_what_was
   EXPECT_TRUE(dump(*env, "blob").empty());
 }
 
+// A store that writes behind belongs to the thread that set it up (its
+// reads forget applied transactions); another thread's use is refused, not
+// a race. Once it stops writing behind, reads are thread-safe again.
+TEST(write_behind, another_thread_is_refused_until_the_store_stops_writing_behind) {
+  behind_store store;
+  ASSERT_TRUE(store.env);
+  auto& env = *store.env;
+  std::vector<write_batch> one(1);
+  one[0].put("t", "k", "v");
+  ASSERT_TRUE(env.apply_later(std::move(one)));
+  status get_st, scan_st, later_st;
+  std::thread([&] {
+    auto r = env.get("t", "k");
+    get_st = r ? status{} : r.error();
+    scan_st = env.for_each("t", [](std::string_view, std::string_view) { return true; });
+    later_st = env.apply_later(std::vector<write_batch>(1));
+  }).join();
+  for (const auto* st : {&get_st, &scan_st, &later_st}) {
+    EXPECT_EQ(st->code(), errc::internal);
+    EXPECT_NE(st->message().find("used from another thread while it writes behind"),
+              std::string::npos)
+        << st->message();
+  }
+  env.write_behind(nullptr);
+  std::optional<std::string> seen;
+  std::thread([&] { seen = get_ok(env, "t", "k"); }).join();
+  EXPECT_EQ(seen, "v");
+}
+
 TEST(write_behind, an_inline_writer_completes_at_once_and_records_the_keys) {
   behind_store store;
   ASSERT_TRUE(store.env);

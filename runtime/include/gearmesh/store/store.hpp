@@ -198,8 +198,10 @@ class environment {
 
   /// From now on apply_later() hands transactions to `t`, which applies them
   /// on its own thread while the caller goes on; null: back to applying at
-  /// once. For a single-threaded owner (the simulator): every read and write
-  /// of this environment must then come from that one thread. Reads see the
+  /// once (after waiting for them). For a single-threaded owner (the
+  /// simulator): every read and write of this environment must then come
+  /// from the thread that called this; from any other, they fail with
+  /// errc::internal. Reads see the
   /// queued transactions as if they were applied: get() answers the keys
   /// they write from them; scan(), stats(), copy_to() and apply() first wait
   /// until they are. Destroying the environment waits for them too, so what
