@@ -537,23 +537,24 @@ struct apply_thread::impl {
   /// Waits until transaction `seq` is applied: polls briefly (the thread is
   /// usually a few microseconds behind), then sleeps.
   void wait(std::uint64_t seq) {
-    if (applied_n.load(std::memory_order_acquire) >= seq) return;
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
-    for (unsigned i = 1;; ++i) {
-      if (applied_n.load(std::memory_order_acquire) >= seq) return;
-      if (i % 64 == 0 && std::chrono::steady_clock::now() > until) break;
-      pause();
-    }
+    if (poll([&] { return applied_n.load(std::memory_order_acquire) >= seq; })) return;
     std::unique_lock lk(mutex);
     caller_waiting.store(true);
     done_cv.wait(lk, [&] { return applied_n.load() >= seq; });
     caller_waiting.store(false);
   }
 
-  static void pause() noexcept {
+  /// Whether `done()` became true within spin_us (checked in a busy loop).
+  template <class F>
+  bool poll(F done) const {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
+    for (unsigned i = 1; !done(); ++i) {
+      if (i % 64 == 0 && std::chrono::steady_clock::now() > until) return false;
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
+      __builtin_ia32_pause();
 #endif
+    }
+    return true;
   }
 
   void loop() {
@@ -567,13 +568,10 @@ struct apply_thread::impl {
           // comes within microseconds, and a wake-up costs the caller a syscall.
           lk.unlock();
           const auto seen = applied_n.load(std::memory_order_relaxed);
-          const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us);
-          for (unsigned i = 1; queued_n.load(std::memory_order_acquire) == seen &&
-                               !stopping.load(std::memory_order_relaxed);
-               ++i) {
-            if (i % 64 == 0 && std::chrono::steady_clock::now() > until) break;
-            pause();
-          }
+          poll([&] {
+            return queued_n.load(std::memory_order_acquire) != seen ||
+                   stopping.load(std::memory_order_relaxed);
+          });
           lk.lock();
           if (work.empty()) {
             if (stopping.load()) return;
@@ -837,14 +835,18 @@ bool environment::writes_behind() const noexcept {
   return impl_->behind != nullptr;
 }
 
-status environment::apply_later(std::vector<write_batch> batches) {
+status environment::apply_later(
+    std::vector<write_batch> batches,
+    const std::function<void(const std::vector<write_batch>&)>& accepted) {
   auto& i = *impl_;
   if (auto st = i.owner_only(); !st) return st;
   if (!i.behind) {
     std::vector<const write_batch*> ptrs;
     ptrs.reserve(batches.size());
     for (const auto& b : batches) ptrs.push_back(&b);
-    return i.apply(ptrs, true);
+    auto st = i.apply(ptrs, true);
+    if (st && accepted) accepted(batches);
+    return st;
   }
   if (i.behind->failed_flag.load(std::memory_order_relaxed)) {
     std::lock_guard lk(i.behind->mutex);
@@ -856,6 +858,7 @@ status environment::apply_later(std::vector<write_batch> batches) {
     any = any || !b.empty();
   }
   if (!any) return {};
+  if (accepted) accepted(batches);
   // Bound what waits: the owner never runs more than queued_behind_max
   // transactions ahead of the thread.
   if (const auto q = i.behind->queued_n.load(std::memory_order_relaxed); q > queued_behind_max)

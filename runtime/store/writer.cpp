@@ -345,27 +345,14 @@ void inline_writer::apply(write_batch* batch, completion* done) {
   auto waiting = std::exchange(deferred_, {});
   status st = stopped_by_;
   if (st.is_ok()) {
-    std::vector<const write_batch*> ptrs;
-    ptrs.reserve(waiting.size() + 1);
-    for (const auto& [b, d] : waiting) ptrs.push_back(&b);
-    if (batch) ptrs.push_back(batch);
-    if (!env_.writes_behind()) {
-      st = env_.apply(ptrs);
-      if (st) record(ptrs);
-    } else {
-      // Handed to the apply thread: checked now, applied behind us (reads
-      // see it at once). Keys are recorded before the batches move.
-      for (const write_batch* b : ptrs)
-        if (st = env_.check(*b); !st) break;
-      if (st) {
-        record(ptrs);
-        std::vector<write_batch> owned;
-        owned.reserve(ptrs.size());
-        for (auto& [b, d] : waiting) owned.push_back(std::move(b));
-        if (batch) owned.push_back(std::move(*batch));
-        st = env_.apply_later(std::move(owned));
-      }
-    }
+    // One transaction: applied now, or handed to the apply thread when the
+    // environment writes behind (reads see it at once either way).
+    std::vector<write_batch> batches;
+    batches.reserve(waiting.size() + 1);
+    for (auto& [b, d] : waiting) batches.push_back(std::move(b));
+    if (batch) batches.push_back(std::move(*batch));
+    st = env_.apply_later(std::move(batches),
+                          [this](const std::vector<write_batch>& taken) { record(taken); });
     if (!st && fail_stop_)
       stopped_by_ =
           status(st.code(), st.message() + " (the store stopped taking writes after this failure)");
@@ -375,10 +362,10 @@ void inline_writer::apply(write_batch* batch, completion* done) {
   if (done && *done) (*done)(st);
 }
 
-void inline_writer::record(const std::vector<const write_batch*>& batches) {
+void inline_writer::record(const std::vector<write_batch>& batches) {
   if (!recording_) return;
-  for (const write_batch* b : batches) {
-    for (const write_op& op : b->ops()) {
+  for (const write_batch& b : batches) {
+    for (const write_op& op : b.ops()) {
       if (ignored_.contains(op.table)) continue;
       auto it = keys_.find(op.table);
       if (it == keys_.end())

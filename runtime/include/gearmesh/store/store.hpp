@@ -214,8 +214,11 @@ class environment {
   /// nothing queued), then queues them as ONE transaction after every one
   /// queued before. A transaction that fails later (a full disk) stops the
   /// thread's work: see apply_thread::failure(), which every later call
-  /// returns. Without write_behind: apply().
-  status apply_later(std::vector<write_batch> batches);
+  /// returns. Without write_behind: apply(). `accepted` (if set) sees the
+  /// batches once they are taken: checked and about to be queued, or
+  /// applied; not if the call fails.
+  status apply_later(std::vector<write_batch> batches,
+                     const std::function<void(const std::vector<write_batch>&)>& accepted = {});
 
  private:
   friend struct apply_thread::impl;
@@ -297,7 +300,7 @@ class inline_writer final : public commit_queue {
   /// transaction and runs their completions in submission order.
   void apply(write_batch* batch, completion* done);
   /// Remembers the keys `batches` write (record_keys).
-  void record(const std::vector<const write_batch*>& batches);
+  void record(const std::vector<write_batch>& batches);
 
   environment& env_;
   bool fail_stop_;
