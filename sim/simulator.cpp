@@ -808,8 +808,10 @@ bool world::quiesced() {
 
 std::string world::check(bool all) {
   ++r_.invariant_checks;
-  // The checks read many stores; have every queued transaction applied first
-  // (a scan would wait for its own store's anyway).
+  // The checks read many stores, some inside a scan of another (agreement):
+  // have every queued transaction applied first. A scan would wait for its
+  // own store's anyway, but waiting while holding another store's read
+  // could deadlock with the apply thread growing that store's map.
   if (behind_) behind_->drain();
   std::vector<actors::store_ref> stores;
   std::string report;
