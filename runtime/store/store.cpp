@@ -216,6 +216,14 @@ struct environment::impl {
                                       ": used from another thread while it writes behind "
                                       "(environment::write_behind); stop writing behind first");
   }
+  /// Whether this is the apply thread, inside a job of apply_thread::run_in_order:
+  /// it may read, and sees the store as applied (never the queued transactions).
+  bool on_apply_thread() const;
+  /// Ok for the owner and for the apply thread (a read inside run_in_order).
+  status reader_only() const {
+    if (on_apply_thread()) return {};
+    return owner_only();
+  }
   /// Forgets the queued transactions the apply thread has applied.
   void forget_applied() const;
   /// The newest queued write of (table, key), or null.
@@ -507,13 +515,18 @@ struct environment::impl {
 // apply_thread
 
 struct apply_thread::impl {
+  /// A transaction of `env`, or (env null) a function to run in order.
   struct job {
     environment::impl* env = nullptr;
     const environment::impl::queued_txn* txn = nullptr;
+    std::uint64_t seq = 0;  // a function's number (a transaction's is txn->seq)
+    std::function<void()> fn;
   };
 
   explicit impl(std::uint32_t spin) : spin_us(spin) {
     thread = std::thread([this] { loop(); });
+    // Read by the apply thread only inside a function it runs, queued after this.
+    id = thread.get_id();
   }
 
   ~impl() {
@@ -530,8 +543,18 @@ struct apply_thread::impl {
     std::lock_guard lk(mutex);
     txn->seq = ++last_seq;
     queued_n.store(txn->seq, std::memory_order_release);
-    work.push_back(job{env, txn});
+    work.push_back(job{env, txn, 0, {}});
     if (sleeping) work_cv.notify_one();
+  }
+
+  /// Queues `fn` to run in order; its number. Owning thread.
+  std::uint64_t push(std::function<void()> fn) {
+    std::lock_guard lk(mutex);
+    const auto seq = ++last_seq;
+    queued_n.store(seq, std::memory_order_release);
+    work.push_back(job{nullptr, nullptr, seq, std::move(fn)});
+    if (sleeping) work_cv.notify_one();
+    return seq;
   }
 
   /// Waits until transaction `seq` is applied: polls briefly (the thread is
@@ -584,6 +607,13 @@ struct apply_thread::impl {
         batch.swap(work);
       }
       for (const job& j : batch) {
+        if (!j.env) {
+          // Runs even after a failure: its reads show what was applied.
+          j.fn();
+          applied_n.store(j.seq);
+          notify_caller();
+          continue;
+        }
         // The owning thread frees the transaction once applied_n reaches it:
         // read its number first.
         const std::uint64_t seq = j.txn->seq;
@@ -599,12 +629,16 @@ struct apply_thread::impl {
           }
         }
         applied_n.store(seq);
-        if (caller_waiting.load()) {
-          std::lock_guard lk(mutex);
-          done_cv.notify_all();
-        }
+        notify_caller();
       }
       batch.clear();
+    }
+  }
+
+  void notify_caller() {
+    if (caller_waiting.load()) {
+      std::lock_guard lk(mutex);
+      done_cv.notify_all();
     }
   }
 
@@ -627,6 +661,7 @@ struct apply_thread::impl {
   alignas(64) std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> applied_txns{0};
   std::thread thread;
+  std::thread::id id;  // the thread's
 };
 
 apply_thread::apply_thread(std::uint32_t spin_us) : impl_(std::make_unique<impl>(spin_us)) {}
@@ -645,8 +680,24 @@ void apply_thread::drain() {
   impl_->wait(impl_->queued_n.load(std::memory_order_acquire));
 }
 
+std::uint64_t apply_thread::run_in_order(std::function<void()> fn) {
+  return impl_->push(std::move(fn));
+}
+
+void apply_thread::wait(std::uint64_t n) {
+  impl_->wait(n);
+}
+
+bool apply_thread::done(std::uint64_t n) const noexcept {
+  return impl_->applied_n.load(std::memory_order_acquire) >= n;
+}
+
 std::uint64_t apply_thread::transactions() const noexcept {
   return impl_->applied_txns.load(std::memory_order_relaxed);
+}
+
+bool environment::impl::on_apply_thread() const {
+  return behind && std::this_thread::get_id() == behind->id;
 }
 
 void environment::impl::forget_applied() const {
@@ -760,10 +811,13 @@ result<std::unique_ptr<environment>> environment::open(const options& opts) {
 
 result<std::optional<std::string>> environment::get(std::string_view table,
                                                     std::string_view key) const {
-  if (auto st = impl_->owner_only(); !st) return st;
+  const bool applied_only = impl_->on_apply_thread();
+  if (!applied_only)
+    if (auto st = impl_->owner_only(); !st) return st;
   // After a failure every transaction before it is applied and none after
   // it: the store alone is right.
-  if (!impl_->queued.empty() && !impl_->behind->failed_flag.load(std::memory_order_acquire)) {
+  if (!applied_only && !impl_->queued.empty() &&
+      !impl_->behind->failed_flag.load(std::memory_order_acquire)) {
     // Applied transactions still listed give the same answer as the store.
     if (const write_op* op = impl_->queued_write(table, key)) {
       if (op->op == write_op::kind::erase) return std::optional<std::string>{};
@@ -788,8 +842,8 @@ result<std::optional<std::string>> environment::get(std::string_view table,
 status environment::scan(
     std::string_view table, std::string_view from,
     const std::function<bool(std::string_view key, std::string_view value)>& fn) const {
-  if (auto st = impl_->owner_only(); !st) return st;
-  impl_->wait_queued();
+  if (auto st = impl_->reader_only(); !st) return st;
+  if (!impl_->on_apply_thread()) impl_->wait_queued();
   auto dbi = impl_->find_dbi(table);
   if (!dbi) return dbi.error();
   if (!dbi->has_value()) return {};
@@ -885,8 +939,8 @@ status environment::sync() {
 }
 
 result<std::vector<table_stats>> environment::stats() const {
-  if (auto st = impl_->owner_only(); !st) return st;
-  impl_->wait_queued();
+  if (auto st = impl_->reader_only(); !st) return st;
+  if (!impl_->on_apply_thread()) impl_->wait_queued();
   // Every named table was opened at open() or by the writer; list names from
   // the main database, then stat all of them in one snapshot.
   std::vector<std::string> names;
@@ -927,8 +981,8 @@ result<std::vector<table_stats>> environment::stats() const {
 }
 
 status environment::copy_to(const std::string& dir) const {
-  if (auto st = impl_->owner_only(); !st) return st;
-  impl_->wait_queued();
+  if (auto st = impl_->reader_only(); !st) return st;
+  if (!impl_->on_apply_thread()) impl_->wait_queued();
   // mdb_env_copy2 runs its own read transaction through the map: hold the gate
   // so the writer does not resize meanwhile (it waits for the copy to end).
   impl_->gate.enter_shared();

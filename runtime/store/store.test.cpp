@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <optional>
 #include <set>
@@ -644,6 +645,77 @@ TEST(write_behind, another_thread_is_refused_until_the_store_stops_writing_behin
   std::optional<std::string> seen;
   std::thread([&] { seen = get_ok(env, "t", "k"); }).join();
   EXPECT_EQ(seen, "v");
+}
+
+// A function run in order reads every store as the transactions queued
+// before it left it, while its owner goes on queueing and reading later ones
+// (the simulator's mid-run checks), and it runs after a failure too.
+TEST(write_behind, a_function_run_in_order_reads_the_stores_as_of_its_place_in_the_queue) {
+  apply_thread t;  // destroyed after the stores
+  behind_store a, b;
+  ASSERT_TRUE(a.env && b.env);
+  a.env->write_behind(&t);
+  b.env->write_behind(&t);
+  auto put = [](environment& env, std::string key, std::string value) {
+    std::vector<write_batch> one(1);
+    one[0].put("t", key, value);
+    return env.apply_later(std::move(one));
+  };
+  ASSERT_TRUE(put(*a.env, "k", "1"));
+  ASSERT_TRUE(put(*b.env, "k", "1"));
+  std::promise<void> later_queued;
+  std::optional<std::string> a_k, b_k, a_new;
+  std::map<std::string, std::string> a_rows;
+  status write_st;
+  const auto job = t.run_in_order([&] {
+    later_queued.get_future().wait();  // the owner has queued what follows
+    a_k = get_ok(*a.env, "t", "k");
+    b_k = get_ok(*b.env, "t", "k");
+    a_new = get_ok(*a.env, "t", "new");
+    a_rows = dump(*a.env, "t");
+    write_st = put(*a.env, "from", "job");
+  });
+  ASSERT_TRUE(put(*a.env, "k", "2"));
+  ASSERT_TRUE(put(*a.env, "new", "3"));
+  ASSERT_TRUE(put(*b.env, "k", "2"));
+  EXPECT_FALSE(t.done(job));
+  // The owner sees its queued writes meanwhile.
+  EXPECT_EQ(get_ok(*a.env, "t", "k"), "2");
+  EXPECT_EQ(get_ok(*a.env, "t", "new"), "3");
+  later_queued.set_value();
+  t.wait(job);
+  EXPECT_TRUE(t.done(job));
+  EXPECT_EQ(a_k, "1");
+  EXPECT_EQ(b_k, "1");
+  EXPECT_EQ(a_new, std::nullopt);
+  EXPECT_EQ(a_rows, (std::map<std::string, std::string>{{"k", "1"}}));
+  EXPECT_EQ(write_st.code(), errc::internal);  // a function only reads
+  t.drain();
+  EXPECT_EQ(dump(*a.env, "t"), (std::map<std::string, std::string>{{"k", "2"}, {"new", "3"}}));
+  EXPECT_EQ(get_ok(*b.env, "t", "k"), "2");
+}
+
+TEST(write_behind, a_function_runs_in_order_after_a_failure_and_sees_what_was_applied) {
+  temp_dir dir;
+  options o = test_options(dir.path());
+  o.map_bytes_initial = std::size_t{1} << 20;
+  o.map_bytes_max = std::size_t{2} << 20;
+  apply_thread t;
+  auto env = open_ok(o);
+  ASSERT_TRUE(env);
+  env->write_behind(&t);
+  std::vector<write_batch> before(1);
+  before[0].put("t", "before", "1");
+  ASSERT_TRUE(env->apply_later(std::move(before)));
+  std::vector<write_batch> big(1);
+  big[0].put("t", "first", "should not appear");
+  for (int i = 0; i < 1500; ++i) big[0].put("blob", key_u64(i), std::string(4000, 'y'));
+  ASSERT_TRUE(env->apply_later(std::move(big)));
+  std::map<std::string, std::string> seen;
+  const auto job = t.run_in_order([&] { seen = dump(*env, "t"); });
+  t.wait(job);
+  EXPECT_TRUE(t.failed());
+  EXPECT_EQ(seen, (std::map<std::string, std::string>{{"before", "1"}}));
 }
 
 TEST(write_behind, an_inline_writer_completes_at_once_and_records_the_keys) {

@@ -118,6 +118,21 @@ class apply_thread {
   /// Transactions applied so far.
   std::uint64_t transactions() const noexcept;
 
+  /// Queues `fn` to run on the thread after every transaction queued before
+  /// it and before any queued after it (even after a failure); returns its
+  /// number for wait() and done(). Inside `fn`, the environments that write
+  /// behind to this thread may be read (get, scan, stats, copy_to) from this
+  /// thread: each shows its store exactly as the transactions before `fn`
+  /// left it, while the caller goes on reading and queueing. `fn` must not
+  /// write. While it runs, no transaction is applied. For work that reads a
+  /// moment of the stores without stopping the caller (the simulator's
+  /// mid-run checks). Same calling thread as the environments' owner.
+  std::uint64_t run_in_order(std::function<void()> fn);
+  /// Waits until `n` (from run_in_order) has run.
+  void wait(std::uint64_t n);
+  /// Whether `n` (from run_in_order) has run.
+  bool done(std::uint64_t n) const noexcept;
+
   struct impl;
 
  private:
