@@ -233,6 +233,20 @@ TEST(simulator, a_run_stops_with_a_clear_error_when_its_file_system_is_nearly_fu
   EXPECT_TRUE(std::filesystem::is_empty(tmp.dir()));
 }
 
+/// Commits a booking far beyond weld1's capacity behind the actors' back.
+void overbook_weld1(timestamp_us now, node& n) {
+  actors::reservation_record b;
+  b.resource = "weld1";
+  b.reservation_id = "sabotage";
+  b.kind = actors::reservation_kind::booking;
+  b.start_us = now;
+  b.end_us = now + us_per_hour;
+  b.allocations = {{now / us_per_hour, 1'000'000}};
+  effects fx;
+  actors::tables::bookings.put(fx.writes, actors::reservation_key("weld1", "sabotage"), b);
+  n.context().commit(std::move(fx));
+}
+
 // The checker is live: a store broken mid-run (a booking far beyond a
 // machine's capacity, written behind the actors' back) stops the run with
 // the seed, the simulated time, the invariant and the node's last events.
@@ -244,20 +258,14 @@ TEST(simulator, a_broken_invariant_stops_the_run_with_seed_time_and_events) {
     sim_options o;
     o.seed = 5;
     o.write_behind = behind;
+    // Only in the first run (a check on the second thread finds it one
+    // check late and the seed runs again, where it does not happen again:
+    // the first run's report stands).
     bool done = false;
     o.inject = [&](timestamp_us now, const std::string& id, node& n) {
       if (done || id != "framecraft" || now < s.start_us + us_per_hour) return;
       done = true;
-      actors::reservation_record b;
-      b.resource = "weld1";
-      b.reservation_id = "sabotage";
-      b.kind = actors::reservation_kind::booking;
-      b.start_us = now;
-      b.end_us = now + us_per_hour;
-      b.allocations = {{now / us_per_hour, 1'000'000}};
-      effects fx;
-      actors::tables::bookings.put(fx.writes, actors::reservation_key("weld1", "sabotage"), b);
-      n.context().commit(std::move(fx));
+      overbook_weld1(now, n);
     };
     auto r = run_simulation(s, o);
     ASSERT_TRUE(r) << r.error().to_string();
@@ -272,6 +280,43 @@ TEST(simulator, a_broken_invariant_stops_the_run_with_seed_time_and_events) {
     EXPECT_NE(r->failure.find("last events of framecraft:"), std::string::npos) << r->failure;
     EXPECT_LT(r->end_us, s.start_us + 2 * us_per_hour);  // stopped at once, not at the end
   }
+}
+
+// Writing behind, a mid-run check runs on the second thread while the run
+// goes on, and finds a violation one check late; the seed then runs again
+// with checks that wait. The report, the trace and the stores are exactly
+// those of a run on one thread.
+TEST(simulator, a_violation_found_on_the_second_thread_is_reported_as_on_one_thread) {
+  auto s = small(0, 0);
+  std::vector<sim_result> runs;
+  for (bool behind : {false, true}) {
+    SCOPED_TRACE(behind ? "write_behind" : "one thread");
+    sim_options o;
+    o.seed = 5;
+    o.write_behind = behind;
+    int injected = 0;
+    o.inject = [&](timestamp_us now, const std::string& id, node& n) {
+      // At the check one simulated hour in, in every run.
+      const auto at = s.start_us + us_per_hour;
+      if (id != "framecraft" || now < at || now >= at + o.check_every_us) return;
+      ++injected;
+      overbook_weld1(now, n);
+    };
+    auto r = run_simulation(s, o);
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(injected, behind ? 2 : 1);
+    EXPECT_FALSE(r->ok);
+    runs.push_back(std::move(*r));
+  }
+  EXPECT_NE(runs[0].failure.find(
+                "VIOLATION in two-tier demo with seed 5 at simulated time 2026-01-05T07:00:00"),
+            std::string::npos)
+      << runs[0].failure;
+  EXPECT_EQ(runs[1].failure, runs[0].failure);
+  EXPECT_EQ(runs[1].end_us, runs[0].end_us);
+  EXPECT_EQ(runs[1].trace_hash, runs[0].trace_hash);
+  EXPECT_EQ(runs[1].state_hash, runs[0].state_hash);
+  EXPECT_EQ(runs[1].invariant_checks, runs[0].invariant_checks);
 }
 
 // Nested negotiation over every tier: each contracted e-bike has a contract
