@@ -57,13 +57,33 @@ class verify_test : public ::testing::Test {
     return env ? std::move(*env) : nullptr;
   }
 
-  verify_report verify(const std::vector<std::string>& names, timestamp_us now = t0) {
+  /// Verifies on one thread, and again on two: the reports must be the same.
+  verify_report verify(const std::vector<std::string>& names, timestamp_us now = t0,
+                       std::size_t violations_max = 10'000) {
     std::vector<std::string> dirs;
     for (const auto& n : names) dirs.push_back(dir(n));
     verify_options opts;
     opts.now_us = now;
+    opts.violations_max = violations_max;
     auto r = verify_data_dirs(dirs, opts);
     EXPECT_TRUE(r) << r.error().to_string();
+    opts.threads = 2;
+    auto two = verify_data_dirs(dirs, opts);
+    EXPECT_TRUE(two) << two.error().to_string();
+    if (r && two) {
+      EXPECT_EQ(dump(*two), dump(*r));
+      EXPECT_EQ(two->violations_total, r->violations_total);
+      EXPECT_EQ(two->contracts_unchecked, r->contracts_unchecked);
+      EXPECT_EQ(two->reservations_unchecked, r->reservations_unchecked);
+      EXPECT_EQ(two->stores.size(), r->stores.size());
+      for (std::size_t i = 0; i < std::min(r->stores.size(), two->stores.size()); ++i) {
+        EXPECT_EQ(two->stores[i].node_id, r->stores[i].node_id);
+        EXPECT_EQ(two->stores[i].orders, r->stores[i].orders);
+        EXPECT_EQ(two->stores[i].contracts, r->stores[i].contracts);
+        EXPECT_EQ(two->stores[i].holds, r->stores[i].holds);
+        EXPECT_EQ(two->stores[i].bookings, r->stores[i].bookings);
+      }
+    }
     return r ? std::move(*r) : verify_report{};
   }
 
@@ -586,6 +606,40 @@ TEST_F(verify_test, listed_violations_are_bounded_but_all_counted) {
   EXPECT_EQ(r->violations.size(), 2u);
   EXPECT_EQ(r->violations_total, 5u);
   EXPECT_FALSE(r->clean());
+}
+
+// verify_options::threads: the second half of the stores on a thread of
+// its own gives the report of one thread, in the same order, with the same
+// listing when it is bounded (verify() compares the two).
+TEST_F(verify_test, two_threads_give_the_report_of_one) {
+  write_buyer();
+  write_seller();
+  write("velo", [](store::write_batch& b) {
+    auto c = contract("velo/order/2/c1", contract_role::buyer);
+    c.order_id = "velo/order/2";
+    tables::contracts.put(b, c.contract_id, c);  // missing at framecraft
+  });
+  std::vector<std::string> names;
+  for (int s = 0; s < 5; ++s) {
+    const std::string name = "n" + std::to_string(s);
+    write(name, [&](store::write_batch& b) {
+      b.put("meta", meta_node_id_key, name);
+      for (int i = 0; i <= s; ++i) {
+        order_record o;
+        o.order_id = name + "/order/" + std::to_string(i);  // not terminal
+        tables::orders.put(b, o.order_id, o);
+      }
+    });
+    names.push_back(name);
+  }
+  names.insert(names.begin() + 1, "velo");
+  names.insert(names.begin() + 4, "framecraft");  // n0 velo n1 n2 | framecraft n3 n4
+  for (std::size_t max : {10'000u, 7u, 3u}) {
+    SCOPED_TRACE(max);
+    auto r = verify(names, t0, max);
+    EXPECT_EQ(r.violations_total, 16u) << dump(r);  // 15 orders, 1 contract
+    EXPECT_EQ(r.violations.size(), std::min<std::size_t>(max, 16)) << dump(r);
+  }
 }
 
 TEST_F(verify_test, verifies_environments_that_are_already_open) {

@@ -148,6 +148,10 @@ struct verify_options {
   timestamp_us now_us = 0;
   /// Most violations listed in the report; the rest are only counted.
   std::size_t violations_max = 10'000;
+  /// verify_stores: 2 or more checks the second half of the stores on a
+  /// thread of its own (the stores' reads must then be thread-safe: not
+  /// writing behind). Same report either way.
+  unsigned threads = 1;
 };
 
 /// Most stores one check takes.
