@@ -50,6 +50,10 @@ constexpr std::uint64_t queued_behind_max = 16384;
 /// many: reading applied_n costs a cache miss (the thread writes it), a
 /// look through a few more listed ones does not.
 constexpr std::size_t forget_at = 4;
+/// Forgotten transactions an environment gathers before it hands them to
+/// the apply thread to free (freeing their batches was 2 % of the owner's
+/// work in a simulation).
+constexpr std::size_t free_behind_at = 64;
 
 /// Table and key of the on-disk format stamp. The value is the decimal version.
 constexpr std::string_view meta_table = "meta";
@@ -205,6 +209,8 @@ struct environment::impl {
   /// Queued, oldest first, until forgotten once applied: a few at most, as
   /// the apply thread keeps up; get() looks through them, newest op first.
   mutable std::deque<std::unique_ptr<queued_txn>> queued;
+  /// Applied transactions forgotten, to be freed on the apply thread.
+  mutable std::vector<std::unique_ptr<queued_txn>> forgotten;
   /// The thread that called write_behind(): the only one that may use the
   /// environment while it writes behind.
   std::thread::id owner;
@@ -702,7 +708,16 @@ bool environment::impl::on_apply_thread() const {
 
 void environment::impl::forget_applied() const {
   const auto done = behind->applied_n.load(std::memory_order_acquire);
-  while (!queued.empty() && queued.front()->seq <= done) queued.pop_front();
+  while (!queued.empty() && queued.front()->seq <= done) {
+    forgotten.push_back(std::move(queued.front()));
+    queued.pop_front();
+  }
+  if (forgotten.size() >= free_behind_at) {
+    // std::function needs a copyable callable: share the list.
+    auto garbage = std::make_shared<std::vector<std::unique_ptr<queued_txn>>>(std::move(forgotten));
+    forgotten.clear();
+    behind->push([garbage] { garbage->clear(); });
+  }
 }
 
 const write_op* environment::impl::queued_write(std::string_view table,
