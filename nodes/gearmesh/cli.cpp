@@ -991,7 +991,8 @@ int run_parsed(int argc, const char* const* argv, std::ostream& out, std::ostrea
   sim_cmd->add_option("--jobs", sim_opts.jobs, "Sweep workers; default one per core");
   sim_cmd
       ->add_option("--threads", sim_opts.threads,
-                   "One run: 2 applies the stores' writes on a second thread (same results); "
+                   "One run: 2 applies the stores' writes and runs the mid-run checks on a "
+                   "second thread (same results); "
                    "default 2 on a machine with two cores or more, else 1")
       ->check(CLI::Range(1, 2));
   sim_cmd->add_option("--report", sim_opts.report_dir,

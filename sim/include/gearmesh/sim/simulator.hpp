@@ -56,7 +56,10 @@ struct sim_options {
   /// full file system would kill the process with SIGBUS instead.
   std::uint64_t free_bytes_min = std::uint64_t{64} << 20;
   /// Apply the stores' write transactions on a second thread
-  /// (store::apply_thread) while the simulation goes on. Same results,
+  /// (store::apply_thread) while the simulation goes on; with no work_dir,
+  /// the mid-run checks run there too, each reading the stores as they were
+  /// at its simulated time (a run they find broken is run again with checks
+  /// that wait, for the report a one-thread run gives). Same results,
   /// traces and hashes as without; a single run is faster on two cores,
   /// several runs at once (a sweep with --jobs) are not.
   bool write_behind = false;
