@@ -372,6 +372,13 @@ class world {
   /// Waits for the mid-run check running on the apply thread, if any, and
   /// returns its report (empty if clean).
   std::string finish_check();
+  /// Makes `report` (a check's, empty if clean) the run's failure, unless
+  /// the run has failed already.
+  void fail(std::string report) {
+    if (report.empty() || !r_.failure.empty()) return;
+    r_.ok = false;
+    r_.failure = std::move(report);
+  }
   void collect(sim_result& r);
   std::uint64_t state_hash();
 
@@ -498,10 +505,7 @@ status world::start_node(std::size_t i) {
 void world::stop_node(sim_node& sn, bool crashed) {
   if (!sn.n) return;
   // A check on the apply thread may be reading its store (stopping closes it).
-  if (auto report = finish_check(); !report.empty() && r_.failure.empty()) {
-    r_.ok = false;
-    r_.failure = std::move(report);
-  }
+  fail(finish_check());
   if (sn.clock_at < now_) sn.n->advance_time_us(now_ - sn.clock_at);
   drop_timer(sn);  // its timers die with it
   sn.deferred_since = 0;
@@ -1184,11 +1188,8 @@ result<sim_result> world::run() {
         }
         r_.actor_jobs += settle();
       }
-      if (auto report = check(false); !report.empty()) {
-        r_.ok = false;
-        r_.failure = report;
-        break;
-      }
+      fail(check(false));
+      if (!r_.failure.empty()) break;
       if (now_ >= demand_end && quiesced()) {
         r_.quiesced = true;
         break;
@@ -1223,10 +1224,7 @@ result<sim_result> world::run() {
     }
   }
   // The last mid-run check, when it ran on the apply thread.
-  if (auto report = finish_check(); !report.empty() && r_.failure.empty()) {
-    r_.ok = false;
-    r_.failure = std::move(report);
-  }
+  fail(finish_check());
   if (r_.failure.empty() && !r_.quiesced) {
     r_.ok = false;
     r_.failure = fmt::format(
@@ -1257,12 +1255,7 @@ result<sim_result> world::run() {
       collect(r_);
     });
   }
-  if (r_.failure.empty()) {
-    if (auto report = check(true); !report.empty()) {
-      r_.ok = false;
-      r_.failure = report;
-    }
-  }
+  if (r_.failure.empty()) fail(check(true));
   if (side.joinable()) {
     side.join();
   } else {

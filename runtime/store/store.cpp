@@ -225,10 +225,20 @@ struct environment::impl {
   /// Whether this is the apply thread, inside a job of apply_thread::run_in_order:
   /// it may read, and sees the store as applied (never the queued transactions).
   bool on_apply_thread() const;
-  /// Ok for the owner and for the apply thread (a read inside run_in_order).
-  status reader_only() const {
+  /// Before a read that goes to the store as a whole (scan, stats, copy):
+  /// the owner waits until its queued transactions are applied; the apply
+  /// thread reads what is applied; any other thread is refused.
+  status before_read() const {
     if (on_apply_thread()) return {};
-    return owner_only();
+    if (auto st = owner_only(); !st) return st;
+    wait_queued();
+    return {};
+  }
+  /// Before writing at once: the owner's queued transactions go first.
+  status before_write() const {
+    if (auto st = owner_only(); !st) return st;
+    wait_queued();
+    return {};
   }
   /// Forgets the queued transactions the apply thread has applied.
   void forget_applied() const;
@@ -525,7 +535,7 @@ struct apply_thread::impl {
   struct job {
     environment::impl* env = nullptr;
     const environment::impl::queued_txn* txn = nullptr;
-    std::uint64_t seq = 0;  // a function's number (a transaction's is txn->seq)
+    std::uint64_t seq = 0;  // its number in the queue
     std::function<void()> fn;
   };
 
@@ -549,7 +559,7 @@ struct apply_thread::impl {
     std::lock_guard lk(mutex);
     txn->seq = ++last_seq;
     queued_n.store(txn->seq, std::memory_order_release);
-    work.push_back(job{env, txn, 0, {}});
+    work.push_back(job{env, txn, txn->seq, {}});
     if (sleeping) work_cv.notify_one();
   }
 
@@ -616,14 +626,7 @@ struct apply_thread::impl {
         if (!j.env) {
           // Runs even after a failure: its reads show what was applied.
           j.fn();
-          applied_n.store(j.seq);
-          notify_caller();
-          continue;
-        }
-        // The owning thread frees the transaction once applied_n reaches it:
-        // read its number first.
-        const std::uint64_t seq = j.txn->seq;
-        if (!failed_flag.load(std::memory_order_relaxed)) {
+        } else if (!failed_flag.load(std::memory_order_relaxed)) {
           ptrs.clear();
           for (const auto& b : j.txn->batches) ptrs.push_back(&b);
           if (auto st = j.env->apply(ptrs, true); !st) {
@@ -634,17 +637,14 @@ struct apply_thread::impl {
             applied_txns.fetch_add(1, std::memory_order_relaxed);
           }
         }
-        applied_n.store(seq);
-        notify_caller();
+        // The owning thread frees a transaction once applied_n reaches it.
+        applied_n.store(j.seq);
+        if (caller_waiting.load()) {
+          std::lock_guard lk(mutex);
+          done_cv.notify_all();
+        }
       }
       batch.clear();
-    }
-  }
-
-  void notify_caller() {
-    if (caller_waiting.load()) {
-      std::lock_guard lk(mutex);
-      done_cv.notify_all();
     }
   }
 
@@ -857,8 +857,7 @@ result<std::optional<std::string>> environment::get(std::string_view table,
 status environment::scan(
     std::string_view table, std::string_view from,
     const std::function<bool(std::string_view key, std::string_view value)>& fn) const {
-  if (auto st = impl_->reader_only(); !st) return st;
-  if (!impl_->on_apply_thread()) impl_->wait_queued();
+  if (auto st = impl_->before_read(); !st) return st;
   auto dbi = impl_->find_dbi(table);
   if (!dbi) return dbi.error();
   if (!dbi->has_value()) return {};
@@ -889,8 +888,7 @@ std::size_t environment::key_bytes_max() const noexcept {
 }
 
 status environment::apply(const std::vector<const write_batch*>& batches) {
-  if (auto st = impl_->owner_only(); !st) return st;
-  impl_->wait_queued();
+  if (auto st = impl_->before_write(); !st) return st;
   return impl_->apply(batches, true);
 }
 
@@ -944,8 +942,7 @@ status environment::apply_later(
 
 status environment::apply_pipelined(const std::vector<const write_batch*>& batches,
                                     bool& earlier_durable) {
-  if (auto st = impl_->owner_only(); !st) return st;
-  impl_->wait_queued();
+  if (auto st = impl_->before_write(); !st) return st;
   return impl_->apply(batches, false, &earlier_durable);
 }
 
@@ -954,8 +951,7 @@ status environment::sync() {
 }
 
 result<std::vector<table_stats>> environment::stats() const {
-  if (auto st = impl_->reader_only(); !st) return st;
-  if (!impl_->on_apply_thread()) impl_->wait_queued();
+  if (auto st = impl_->before_read(); !st) return st;
   // Every named table was opened at open() or by the writer; list names from
   // the main database, then stat all of them in one snapshot.
   std::vector<std::string> names;
@@ -996,8 +992,7 @@ result<std::vector<table_stats>> environment::stats() const {
 }
 
 status environment::copy_to(const std::string& dir) const {
-  if (auto st = impl_->reader_only(); !st) return st;
-  if (!impl_->on_apply_thread()) impl_->wait_queued();
+  if (auto st = impl_->before_read(); !st) return st;
   // mdb_env_copy2 runs its own read transaction through the map: hold the gate
   // so the writer does not resize meanwhile (it waits for the copy to end).
   impl_->gate.enter_shared();
