@@ -8,6 +8,8 @@
 //   - decode fails with an error other than malformed_frame or
 //     unsupported_version, or without a message;
 //   - the same bytes decode differently at an unaligned address;
+//   - peek_type fails for a frame decode accepts, or gives another type,
+//     or fails with an error other than malformed_frame;
 //   - a decoded envelope does not survive encode -> decode unchanged, or
 //     encodes to different bytes the second time;
 //   - a decoded payload's type does not index the gateway's route table;
@@ -242,12 +244,23 @@ void check_frame(std::span<const std::uint8_t> frame) {
   const std::uint8_t* data = frame.data();
   const std::size_t size = frame.size();
   auto env = wire::decode(frame, lim);
+  // peek_type reads a part of what decode verifies: it accepts every frame
+  // decode accepts (with the decoded type), may accept others, and fails
+  // only as malformed_frame.
+  auto type = wire::peek_type(frame, lim);
+  if (type) {
+    use(static_cast<std::uint64_t>(*type));
+  } else {
+    FUZZ_CHECK(type.error().code() == errc::malformed_frame, type.error().to_string());
+  }
 
   // The same bytes one byte off alignment (decode copies them) decode the same.
   std::vector<std::uint8_t> shifted(size + 1);
   if (size > 0) std::memcpy(shifted.data() + 1, data, size);
   auto env_shifted = wire::decode(std::span(shifted).subspan(1), lim);
   FUZZ_CHECK(env.has_value() == env_shifted.has_value());
+  auto type_shifted = wire::peek_type(std::span(shifted).subspan(1), lim);
+  FUZZ_CHECK(type.has_value() == type_shifted.has_value());
 
   if (!env) {
     const status& st = env.error();
@@ -259,6 +272,7 @@ void check_frame(std::span<const std::uint8_t> frame) {
     return;
   }
   FUZZ_CHECK(*env == *env_shifted, describe(*env));
+  FUZZ_CHECK(type && *type == wire::type_of(env->payload), describe(*env));
   gateway_reads(*env);
 
   // Round trip. A frame whose string fields share one copy (legal FlatBuffers)

@@ -671,11 +671,13 @@ void world::fire(event& e) {
       }
       ++r_.frames_delivered;
       trace("deliver", e.a, e.b, &e.frame);
-      // Only a buyer's frames are read here (a Confirm times its negotiation).
+      // Only a buyer's frames are looked at here (a Confirm times its
+      // negotiation), and only a Confirm is decoded.
       if (to.is_buyer) {
-        if (auto env = wire::decode(e.frame))
-          if (const auto* c = std::get_if<wire::confirm>(&env->payload))
-            confirmed_at_.emplace(c->order_id, now_);
+        if (auto t = wire::peek_type(e.frame); t && *t == wire::message_type::confirm)
+          if (auto env = wire::decode(e.frame))
+            if (const auto* c = std::get_if<wire::confirm>(&env->payload))
+              confirmed_at_.emplace(c->order_id, now_);
       }
       wake(e.b);
       to.net->deliver(nodes_[e.a].spec.id, e.frame);

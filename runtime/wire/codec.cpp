@@ -686,7 +686,11 @@ bytes encode(const envelope& env) {
   return bytes(p, p + b.GetSize());
 }
 
-result<envelope> decode(std::span<const std::uint8_t> frame, const limits& lim) {
+namespace {
+
+/// The checks before any byte of `frame` is read as FlatBuffers: its size
+/// and file identifier.
+status check_frame_bounds(std::span<const std::uint8_t> frame, const limits& lim) {
   const std::size_t size_max =
       std::min<std::size_t>(lim.frame_bytes_max, FLATBUFFERS_MAX_BUFFER_SIZE - 1);
   if (frame.size() > size_max) {
@@ -700,10 +704,38 @@ result<envelope> decode(std::span<const std::uint8_t> frame, const limits& lim) 
   if (!EnvelopeBufferHasIdentifier(frame.data())) {
     return malformed("bad file identifier (want \"" + std::string(EnvelopeIdentifier()) + "\")");
   }
+  return {};
+}
 
+}  // namespace
+
+result<envelope> decode(std::span<const std::uint8_t> frame, const limits& lim) {
+  if (auto st = check_frame_bounds(frame, lim); !st) return st;
   return detail::with_aligned(frame, [&](std::span<const std::uint8_t> aligned) {
     return decode_aligned(aligned.data(), aligned.size(), lim);
   });
+}
+
+result<message_type> peek_type(std::span<const std::uint8_t> frame, const limits& lim) {
+  if (auto st = check_frame_bounds(frame, lim); !st) return st;
+  return detail::with_aligned(
+      frame, [&](std::span<const std::uint8_t> aligned) -> result<message_type> {
+        // The root offset and the envelope's vtable and payload_type field
+        // only: nothing the payload holds is read.
+        fb::Verifier verifier(aligned.data(), aligned.size());
+        const auto root = verifier.VerifyOffset(0);
+        if (root == 0) return malformed("verifier rejected frame");
+        const auto* t = fb::GetRoot<fb::Table>(aligned.data());
+        if (!t->VerifyTableStart(verifier) ||
+            !t->VerifyField<std::uint8_t>(verifier, Envelope::VT_PAYLOAD_TYPE, 1))
+          return malformed("verifier rejected frame");
+        const auto type =
+            static_cast<Payload>(t->GetField<std::uint8_t>(Envelope::VT_PAYLOAD_TYPE, 0));
+        if (type == Payload::NONE) return malformed("frame has no payload");
+        if (static_cast<std::uint8_t>(type) > static_cast<std::uint8_t>(Payload::MAX))
+          return malformed("unknown payload type " + std::to_string(static_cast<unsigned>(type)));
+        return static_cast<message_type>(static_cast<std::uint8_t>(type) - 1);
+      });
 }
 
 }  // namespace gearmesh::wire

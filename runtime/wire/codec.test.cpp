@@ -126,8 +126,10 @@ envelope sample_envelope(payload p = sample_cfp()) {
   return envelope{sample_header(), std::move(p)};
 }
 
-/// Asserts a decode failed with `code` and a message containing `needle`.
-void expect_error(const result<envelope>& r, errc code, const std::string& needle) {
+/// Asserts a decode (or peek_type) failed with `code` and a message
+/// containing `needle`.
+template <class T>
+void expect_error(const result<T>& r, errc code, const std::string& needle) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), code) << r.error().to_string();
   EXPECT_NE(r.error().message().find(needle), std::string::npos) << r.error().to_string();
@@ -166,6 +168,44 @@ TEST(codec, round_trips_every_message_type) {
     EXPECT_EQ(out->payload, in.payload);
     EXPECT_EQ(type_of(out->payload), type_of(in.payload));
     EXPECT_EQ(*out, in);
+  }
+}
+
+TEST(codec, peek_type_reads_the_type_of_every_message) {
+  for (const payload& p : every_payload()) {
+    SCOPED_TRACE(to_string(type_of(p)));
+    const bytes frame = encode(sample_envelope(p));
+    auto t = peek_type(frame);
+    ASSERT_TRUE(t.has_value()) << t.error().to_string();
+    EXPECT_EQ(*t, type_of(p));
+    // At an odd address too (peek_type copies, as decode does).
+    bytes shifted(frame.size() + 1);
+    std::memcpy(shifted.data() + 1, frame.data(), frame.size());
+    auto u = peek_type(std::span<const std::uint8_t>(shifted).subspan(1));
+    ASSERT_TRUE(u.has_value()) << u.error().to_string();
+    EXPECT_EQ(*u, type_of(p));
+  }
+}
+
+TEST(codec, peek_type_rejects_what_it_cannot_read) {
+  expect_error(peek_type({}), errc::malformed_frame, "frame of 0 bytes is shorter than 8");
+  const std::uint8_t header_only[8] = {8, 0, 0, 0, 'G', 'M', 'S', 'H'};
+  expect_error(peek_type(header_only), errc::malformed_frame, "verifier rejected frame");
+  bytes frame = encode(sample_envelope());
+  expect_error(peek_type(bytes(70'000, 0)), errc::malformed_frame, "exceeds 65536");
+  bytes wrong = frame;
+  std::memcpy(wrong.data() + 4, "XXXX", 4);
+  expect_error(peek_type(wrong), errc::malformed_frame, "bad file identifier");
+  // Every prefix: read as the full type, or rejected, never past its end
+  // (each prefix is a copy, so ASan sees reads beyond it).
+  for (std::size_t n = 0; n < frame.size(); ++n) {
+    const bytes prefix(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(n));
+    auto t = peek_type(prefix);
+    if (t) {
+      EXPECT_EQ(*t, message_type::cfp);
+    } else {
+      EXPECT_EQ(t.error().code(), errc::malformed_frame);
+    }
   }
 }
 
@@ -292,8 +332,16 @@ TEST(codec, mutated_frames_never_crash) {
     const int flips = 1 + static_cast<int>(rng() % 4);
     for (int f = 0; f < flips; ++f) frame[pos(rng)] = static_cast<std::uint8_t>(rng());
     auto out = decode(frame);
+    // peek_type checks a part of what decode does: it agrees with every
+    // frame decode accepts.
+    auto type = peek_type(frame);
+    if (!type) {
+      EXPECT_EQ(type.error().code(), errc::malformed_frame);
+    }
     // Either outcome is fine; a decoded value must respect the limits.
     if (out.has_value()) {
+      ASSERT_TRUE(type.has_value());
+      EXPECT_EQ(*type, type_of(out->payload));
       EXPECT_LE(out->header.sender.size(), limits{}.string_bytes_max);
       EXPECT_EQ(out->header.protocol_version, protocol_version);
     }

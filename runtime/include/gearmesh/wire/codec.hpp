@@ -57,4 +57,11 @@ bytes encode(const envelope& env);
 /// identifier, missing payload, string too long), errc::unsupported_version.
 result<envelope> decode(std::span<const std::uint8_t> frame, const limits& lim = {});
 
+/// The payload type of a frame, reading only what that needs: its size,
+/// identifier, root offset and the envelope's payload_type field are
+/// checked, nothing else. For a look at a frame that is not otherwise used
+/// (the simulator's statistics); a frame acted upon goes through decode().
+/// Errors: errc::malformed_frame.
+result<message_type> peek_type(std::span<const std::uint8_t> frame, const limits& lim = {});
+
 }  // namespace gearmesh::wire
