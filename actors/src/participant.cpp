@@ -60,6 +60,9 @@ struct participant_state {
   std::uint64_t next_proposal = 1;
   pending_writes pending;
   std::uint64_t commit_seq = 0;
+  /// With commits that are done on return (node_context::commits_inline):
+  /// whether the last one that wrote something succeeded.
+  bool last_commit_ok = true;
   /// Held proposals by (buyer, order id): answers a repeated CFP and a Cancel
   /// without contract id. Entries leave when the offer leaves `held` or expires
   /// (offers with component orders: only when they leave `held`).
@@ -111,7 +114,16 @@ std::uint64_t commit(participant_actor* self, store::write_batch writes,
     fx.messages.push_back(outbound{std::move(m.receiver), std::string(conversation),
                                    cause ? cause->header.message_id : 0, std::move(m.payload)});
   std::uint64_t seq = 0;
-  if (!fx.writes.empty()) {
+  if (!fx.writes.empty() && st.ctx->commits_inline()) {
+    // Done when ctx->commit() returns, and on_durable runs inside it: reads
+    // see the writes at once, so `pending` need not keep them, and no
+    // notice is needed (reply_after looks at last_commit_ok).
+    seq = ++st.commit_seq;
+    fx.on_durable = [&st, seq](const status& s) {
+      if (!s) spdlog::error("participant: commit {} failed: {}", seq, s.to_string());
+      st.last_commit_ok = s.is_ok();
+    };
+  } else if (!fx.writes.empty()) {
     // Only commits that wrote something the participant reads back need to
     // tell it when they are durable.
     seq = ++st.commit_seq;
@@ -124,6 +136,18 @@ std::uint64_t commit(participant_actor* self, store::write_batch writes,
   fx.writes.append(std::move(reservations));
   st.ctx->commit(std::move(fx));
   return seq;
+}
+
+/// Commit `seq` is durable (ok) or failed: what waited for it goes on.
+void on_durable(participant_actor* self, std::uint64_t seq, bool ok) {
+  auto& st = self->state;
+  st.pending.durable(seq);
+  while (!st.replies.empty() && st.replies.begin()->first <= seq) {
+    auto [rp, reply] = std::move(st.replies.begin()->second);
+    st.replies.erase(st.replies.begin());
+    if (!ok) reply = outage_reply{500, "the outage could not be stored", {}};
+    rp.deliver(std::move(reply));
+  }
 }
 
 /// Erases the hold records of `refs` (a held offer's: it has no bookings).
@@ -1029,6 +1053,8 @@ caf::response_promise on_outage(participant_actor* self, outage_request& req) {
   };
   auto reply_after = [&](std::uint64_t seq, unsigned code, std::vector<outage_record> outs) {
     st.replies.emplace(seq, std::make_pair(rp, outage_reply{code, {}, std::move(outs)}));
+    // A commit done on return sends no notice: it is answered now.
+    if (st.ctx->commits_inline()) on_durable(self, seq, seq == 0 || st.last_commit_ok);
     return rp;
   };
   switch (req.what) {
@@ -1204,16 +1230,7 @@ caf::behavior participant(participant_actor* self, node_context* ctx,
             },
             env.payload);
       },
-      [=](durable_atom, std::uint64_t seq, bool ok) {
-        auto& st = self->state;
-        st.pending.durable(seq);
-        while (!st.replies.empty() && st.replies.begin()->first <= seq) {
-          auto [rp, reply] = std::move(st.replies.begin()->second);
-          st.replies.erase(st.replies.begin());
-          if (!ok) reply = outage_reply{500, "the outage could not be stored", {}};
-          rp.deliver(std::move(reply));
-        }
-      },
+      [=](durable_atom, std::uint64_t seq, bool ok) { on_durable(self, seq, ok); },
       [=](outage_atom, outage_request& req) { return on_outage(self, req); },
       [=](component_lost_atom, const std::string& parent_buyer, const std::string& parent_order,
           const std::string& sub, const std::string& why) {

@@ -49,6 +49,7 @@ class pending_writes {
   template <class T>
   result<std::optional<T>> get(const store::environment& env, const store::table<T>& t,
                                std::string_view key) const {
+    if (entries_.empty()) return t.get(env, key);
     auto it = entries_.find({std::string(t.name()), std::string(key)});
     if (it == entries_.end()) return t.get(env, key);
     if (!it->second.value) return std::optional<T>{};

@@ -289,6 +289,7 @@ struct node::impl final : node_context {
   const gearmesh::clock& clock() const override { return clk; }
   const store::environment& store() const override { return *env; }
   void commit(effects fx) override;
+  bool commits_inline() const override { return inline_w != nullptr; }
 
   void on_frame(const std::string& from, std::span<const std::uint8_t> frame);
   bool take_token(peer_state& p);

@@ -65,6 +65,13 @@ class node_context {
 
   /// Commits `fx` (see `effects`). Never blocks for long (bounded queue).
   virtual void commit(effects fx) = 0;
+
+  /// Whether commit() is done when it returns: `on_durable` has run, on the
+  /// calling thread, and store() shows the writes. So in the simulator's
+  /// deterministic execution (commits are durable as far as the simulated
+  /// node is concerned once queued); never with the group-commit writer of
+  /// a production node, whose commits complete on its own thread.
+  virtual bool commits_inline() const { return false; }
 };
 
 }  // namespace gearmesh
