@@ -578,13 +578,15 @@ struct gateway_state {
   /// (next_send_us, message id) of every pending message: a tick touches
   /// only what is due. Entries of acknowledged messages are dropped lazily.
   std::set<std::pair<timestamp_us, std::uint64_t>> due;
-  /// The tick scheduled next: when it is due, and its generation (a tick
-  /// whose generation is not the latest was superseded by an earlier one).
-  timestamp_us tick_due_us = std::numeric_limits<timestamp_us>::max();
-  std::uint64_t tick_generation = 0;
-  /// Acks to send, by partner: gathered while the gateway works through its
-  /// mailbox and sent by one flush_acks message queued behind that work, so
-  /// the Acks of one group commit leave as one frame per partner.
+  /// When the ticks scheduled will run (each tick message carries its
+  /// time). A tick is scheduled only if none runs by the time it is wanted:
+  /// every tick schedules the next one needed (schedule_next_tick), so an
+  /// earlier tick covers what a later one was wanted for.
+  std::multiset<timestamp_us> ticks;
+  /// Acks to send, by partner: gathered while the gateway handles a message
+  /// and sent when it is done, or, if more messages wait, by one flush_acks
+  /// message queued behind them (flush_acks_soon), so the Acks of one group
+  /// commit leave as one frame per partner.
   std::map<std::string, std::vector<std::uint64_t>, std::less<>> acks_due;
   bool acks_flush_queued = false;
   static inline const char* name = "gearmesh.gateway";
@@ -631,11 +633,32 @@ void prune_inbox(gateway_state& st, timestamp_us now) {
 
 using gateway_actor_type = caf::stateful_actor<gateway_state>;
 
-/// Queues the Ack of message `id` from `to` (see gateway_state::acks_due).
+/// Queues the Ack of message `id` from `to` (see gateway_state::acks_due);
+/// flush_acks_soon sends it.
 void queue_ack(gateway_actor_type* self, const std::string& to, std::uint64_t id) {
+  self->state.acks_due[to].push_back(id);
+}
+
+/// Sends the Acks queued, one frame per partner (up to limits.acks_max ids).
+void flush_acks(gateway_actor_type* self) {
   auto& st = self->state;
-  st.acks_due[to].push_back(id);
-  if (st.acks_flush_queued) return;
+  st.acks_flush_queued = false;
+  auto due = std::exchange(st.acks_due, {});
+  // A failed node acknowledges nothing more (node::on_fatal).
+  if (st.host->failed.load(std::memory_order_relaxed)) return;
+  for (const auto& [to, ids] : due) st.host->send_acks(to, ids);
+}
+
+/// At the end of a message that may have queued Acks: sends them now if no
+/// message waits in the gateway's mailbox, else queues one flush_acks
+/// message behind those that wait, so their Acks leave with these.
+void flush_acks_soon(gateway_actor_type* self) {
+  auto& st = self->state;
+  if (st.acks_due.empty() || st.acks_flush_queued) return;
+  if (self->mailbox().empty()) {
+    flush_acks(self);
+    return;
+  }
   st.acks_flush_queued = true;
   self->send(self, flush_acks_atom::value);
 }
@@ -661,14 +684,29 @@ void take_acks(gateway_state& st, const std::string& from, std::span<const std::
   host->writer->submit_deferred(std::move(b), nullptr);
 }
 
-/// Makes sure a tick runs at `due_us` (or at most tick_interval_min_us later).
+/// Makes sure a tick runs at `due_us` (or at most tick_interval_min_us
+/// from now): schedules one unless one is scheduled by then.
 void schedule_tick(gateway_actor_type* self, timestamp_us due_us) {
   auto& st = self->state;
-  if (st.tick_due_us <= due_us) return;  // one at least as early is coming
-  st.tick_due_us = due_us;
-  const auto delay = std::max(due_us - st.host->clk.now(), tick_interval_min_us);
-  self->delayed_send(self, std::chrono::microseconds(delay), tick_atom::value,
-                     ++st.tick_generation);
+  const auto now = st.host->clk.now();
+  const auto at = std::max(due_us, now + tick_interval_min_us);
+  if (!st.ticks.empty() && *st.ticks.begin() <= at) return;  // it schedules the next
+  st.ticks.insert(at);
+  self->delayed_send(self, std::chrono::microseconds(at - now), tick_atom::value, at);
+}
+
+/// After a tick: schedules the one that is needed next, for the first
+/// message due to be sent again or the next prune with something to
+/// forget, if any.
+void schedule_next_tick(gateway_actor_type* self) {
+  auto& st = self->state;
+  auto next = std::numeric_limits<timestamp_us>::max();
+  if (!st.due.empty()) next = st.due.begin()->first;
+  if (!st.committed_by_time.empty()) {
+    const auto window = st.host->cfg.replay_window_us + st.host->cfg.clock_skew_max_us;
+    next = std::min(next, std::max(st.next_prune_us, st.committed_by_time.front().at + window + 1));
+  }
+  if (next != std::numeric_limits<timestamp_us>::max()) schedule_tick(self, next);
 }
 
 /// A frame of `sender` was handled (after the acks it carries): it is not
@@ -856,22 +894,16 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
   return {
       [=](deliver_atom) {
         for (auto& vf : host->inbound.take()) on_deliver(self, vf);
+        flush_acks_soon(self);
       },
       [=](committed_atom) {
         for (auto& done : host->durable.take()) on_committed(self, done);
+        flush_acks_soon(self);
       },
-      [=](flush_acks_atom) {
+      [=](flush_acks_atom) { flush_acks(self); },
+      [=](tick_atom, timestamp_us at) {
         auto& st = self->state;
-        st.acks_flush_queued = false;
-        auto due = std::exchange(st.acks_due, {});
-        // A failed node acknowledges nothing more (node::on_fatal).
-        if (host->failed.load(std::memory_order_relaxed)) return;
-        for (const auto& [to, ids] : due) host->send_acks(to, ids);
-      },
-      [=](tick_atom, std::uint64_t generation) {
-        auto& st = self->state;
-        if (generation != st.tick_generation) return;  // superseded by an earlier tick
-        st.tick_due_us = std::numeric_limits<timestamp_us>::max();
+        if (auto it = st.ticks.find(at); it != st.ticks.end()) st.ticks.erase(it);
         if (host->failed.load(std::memory_order_relaxed)) return;
         auto now = host->clk.now();
         if (now >= st.next_prune_us) prune_inbox(st, now);
@@ -917,8 +949,7 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
         // Drop what acknowledged messages left at the front.
         while (!st.due.empty() && !st.pending.contains(st.due.begin()->second))
           st.due.erase(st.due.begin());
-        schedule_tick(self, st.due.empty() ? st.next_prune_us
-                                           : std::min(st.next_prune_us, st.due.begin()->first));
+        schedule_next_tick(self);
       },
   };
 }
@@ -1109,7 +1140,7 @@ status node::serve() {
   if (auto st = p.net->start(); !st) return st;
   p.serving = true;
   // The first tick sends everything the outbox held at start.
-  caf::anon_send(p.gateway, tick_atom::value, std::uint64_t{0});
+  caf::anon_send(p.gateway, tick_atom::value, timestamp_us{0});
   if (p.cfg.admin_port != 0) {
     auto srv = admin::server::start(p.cfg.admin_address, p.cfg.admin_port, p.router);
     if (!srv) return srv.error();
