@@ -180,25 +180,10 @@ struct sim_node {
   std::set<std::size_t> peers;  // indices
   /// Keys its store's actor tables got since its last mid-run check (kept
   /// across a crash: a store is checked again once its node is back up).
-  store::written_keys unchecked;
+  store::key_log unchecked;
   /// What the mid-run checks keep of this node's store between them.
   std::unique_ptr<actors::check_index> index;
 };
-
-/// Adds the keys of `from` to `to`.
-void merge_keys(store::written_keys& to, store::written_keys&& from) {
-  if (to.empty()) {
-    to = std::move(from);
-    return;
-  }
-  for (auto& [table, keys] : from) {
-    auto& into = to[table];
-    if (into.empty())
-      into = std::move(keys);
-    else
-      into.merge(keys);
-  }
-}
 
 struct event {
   enum class kind : std::uint8_t {
@@ -416,6 +401,7 @@ class world {
   struct pending_check {
     std::uint64_t job = 0;
     std::vector<actors::store_changes> changed;
+    std::vector<store::key_log> logs;  // made into changed[i].keys on the apply thread
     actors::verify_options vo;
     result<actors::verify_report> report = actors::verify_report{};
   };
@@ -515,7 +501,7 @@ void world::stop_node(sim_node& sn, bool crashed) {
   // Deterministic execution applies every commit inline: what a step
   // committed is in the store; jobs not run yet never happen (a crash).
   sn.n->stop();
-  merge_keys(sn.unchecked, sn.n->take_written_keys());
+  sn.unchecked.append(sn.n->take_written_keys());
   sn.n.reset();
   sn.net = nullptr;
   sn.buyer = nullptr;
@@ -888,29 +874,34 @@ std::string world::check(bool all) {
   vo.now_us = now_ - max_skew_us_;
   vo.violations_max = 20;
   std::vector<actors::store_changes> changed;
+  std::vector<store::key_log> logs;  // changed[i]'s keys, as the nodes recorded them
   if (!all) {
     // Mid-run: only the invariants that hold at every instant, and only
     // over what each live store got since its last check (every store was
     // clean then, or the run would have stopped).
     for (auto& sn : nodes_) {
       if (!sn.n) continue;
-      merge_keys(sn.unchecked, sn.n->take_written_keys());
+      sn.unchecked.append(sn.n->take_written_keys());
       if (sn.unchecked.empty()) continue;
       if (!sn.index) sn.index = std::make_unique<actors::check_index>();
-      changed.push_back({{sn.data_dir, &sn.n->context().store()},
-                         sn.spec.id,
-                         std::exchange(sn.unchecked, {}),
-                         sn.index.get()});
+      changed.push_back({{sn.data_dir, &sn.n->context().store()}, sn.spec.id, {}, sn.index.get()});
+      logs.push_back(std::exchange(sn.unchecked, {}));
     }
     if (changed.empty()) return {};
     if (checks_behind_) {
+      // The keys are sorted by table there too.
       pending_ = std::make_unique<pending_check>();
       pending_->changed = std::move(changed);
+      pending_->logs = std::move(logs);
       pending_->vo = vo;
-      pending_->job = behind_->run_in_order(
-          [p = pending_.get()] { p->report = actors::verify_changes(p->changed, p->vo); });
+      pending_->job = behind_->run_in_order([p = pending_.get()] {
+        for (std::size_t i = 0; i < p->changed.size(); ++i) p->changed[i].keys = p->logs[i].keys();
+        p->logs.clear();
+        p->report = actors::verify_changes(p->changed, p->vo);
+      });
       return {};
     }
+    for (std::size_t i = 0; i < changed.size(); ++i) changed[i].keys = logs[i].keys();
   }
   // The checks read many stores, some inside a scan of another (agreement):
   // have every queued transaction applied first. A scan would wait for its

@@ -234,7 +234,7 @@ struct node::impl final : node_context {
   caf::scheduler::test_coordinator* sched = nullptr;
   /// Deterministic: the keys the inline writer recorded, kept by stop()
   /// for take_written_keys().
-  store::written_keys keys_at_stop;
+  store::key_log keys_at_stop;
   std::unique_ptr<transport::transport> net;
   std::unique_ptr<caf::actor_system_config> sys_cfg;
   std::unique_ptr<caf::actor_system> sys;
@@ -1265,7 +1265,7 @@ void node::flush_deferred_writes() {
   if (auto* w = impl_->inline_w) w->flush_deferred();
 }
 
-store::written_keys node::take_written_keys() {
+store::key_log node::take_written_keys() {
   auto* w = impl_->inline_w;
   return w ? w->take_keys() : std::exchange(impl_->keys_at_stop, {});
 }

@@ -148,6 +148,46 @@ void write_batch::erase(std::string_view table, std::string_view key) {
   ops_.push_back(write_op{write_op::kind::erase, std::string(table), std::string(key), {}});
 }
 
+key_log key_log::take() {
+  key_log out;
+  out.bytes_ = std::exchange(bytes_, {});
+  out.entries_ = std::exchange(entries_, {});
+  out.ignored_ = ignored_;
+  return out;
+}
+
+void key_log::append(key_log&& other) {
+  if (entries_.empty()) {
+    bytes_ = std::move(other.bytes_);
+    entries_ = std::move(other.entries_);
+  } else {
+    const auto shift = bytes_.size();
+    bytes_.append(other.bytes_);
+    entries_.reserve(entries_.size() + other.entries_.size());
+    for (auto e : other.entries_) entries_.push_back({e.table_bytes, e.end + shift});
+  }
+  other = {};
+}
+
+written_keys key_log::keys() const {
+  written_keys out;
+  const std::string_view all(bytes_);
+  std::size_t begin = 0;
+  std::string_view last_table;
+  std::set<std::string, std::less<>>* last = nullptr;  // last_table's keys
+  for (const auto& e : entries_) {
+    const auto table = all.substr(begin, e.table_bytes);
+    const auto key = all.substr(begin + e.table_bytes, e.end - begin - e.table_bytes);
+    begin = e.end;
+    if (!last || table != last_table) {
+      last_table = table;
+      last = &out[std::string(table)];
+    }
+    last->emplace(key);
+  }
+  return out;
+}
+
 void write_batch::append(write_batch&& other) {
   if (ops_.empty()) {
     ops_ = std::move(other.ops_);

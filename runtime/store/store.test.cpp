@@ -77,6 +77,50 @@ TEST(store, write_batch_append_keeps_order) {
   EXPECT_TRUE(b.empty());
 }
 
+TEST(store, a_key_log_gives_each_key_once_by_table) {
+  using key_set = std::set<std::string, std::less<>>;
+  key_log a;
+  EXPECT_TRUE(a.empty());
+  EXPECT_TRUE(a.keys().empty());
+  a.add("orders", "o2");
+  a.add("orders", "o1");
+  a.add("offers", "p1");
+  a.add("orders", "o2");  // again
+  a.add("offers", "");    // an empty key is a key
+  EXPECT_EQ(a.size(), 5u);
+  key_log b;
+  b.add("holds", "m/1");
+  b.add("orders", "o3");
+  b.add("offers", "p1");
+  a.append(std::move(b));
+  EXPECT_EQ(a.size(), 8u);
+  EXPECT_EQ(a.keys(), (written_keys{{"holds", key_set{"m/1"}},
+                                    {"offers", key_set{"", "p1"}},
+                                    {"orders", key_set{"o1", "o2", "o3"}}}));
+  key_log c;  // appended to an empty log: taken whole
+  c.append(std::move(a));
+  EXPECT_EQ(c.size(), 8u);
+  EXPECT_EQ(c.keys().at("orders").size(), 3u);
+
+  // Ignored tables: skipped by add, also after take; append takes all.
+  key_log d;
+  d.ignore("inbox");
+  d.add("inbox", "a/1");
+  d.add("orders", "o1");
+  EXPECT_EQ(d.size(), 1u);
+  const auto taken = d.take();
+  EXPECT_TRUE(d.empty());
+  EXPECT_EQ(taken.keys(), (written_keys{{"orders", key_set{"o1"}}}));
+  d.add("inbox", "a/2");
+  d.add("orders", "o2");
+  EXPECT_EQ(d.keys(), (written_keys{{"orders", key_set{"o2"}}}));
+  key_log e;
+  e.ignore("orders");
+  e.add("orders", "o0");
+  e.append(d.take());
+  EXPECT_EQ(e.keys(), (written_keys{{"orders", key_set{"o2"}}}));
+}
+
 TEST(store, put_get_erase_scan_in_key_order) {
   temp_dir dir;
   auto env = open_ok(test_options(dir.path()));
@@ -717,7 +761,7 @@ TEST(write_behind, an_inline_writer_completes_at_once_and_records_the_keys) {
   w.submit(std::move(b), [&](const status& st) { done += st ? 1 : 100; });
   EXPECT_EQ(done, 2);
   EXPECT_EQ(get_ok(*env, "orders", "o1"), "v1");
-  const auto keys = w.take_keys();
+  const auto keys = w.take_keys().keys();
   ASSERT_EQ(keys.size(), 1u);
   EXPECT_EQ(keys.at("orders"), (std::set<std::string, std::less<>>{"gone", "o1"}));
   env->write_behind(nullptr);  // waits, then applies at once again

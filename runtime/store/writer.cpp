@@ -364,15 +364,8 @@ void inline_writer::apply(write_batch* batch, completion* done) {
 
 void inline_writer::record(const std::vector<write_batch>& batches) {
   if (!recording_) return;
-  for (const write_batch& b : batches) {
-    for (const write_op& op : b.ops()) {
-      if (ignored_.contains(op.table)) continue;
-      auto it = keys_.find(op.table);
-      if (it == keys_.end())
-        it = keys_.emplace(op.table, std::set<std::string, std::less<>>{}).first;
-      it->second.insert(op.key);
-    }
-  }
+  for (const write_batch& b : batches)
+    for (const write_op& op : b.ops()) keys_.add(op.table, op.key);
 }
 
 }  // namespace gearmesh::store

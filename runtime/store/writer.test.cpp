@@ -422,7 +422,7 @@ TEST(inline_writer, deferred_batches_ride_with_the_next_submit_and_die_with_a_ki
   EXPECT_EQ(order, (std::vector<std::string>{"d1", "s3"}));
   EXPECT_FALSE(writer.deferred_pending());
   EXPECT_TRUE(present(1) && present(2) && present(3));
-  EXPECT_EQ(writer.take_keys()["w"].size(), 3u);
+  EXPECT_EQ(writer.take_keys().keys()["w"].size(), 3u);
   writer.submit_deferred(one_put(4), nullptr);
   writer.flush_deferred();
   EXPECT_TRUE(present(4));

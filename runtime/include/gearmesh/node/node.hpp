@@ -168,10 +168,11 @@ class node {
 
   /// Keys of the actors' tables (every table but the runtime's inbox,
   /// outbox and meta) that applied commits wrote since open() or since the
-  /// last call, by table: what an incremental invariant check must look at
+  /// last call, as written (store::key_log::keys() sorts them by table):
+  /// what an incremental invariant check must look at
   /// (actors::verify_changes). Also after stop(), for what the node wrote
   /// until then. Empty when threaded.
-  store::written_keys take_written_keys();
+  store::key_log take_written_keys();
 
   /// Hands the node's store transactions to `t` to apply on its thread
   /// while the caller goes on (store::environment::write_behind); null:

@@ -85,6 +85,43 @@ class write_batch {
 /// Keys written (put or erased), by table name.
 using written_keys = std::map<std::string, std::set<std::string, std::less<>>, std::less<>>;
 
+/// Keys written (put or erased), in the order written, repeats included:
+/// recording one is two appends, and whoever reads them makes them into
+/// written_keys -- so the simulator records on its first thread and sorts
+/// on the thread that runs the checks. A plain value: one thread at a time.
+class key_log {
+ public:
+  /// From now on, add() skips the keys of `table` (a few tables at most).
+  void ignore(std::string_view table) { ignored_.emplace_back(table); }
+  /// Records `key` of `table`, unless that table is ignored.
+  void add(std::string_view table, std::string_view key) {
+    for (const auto& t : ignored_)
+      if (t == table) return;
+    bytes_.append(table).append(key);
+    entries_.push_back({static_cast<std::uint32_t>(table.size()), bytes_.size()});
+  }
+  /// Records the keys of `other` after these, as they are (what this log
+  /// ignores applies to add() only).
+  void append(key_log&& other);
+  /// The keys recorded so far; this log starts again empty, still ignoring
+  /// what it ignored.
+  key_log take();
+  bool empty() const noexcept { return entries_.empty(); }
+  /// Keys recorded, repeats included.
+  std::size_t size() const noexcept { return entries_.size(); }
+  /// The keys recorded, by table, each once.
+  written_keys keys() const;
+
+ private:
+  struct entry {
+    std::uint32_t table_bytes = 0;  // the table's name, then the key,
+    std::size_t end = 0;            // are bytes_[previous end, end)
+  };
+  std::string bytes_;
+  std::vector<entry> entries_;
+  std::vector<std::string> ignored_;
+};
+
 /// Table statistics, for `gearmesh store inspect` and metrics.
 struct table_stats {
   std::string name;
@@ -303,12 +340,12 @@ class inline_writer final : public commit_queue {
 
   /// From now on, remembers the keys every applied batch writes, except in
   /// the tables named in `ignored` (for incremental invariant checks).
-  void record_keys(std::set<std::string, std::less<>> ignored) {
+  void record_keys(const std::set<std::string, std::less<>>& ignored) {
     recording_ = true;
-    ignored_ = std::move(ignored);
+    for (const auto& t : ignored) keys_.ignore(t);
   }
   /// The keys recorded since the last call (empty unless record_keys).
-  written_keys take_keys() { return std::exchange(keys_, {}); }
+  key_log take_keys() { return keys_.take(); }
 
  private:
   /// Applies the deferred batches and then `batch` (if any) in one
@@ -322,8 +359,7 @@ class inline_writer final : public commit_queue {
   status stopped_by_;
   std::vector<std::pair<write_batch, completion>> deferred_;
   bool recording_ = false;
-  std::set<std::string, std::less<>> ignored_;
-  written_keys keys_;
+  key_log keys_;
 };
 
 /// Counters of a group_commit_writer.
