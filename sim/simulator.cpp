@@ -19,6 +19,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -125,6 +126,7 @@ class sim_transport final : public transport::transport {
   void deliver(const std::string& from, const wire::bytes& frame) {
     if (up_ && fn_) fn_(from, std::span<const std::uint8_t>(frame.data(), frame.size()));
   }
+  bool up() const noexcept { return up_; }
 
  private:
   world& world_;
@@ -185,6 +187,53 @@ struct sim_node {
   std::unique_ptr<actors::check_index> index;
 };
 
+/// The hash a delivered frame adds to the trace: XXH3 of its bytes.
+std::uint64_t frame_hash(const wire::bytes& frame) {
+  return XXH3_64bits(frame.data(), frame.size());
+}
+
+/// A frame decoded and hashed ahead of its delivery, on the apply thread
+/// (apply_thread::run_aside), while the run goes on. Its delivery takes
+/// the result, or, if the thread has not begun it, does the work itself:
+/// decoding and hashing are pure, so the result is the same either way.
+struct prepared_frame {
+  prepared_frame(wire::bytes f, const wire::limits& l) : frame(std::move(f)), lim(l) {}
+  enum : int { queued, taken, done, cancelled };
+  wire::bytes frame;
+  wire::limits lim;  // the receiving node's (node::wire_limits)
+  std::atomic<int> state{queued};
+  result<wire::envelope> env = wire::envelope{};
+  std::uint64_t hash = 0;
+
+  /// On the apply thread; nothing if the delivery came first.
+  void prepare() {
+    int s = queued;
+    if (!state.compare_exchange_strong(s, taken, std::memory_order_acquire)) return;
+    work();
+    state.store(done, std::memory_order_release);
+  }
+  /// At the delivery: afterwards env and hash are set, and the apply
+  /// thread no longer reads the frame.
+  void finish() {
+    int s = queued;
+    if (state.compare_exchange_strong(s, cancelled, std::memory_order_acquire)) {
+      work();
+      return;
+    }
+    while (state.load(std::memory_order_acquire) != done) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+
+ private:
+  void work() {
+    env = wire::decode(frame, lim);
+    hash = frame_hash(frame);
+  }
+};
+
 struct event {
   enum class kind : std::uint8_t {
     deliver,
@@ -203,7 +252,9 @@ struct event {
   kind what = kind::deliver;
   std::size_t a = 0;  // from / node / demand index
   std::size_t b = 0;  // to / peer / order number
-  wire::bytes frame;
+  wire::bytes frame;  // deliver, unless prepared
+  /// deliver: the frame, being decoded ahead (prepared_frame); null: not.
+  std::shared_ptr<prepared_frame> prepared;
 };
 
 /// Events of the scenario's schedule that keep a run from quiescing.
@@ -313,12 +364,14 @@ class world {
     }
     return iso(e.at) + " " + what;
   }
-  void trace(std::string_view kind, std::size_t a, std::size_t b, const wire::bytes* frame) {
+  /// Adds an event to the trace; a delivery with its frame's hash.
+  void trace(std::string_view kind, std::size_t a, std::size_t b,
+             std::optional<std::uint64_t> frame = std::nullopt) {
     trace_ = hash_u64(trace_, static_cast<std::uint64_t>(now_));
     trace_ = hash_str(trace_, kind);
     trace_ = hash_u64(trace_, a);
     trace_ = hash_u64(trace_, b);
-    if (frame) trace_ = hash_bytes(trace_, frame->data(), frame->size());
+    if (frame) trace_ = hash_u64(trace_, *frame);
   }
   void place_order(std::size_t demand, std::size_t number);
   /// A machine breakdown: [[breakdowns]] number `b`, or a seeded one (b = none).
@@ -434,14 +487,23 @@ void world::send(std::size_t from, const std::string& to, wire::bytes frame) {
     ++r_.frames_lost;
     return;
   }
+  const auto dest = it->second;
   const bool twice = rng_.unit() < s_.network.duplicate;
   if (twice) {
     ++r_.frames_duplicated;
-    push(event{now_ + rng_.in(s_.network.latency_us), 0, event::kind::deliver, from, it->second,
-               frame});
+    push(event{
+        now_ + rng_.in(s_.network.latency_us), 0, event::kind::deliver, from, dest, frame, {}});
   }
-  push(event{now_ + rng_.in(s_.network.latency_us), 0, event::kind::deliver, from, it->second,
-             std::move(frame)});
+  event e{now_ + rng_.in(s_.network.latency_us), 0, event::kind::deliver, from, dest, {}, {}};
+  if (behind_ && nodes_[dest].n) {
+    // Decoded on the apply thread meanwhile, with the limits of the node
+    // that will read it.
+    e.prepared = std::make_shared<prepared_frame>(std::move(frame), nodes_[dest].n->wire_limits());
+    behind_->run_aside([p = e.prepared] { p->prepare(); });
+  } else {
+    e.frame = std::move(frame);
+  }
+  push(std::move(e));
 }
 
 status world::enough_space() const {
@@ -520,7 +582,7 @@ void world::place_order(std::size_t d, std::size_t number) {
   if (number + 1 < spec.orders) {
     const auto next = now_ + std::max<timestamp_us>(rng_.in(spec.gap_us), 1);
     if (next <= s_.start_us + s_.demand_us)
-      push(event{next, 0, event::kind::order, d, number + 1, {}});
+      push(event{next, 0, event::kind::order, d, number + 1, {}, {}});
   }
   if (!sn.n || !sn.is_buyer) {
     ++r_.k.orders_refused;
@@ -563,10 +625,10 @@ void world::break_down(std::size_t b) {
     req.reason = "seeded breakdown";
     const auto next = now_ + rng_.exponential(s_.faults.breakdowns_per_day);
     if (next <= s_.start_us + s_.demand_us)
-      push(event{next, 0, event::kind::breakdown, 0, none, {}});
+      push(event{next, 0, event::kind::breakdown, 0, none, {}, {}});
   }
   auto& sn = nodes_[i];
-  trace("breakdown", i, b, nullptr);
+  trace("breakdown", i, b);
   note(i, fmt::format("BREAKDOWN of {} for {:.1f} h", req.machine,
                       static_cast<double>(length) / us_per_hour));
   if (!sn.n || !sn.participant) return;  // the node is down: so is the machine
@@ -585,7 +647,7 @@ void world::publish(std::size_t c) {
   const auto& spec = s_.capacity[c];
   const auto i = index_.at(spec.publisher);
   auto& sn = nodes_[i];
-  trace("publish", i, c, nullptr);
+  trace("publish", i, c);
   if (!sn.n || !sn.capacity) {
     note(i, fmt::format("capacity offer {} not published: the node is down", c));
     return;
@@ -613,7 +675,7 @@ void world::book(std::size_t c, std::size_t b) {
   const auto& spec = s_.capacity[c].bookings[b];
   const auto i = index_.at(spec.booker);
   auto& sn = nodes_[i];
-  trace("book", c, b, nullptr);
+  trace("book", c, b);
   if (offer_ids_[c].empty() || !sn.n || !sn.capacity) {
     ++r_.k.capacity_not_asked;
     note(i, offer_ids_[c].empty() ? "capacity booking not asked: the offer is not published"
@@ -638,10 +700,10 @@ void world::crash(std::size_t i, std::string_view why) {
   auto& sn = nodes_[i];
   sn.crash_in_jobs = 0;
   if (!sn.n) return;
-  trace("crash", i, 0, nullptr);
+  trace("crash", i, 0);
   note(i, std::string(why));
   stop_node(sn, true);
-  push(event{now_ + rng_.in(s_.faults.restart_after_us), 0, event::kind::restart, i, 0, {}});
+  push(event{now_ + rng_.in(s_.faults.restart_after_us), 0, event::kind::restart, i, 0, {}, {}});
 }
 
 void world::fire(event& e) {
@@ -656,9 +718,22 @@ void world::fire(event& e) {
         return;
       }
       ++r_.frames_delivered;
-      trace("deliver", e.a, e.b, &e.frame);
-      // Only a buyer's frames are looked at here (a Confirm times its
-      // negotiation), and only a Confirm is decoded.
+      if (e.prepared) {
+        auto& p = *e.prepared;
+        p.finish();
+        trace("deliver", e.a, e.b, p.hash);
+        // Only a buyer's frames are looked at here: a Confirm times its
+        // negotiation.
+        if (to.is_buyer && p.env)
+          if (const auto* c = std::get_if<wire::confirm>(&p.env->payload))
+            confirmed_at_.emplace(c->order_id, now_);
+        wake(e.b);
+        if (to.net->up()) to.n->receive_decoded(nodes_[e.a].spec.id, p.frame, std::move(p.env));
+        note(e.b, {}, e.a, std::move(p.frame));
+        return;
+      }
+      trace("deliver", e.a, e.b, frame_hash(e.frame));
+      // As above; only a Confirm is decoded here.
       if (to.is_buyer) {
         if (auto t = wire::peek_type(e.frame); t && *t == wire::message_type::confirm)
           if (auto env = wire::decode(e.frame))
@@ -689,10 +764,10 @@ void world::fire(event& e) {
     case event::kind::restart: {
       if (nodes_[e.a].n) return;            // already up
       if (now_ < nodes_[e.a].down_until) {  // a disruption holds it down longer
-        push(event{nodes_[e.a].down_until, 0, event::kind::restart, e.a, 0, {}});
+        push(event{nodes_[e.a].down_until, 0, event::kind::restart, e.a, 0, {}, {}});
         return;
       }
-      trace("restart", e.a, 0, nullptr);
+      trace("restart", e.a, 0);
       note(e.a, "RESTART from its store");
       if (auto st = start_node(e.a); !st) {
         r_.ok = false;
@@ -702,7 +777,7 @@ void world::fire(event& e) {
       if (s_.faults.crashes_per_node_day > 0) {
         const auto next = now_ + rng_.exponential(s_.faults.crashes_per_node_day);
         if (next <= s_.start_us + s_.demand_us)
-          push(event{next, 0, event::kind::crash, e.a, 0, {}});
+          push(event{next, 0, event::kind::crash, e.a, 0, {}, {}});
       }
       return;
     }
@@ -715,7 +790,7 @@ void world::fire(event& e) {
         const auto link = std::minmax(i, *it);
         if (cut_.insert({link.first, link.second}).second) {
           ++r_.partitions;
-          trace("partition", link.first, link.second, nullptr);
+          trace("partition", link.first, link.second);
           note(link.first, "PARTITION from " + nodes_[link.second].spec.id);
           note(link.second, "PARTITION from " + nodes_[link.first].spec.id);
           push(event{now_ + rng_.in(s_.faults.partition_us),
@@ -723,26 +798,27 @@ void world::fire(event& e) {
                      event::kind::heal,
                      link.first,
                      link.second,
+                     {},
                      {}});
         }
       }
       const auto next = now_ + rng_.exponential(s_.faults.partitions_per_day);
       if (next <= s_.start_us + s_.demand_us)
-        push(event{next, 0, event::kind::partition, 0, 0, {}});
+        push(event{next, 0, event::kind::partition, 0, 0, {}, {}});
       return;
     }
     case event::kind::disrupt: {
       auto& sn = nodes_[e.a];
       const auto& d = s_.disruptions[e.b];
       sn.down_until = std::max(sn.down_until, now_ + d.for_us);
-      trace("disrupt", e.a, e.b, nullptr);
+      trace("disrupt", e.a, e.b);
       note(e.a, fmt::format("DISRUPTION: down for {:.1f} h",
                             static_cast<double>(d.for_us) / us_per_hour));
       if (sn.n) {
         stop_node(sn, false);
         ++r_.disruptions;
       }
-      push(event{sn.down_until, 0, event::kind::restart, e.a, 0, {}});
+      push(event{sn.down_until, 0, event::kind::restart, e.a, 0, {}, {}});
       return;
     }
     case event::kind::breakdown:
@@ -756,7 +832,7 @@ void world::fire(event& e) {
       return;
     case event::kind::heal:
       cut_.erase({e.a, e.b});
-      trace("heal", e.a, e.b, nullptr);
+      trace("heal", e.a, e.b);
       note(e.a, "HEAL link to " + nodes_[e.b].spec.id);
       note(e.b, "HEAL link to " + nodes_[e.a].spec.id);
       return;
@@ -1131,11 +1207,11 @@ result<sim_result> world::run() {
   const timestamp_us demand_end = s_.start_us + s_.demand_us;
   const timestamp_us hard_end = s_.start_us + s_.max_us;
   for (std::size_t d = 0; d < s_.demand.size(); ++d)
-    push(event{s_.start_us + rng_.in(s_.demand[d].gap_us), 0, event::kind::order, d, 0, {}});
+    push(event{s_.start_us + rng_.in(s_.demand[d].gap_us), 0, event::kind::order, d, 0, {}, {}});
   if (s_.faults.crashes_per_node_day > 0)
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
       const auto at = s_.start_us + rng_.exponential(s_.faults.crashes_per_node_day);
-      if (at <= demand_end) push(event{at, 0, event::kind::crash, i, 0, {}});
+      if (at <= demand_end) push(event{at, 0, event::kind::crash, i, 0, {}, {}});
     }
   for (std::size_t d = 0; d < s_.disruptions.size(); ++d)
     push(event{s_.start_us + s_.disruptions[d].at_us,
@@ -1143,22 +1219,24 @@ result<sim_result> world::run() {
                event::kind::disrupt,
                index_.at(s_.disruptions[d].node),
                d,
+               {},
                {}});
   if (s_.faults.partitions_per_day > 0) {
     const auto at = s_.start_us + rng_.exponential(s_.faults.partitions_per_day);
-    if (at <= demand_end) push(event{at, 0, event::kind::partition, 0, 0, {}});
+    if (at <= demand_end) push(event{at, 0, event::kind::partition, 0, 0, {}, {}});
   }
   for (std::size_t b = 0; b < s_.breakdowns.size(); ++b)
-    push(event{s_.start_us + s_.breakdowns[b].at_us, 0, event::kind::breakdown, 0, b, {}});
+    push(event{s_.start_us + s_.breakdowns[b].at_us, 0, event::kind::breakdown, 0, b, {}, {}});
   offer_ids_.assign(s_.capacity.size(), {});
   for (std::size_t c = 0; c < s_.capacity.size(); ++c) {
-    push(event{s_.start_us + s_.capacity[c].at_us, 0, event::kind::publish, c, 0, {}});
+    push(event{s_.start_us + s_.capacity[c].at_us, 0, event::kind::publish, c, 0, {}, {}});
     for (std::size_t b = 0; b < s_.capacity[c].bookings.size(); ++b)
-      push(event{s_.start_us + s_.capacity[c].bookings[b].at_us, 0, event::kind::book, c, b, {}});
+      push(event{
+          s_.start_us + s_.capacity[c].bookings[b].at_us, 0, event::kind::book, c, b, {}, {}});
   }
   if (s_.faults.breakdowns_per_day > 0) {
     const auto at = s_.start_us + rng_.exponential(s_.faults.breakdowns_per_day);
-    if (at <= demand_end) push(event{at, 0, event::kind::breakdown, 0, none, {}});
+    if (at <= demand_end) push(event{at, 0, event::kind::breakdown, 0, none, {}, {}});
   }
 
   timestamp_us next_check = s_.start_us + o_.check_every_us;

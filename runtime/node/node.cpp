@@ -291,7 +291,10 @@ struct node::impl final : node_context {
   void commit(effects fx) override;
   bool commits_inline() const override { return inline_w != nullptr; }
 
-  void on_frame(const std::string& from, std::span<const std::uint8_t> frame);
+  /// `decoded`: what wire::decode(frame, limits) gave, if the caller
+  /// decoded it already (node::receive_decoded); null: decoded here.
+  void on_frame(const std::string& from, std::span<const std::uint8_t> frame,
+                result<wire::envelope>* decoded = nullptr);
   bool take_token(peer_state& p);
   /// The partner's run-time state, or null if it is not in the trust store.
   peer_state* find_peer(const std::string& id) const {
@@ -410,7 +413,8 @@ void node::impl::commit(effects fx) {
 /// dropped here is counted and has no effect; only the malformed, wrong-
 /// receiver and unknown-sender cases can never become valid, the others (rate,
 /// overload, policy) are simply not acknowledged, so a partner resends them.
-void node::impl::on_frame(const std::string& from, std::span<const std::uint8_t> frame) {
+void node::impl::on_frame(const std::string& from, std::span<const std::uint8_t> frame,
+                          result<wire::envelope>* decoded) {
   frames_in.fetch_add(1, std::memory_order_relaxed);
   peer_state* peer = find_peer(from);
   if (!peer || !peer->trusted.load(std::memory_order_relaxed)) {
@@ -426,7 +430,7 @@ void node::impl::on_frame(const std::string& from, std::span<const std::uint8_t>
                       cfg.node_id, from, cfg.peer_messages_per_s, cfg.peer_burst);
     return;
   }
-  auto env = wire::decode(frame, limits);
+  auto env = decoded ? std::move(*decoded) : wire::decode(frame, limits);
   if (!env) {
     dropped_malformed.fetch_add(1, std::memory_order_relaxed);
     warn_malformed("{}: dropped frame of {} bytes from '{}': {}", cfg.node_id, frame.size(), from,
@@ -1272,6 +1276,15 @@ store::key_log node::take_written_keys() {
 
 void node::write_store_behind(store::apply_thread* t) {
   impl_->env->write_behind(t);
+}
+
+const wire::limits& node::wire_limits() const {
+  return impl_->limits;
+}
+
+void node::receive_decoded(const std::string& from, std::span<const std::uint8_t> frame,
+                           result<wire::envelope> decoded) {
+  if (impl_->serving) impl_->on_frame(from, frame, &decoded);
 }
 
 void node::kill_now() {

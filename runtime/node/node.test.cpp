@@ -311,6 +311,47 @@ TEST_F(node_host, acks_ride_on_replies_and_are_batched_per_partner) {
   b.stop();
 }
 
+// node::receive_decoded: a frame the caller decoded goes through every check
+// of a received one, in the same order, and is not decoded again.
+TEST_F(node_host, a_frame_decoded_by_the_caller_is_handled_as_a_received_one) {
+  std::vector<wire::envelope> sent;
+  auto owned = std::make_unique<captured_transport>(&sent);
+  manual_clock clk(system_clock().now());
+  auto n = node::open(config("b"), clk, std::move(owned), execution::deterministic);
+  ASSERT_TRUE(n) << n.error().to_string();
+  journal j;
+  auto& b = **n;
+  b.route({wire::message_type::cfp}, b.system().spawn(refuser, &b.context(), &j));
+  EXPECT_EQ(b.wire_limits().frame_bytes_max, config("b").frame_bytes_max);
+  auto receive = [&](const std::string& from, const wire::envelope& e) {
+    const auto frame = wire::encode(e);
+    b.receive_decoded(from, frame, wire::decode(frame, b.wire_limits()));
+    b.run_ready();
+  };
+  receive("a", cfp_from_a(1, clk.now()));  // not serving yet: dropped
+  EXPECT_EQ(b.stats().frames_in, 0u);
+  ASSERT_TRUE(b.serve());
+  b.run_ready();
+  sent.clear();
+
+  receive("a", cfp_from_a(1, clk.now()));
+  ASSERT_EQ(j.size(), 1u);
+  ASSERT_EQ(sent.size(), 1u);  // the Refuse, carrying the Ack of 1
+  EXPECT_EQ(sent[0].header.acks, std::vector<std::uint64_t>{1});
+  receive("a", cfp_from_a(1, clk.now()));  // a duplicate
+  EXPECT_EQ(b.stats().duplicates, 1u);
+  receive("mallory", cfp_from_a(2, clk.now()));  // checked before the decoded frame is read
+  EXPECT_EQ(b.stats().dropped_unknown_sender, 1u);
+  // What decode gave is what counts: a decoding error drops the frame.
+  const auto frame = wire::encode(cfp_from_a(3, clk.now()));
+  b.receive_decoded("a", frame, status(errc::malformed_frame, "verifier rejected frame"));
+  b.run_ready();
+  EXPECT_EQ(b.stats().dropped_malformed, 1u);
+  EXPECT_EQ(j.size(), 1u);
+  EXPECT_EQ(b.stats().frames_in, 4u);
+  b.stop();
+}
+
 // Retries to a silent partner (node.cpp, peer_link): one message at a time
 // probes it, on its backoff, in turn; once the partner is heard again the
 // others go out at once.

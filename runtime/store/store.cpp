@@ -613,6 +613,25 @@ struct apply_thread::impl {
     return seq;
   }
 
+  /// Queues a side job (apply_thread::run_aside).
+  void push_aside(std::function<void()> fn) {
+    std::lock_guard lk(mutex);
+    aside.push_back(std::move(fn));
+    aside_pending.store(true, std::memory_order_release);
+    if (sleeping) work_cv.notify_one();
+  }
+
+  /// Runs the side jobs queued (thread only).
+  void run_aside_jobs(std::deque<std::function<void()>>& jobs) {
+    {
+      std::lock_guard lk(mutex);
+      jobs.swap(aside);
+      aside_pending.store(false, std::memory_order_relaxed);
+    }
+    for (auto& fn : jobs) fn();
+    jobs.clear();
+  }
+
   /// Waits until transaction `seq` is applied: polls briefly (the thread is
   /// usually a few microseconds behind), then sleeps.
   void wait(std::uint64_t seq) {
@@ -638,31 +657,35 @@ struct apply_thread::impl {
 
   void loop() {
     std::deque<job> batch;
+    std::deque<std::function<void()>> side;
     std::vector<const write_batch*> ptrs;
     for (;;) {
+      if (aside_pending.load(std::memory_order_acquire)) run_aside_jobs(side);
       {
         std::unique_lock lk(mutex);
-        if (work.empty()) {
+        if (work.empty() && aside.empty()) {
           // Poll for spin_us before sleeping: the next transaction usually
           // comes within microseconds, and a wake-up costs the caller a syscall.
           lk.unlock();
           const auto seen = applied_n.load(std::memory_order_relaxed);
           poll([&] {
             return queued_n.load(std::memory_order_acquire) != seen ||
+                   aside_pending.load(std::memory_order_acquire) ||
                    stopping.load(std::memory_order_relaxed);
           });
           lk.lock();
-          if (work.empty()) {
+          if (work.empty() && aside.empty()) {
             if (stopping.load()) return;
             sleeping = true;
-            work_cv.wait(lk, [&] { return !work.empty() || stopping.load(); });
+            work_cv.wait(lk, [&] { return !work.empty() || !aside.empty() || stopping.load(); });
             sleeping = false;
-            if (work.empty()) return;
+            if (work.empty() && aside.empty()) return;
           }
         }
         batch.swap(work);
       }
       for (const job& j : batch) {
+        if (aside_pending.load(std::memory_order_acquire)) run_aside_jobs(side);
         if (!j.env) {
           // Runs even after a failure: its reads show what was applied.
           j.fn();
@@ -690,12 +713,13 @@ struct apply_thread::impl {
 
   const std::uint32_t spin_us;
   std::mutex mutex;
-  std::condition_variable work_cv;  // work queued, or stopping
-  std::condition_variable done_cv;  // applied_n moved while the caller waits
-  std::deque<job> work;             // guarded by mutex
-  std::uint64_t last_seq = 0;       // guarded by mutex
-  bool sleeping = false;            // guarded by mutex
-  status first_failure;             // guarded by mutex
+  std::condition_variable work_cv;          // work queued, or stopping
+  std::condition_variable done_cv;          // applied_n moved while the caller waits
+  std::deque<job> work;                     // guarded by mutex
+  std::deque<std::function<void()>> aside;  // side jobs, guarded by mutex
+  std::uint64_t last_seq = 0;               // guarded by mutex
+  bool sleeping = false;                    // guarded by mutex
+  status first_failure;                     // guarded by mutex
   // On lines of their own: queued_n written by the owner, applied_n by the
   // thread after every transaction (the owner reads it only to forget
   // applied transactions, now and then), failed_flag read by the owner at
@@ -705,6 +729,7 @@ struct apply_thread::impl {
   std::atomic<bool> caller_waiting{false};
   alignas(64) std::atomic<bool> failed_flag{false};
   alignas(64) std::atomic<bool> stopping{false};
+  std::atomic<bool> aside_pending{false};  // aside holds jobs
   std::atomic<std::uint64_t> applied_txns{0};
   std::thread thread;
   std::thread::id id;  // the thread's
@@ -724,6 +749,10 @@ bool apply_thread::failed() const noexcept {
 
 void apply_thread::drain() {
   impl_->wait(impl_->queued_n.load(std::memory_order_acquire));
+}
+
+void apply_thread::run_aside(std::function<void()> fn) {
+  impl_->push_aside(std::move(fn));
 }
 
 std::uint64_t apply_thread::run_in_order(std::function<void()> fn) {

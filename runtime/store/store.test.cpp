@@ -13,6 +13,7 @@
 #include <atomic>
 #include <filesystem>
 #include <future>
+#include <mutex>
 #include <map>
 #include <optional>
 #include <set>
@@ -743,6 +744,50 @@ TEST(write_behind, a_function_run_in_order_reads_the_stores_as_of_its_place_in_t
   t.drain();
   EXPECT_EQ(dump(*a.env, "t"), (std::map<std::string, std::string>{{"k", "2"}, {"new", "3"}}));
   EXPECT_EQ(get_ok(*b.env, "t", "k"), "2");
+}
+
+TEST(write_behind, side_jobs_run_on_the_thread_ahead_of_work_not_begun) {
+  std::mutex m;
+  std::vector<std::string> order;
+  auto log = [&](std::string what) {
+    std::lock_guard lk(m);
+    order.push_back(std::move(what));
+  };
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::atomic<bool> first_running{false};
+  {
+    apply_thread t;
+    const auto caller = std::this_thread::get_id();
+    std::thread::id side_thread;
+    // A side job on an idle thread runs (the thread polls, then sleeps).
+    std::promise<void> ran;
+    t.run_aside([&] {
+      side_thread = std::this_thread::get_id();
+      ran.set_value();
+    });
+    ASSERT_EQ(ran.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    EXPECT_NE(side_thread, caller);
+    // f1 holds the thread; f2 is queued behind it; side jobs given meanwhile
+    // run before f2, in the order given.
+    t.run_in_order([&] {
+      first_running = true;
+      released.wait_for(std::chrono::seconds(10));
+      log("f1");
+    });
+    const auto f2 = t.run_in_order([&] { log("f2"); });
+    for (int i = 0; i < 200 && !first_running; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_TRUE(first_running);
+    t.run_aside([&] { log("s1"); });
+    t.run_aside([&] { log("s2"); });
+    release.set_value();
+    t.wait(f2);
+    EXPECT_EQ(order, (std::vector<std::string>{"f1", "s1", "s2", "f2"}));
+    // Side jobs still waiting when the thread is destroyed run first.
+    t.run_aside([&] { log("s3"); });
+  }
+  EXPECT_EQ(order.back(), "s3");
 }
 
 TEST(write_behind, an_inline_writer_completes_at_once_and_records_the_keys) {

@@ -16,6 +16,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #include "gearmesh/node/context.hpp"
 #include "gearmesh/status.hpp"
 #include "gearmesh/transport/transport.hpp"
+#include "gearmesh/wire/codec.hpp"
 #include "gearmesh/wire/messages.hpp"
 
 namespace gearmesh {
@@ -173,6 +175,17 @@ class node {
   /// (actors::verify_changes). Also after stop(), for what the node wrote
   /// until then. Empty when threaded.
   store::key_log take_written_keys();
+
+  /// The limits inbound frames are decoded with ([transport]
+  /// frame_bytes_max, the rest wire::limits' defaults).
+  const wire::limits& wire_limits() const;
+
+  /// A frame from `from`, handled as if its transport had received it
+  /// (dropped unless the node serves), except that it is not decoded here:
+  /// `decoded` is what wire::decode(frame, wire_limits()) gave. The
+  /// simulator decodes the frames it carries ahead, on its second thread.
+  void receive_decoded(const std::string& from, std::span<const std::uint8_t> frame,
+                       result<wire::envelope> decoded);
 
   /// Hands the node's store transactions to `t` to apply on its thread
   /// while the caller goes on (store::environment::write_behind); null:

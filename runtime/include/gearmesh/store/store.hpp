@@ -165,6 +165,12 @@ class apply_thread {
   /// moment of the stores without stopping the caller (the simulator's
   /// mid-run checks). Same calling thread as the environments' owner.
   std::uint64_t run_in_order(std::function<void()> fn);
+  /// Runs `fn` on the thread as soon as it can: before the transactions and
+  /// functions queued but not begun, between two of them. Not ordered with
+  /// them, so `fn` must not touch the stores; side jobs run in the order
+  /// given. For work that only needs a spare core (the simulator decodes
+  /// the frames it carries ahead of their delivery). Any thread.
+  void run_aside(std::function<void()> fn);
   /// Waits until `n` (from run_in_order) has run.
   void wait(std::uint64_t n);
   /// Whether `n` (from run_in_order) has run.
