@@ -12,9 +12,11 @@
 #include <thread>
 #include <tuple>
 #include <type_traits>
+#include <unordered_map>
 
 #include "gearmesh/actors/capacity.hpp"
 #include "gearmesh/actors/records.hpp"
+#include "gearmesh/string_hash.hpp"
 
 namespace gearmesh::actors {
 
@@ -189,6 +191,8 @@ class checker {
     reservation_counts_.clear();
     stored_holds_.clear();
     carried_.clear();
+    offers_read_.clear();
+    contracts_read_.clear();
     if (auto st = check_resources(in.summary); !st) return st;
     if (auto st = check_orders(in.summary); !st) return st;
     if (auto st = check_offers(in.summary); !st) return st;
@@ -361,6 +365,32 @@ class checker {
     return err;
   }
 
+  /// Records of the store being checked as its scans decoded them, by key,
+  /// for the lookups of later steps (the offer of every booking, say): at
+  /// most memo_max of each; a key not kept is read from the store.
+  template <class T>
+  using read_records = std::unordered_map<std::string, T, string_hash, std::equal_to<>>;
+  static constexpr std::size_t memo_max = std::size_t{1} << 16;
+
+  template <class T>
+  static void keep_read(read_records<T>& read, std::string_view key, T&& v) {
+    if (read.size() < memo_max) read.emplace(std::string(key), std::move(v));
+  }
+
+  /// lookup(), answered from `read` if it holds `key`: `out` points at the
+  /// record, in `read` or in `stored`.
+  template <class T>
+  status read_back(const read_records<T>& read, const store::table<T>& t, std::string_view key,
+                   found& f, T& stored, const T*& out) {
+    if (auto it = read.find(key); it != read.end()) {
+      f = found::yes;
+      out = &it->second;
+      return status::ok();
+    }
+    out = &stored;
+    return lookup(*env_, t, key, f, stored);
+  }
+
   template <class T>
   status decode_all(const store::table<T>& t) {
     return for_each_decoded(*env_, t, [](std::string_view, T&&) { return status::ok(); });
@@ -457,6 +487,7 @@ class checker {
       for (const auto& sub : o.sub_orders)
         backing_.emplace(sub, std::make_pair(o.proposal_id, o.state));
       collect_carried(key, o);
+      keep_read(offers_read_, key, std::move(o));
       return status::ok();
     });
   }
@@ -527,36 +558,44 @@ class checker {
             key_mismatch(tables::contracts.name(), key, "contract_id", c.contract_id);
             return status::ok();
           }
-          if (c.role != contract_role::seller || c.state != contract_state::active)
-            return status::ok();
-          auto missing = [&](std::string why) {
-            add(violation_kind::missing_booking, node_, tables::contracts.name(), key,
-                "active contract: " + why);
-          };
-          offer_record offer;
-          found f;
-          if (auto st = lookup(*env_, tables::offers, c.proposal_id, f, offer); !st) return st;
-          if (f == found::undecodable) return status::ok();
-          if (f == found::no) {
-            missing("its offer " + c.proposal_id + " is missing");
-            return status::ok();
-          }
-          if (offer.state != offer_state::contracted || offer.contract_id != c.contract_id) {
-            missing("its offer " + c.proposal_id + " is " + to_string(offer.state) +
-                    (offer.contract_id.empty() ? std::string{}
-                                               : " under contract " + offer.contract_id));
-            return status::ok();
-          }
-          if (offer.reservations.empty())
-            missing("its offer " + c.proposal_id + " names no reservation");
-          for (const auto& r : offer.reservations) {
-            const auto rkey = reservation_key(r.resource, r.reservation_id);
-            auto b = env_->get(tables::bookings.name(), rkey);
-            if (!b) return b.error();
-            if (!b->has_value()) missing("booking " + rkey + " is missing");
-          }
-          return status::ok();
+          auto st = check_bookings_of(key, c);
+          keep_read(contracts_read_, key, std::move(c));
+          return st;
         });
+  }
+
+  /// check_contracts for contract `c` at `key`.
+  status check_bookings_of(std::string_view key, const contract_record& c) {
+    if (c.role != contract_role::seller || c.state != contract_state::active) return status::ok();
+    auto missing = [&](std::string why) {
+      add(violation_kind::missing_booking, node_, tables::contracts.name(), key,
+          "active contract: " + why);
+    };
+    offer_record stored;
+    const offer_record* offer = nullptr;
+    found f;
+    if (auto st = read_back(offers_read_, tables::offers, c.proposal_id, f, stored, offer); !st)
+      return st;
+    if (f == found::undecodable) return status::ok();
+    if (f == found::no) {
+      missing("its offer " + c.proposal_id + " is missing");
+      return status::ok();
+    }
+    if (offer->state != offer_state::contracted || offer->contract_id != c.contract_id) {
+      missing(
+          "its offer " + c.proposal_id + " is " + to_string(offer->state) +
+          (offer->contract_id.empty() ? std::string{} : " under contract " + offer->contract_id));
+      return status::ok();
+    }
+    if (offer->reservations.empty())
+      missing("its offer " + c.proposal_id + " names no reservation");
+    for (const auto& r : offer->reservations) {
+      const auto rkey = reservation_key(r.resource, r.reservation_id);
+      auto b = env_->get(tables::bookings.name(), rkey);
+      if (!b) return b.error();
+      if (!b->has_value()) missing("booking " + rkey + " is missing");
+    }
+    return status::ok();
   }
 
   /// Checks each reservation of `t` against its key and table, the hold
@@ -666,33 +705,39 @@ class checker {
       return status::ok();
     }
     const auto proposal_id = r.reservation_id.substr(0, hash);
-    offer_record offer;
+    offer_record stored_offer;
+    const offer_record* offer = nullptr;
     found f;
-    if (auto st = lookup(*env_, tables::offers, proposal_id, f, offer); !st) return st;
+    if (auto st = read_back(offers_read_, tables::offers, proposal_id, f, stored_offer, offer); !st)
+      return st;
     if (f == found::undecodable) return status::ok();
     if (f == found::no) {
       orphan("its offer " + proposal_id + " is missing");
       return status::ok();
     }
-    if (offer.state != offer_state::contracted) {
-      orphan("its offer " + proposal_id + " is " + to_string(offer.state));
+    if (offer->state != offer_state::contracted) {
+      orphan("its offer " + proposal_id + " is " + to_string(offer->state));
       return status::ok();
     }
     bool named = false;
-    for (const auto& ref : offer.reservations)
+    for (const auto& ref : offer->reservations)
       named = named || (ref.resource == r.resource && ref.reservation_id == r.reservation_id);
     if (!named) {
       orphan("its offer " + proposal_id + " does not name it");
       return status::ok();
     }
-    contract_record c;
-    if (auto st = lookup(*env_, tables::contracts, offer.contract_id, f, c); !st) return st;
+    contract_record stored_contract;
+    const contract_record* c = nullptr;
+    if (auto st = read_back(contracts_read_, tables::contracts, offer->contract_id, f,
+                            stored_contract, c);
+        !st)
+      return st;
     if (f == found::no) {
-      orphan("contract " + offer.contract_id + " of offer " + proposal_id + " is missing");
+      orphan("contract " + offer->contract_id + " of offer " + proposal_id + " is missing");
     } else if (f == found::yes &&
-               (c.state != contract_state::active || c.role != contract_role::seller)) {
-      orphan("contract " + offer.contract_id + " is " + to_string(c.state) + " (" +
-             to_string(c.role) + ")");
+               (c->state != contract_state::active || c->role != contract_role::seller)) {
+      orphan("contract " + offer->contract_id + " is " + to_string(c->state) + " (" +
+             to_string(c->role) + ")");
     }
     return status::ok();
   }
@@ -1023,6 +1068,9 @@ class checker {
   /// (offer key, hold) waiting for add_carried.
   std::set<std::string, std::less<>> stored_holds_;
   std::vector<std::pair<std::string, reservation_record>> carried_;
+  /// The offers and contracts of the store being checked (read_back).
+  read_records<offer_record> offers_read_;
+  read_records<contract_record> contracts_read_;
   /// check_indexed: the buckets whose load grew this check, by resource;
   /// none (std::nullopt) for every bucket of the resource.
   std::map<std::string, std::optional<std::set<std::int64_t>>, std::less<>> grown_;
