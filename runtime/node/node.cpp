@@ -106,10 +106,12 @@ class doorbell_queue {
     items_.push_back(std::move(x));
     return items_.size() == 1;
   }
-  /// Everything queued, oldest first.
-  std::vector<T> take() {
+  /// Everything queued, oldest first, into `out` (emptied first); the
+  /// queue keeps `out`'s buffer, so taking over and over does not allocate.
+  void take(std::vector<T>& out) {
+    out.clear();
     std::lock_guard<std::mutex> guard{mx_};
-    return std::exchange(items_, {});
+    out.swap(items_);
   }
 
  private:
@@ -593,6 +595,10 @@ struct gateway_state {
   /// commit leave as one frame per partner.
   std::map<std::string, std::vector<std::uint64_t>, std::less<>> acks_due;
   bool acks_flush_queued = false;
+  /// What the last deliver / committed message took from its queue (kept
+  /// for their buffers: see doorbell_queue::take).
+  std::vector<verified_frame> inbound_taken;
+  std::vector<commit_done> durable_taken;
   static inline const char* name = "gearmesh.gateway";
 };
 
@@ -897,11 +903,17 @@ caf::behavior gateway_actor(gateway_actor_type* self, node::impl* host) {
   host->outbox_pending = st.pending.size();
   return {
       [=](deliver_atom) {
-        for (auto& vf : host->inbound.take()) on_deliver(self, vf);
+        auto& taken = self->state.inbound_taken;
+        host->inbound.take(taken);
+        for (auto& vf : taken) on_deliver(self, vf);
+        taken.clear();
         flush_acks_soon(self);
       },
       [=](committed_atom) {
-        for (auto& done : host->durable.take()) on_committed(self, done);
+        auto& taken = self->state.durable_taken;
+        host->durable.take(taken);
+        for (auto& done : taken) on_committed(self, done);
+        taken.clear();
         flush_acks_soon(self);
       },
       [=](flush_acks_atom) { flush_acks(self); },

@@ -207,34 +207,6 @@ Payload union_type(const payload& p) {
 static_assert(static_cast<std::size_t>(Payload::MAX) == message_type_count,
               "messages.hpp payload and the schema's Payload union disagree");
 
-/// Upper bound guess of the encoded size, so the builder allocates once.
-std::size_t size_hint(const envelope& env) {
-  std::size_t n = 160 + env.header.sender.size() + env.header.receiver.size() +
-                  env.header.conversation_id.size() + 8 * env.header.acks.size();
-  std::visit(
-      [&n](const auto& m) {
-        using T = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<T, cfp>) {
-          n += m.order_id.size() + m.item.size() + m.currency.size() + 48;
-          for (const auto& a : m.attributes) n += a.key.size() + a.value.size() + 32;
-        } else if constexpr (std::is_same_v<T, resolution>) {
-          n += m.identifier.size() + m.capability.size() + m.reason.size() + 64;
-          for (const auto& e : m.entries) {
-            n += e.node_id.size() + e.endpoint.size() + e.public_key.size() + 48;
-            for (const auto& c : e.capabilities) n += c.size() + 8;
-          }
-        } else if constexpr (std::is_same_v<T, production_event>) {
-          n += m.contract_id.size() + m.order_id.size() + m.reason.size() + 96;
-          // Components are bounded by limits::components_max; a fixed guess is enough.
-          n += 160 * m.components.size();
-        } else {
-          n += 128;
-        }
-      },
-      env.payload);
-  return n;
-}
-
 // ---------------------------------------------------------------- decoding
 
 status malformed(std::string message) {
@@ -671,7 +643,11 @@ result<envelope> decode_aligned(const std::uint8_t* data, std::size_t size, cons
 }  // namespace
 
 bytes encode(const envelope& env) {
-  fb::FlatBufferBuilder b(size_hint(env));
+  // The calling thread's builder, cleared: its buffer is kept from one
+  // frame to the next, so encoding allocates only the frame it returns.
+  // (Clear() leaves no state behind: the bytes are a fresh builder's.)
+  thread_local fb::FlatBufferBuilder b(1024);
+  b.Clear();
   const auto body = std::visit(payload_encoder{b}, env.payload);
   const auto sender = put(b, env.header.sender);
   const auto receiver = put(b, env.header.receiver);
