@@ -228,6 +228,9 @@ struct environment::impl {
   mutable std::shared_mutex cache_mutex;
   /// Open handles by table name. Handles stay valid until mdb_env_close.
   mutable std::map<std::string, MDB_dbi, std::less<>> dbis;
+  /// Tables a read found missing: not looked for again until a write
+  /// creates them (cache() takes them off). Guarded by cache_mutex.
+  mutable std::set<std::string, std::less<>> missing;
 
   /// Read-only transactions kept after use (mdb_txn_reset) and renewed for
   /// the next read: mdb_txn_begin allocates and zeroes a transaction sized
@@ -322,7 +325,13 @@ struct environment::impl {
 
   void cache(std::string name, MDB_dbi dbi) const {
     std::unique_lock lk(cache_mutex);
+    if (auto it = missing.find(name); it != missing.end()) missing.erase(it);
     dbis.emplace(std::move(name), dbi);
+  }
+
+  bool known_missing(std::string_view table) const {
+    std::shared_lock lk(cache_mutex);
+    return missing.contains(table);
   }
 
   /// A read-only snapshot transaction holding the map gate; aborted on scope exit.
@@ -376,6 +385,11 @@ struct environment::impl {
   result<std::optional<MDB_dbi>> find_dbi(std::string_view table) const {
     if (auto d = cached(table)) return std::optional<MDB_dbi>{*d};
     if (!valid_table_name(table)) return std::optional<MDB_dbi>{};
+    // A table is created only by this environment's writes, which cache
+    // it (write_once): one found missing stays so until then. (With
+    // writes behind, a read sees a queued write before it asks for the
+    // table, and the table is cached before the write counts as applied.)
+    if (known_missing(table)) return std::optional<MDB_dbi>{};
     std::lock_guard lk(dbi_mutex);
     if (auto d = cached(table)) return std::optional<MDB_dbi>{*d};
     std::string name(table);
@@ -383,7 +397,11 @@ struct environment::impl {
     if (int rc = txn.begin()) return error("mdb_txn_begin(read)", rc);
     MDB_dbi dbi = 0;
     int rc = mdb_dbi_open(txn.get(), name.c_str(), 0, &dbi);
-    if (rc == MDB_NOTFOUND) return std::optional<MDB_dbi>{};
+    if (rc == MDB_NOTFOUND) {
+      std::unique_lock cl(cache_mutex);
+      missing.emplace(name);
+      return std::optional<MDB_dbi>{};
+    }
     if (rc) return error("mdb_dbi_open(\"" + name + "\")", rc);
     if ((rc = txn.commit())) return error("mdb_txn_commit(read)", rc);
     cache(std::move(name), dbi);

@@ -13,8 +13,8 @@
 #include <atomic>
 #include <filesystem>
 #include <future>
-#include <mutex>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -614,6 +614,24 @@ struct behind_store {
     if (env) env->write_behind(&t);
   }
 };
+
+TEST(write_behind, a_table_read_as_missing_is_seen_once_a_queued_write_creates_it) {
+  behind_store store;
+  ASSERT_TRUE(store.env);
+  auto& env = store.env;
+  EXPECT_EQ(get_ok(*env, "later", "k"), std::nullopt);  // missing, and remembered so
+  for (int i = 0; i < 200; ++i) {
+    write_batch b;
+    b.put("later", "k" + std::to_string(i), "v");
+    ASSERT_TRUE(env->apply_later({std::move(b)}, nullptr));
+    // Every read, whether the thread has applied the write yet or not.
+    ASSERT_EQ(get_ok(*env, "later", "k" + std::to_string(i)), "v") << i;
+    ASSERT_EQ(get_ok(*env, "later", "k0"), "v") << i;
+  }
+  store.t.drain();
+  EXPECT_EQ(get_ok(*env, "later", "k199"), "v");
+  EXPECT_EQ(dump(*env, "later").size(), 200u);
+}
 
 TEST(write_behind, an_invalid_batch_is_refused_at_once_and_nothing_is_queued) {
   behind_store store;
