@@ -63,6 +63,13 @@ struct participant_state {
   /// With commits that are done on return (node_context::commits_inline):
   /// whether the last one that wrote something succeeded.
   bool last_commit_ok = true;
+  /// Offers as this participant last proposed or read them, by proposal id:
+  /// reads of "offers" are answered from here (a Reject or Accept reads the
+  /// offer its Propose wrote). commit() drops the offers it writes, so an
+  /// entry is always what a read of the store would give. Cleared when it
+  /// reaches offers_known_max.
+  std::unordered_map<std::string, offer_record, string_hash, std::equal_to<>> offers_known;
+  static constexpr std::size_t offers_known_max = 4096;
   /// Held proposals by (buyer, order id): answers a repeated CFP and a Cancel
   /// without contract id. Entries leave when the offer leaves `held` or expires
   /// (offers with component orders: only when they leave `held`).
@@ -106,6 +113,11 @@ std::uint64_t commit(participant_actor* self, store::write_batch writes,
                      const wire::envelope* cause, std::vector<message_to> msgs,
                      std::string_view conversation, store::write_batch reservations = {}) {
   auto& st = self->state;
+  if (!st.offers_known.empty())
+    for (const auto& op : writes.ops())
+      if (op.table == tables::offers.name())
+        if (auto it = st.offers_known.find(op.key); it != st.offers_known.end())
+          st.offers_known.erase(it);
   effects fx;
   fx.writes = std::move(writes);
   if (cause) fx.cause = inbound_ref{cause->header.sender, cause->header.message_id};
@@ -314,6 +326,23 @@ std::optional<T> read(participant_actor* self, const store::table<T>& t, std::st
   return std::move(*v);
 }
 
+/// Remembers offer `o` as the store has it (participant_state::offers_known).
+void know_offer(participant_actor* self, offer_record o) {
+  auto& known = self->state.offers_known;
+  if (known.size() >= participant_state::offers_known_max) known.clear();
+  known.insert_or_assign(o.proposal_id, std::move(o));
+}
+
+/// Offers are read through offers_known.
+std::optional<offer_record> read(participant_actor* self, const store::table<offer_record>& t,
+                                 std::string_view key) {
+  auto& known = self->state.offers_known;
+  if (auto it = known.find(key); it != known.end()) return it->second;
+  auto o = read<offer_record>(self, t, key);
+  if (o && o->proposal_id == key) know_offer(self, *o);
+  return o;
+}
+
 void refuse(participant_actor* self, const wire::envelope& env, const wire::cfp& c,
             std::string reason) {
   commit(self, {}, &env, {{env.header.sender, wire::refuse{c.order_id, std::move(reason)}}},
@@ -391,6 +420,7 @@ void place_and_propose(participant_actor* self, const wire::envelope& env, const
                   o.promised_start_us, o.promised_due_us, o.valid_until_us};
   remember_held(self, o);
   commit(self, std::move(b), &env, {{o.buyer, p}}, o.order_id);
+  know_offer(self, std::move(o));
 }
 
 /// Nested negotiation: the CFP needs bought components. The buyer runs one
