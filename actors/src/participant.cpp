@@ -26,6 +26,7 @@
 #include <set>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
@@ -70,6 +71,10 @@ struct participant_state {
   /// reaches offers_known_max.
   std::unordered_map<std::string, offer_record, string_hash, std::equal_to<>> offers_known;
   static constexpr std::size_t offers_known_max = 4096;
+  /// The contract ids of the "tombstones" table (a Cancel that came before
+  /// its contract: few, and never erased), read at start and added to with
+  /// every tombstone put: an Accept looks here, not in the store.
+  std::unordered_set<std::string, string_hash, std::equal_to<>> tombstones;
   /// Held proposals by (buyer, order id): answers a repeated CFP and a Cancel
   /// without contract id. Entries leave when the offer leaves `held` or expires
   /// (offers with component orders: only when they leave `held`).
@@ -638,7 +643,7 @@ void award_components(participant_actor* self, const wire::envelope& env, const 
     self->state.awarding.erase(o.proposal_id);
     // Whatever happened meanwhile (a Cancel) is in the offer and tombstones.
     auto now_o = read(self, tables::offers, o.proposal_id);
-    const bool tombstoned = read(self, tables::tombstones, a.contract_id).has_value();
+    const bool tombstoned = self->state.tombstones.contains(a.contract_id);
     std::string why;
     if (!now_o || now_o->state != offer_state::held || tombstoned)
       why = "contract was cancelled while its components were awarded";
@@ -672,7 +677,7 @@ void award_components(participant_actor* self, const wire::envelope& env, const 
 void on_accept(participant_actor* self, const wire::envelope& env, const wire::accept& a) {
   const auto now = self->state.ctx->clock().now();
   auto o = read(self, tables::offers, a.proposal_id);
-  const bool tombstoned = read(self, tables::tombstones, a.contract_id).has_value();
+  const bool tombstoned = self->state.tombstones.contains(a.contract_id);
   auto d = decide_accept(o ? &*o : nullptr, tombstoned, env.header.sender, a, now);
   switch (d.verdict) {
     case accept_verdict::fail:
@@ -747,6 +752,7 @@ void on_cancel(participant_actor* self, const wire::envelope& env, const wire::c
       tables::tombstones.put(
           b, c.contract_id,
           tombstone_record{c.contract_id, buyer, c.order_id, st.ctx->clock().now()});
+      st.tombstones.insert(c.contract_id);
     }
   }
   // Release the order's held proposal, if any.
@@ -1203,6 +1209,7 @@ struct participant_init {
   std::uint64_t next_replan = 1;
   std::vector<offer_record> held;
   std::vector<std::string> withdrawn;
+  std::vector<std::string> tombstones;  // their contract ids
   std::map<std::string, outage_record, std::less<>> outages;
   /// Sold contracts whose component order failed after its seller cancelled
   /// (the node stopped before it cancelled them): (offer, contract, reason).
@@ -1224,6 +1231,7 @@ caf::behavior participant(participant_actor* self, node_context* ctx,
   st.next_outage = init->next_outage;
   st.next_replan = init->next_replan;
   st.outages = std::move(init->outages);
+  st.tombstones.insert(init->tombstones.begin(), init->tombstones.end());
   for (const auto& o : init->held) remember_held(self, o);
   for (auto& [o, k, why] : init->lost) {
     replan_step step;
@@ -1424,8 +1432,13 @@ result<caf::actor> spawn_participant(caf::actor_system& sys, node_context& ctx,
     if (!counter) return counter.error();
     *out = *counter ? (*counter)->value + 1 : 1;
   }
+  auto st = tables::tombstones.for_each(env, [&](std::string_view key, tombstone_record&&) {
+    init->tombstones.emplace_back(key);
+    return true;
+  });
+  if (!st) return st;
   // Outages still to come or going on block their machines again.
-  auto st = tables::outages.for_each(env, [&](std::string_view, outage_record&& o) {
+  st = tables::outages.for_each(env, [&](std::string_view, outage_record&& o) {
     if (o.ended_us != 0 || o.until_us <= now) return true;
     auto c = cals.find(o.resource);
     if (c == cals.end()) return true;  // the machine is no longer configured
