@@ -69,15 +69,37 @@ std::optional<placement> capacity_calendar::find_earliest(std::int64_t units, ti
   // Buckets are visited in order: walk the map alongside instead of one
   // lookup per bucket (a search may examine thousands of empty buckets).
   auto loaded = buckets_.lower_bound(first);
+  // The run of full buckets this search meets first (full_from_/full_to_).
+  std::int64_t run_from = 0, run_to = 0;
+  bool in_run = false;
   for (auto b = first; b <= last && remaining > 0; ++b) {
+    if (b >= full_from_ && b < full_to_) {
+      // Full: nothing to take there (what the walk below would find). The
+      // run goes on from there if the buckets after it are full too.
+      if (!in_run && run_to == 0) {
+        run_from = full_from_;
+        in_run = true;
+      }
+      b = full_to_ - 1;
+      loaded = buckets_.lower_bound(full_to_);
+      continue;
+    }
     if (auto run_end = blocked_run_end(b)) {
       b = *run_end;  // the machine is down: the work waits
+      in_run = false;
       continue;
     }
     const auto begin = bucket_start(b);
     while (loaded != buckets_.end() && loaded->first < b) ++loaded;
     const auto l = loaded != buckets_.end() && loaded->first == b ? loaded->second : bucket_load{};
     const auto used = l.booked + l.held;
+    if (used == capacity_ && run_to == 0) {
+      if (!in_run) run_from = b;
+      in_run = true;
+    } else if (in_run) {
+      run_to = b;  // the first run only
+      in_run = false;
+    }
     std::int64_t free = capacity_ - used;
     // Earliest moment in this bucket where new work may begin.
     const timestamp_us fill_at = begin + mul_div_ceil(used, bucket_us_, capacity_);
@@ -97,12 +119,20 @@ std::optional<placement> capacity_calendar::find_earliest(std::int64_t units, ti
     p.end_us = end_at;
     remaining -= take;
   }
+  // Remember a run long enough to be worth it (it ended before the search
+  // did, so its end is known).
+  if (run_to - run_from >= full_run_min) {
+    full_from_ = run_from;
+    full_to_ = run_to;
+  }
   if (remaining > 0) return std::nullopt;
   return p;
 }
 
 void capacity_calendar::apply(const placement& p, reservation_kind kind, std::int64_t sign) {
   for (const auto& a : p.allocations) {
+    // A release frees capacity in a bucket the full run may hold.
+    if (sign < 0 && a.bucket >= full_from_ && a.bucket < full_to_) full_to_ = full_from_;
     auto& l = buckets_[a.bucket];
     (kind == reservation_kind::hold ? l.held : l.booked) += sign * a.units;
     GM_CAL_ASSERT(l.held >= 0 && l.booked >= 0);

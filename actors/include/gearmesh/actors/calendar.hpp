@@ -173,6 +173,14 @@ class capacity_calendar {
   /// Blocks by id, and their union as disjoint runs (first -> last bucket).
   std::map<std::string, block_range, std::less<>> blocks_;
   std::map<std::int64_t, std::int64_t> blocked_;
+  /// Buckets [full_from_, full_to_) are all full (held + booked ==
+  /// capacity), as a search found them: a later search steps over them at
+  /// once instead of one map node at a time (busy machines are full for
+  /// days ahead). Only adding load can happen to a full bucket; apply()
+  /// forgets the run when a release touches it.
+  mutable std::int64_t full_from_ = 0;
+  mutable std::int64_t full_to_ = 0;
+  static constexpr std::int64_t full_run_min = 8;
   void merge_blocks();
   /// The last bucket of the blocked run holding `bucket`, if any.
   std::optional<std::int64_t> blocked_run_end(std::int64_t bucket) const;
