@@ -138,6 +138,17 @@ TEST(calendar, negative_times_use_floor_buckets) {
   EXPECT_EQ(cal.bucket_of(-hour), -1);
 }
 
+/// Reserves `p` as "r<i>": a hold with a deadline up to 2 h after `now` if
+/// `as_hold`, else a booking; its id goes to `ids`.
+void reserve(capacity_calendar& cal, std::vector<std::string>& ids, int i, bool as_hold,
+             timestamp_us now, const placement& p, std::mt19937_64& rng) {
+  auto id = "r" + std::to_string(i);
+  auto st = as_hold ? cal.hold(id, p, now + static_cast<timestamp_us>(rng() % (2 * hour)))
+                    : cal.book(id, p);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  ids.push_back(id);
+}
+
 TEST(calendar, random_operations_never_overcommit) {
   capacity_calendar cal(hour, 60);
   std::mt19937_64 rng(42);
@@ -150,11 +161,7 @@ TEST(calendar, random_operations_never_overcommit) {
       auto p =
           cal.find_earliest(1 + static_cast<std::int64_t>(rng() % 200), from, from + 72 * hour);
       if (!p) continue;
-      auto id = "r" + std::to_string(i);
-      auto st = op == 0 ? cal.hold(id, *p, now + static_cast<timestamp_us>(rng() % (2 * hour)))
-                        : cal.book(id, *p);
-      ASSERT_TRUE(st.is_ok()) << st.to_string();
-      ids.push_back(id);
+      ASSERT_NO_FATAL_FAILURE(reserve(cal, ids, i, op == 0, now, *p, rng));
     } else if (op == 2 && !ids.empty()) {
       cal.release(ids[rng() % ids.size()]);
     } else if (op == 3 && !ids.empty()) {
@@ -213,11 +220,7 @@ TEST(calendar, searches_over_remembered_full_runs_find_what_a_fresh_calendar_fin
         }
       }
       if (!p) continue;
-      auto id = "r" + std::to_string(i);
-      auto st = op == 0 ? cal.hold(id, *p, now + static_cast<timestamp_us>(rng() % (2 * hour)))
-                        : cal.book(id, *p);
-      ASSERT_TRUE(st.is_ok()) << st.to_string();
-      ids.push_back(id);
+      ASSERT_NO_FATAL_FAILURE(reserve(cal, ids, i, op == 0, now, *p, rng));
     } else if (op <= 7 && !ids.empty()) {
       cal.release(ids[rng() % ids.size()]);
     } else if (op == 8) {
