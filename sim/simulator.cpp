@@ -187,6 +187,13 @@ struct sim_node {
   std::unique_ptr<actors::check_index> index;
 };
 
+/// Gives changed[i] the keys of logs[i], sorted by table (key_log::keys),
+/// on the thread that runs the check.
+void sort_keys(std::vector<actors::store_changes>& changed, std::vector<store::key_log>&& logs) {
+  for (std::size_t i = 0; i < changed.size(); ++i) changed[i].keys = logs[i].keys();
+  logs.clear();
+}
+
 /// The hash a delivered frame adds to the trace: XXH3 of its bytes.
 std::uint64_t frame_hash(const wire::bytes& frame) {
   return XXH3_64bits(frame.data(), frame.size());
@@ -718,31 +725,29 @@ void world::fire(event& e) {
         return;
       }
       ++r_.frames_delivered;
-      if (e.prepared) {
-        auto& p = *e.prepared;
-        p.finish();
-        trace("deliver", e.a, e.b, p.hash);
-        // Only a buyer's frames are looked at here: a Confirm times its
-        // negotiation.
-        if (to.is_buyer && p.env)
-          if (const auto* c = std::get_if<wire::confirm>(&p.env->payload))
-            confirmed_at_.emplace(c->order_id, now_);
-        wake(e.b);
-        if (to.net->up()) to.n->receive_decoded(nodes_[e.a].spec.id, p.frame, std::move(p.env));
-        note(e.b, {}, e.a, std::move(p.frame));
-        return;
-      }
-      trace("deliver", e.a, e.b, frame_hash(e.frame));
-      // As above; only a Confirm is decoded here.
+      // A frame decoded ahead comes with its decoding and hash.
+      prepared_frame* p = e.prepared.get();
+      if (p) p->finish();
+      auto& frame = p ? p->frame : e.frame;
+      trace("deliver", e.a, e.b, p ? p->hash : frame_hash(frame));
+      // Only a buyer's frames are looked at here (a Confirm times its
+      // negotiation); one not decoded yet only if it is a Confirm.
       if (to.is_buyer) {
-        if (auto t = wire::peek_type(e.frame); t && *t == wire::message_type::confirm)
-          if (auto env = wire::decode(e.frame))
-            if (const auto* c = std::get_if<wire::confirm>(&env->payload))
-              confirmed_at_.emplace(c->order_id, now_);
+        std::optional<result<wire::envelope>> decoded;
+        const result<wire::envelope>* env = p ? &p->env : nullptr;
+        if (!env)
+          if (auto t = wire::peek_type(frame); t && *t == wire::message_type::confirm)
+            env = &decoded.emplace(wire::decode(frame));
+        if (env && *env)
+          if (const auto* c = std::get_if<wire::confirm>(&(*env)->payload))
+            confirmed_at_.emplace(c->order_id, now_);
       }
       wake(e.b);
-      to.net->deliver(nodes_[e.a].spec.id, e.frame);
-      note(e.b, {}, e.a, std::move(e.frame));
+      if (!p)
+        to.net->deliver(nodes_[e.a].spec.id, frame);
+      else if (to.net->up())
+        to.n->receive_decoded(nodes_[e.a].spec.id, frame, std::move(p->env));
+      note(e.b, {}, e.a, std::move(frame));
       return;
     }
     case event::kind::order:
@@ -971,13 +976,12 @@ std::string world::check(bool all) {
       pending_->logs = std::move(logs);
       pending_->vo = vo;
       pending_->job = behind_->run_in_order([p = pending_.get()] {
-        for (std::size_t i = 0; i < p->changed.size(); ++i) p->changed[i].keys = p->logs[i].keys();
-        p->logs.clear();
+        sort_keys(p->changed, std::move(p->logs));
         p->report = actors::verify_changes(p->changed, p->vo);
       });
       return {};
     }
-    for (std::size_t i = 0; i < changed.size(); ++i) changed[i].keys = logs[i].keys();
+    sort_keys(changed, std::move(logs));
   }
   // The checks read many stores, some inside a scan of another (agreement):
   // have every queued transaction applied first. A scan would wait for its

@@ -131,24 +131,25 @@ std::uint64_t commit(participant_actor* self, store::write_batch writes,
     fx.messages.push_back(outbound{std::move(m.receiver), std::string(conversation),
                                    cause ? cause->header.message_id : 0, std::move(m.payload)});
   std::uint64_t seq = 0;
-  if (!fx.writes.empty() && st.ctx->commits_inline()) {
-    // Done when ctx->commit() returns, and on_durable runs inside it: reads
-    // see the writes at once, so `pending` need not keep them, and no
-    // notice is needed (reply_after looks at last_commit_ok).
-    seq = ++st.commit_seq;
-    fx.on_durable = [&st, seq](const status& s) {
-      if (!s) spdlog::error("participant: commit {} failed: {}", seq, s.to_string());
-      st.last_commit_ok = s.is_ok();
-    };
-  } else if (!fx.writes.empty()) {
+  if (!fx.writes.empty()) {
     // Only commits that wrote something the participant reads back need to
     // tell it when they are durable.
     seq = ++st.commit_seq;
-    st.pending.record(fx.writes, seq);
-    fx.on_durable = [h = caf::actor_cast<caf::actor>(self), seq](const status& s) {
-      if (!s) spdlog::error("participant: commit {} failed: {}", seq, s.to_string());
-      caf::anon_send(h, durable_atom::value, seq, s.is_ok());
-    };
+    if (st.ctx->commits_inline()) {
+      // Done when ctx->commit() returns, and on_durable runs inside it: reads
+      // see the writes at once, so `pending` need not keep them, and no
+      // notice is needed (reply_after looks at last_commit_ok).
+      fx.on_durable = [&st, seq](const status& s) {
+        if (!s) spdlog::error("participant: commit {} failed: {}", seq, s.to_string());
+        st.last_commit_ok = s.is_ok();
+      };
+    } else {
+      st.pending.record(fx.writes, seq);
+      fx.on_durable = [h = caf::actor_cast<caf::actor>(self), seq](const status& s) {
+        if (!s) spdlog::error("participant: commit {} failed: {}", seq, s.to_string());
+        caf::anon_send(h, durable_atom::value, seq, s.is_ok());
+      };
+    }
   }
   fx.writes.append(std::move(reservations));
   st.ctx->commit(std::move(fx));

@@ -152,7 +152,6 @@ key_log key_log::take() {
   key_log out;
   out.bytes_ = std::exchange(bytes_, {});
   out.entries_ = std::exchange(entries_, {});
-  out.ignored_ = ignored_;
   return out;
 }
 

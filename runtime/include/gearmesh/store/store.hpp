@@ -103,8 +103,8 @@ class key_log {
   /// Records the keys of `other` after these, as they are (what this log
   /// ignores applies to add() only).
   void append(key_log&& other);
-  /// The keys recorded so far; this log starts again empty, still ignoring
-  /// what it ignored.
+  /// The keys recorded so far (a log that ignores nothing); this log
+  /// starts again empty, still ignoring what it ignored.
   key_log take();
   bool empty() const noexcept { return entries_.empty(); }
   /// Keys recorded, repeats included.
