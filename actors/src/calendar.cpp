@@ -142,10 +142,7 @@ void capacity_calendar::apply(const placement& p, reservation_kind kind, std::in
 }
 
 status capacity_calendar::add(const std::string& id, calendar_entry e) {
-  // One walk of the map: where `id` is, or goes (ids share long prefixes).
-  const auto at = entries_.lower_bound(id);
-  if (at != entries_.end() && at->first == id)
-    return {errc::invalid_argument, "reservation " + id + " exists"};
+  if (entries_.contains(id)) return {errc::invalid_argument, "reservation " + id + " exists"};
   if (entries_.size() >= entries_max)
     return {errc::overloaded, "calendar holds too many reservations"};
   if (e.where.allocations.empty()) return {errc::invalid_argument, "empty placement"};
@@ -161,7 +158,7 @@ status capacity_calendar::add(const std::string& id, calendar_entry e) {
   }
   apply(e.where, e.kind, +1);
   if (e.kind == reservation_kind::hold) hold_deadlines_.emplace(e.deadline_us, id);
-  entries_.emplace_hint(at, id, std::move(e));
+  entries_.emplace(id, std::move(e));
   return status::ok();
 }
 
@@ -311,6 +308,7 @@ std::vector<std::string> capacity_calendar::overlapping(std::int64_t first_bucke
                       return a.bucket >= first_bucket && a.bucket <= last_bucket;
                     }))
       out.push_back(id);
+  std::sort(out.begin(), out.end());
   return out;
 }
 

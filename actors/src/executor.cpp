@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -12,6 +13,7 @@
 
 #include "caf_messages.hpp"
 #include "gearmesh/actors/records.hpp"
+#include "gearmesh/string_hash.hpp"
 #include "gearmesh/wire/codec.hpp"
 
 namespace gearmesh::actors {
@@ -24,12 +26,16 @@ using wire::production_event_kind;
 struct executor_state {
   node_context* ctx = nullptr;
   executor_config cfg;
-  /// Executions that may still change (not delivered, not cancelled).
-  std::map<std::string, execution_record, std::less<>> open;
+  /// Executions that may still change (not delivered, not cancelled), by
+  /// contract id. Unordered (a busy seller keeps thousands); what goes out
+  /// of it in a batch is sorted by id first.
+  std::unordered_map<std::string, execution_record, string_hash, std::equal_to<>> open;
   /// Next clock step of each open execution; one CAF timer for the earliest
   /// (`wake_us`), not one per contract (see buyer.cpp, schedule_wake).
   std::multimap<timestamp_us, std::string> steps;
-  std::map<std::string, std::multimap<timestamp_us, std::string>::iterator, std::less<>> armed;
+  std::unordered_map<std::string, std::multimap<timestamp_us, std::string>::iterator, string_hash,
+                     std::equal_to<>>
+      armed;
   timestamp_us wake_us = 0;
   std::uint64_t commit_seq = 0;
   /// Posted events waiting for their commit to be durable.
@@ -232,6 +238,9 @@ void on_progress(executor_actor* self, const std::string& parent_buyer,
   std::vector<execution_record> hit;
   for (const auto& [id, e] : st.open)
     if (e.buyer == parent_buyer && e.order_id == parent_order_id) hit.push_back(e);
+  std::sort(hit.begin(), hit.end(), [](const execution_record& a, const execution_record& b) {
+    return a.contract_id < b.contract_id;
+  });
   for (auto& e : hit) {
     if (!still_active(self, e)) continue;
     auto comps = components_of(st.ctx->store(), e);

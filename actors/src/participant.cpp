@@ -1393,6 +1393,7 @@ result<std::vector<std::string>> orphans(const store::environment& env,
     }
     if (!backed) out.push_back(rid);
   }
+  std::sort(out.begin(), out.end());  // released in this order
   return out;
 }
 

@@ -26,11 +26,13 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "gearmesh/actors/records.hpp"
 #include "gearmesh/clock.hpp"
 #include "gearmesh/status.hpp"
+#include "gearmesh/string_hash.hpp"
 
 namespace gearmesh::actors {
 
@@ -70,6 +72,11 @@ std::vector<reservation_record> carried_holds(const offer_record& o, timestamp_u
 
 class capacity_calendar {
  public:
+  /// Reservations by id. Not ordered: a busy resource keeps thousands of
+  /// bookings whose ids share long prefixes, and a tree compared them at
+  /// every level of every insertion. What is listed from it is sorted.
+  using entry_map = std::unordered_map<std::string, calendar_entry, string_hash, std::equal_to<>>;
+
   /// Most buckets one search examines (bounds find_earliest).
   static constexpr std::int64_t scan_buckets_max = 200'000;
   /// Most reservations one calendar keeps (holds + bookings).
@@ -116,9 +123,8 @@ class capacity_calendar {
   std::optional<timestamp_us> next_deadline() const;
 
   const calendar_entry* find(std::string_view id) const;
-  const std::map<std::string, calendar_entry, std::less<>>& entries() const noexcept {
-    return entries_;
-  }
+  /// In no particular order.
+  const entry_map& entries() const noexcept { return entries_; }
   /// Load of `bucket` (zero if untouched).
   bucket_load load(std::int64_t bucket) const;
   /// Free units of `bucket`.
@@ -166,7 +172,7 @@ class capacity_calendar {
   timestamp_us bucket_us_;
   std::int64_t capacity_;
   std::map<std::int64_t, bucket_load> buckets_;
-  std::map<std::string, calendar_entry, std::less<>> entries_;
+  entry_map entries_;
   /// The holds among entries_, by (deadline, id): expire() and
   /// next_deadline() stay O(log n) however many bookings accumulate.
   std::set<std::pair<timestamp_us, std::string>, std::less<>> hold_deadlines_;
