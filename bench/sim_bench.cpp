@@ -22,7 +22,12 @@
 // frame without any actor: encode an envelope, verify and decode it, and
 // commit one LMDB write transaction with its inbox and outbox records to an
 // unsynced store -- "floor" frames/s; each size's ratio is its frames per
-// CPU second over the floor's. With --jobs 2 the largest size also runs
+// CPU second over the floor's. The floor is measured a second time with
+// the frames spread over as many stores as the largest network has nodes,
+// each holding 600 KB (what a 1,000-node network's stores hold on average
+// at its end), in random order: where stores are cold, as in a large
+// network, the LMDB transaction alone costs several times as much, and
+// that bounds what any size can reach. With --jobs 2 the largest size also runs
 // with two seeds at once on two threads (what `gearmesh sim --seeds` does):
 // the aggregate is sweep throughput, not the speed of one run.
 //
@@ -45,6 +50,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -72,21 +78,40 @@ double thread_cpu_s() {
 }
 
 /// The per-frame floor: encode, verify + decode, one unsynced LMDB
-/// transaction with an inbox and an outbox record. Frames per CPU second.
-double floor_rate(std::size_t frames) {
+/// transaction with an inbox and an outbox record, with the frames spread
+/// over `stores` stores in a seeded random order, each store first given
+/// `preload` records of 600 bytes (not timed). One store and no preload is
+/// the floor of a small network, whose stores stay in the caches; 1,000
+/// stores of 600 KB each (what the 1,000-node network's stores hold on
+/// average at its end) is that of a large one, where each frame meets a
+/// store that is cold. Frames per CPU second, and the share of the time in
+/// the LMDB transactions.
+struct floor_figures {
+  double rate = 0;
+  double store_share = 0;
+};
+floor_figures floor_rate(std::size_t frames, std::size_t stores = 1, std::size_t preload = 0) {
   namespace fs = std::filesystem;
   const auto dir = fs::path(gearmesh::sim::scratch_root(std::uint64_t{1} << 30)) /
                    ("gearmesh-bench-sim-" + std::to_string(::getpid()));
   fs::remove_all(dir);
-  double rate = 0;
+  floor_figures f;
   {
-    gearmesh::store::options so;
-    so.path = dir.string();
-    so.sync = false;
-    auto env = gearmesh::store::environment::open(so);
-    if (!env) {
-      std::fprintf(stderr, "%s\n", env.error().to_string().c_str());
-      std::exit(1);
+    std::vector<std::unique_ptr<gearmesh::store::environment>> envs;
+    for (std::size_t k = 0; k < stores; ++k) {
+      gearmesh::store::options so;
+      so.path = (dir / std::to_string(k)).string();
+      so.sync = false;
+      auto env = gearmesh::store::environment::open(so);
+      if (!env) {
+        std::fprintf(stderr, "%s\n", env.error().to_string().c_str());
+        std::exit(1);
+      }
+      gearmesh::store::write_batch b;
+      for (std::size_t r = 0; r < preload; ++r)
+        b.put("offers", gearmesh::store::key_u64(r), std::string(600, 'x'));
+      if (preload > 0 && !(*env)->apply(b)) std::exit(1);
+      envs.push_back(std::move(*env));
     }
     gearmesh::wire::envelope e;
     e.header.sender = "oem0001";
@@ -102,9 +127,15 @@ double floor_rate(std::size_t frames) {
                                     1'796'083'201'500'000,
                                     "EUR",
                                     {}};
+    std::uint64_t x = 0x9e3779b97f4a7c15ULL;  // xorshift: the order of the stores
+    std::chrono::steady_clock::duration in_store{};
     const double start = thread_cpu_s();
     std::size_t ok = 0;
     for (std::size_t i = 0; i < frames; ++i) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      auto& env = *envs[x % stores];
       e.header.message_id = i + 1;
       auto frame = gearmesh::wire::encode(e);
       auto back = gearmesh::wire::decode(frame);
@@ -115,12 +146,16 @@ double floor_rate(std::size_t frames) {
       out.push_back('\0');
       out.append(frame.begin(), frame.end());
       b.put("outbox", gearmesh::store::key_u64(i + 1), out);
-      if ((*env)->apply(b)) ++ok;
+      const auto t0 = std::chrono::steady_clock::now();
+      if (env.apply(b)) ++ok;
+      in_store += std::chrono::steady_clock::now() - t0;
     }
-    rate = static_cast<double>(ok) / (thread_cpu_s() - start);
+    const double cpu = thread_cpu_s() - start;
+    f.rate = static_cast<double>(ok) / cpu;
+    f.store_share = std::chrono::duration<double>(in_store).count() / cpu;
   }
   fs::remove_all(dir);
-  return rate;
+  return f;
 }
 
 struct run {
@@ -177,11 +212,20 @@ int main(int argc, char** argv) {
     }
   }
   spdlog::set_level(spdlog::level::err);
-  const double floor = floor_rate(20'000);
+  const auto small = floor_rate(20'000);
+  const double floor = small.rate;
   std::printf(
       "baseline: floor of the production path per frame (encode, verify+decode, one "
-      "unsynced LMDB commit): %.0f frames per CPU second\n\n",
-      floor);
+      "unsynced LMDB commit): %.0f frames per CPU second (%.0f %% of it in LMDB)\n",
+      floor, 100 * small.store_share);
+  // The same with the frames spread over as many stores as the largest
+  // network has nodes, each holding 600 KB: the floor where stores are cold.
+  const auto most = *std::max_element(sizes.begin(), sizes.end());
+  const auto cold = floor_rate(std::max<std::size_t>(20'000, 100 * most), most, 1000);
+  std::printf(
+      "          the same over %zu stores of 600 KB in random order: %.0f frames per CPU "
+      "second (%.0f %% in LMDB), %.2f of the first\n\n",
+      most, cold.rate, 100 * cold.store_share, cold.rate / floor);
   std::printf("%d runs of each; the fastest, and the median rate\n", static_cast<int>(repeat));
   std::printf("%6s %7s %7s %9s %7s %7s %10s %10s %10s %10s %10s %7s\n", "nodes", "threads",
               "orders", "frames", "wall s", "cpu s", "frames/s", "median/s", "frames/cpu",
