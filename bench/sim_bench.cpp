@@ -2,6 +2,7 @@
 // wall time, on generated networks of growing size, in one run.
 //
 //   bench_sim [--sizes 16,100,400] [--orders-per-node 100] [--seed 1] [--jobs 2] [--repeat 3]
+//   bench_sim --floor-only STORES     (the two floors only, the second over STORES stores)
 //
 // Each size is a network from `gearmesh scenario generate` (a quarter
 // buyers, a quarter suppliers, half factories; a supplier disruption; 1 %
@@ -187,6 +188,7 @@ int main(int argc, char** argv) {
   std::uint64_t seed = 1;
   unsigned jobs = 1;
   unsigned repeat = 3;
+  std::size_t floor_only = 0;  // --floor-only: the floors over this many stores, no network
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string arg = argv[i];
     if (arg == "--sizes") {
@@ -204,10 +206,12 @@ int main(int argc, char** argv) {
       jobs = static_cast<unsigned>(std::stoul(argv[i + 1]));
     } else if (arg == "--repeat") {
       repeat = std::max(1u, static_cast<unsigned>(std::stoul(argv[i + 1])));
+    } else if (arg == "--floor-only") {
+      floor_only = std::max<std::size_t>(1, std::stoul(argv[i + 1]));
     } else {
       std::fprintf(stderr,
                    "usage: bench_sim [--sizes 16,100,400] [--orders-per-node N] [--seed S] "
-                   "[--jobs 1|2] [--repeat N]\n");
+                   "[--jobs 1|2] [--repeat N]\n       bench_sim --floor-only STORES\n");
       return 2;
     }
   }
@@ -220,12 +224,13 @@ int main(int argc, char** argv) {
       floor, 100 * small.store_share);
   // The same with the frames spread over as many stores as the largest
   // network has nodes, each holding 600 KB: the floor where stores are cold.
-  const auto most = *std::max_element(sizes.begin(), sizes.end());
+  const auto most = floor_only > 0 ? floor_only : *std::max_element(sizes.begin(), sizes.end());
   const auto cold = floor_rate(std::max<std::size_t>(20'000, 100 * most), most, 1000);
   std::printf(
       "          the same over %zu stores of 600 KB in random order: %.0f frames per CPU "
       "second (%.0f %% in LMDB), %.2f of the first\n\n",
       most, cold.rate, 100 * cold.store_share, cold.rate / floor);
+  if (floor_only > 0) return 0;
   std::printf("%d runs of each; the fastest, and the median rate\n", static_cast<int>(repeat));
   std::printf("%6s %7s %7s %9s %7s %7s %10s %10s %10s %10s %10s %7s\n", "nodes", "threads",
               "orders", "frames", "wall s", "cpu s", "frames/s", "median/s", "frames/cpu",
