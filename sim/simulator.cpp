@@ -352,6 +352,10 @@ class world {
     if (scheduled(e.what)) ++scheduled_pending_;
     queue_.push(std::move(e));
   }
+  /// Schedules an event that carries no frame (every kind but a delivery).
+  void push_at(timestamp_us at, event::kind what, std::size_t a, std::size_t b) {
+    push(event{at, 0, what, a, b, {}, {}});
+  }
   void fire(event& e);
   void note(std::size_t i, std::string what, std::size_t from = 0, wire::bytes frame = {}) {
     auto& t = nodes_[i].tail;
@@ -591,8 +595,7 @@ void world::place_order(std::size_t d, std::size_t number) {
   req.due_us = now_ + rng_.in(spec.due_after_us);
   if (number + 1 < spec.orders) {
     const auto next = now_ + std::max<timestamp_us>(rng_.in(spec.gap_us), 1);
-    if (next <= s_.start_us + s_.demand_us)
-      push(event{next, 0, event::kind::order, d, number + 1, {}, {}});
+    if (next <= s_.start_us + s_.demand_us) push_at(next, event::kind::order, d, number + 1);
   }
   if (!sn.n || !sn.is_buyer) {
     ++r_.k.orders_refused;
@@ -632,8 +635,7 @@ void world::break_down(std::size_t b) {
     length = std::max<timestamp_us>(rng_.in(s_.faults.breakdown_us), us_per_min);
     req.reason = "seeded breakdown";
     const auto next = now_ + rng_.exponential(s_.faults.breakdowns_per_day);
-    if (next <= s_.start_us + s_.demand_us)
-      push(event{next, 0, event::kind::breakdown, 0, none, {}, {}});
+    if (next <= s_.start_us + s_.demand_us) push_at(next, event::kind::breakdown, 0, none);
   }
   auto& sn = nodes_[i];
   trace("breakdown", i, b);
@@ -711,7 +713,7 @@ void world::crash(std::size_t i, std::string_view why) {
   trace("crash", i, 0);
   note(i, std::string(why));
   stop_node(sn, true);
-  push(event{now_ + rng_.in(s_.faults.restart_after_us), 0, event::kind::restart, i, 0, {}, {}});
+  push_at(now_ + rng_.in(s_.faults.restart_after_us), event::kind::restart, i, 0);
 }
 
 void world::fire(event& e) {
@@ -770,7 +772,7 @@ void world::fire(event& e) {
     case event::kind::restart: {
       if (nodes_[e.a].n) return;            // already up
       if (now_ < nodes_[e.a].down_until) {  // a disruption holds it down longer
-        push(event{nodes_[e.a].down_until, 0, event::kind::restart, e.a, 0, {}, {}});
+        push_at(nodes_[e.a].down_until, event::kind::restart, e.a, 0);
         return;
       }
       trace("restart", e.a, 0);
@@ -782,8 +784,7 @@ void world::fire(event& e) {
       }
       if (s_.faults.crashes_per_node_day > 0) {
         const auto next = now_ + rng_.exponential(s_.faults.crashes_per_node_day);
-        if (next <= s_.start_us + s_.demand_us)
-          push(event{next, 0, event::kind::crash, e.a, 0, {}, {}});
+        if (next <= s_.start_us + s_.demand_us) push_at(next, event::kind::crash, e.a, 0);
       }
       return;
     }
@@ -799,18 +800,12 @@ void world::fire(event& e) {
           trace("partition", link.first, link.second);
           note(link.first, "PARTITION from " + nodes_[link.second].spec.id);
           note(link.second, "PARTITION from " + nodes_[link.first].spec.id);
-          push(event{now_ + rng_.in(s_.faults.partition_us),
-                     0,
-                     event::kind::heal,
-                     link.first,
-                     link.second,
-                     {},
-                     {}});
+          push_at(now_ + rng_.in(s_.faults.partition_us), event::kind::heal, link.first,
+                  link.second);
         }
       }
       const auto next = now_ + rng_.exponential(s_.faults.partitions_per_day);
-      if (next <= s_.start_us + s_.demand_us)
-        push(event{next, 0, event::kind::partition, 0, 0, {}, {}});
+      if (next <= s_.start_us + s_.demand_us) push_at(next, event::kind::partition, 0, 0);
       return;
     }
     case event::kind::disrupt: {
@@ -824,7 +819,7 @@ void world::fire(event& e) {
         stop_node(sn, false);
         ++r_.disruptions;
       }
-      push(event{sn.down_until, 0, event::kind::restart, e.a, 0, {}, {}});
+      push_at(sn.down_until, event::kind::restart, e.a, 0);
       return;
     }
     case event::kind::breakdown:
@@ -1212,36 +1207,30 @@ result<sim_result> world::run() {
   const timestamp_us demand_end = s_.start_us + s_.demand_us;
   const timestamp_us hard_end = s_.start_us + s_.max_us;
   for (std::size_t d = 0; d < s_.demand.size(); ++d)
-    push(event{s_.start_us + rng_.in(s_.demand[d].gap_us), 0, event::kind::order, d, 0, {}, {}});
+    push_at(s_.start_us + rng_.in(s_.demand[d].gap_us), event::kind::order, d, 0);
   if (s_.faults.crashes_per_node_day > 0)
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
       const auto at = s_.start_us + rng_.exponential(s_.faults.crashes_per_node_day);
-      if (at <= demand_end) push(event{at, 0, event::kind::crash, i, 0, {}, {}});
+      if (at <= demand_end) push_at(at, event::kind::crash, i, 0);
     }
   for (std::size_t d = 0; d < s_.disruptions.size(); ++d)
-    push(event{s_.start_us + s_.disruptions[d].at_us,
-               0,
-               event::kind::disrupt,
-               index_.at(s_.disruptions[d].node),
-               d,
-               {},
-               {}});
+    push_at(s_.start_us + s_.disruptions[d].at_us, event::kind::disrupt,
+            index_.at(s_.disruptions[d].node), d);
   if (s_.faults.partitions_per_day > 0) {
     const auto at = s_.start_us + rng_.exponential(s_.faults.partitions_per_day);
-    if (at <= demand_end) push(event{at, 0, event::kind::partition, 0, 0, {}, {}});
+    if (at <= demand_end) push_at(at, event::kind::partition, 0, 0);
   }
   for (std::size_t b = 0; b < s_.breakdowns.size(); ++b)
-    push(event{s_.start_us + s_.breakdowns[b].at_us, 0, event::kind::breakdown, 0, b, {}, {}});
+    push_at(s_.start_us + s_.breakdowns[b].at_us, event::kind::breakdown, 0, b);
   offer_ids_.assign(s_.capacity.size(), {});
   for (std::size_t c = 0; c < s_.capacity.size(); ++c) {
-    push(event{s_.start_us + s_.capacity[c].at_us, 0, event::kind::publish, c, 0, {}, {}});
+    push_at(s_.start_us + s_.capacity[c].at_us, event::kind::publish, c, 0);
     for (std::size_t b = 0; b < s_.capacity[c].bookings.size(); ++b)
-      push(event{
-          s_.start_us + s_.capacity[c].bookings[b].at_us, 0, event::kind::book, c, b, {}, {}});
+      push_at(s_.start_us + s_.capacity[c].bookings[b].at_us, event::kind::book, c, b);
   }
   if (s_.faults.breakdowns_per_day > 0) {
     const auto at = s_.start_us + rng_.exponential(s_.faults.breakdowns_per_day);
-    if (at <= demand_end) push(event{at, 0, event::kind::breakdown, 0, none, {}, {}});
+    if (at <= demand_end) push_at(at, event::kind::breakdown, 0, none);
   }
 
   timestamp_us next_check = s_.start_us + o_.check_every_us;

@@ -324,7 +324,7 @@ struct environment::impl {
 
   void cache(std::string name, MDB_dbi dbi) const {
     std::unique_lock lk(cache_mutex);
-    if (auto it = missing.find(name); it != missing.end()) missing.erase(it);
+    missing.erase(name);
     dbis.emplace(std::move(name), dbi);
   }
 
